@@ -1,0 +1,30 @@
+"""Base62 with the alphabet ``0-9A-Za-z`` (ASCII order, so fixed-width strings sort like their numbers)."""
+
+from __future__ import annotations
+
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_INDEX = {c: i for i, c in enumerate(ALPHABET)}
+CHARSET = frozenset(ALPHABET)
+
+
+def encode(number: int, width: int = 0) -> str:
+    """Encode a non-negative integer, left-padded with ``0`` to ``width`` characters."""
+    if number < 0:
+        raise ValueError("base62 encodes non-negative integers only")
+    digits: list[str] = []
+    while number:
+        number, rest = divmod(number, 62)
+        digits.append(ALPHABET[rest])
+    text = "".join(reversed(digits)) or "0"
+    return text.rjust(width, "0")
+
+
+def decode(text: str) -> int:
+    """Decode base62 text; raises ``ValueError`` on a character outside the alphabet."""
+    number = 0
+    for char in text:
+        try:
+            number = number * 62 + _INDEX[char]
+        except KeyError:
+            raise ValueError(f"not a base62 character: {char!r}") from None
+    return number

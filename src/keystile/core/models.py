@@ -1,0 +1,162 @@
+"""The records Keystile keeps (SPEC K1, K4, K5, V3, A1). Times are integer milliseconds since the epoch.
+
+Records are immutable values: a change is a new record written through a storage transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+RefillInterval = Literal["daily", "monthly"]
+ROOT_API_ID = "api_root"
+"""The reserved internal API that holds root keys (SPEC K6); it is never listed or shown as an API."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A named limit: ``limit`` requests of cost 1 per ``duration_ms`` (SPEC L1)."""
+
+    name: str
+    limit: int
+    duration_ms: int
+    auto_apply: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Refill:
+    """Credits refilled to ``amount`` every day, or every month on ``day`` (1-31, clamped to the month)."""
+
+    amount: int
+    interval: RefillInterval
+    day: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Credits:
+    """A balance of its own that keys point to (SPEC K5): a key's, an identity's, or a rerolled pair's."""
+
+    id: str
+    remaining: int
+    refill: Refill | None = None
+    refilled_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Api:
+    """A keyspace (SPEC K1)."""
+
+    id: str
+    name: str
+    prefix: str
+    created_at: int
+    updated_at: int
+    default_ratelimits: tuple[RateLimit, ...] = ()
+    max_key_age_days: int | None = None
+    recoverable: bool = False
+    ip_allowlist: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """A key record (SPEC K4). Holds the SHA-256 ``digest`` of the key, never the key."""
+
+    id: str
+    api_id: str
+    digest: bytes
+    start: str
+    created_at: int
+    updated_at: int
+    name: str | None = None
+    owner_id: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    permissions: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+    expires_at: int | None = None
+    enabled: bool = True
+    revoked_at: int | None = None
+    last_used_at: int | None = None
+    credits: Credits | None = None
+    ratelimits: tuple[RateLimit, ...] = ()
+    ip_allowlist: tuple[str, ...] = ()
+    rotated_from: str | None = None
+    rotated_to: str | None = None
+
+    def is_expired(self, at_ms: int) -> bool:
+        return self.expires_at is not None and at_ms >= self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    """A named permission set of one API (SPEC V3)."""
+
+    api_id: str
+    name: str
+    permissions: tuple[str, ...]
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeyBundle:
+    """What verification needs on a cache miss: the key, its API and the permissions of its API's roles."""
+
+    key: Key
+    api: Api
+    role_permissions: dict[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One management action (SPEC A1); ``seq`` is given by storage, in commit order."""
+
+    id: str
+    ts: int
+    actor: str
+    action: str
+    target: str
+    ip: str | None = None
+    user_agent: str | None = None
+    changes: dict[str, Any] = field(default_factory=dict)
+    seq: int | None = None
+
+    def canonical(self) -> bytes:
+        """The one canonical serialisation of an entry, which A2's hash chain will cover.
+
+        UTF-8 JSON with sorted keys and no whitespace; times stay integers, so no formatting choice can change
+        the bytes.
+        """
+        body = {
+            "seq": self.seq,
+            "id": self.id,
+            "ts": self.ts,
+            "actor": self.actor,
+            "action": self.action,
+            "target": self.target,
+            "ip": self.ip,
+            "user_agent": self.user_agent,
+            "changes": self.changes,
+        }
+        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyFilter:
+    """Filters of a key listing (SPEC R1)."""
+
+    owner_id: str | None = None
+    enabled: bool | None = None
+    expired: bool | None = None
+    revoked: bool | None = None
+    created_before: int | None = None
+    search: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    actor: str | None = None
+    action: str | None = None
+    target: str | None = None
+    since: int | None = None
+    until: int | None = None

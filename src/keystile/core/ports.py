@@ -1,0 +1,131 @@
+"""The ports the core and the services need from the outside world: storage and change notification.
+
+Every storage backend implements :class:`Storage` (async for every backend, so that a network database is
+awaited and never blocks the event loop). Writes happen inside :meth:`Storage.transaction`, whose
+:class:`Transaction` sees its own writes and commits them, audit entries included, all at once or not at all.
+Backends translate their drivers' errors into :class:`keystile.errors.StorageError` and
+:class:`keystile.errors.Conflict`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from keystile.core.models import Api, AuditEntry, AuditFilter, Key, KeyBundle, KeyFilter, Role
+
+
+class Transaction(Protocol):
+    """One atomic unit of writes. Methods raise ``Conflict`` on a uniqueness clash."""
+
+    async def get_api(self, api_id: str) -> Api | None: ...
+    async def insert_api(self, api: Api) -> None: ...
+    async def update_api(self, api: Api) -> None: ...
+    async def delete_api(self, api_id: str) -> list[bytes]:
+        """Delete an API with its keys and roles; returns the digests of the keys that went with it."""
+        ...
+
+    async def get_key(self, key_id: str) -> Key | None:
+        """The key, locked against concurrent writers until the transaction ends."""
+        ...
+
+    async def insert_keys(self, keys: Sequence[Key]) -> None:
+        """Insert keys (with their credits and rate limits); a duplicate digest raises ``Conflict`` whose
+        ``extra["index"]`` is the position of the first clashing key in ``keys``."""
+        ...
+
+    async def update_key(self, key: Key) -> None:
+        """Replace every mutable field of a key (credits and rate limits included) with ``key``'s."""
+        ...
+
+    async def delete_key(self, key_id: str) -> bool: ...
+    async def get_role(self, api_id: str, name: str) -> Role | None: ...
+    async def put_role(self, role: Role) -> None: ...
+    async def delete_role(self, api_id: str, name: str) -> list[bytes]:
+        """Delete a role and take it off every key that lists it; returns those keys' digests."""
+        ...
+
+    async def append_audit(self, entry: AuditEntry) -> AuditEntry:
+        """Append an entry; returns it with its ``seq``."""
+        ...
+
+
+class Storage(Protocol):
+    """Where Keystile keeps its records (SPEC X2)."""
+
+    async def migrate(self) -> list[int]:
+        """Create or upgrade the schema; returns the versions applied now (empty when up to date)."""
+        ...
+
+    async def pending_migrations(self) -> list[int]: ...
+    async def ping(self) -> None:
+        """Raise ``StorageError`` unless the database answers."""
+        ...
+
+    async def close(self) -> None: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
+
+    async def load_for_verify(self, digest: bytes) -> KeyBundle | None:
+        """Everything verification needs about the key with this digest, in as few round trips as possible."""
+        ...
+
+    async def get_api(self, api_id: str) -> Api | None: ...
+    async def list_apis(self, *, after: str | None, limit: int, only: frozenset[str] | None) -> list[Api]:
+        """APIs newest first, after the cursor id ``after``; ``only`` restricts to those ids."""
+        ...
+
+    async def get_key(self, key_id: str) -> Key | None: ...
+    async def list_keys(
+        self, api_id: str, where: KeyFilter, *, at_ms: int, after: str | None, limit: int
+    ) -> list[Key]:
+        """Keys of an API newest first; ``at_ms`` is "now" for the ``expired`` filter."""
+        ...
+
+    async def list_roles(self, api_id: str) -> list[Role]: ...
+    async def count_keys(self, api_id: str) -> int: ...
+    async def list_audit(self, where: AuditFilter, *, before: int | None, limit: int) -> list[AuditEntry]:
+        """Audit entries newest first, with ``seq`` below the cursor ``before``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """Something that cached verification state depends on has changed.
+
+    ``kind`` ``"key"``: ``ref`` is the hex digest of one key. ``kind`` ``"api"``: ``ref`` is an API id and every
+    cached key of that API is dropped (its allowlist or roles changed).
+    """
+
+    kind: Literal["key", "api"]
+    ref: str
+
+
+ChangeListener = Callable[[Sequence[Change]], None]
+
+
+class ChangeBus(Protocol):
+    """Carries changes to every verification cache: in this process now; across processes in later steps."""
+
+    async def publish(self, changes: Sequence[Change]) -> None: ...
+    def subscribe(self, listener: ChangeListener) -> None: ...
+    async def close(self) -> None: ...
+
+
+class LocalChangeBus:
+    """Delivers changes to the listeners of this process only (the default without Redis or PostgreSQL)."""
+
+    def __init__(self) -> None:
+        self._listeners: list[ChangeListener] = []
+
+    async def publish(self, changes: Sequence[Change]) -> None:
+        for listener in self._listeners:
+            listener(changes)
+
+    def subscribe(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    async def close(self) -> None:
+        self._listeners.clear()

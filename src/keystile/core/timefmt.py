@@ -1,0 +1,29 @@
+"""RFC 3339 UTC strings at the edges, integer milliseconds everywhere inside."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def to_rfc3339(ms: int | None) -> str | None:
+    """``1800000000123`` -> ``"2027-01-15T08:00:00.123Z"``; ``None`` stays ``None``."""
+    if ms is None:
+        return None
+    moment = _EPOCH + ms * _MS
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def from_rfc3339(text: str) -> int:
+    """Parse an RFC 3339 timestamp with an offset (``Z`` or ``+hh:mm``) into milliseconds.
+
+    Raises ``ValueError`` for anything else, including a time without an offset (it would be ambiguous).
+    """
+    if "T" not in text.upper():
+        raise ValueError("expected a date and a time, such as 2030-01-01T00:00:00Z")
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError("the time needs an offset, such as Z")
+    return (moment - _EPOCH) // _MS

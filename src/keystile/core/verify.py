@@ -1,0 +1,299 @@
+"""Verification (SPEC V1, V2, V6): is this key good for this request, and what do we know about it?
+
+A verification hashes the key and looks the digest up in an in-process LRU cache of compiled entries; only a
+miss or an entry older than the TTL reaches storage. A key that storage does not know is remembered briefly in a
+second, smaller cache, so that a flood of random keys can neither reach the database nor evict real keys.
+Writes invalidate entries through :meth:`Verifier.apply_changes` (wired to the change bus).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from keystile.core import keys as keyformat
+from keystile.core.clock import Clock
+from keystile.core.models import ROOT_API_ID, Key, KeyBundle
+from keystile.core.netaddr import Network, allowed, compile_allowlist, parse_ip
+from keystile.core.permissions import Grants, evaluate, parse_query
+from keystile.core.ports import Change, Storage
+from keystile.errors import InvalidInput, StorageError
+
+log = logging.getLogger("keystile.verify")
+
+_sha256 = hashlib.sha256
+_MEMO_LIMIT = 64
+
+
+class Code:
+    """Verification codes in the order they are checked (SPEC V2)."""
+
+    NOT_FOUND = "NOT_FOUND"
+    REVOKED = "REVOKED"
+    DISABLED = "DISABLED"
+    EXPIRED = "EXPIRED"
+    FORBIDDEN = "FORBIDDEN"
+    INSUFFICIENT_PERMISSIONS = "INSUFFICIENT_PERMISSIONS"
+    RATE_LIMITED = "RATE_LIMITED"
+    USAGE_EXCEEDED = "USAGE_EXCEEDED"
+    VALID = "VALID"
+
+
+ALL_CODES = (
+    Code.NOT_FOUND,
+    Code.REVOKED,
+    Code.DISABLED,
+    Code.EXPIRED,
+    Code.FORBIDDEN,
+    Code.INSUFFICIENT_PERMISSIONS,
+    Code.RATE_LIMITED,
+    Code.USAGE_EXCEEDED,
+    Code.VALID,
+)
+
+
+class CachedKey:
+    """A key compiled for fast checks: allowlists as integer masks, roles expanded into one grant set."""
+
+    __slots__ = (
+        "api_id",
+        "api_networks",
+        "enabled",
+        "expires_at",
+        "fresh_until",
+        "grants",
+        "key",
+        "key_networks",
+        "memo",
+        "revoked",
+        "role_names",
+        "wire",
+    )
+
+    def __init__(self, bundle: KeyBundle, fresh_until: float) -> None:
+        key = bundle.key
+        self.key: Key = key
+        self.api_id = key.api_id
+        self.revoked = key.revoked_at is not None
+        self.enabled = key.enabled
+        self.expires_at = key.expires_at
+        self.key_networks: tuple[Network, ...] | None = compile_allowlist(key.ip_allowlist) or None
+        self.api_networks: tuple[Network, ...] | None = compile_allowlist(bundle.api.ip_allowlist) or None
+        role_names = [name for name in key.roles if name in bundle.role_permissions]
+        granted = list(key.permissions)
+        for name in role_names:
+            granted.extend(bundle.role_permissions[name])
+        self.role_names = tuple(role_names)
+        self.grants = Grants(granted)
+        self.memo: dict[str, bool] = {}
+        self.fresh_until = fresh_until
+        # Free for the edge to keep its encoding of the static part of an answer (built once per entry).
+        self.wire: Any = None
+
+    def permitted(self, query: str) -> bool:
+        """Whether the key's grants satisfy a (valid) permission query; memoised per query string."""
+        result = self.memo.get(query)
+        if result is None:
+            if len(self.memo) >= _MEMO_LIMIT:
+                self.memo.clear()
+            result = self.memo[query] = evaluate(parse_query(query), self.grants)
+        return result
+
+
+class VerifyResult:
+    """The outcome of one verification; ``entry`` is ``None`` for ``NOT_FOUND`` (nothing is revealed)."""
+
+    __slots__ = ("code", "entry")
+
+    def __init__(self, code: str, entry: CachedKey | None) -> None:
+        self.code = code
+        self.entry = entry
+
+    @property
+    def valid(self) -> bool:
+        return self.code == Code.VALID
+
+    def __repr__(self) -> str:
+        return f"VerifyResult({self.code}, key_id={self.entry.key.id if self.entry else None})"
+
+
+NOT_FOUND = VerifyResult(Code.NOT_FOUND, None)
+
+
+class Verifier:
+    """Verifies keys against storage through a bounded, TTL-limited in-process cache."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        clock: Clock,
+        *,
+        ttl_s: float = 5.0,
+        size: int = 100_000,
+        negative_ttl_s: float = 1.0,
+        negative_size: int = 10_000,
+    ) -> None:
+        self._storage = storage
+        self._clock = clock
+        self._ttl = ttl_s
+        self._size = size
+        self._negative_ttl = negative_ttl_s
+        self._negative_size = negative_size
+        self._cache: OrderedDict[bytes, CachedKey] = OrderedDict()
+        self._unknown: OrderedDict[bytes, float] = OrderedDict()
+        self.stats = {"hits": 0, "misses": 0, "negative_hits": 0, "stale_served": 0}
+
+    # -- the hot path ---------------------------------------------------------------------------------------
+
+    def verify_cached(
+        self,
+        key: str,
+        *,
+        api_id: str | None = None,
+        permissions: str | None = None,
+        ip: str | None = None,
+        apis: frozenset[str] | None = None,
+    ) -> VerifyResult | None:
+        """Verify from the cache alone; ``None`` when storage must be asked (then call :meth:`verify`).
+
+        ``apis``, when given, is the set of API ids the caller may verify keys of (a scoped root key); keys of
+        other APIs answer ``NOT_FOUND``. Raises :class:`InvalidInput` for a bad ``ip`` or permission query.
+        """
+        address = self._address(ip) if ip is not None else None
+        if permissions is not None:
+            parse_query(permissions)
+        digest = _sha256(key.encode()).digest()
+        entry = self._cache.get(digest)
+        if entry is not None and entry.fresh_until > self._clock.monotonic():
+            self.stats["hits"] += 1
+            self._cache.move_to_end(digest)
+            return self._check(entry, api_id, apis, permissions, address, ip)
+        until = self._unknown.get(digest)
+        if until is not None and until > self._clock.monotonic():
+            self.stats["negative_hits"] += 1
+            return NOT_FOUND
+        return None
+
+    async def verify(
+        self,
+        key: str,
+        *,
+        api_id: str | None = None,
+        permissions: str | None = None,
+        ip: str | None = None,
+        apis: frozenset[str] | None = None,
+    ) -> VerifyResult:
+        """Verify a key (SPEC V2 order). Raises :class:`InvalidInput` for a bad ``ip`` or query, and
+        :class:`StorageError` when a key is not cached and storage cannot be reached."""
+        result = self.verify_cached(key, api_id=api_id, permissions=permissions, ip=ip, apis=apis)
+        if result is not None:
+            return result
+        entry = await self._load(key)
+        if entry is None:
+            return NOT_FOUND
+        address = self._address(ip) if ip is not None else None
+        return self._check(entry, api_id, apis, permissions, address, ip)
+
+    def _check(
+        self,
+        entry: CachedKey,
+        api_id: str | None,
+        apis: frozenset[str] | None,
+        permissions: str | None,
+        address: tuple[int, int] | None,
+        ip: str | None,
+    ) -> VerifyResult:
+        owner = entry.api_id
+        if api_id is not None:
+            if owner != api_id:
+                return NOT_FOUND
+        elif owner == ROOT_API_ID:
+            return NOT_FOUND  # root keys answer only where asked for by name
+        if apis is not None and owner not in apis:
+            # NOT_FOUND, not a permission error: that would tell a caller that a key exists in another API.
+            return NOT_FOUND
+        if entry.revoked:
+            return VerifyResult(Code.REVOKED, entry)
+        if not entry.enabled:
+            return VerifyResult(Code.DISABLED, entry)
+        if entry.expires_at is not None and self._clock.now() * 1000 >= entry.expires_at:
+            return VerifyResult(Code.EXPIRED, entry)
+        if entry.key_networks is not None or entry.api_networks is not None:
+            if address is None:
+                return VerifyResult(Code.FORBIDDEN, entry)
+            if entry.key_networks is not None and not allowed(entry.key_networks, address):
+                return VerifyResult(Code.FORBIDDEN, entry)
+            if entry.api_networks is not None and not allowed(entry.api_networks, address):
+                return VerifyResult(Code.FORBIDDEN, entry)
+        if permissions is not None and not entry.permitted(permissions):
+            return VerifyResult(Code.INSUFFICIENT_PERMISSIONS, entry)
+        return VerifyResult(Code.VALID, entry)
+
+    @staticmethod
+    def _address(ip: str) -> tuple[int, int]:
+        address = parse_ip(ip)
+        if address is None:
+            raise InvalidInput(f"{ip[:64]!r} is not an IP address", code="invalid_ip", field="/ip")
+        return address
+
+    # -- misses -----------------------------------------------------------------------------------------------
+
+    async def _load(self, key: str) -> CachedKey | None:
+        if len(key) > keyformat.MAX_KEY_LENGTH:
+            return None
+        parsed = keyformat.parse(key)
+        if parsed is not None and not keyformat.has_valid_checksum(parsed):
+            return None  # a typo or a made-up key: no storage call
+        digest = _sha256(key.encode()).digest()
+        stale = self._cache.get(digest)
+        self.stats["misses"] += 1
+        try:
+            bundle = await self._storage.load_for_verify(digest)
+        except StorageError:
+            if stale is None:
+                raise
+            # Serving a stale entry beats failing every request while the database is away; counted and logged.
+            self.stats["stale_served"] += 1
+            log.warning("storage unreachable; serving a cached key past its TTL", extra={"key_id": stale.key.id})
+            return stale
+        if bundle is None:
+            self._cache.pop(digest, None)
+            self._remember_unknown(digest)
+            return None
+        entry = CachedKey(bundle, self._clock.monotonic() + self._ttl)
+        self._cache[digest] = entry
+        self._cache.move_to_end(digest)
+        if len(self._cache) > self._size:
+            self._cache.popitem(last=False)
+        self._unknown.pop(digest, None)
+        return entry
+
+    def _remember_unknown(self, digest: bytes) -> None:
+        self._unknown[digest] = self._clock.monotonic() + self._negative_ttl
+        self._unknown.move_to_end(digest)
+        if len(self._unknown) > self._negative_size:
+            self._unknown.popitem(last=False)
+
+    # -- invalidation ---------------------------------------------------------------------------------------
+
+    def apply_changes(self, changes: Sequence[Change]) -> None:
+        """Drop what ``changes`` make stale (a change-bus listener)."""
+        for change in changes:
+            if change.kind == "key":
+                digest = bytes.fromhex(change.ref)
+                self._cache.pop(digest, None)
+                self._unknown.pop(digest, None)
+            else:
+                for digest in [d for d, entry in self._cache.items() if entry.api_id == change.ref]:
+                    del self._cache[digest]
+
+    def clear(self) -> None:
+        """Forget everything cached."""
+        self._cache.clear()
+        self._unknown.clear()
+
+    def __len__(self) -> int:
+        return len(self._cache)

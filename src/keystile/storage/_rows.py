@@ -1,0 +1,131 @@
+"""Conversions between database rows and core records, shared by every SQL dialect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from keystile.core.models import Api, AuditEntry, Credits, Key, RateLimit, Refill, Role
+from keystile.storage._driver import Row
+
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.decode
+
+
+def dump(value: Any) -> str:
+    """JSON text for a JSON column (text on SQLite, jsonb on PostgreSQL)."""
+    return _json_encode(value).decode()
+
+
+def load(value: Any) -> Any:
+    """A JSON column's value (asyncpg hands jsonb over as text, as sqlite3 does)."""
+    return _json_decode(value) if isinstance(value, str | bytes) else value
+
+
+def ratelimits_to_json(limits: tuple[RateLimit, ...]) -> str:
+    return dump([[rl.name, rl.limit, rl.duration_ms, rl.auto_apply] for rl in limits])
+
+
+def ratelimits_from_json(value: Any) -> tuple[RateLimit, ...]:
+    return tuple(RateLimit(name, limit, duration, bool(auto)) for name, limit, duration, auto in load(value))
+
+
+def api_from_row(row: Row, p: str = "") -> Api:
+    """An API from a row whose API columns carry the name prefix ``p`` (``a_`` when joined to keys)."""
+    return Api(
+        id=row[p + "id"],
+        name=row[p + "name"],
+        prefix=row[p + "prefix"],
+        created_at=row[p + "created_at"],
+        updated_at=row[p + "updated_at"],
+        default_ratelimits=ratelimits_from_json(row[p + "default_ratelimits"]),
+        max_key_age_days=row[p + "max_key_age_days"],
+        recoverable=bool(row[p + "recoverable"]),
+        ip_allowlist=tuple(load(row[p + "ip_allowlist"])),
+    )
+
+
+def api_params(api: Api) -> tuple[Any, ...]:
+    """Parameters in the order of :data:`API_COLUMNS`."""
+    return (
+        api.id,
+        api.name,
+        api.prefix,
+        api.created_at,
+        api.updated_at,
+        ratelimits_to_json(api.default_ratelimits),
+        api.max_key_age_days,
+        api.recoverable,
+        dump(list(api.ip_allowlist)),
+    )
+
+
+API_COLUMNS = (
+    "id, name, prefix, created_at, updated_at, default_ratelimits, max_key_age_days, recoverable, ip_allowlist"
+)
+
+# Key columns, then its credits (c_*) and its rate limits as one JSON array (rl); FROM keys k, credits c.
+KEY_COLUMNS = """k.id, k.api_id, k.digest, k.start, k.name, k.owner_id, k.meta, k.permissions, k.roles,
+       k.created_at, k.updated_at, k.expires_at, k.enabled, k.revoked_at, k.last_used_at, k.ip_allowlist,
+       k.rotated_from, k.rotated_to, k.credit_id,
+       c.remaining AS c_remaining, c.refill_amount AS c_refill_amount, c.refill_interval AS c_refill_interval,
+       c.refill_day AS c_refill_day, c.refilled_at AS c_refilled_at"""
+
+
+def credits_from_row(row: Row) -> Credits | None:
+    if row["credit_id"] is None:
+        return None
+    refill = None
+    if row["c_refill_interval"] is not None:
+        refill = Refill(row["c_refill_amount"], row["c_refill_interval"], row["c_refill_day"])
+    return Credits(row["credit_id"], row["c_remaining"], refill, row["c_refilled_at"])
+
+
+def key_from_row(row: Row) -> Key:
+    return Key(
+        id=row["id"],
+        api_id=row["api_id"],
+        digest=bytes(row["digest"]),
+        start=row["start"],
+        name=row["name"],
+        owner_id=row["owner_id"],
+        meta=load(row["meta"]),
+        permissions=tuple(load(row["permissions"])),
+        roles=tuple(load(row["roles"])),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        expires_at=row["expires_at"],
+        enabled=bool(row["enabled"]),
+        revoked_at=row["revoked_at"],
+        last_used_at=row["last_used_at"],
+        credits=credits_from_row(row),
+        ratelimits=ratelimits_from_json(row["rl"]),
+        ip_allowlist=tuple(load(row["ip_allowlist"])),
+        rotated_from=row["rotated_from"],
+        rotated_to=row["rotated_to"],
+    )
+
+
+def role_from_row(row: Row) -> Role:
+    return Role(
+        api_id=row["api_id"],
+        name=row["name"],
+        permissions=tuple(load(row["permissions"])),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def audit_from_row(row: Row) -> AuditEntry:
+    return AuditEntry(
+        id=row["id"],
+        ts=row["ts"],
+        actor=row["actor"],
+        action=row["action"],
+        target=row["target"],
+        ip=row["ip"],
+        user_agent=row["user_agent"],
+        changes=load(row["changes"]),
+        seq=row["seq"],
+    )

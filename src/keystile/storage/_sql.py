@@ -1,0 +1,419 @@
+"""The storage of SPEC X2 written once in SQL, over any :class:`~keystile.storage._driver.Driver`.
+
+The two dialects differ only in their DDL (migrations) and in the JSON aggregates below; everything else is
+shared, so one contract suite covers both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from keystile.core.clock import Clock, now_ms
+from keystile.core.ids import new_id
+from keystile.core.models import Api, AuditEntry, AuditFilter, Key, KeyBundle, KeyFilter, Role
+from keystile.errors import Conflict
+from keystile.storage import _migrate
+from keystile.storage._driver import Dialect, Driver, Executor
+from keystile.storage._rows import (
+    API_COLUMNS,
+    KEY_COLUMNS,
+    api_from_row,
+    api_params,
+    audit_from_row,
+    dump,
+    key_from_row,
+    load,
+    role_from_row,
+)
+
+_CHUNK = 500
+
+# Rate limits of a key as [[name, limit, duration_ms, auto_apply], ...], and an API's roles as {name: [perms]}.
+_AGGREGATES: dict[Dialect, tuple[str, str]] = {
+    "sqlite": (
+        """(SELECT json_group_array(json_array(r.name, r."limit", r.duration_ms, r.auto_apply))
+              FROM ratelimits r WHERE r.key_id = k.id)""",
+        """(SELECT json_group_object(ro.name, json(ro.permissions)) FROM roles ro WHERE ro.api_id = k.api_id)""",
+    ),
+    "postgresql": (
+        """(SELECT coalesce(json_agg(json_build_array(r.name, r."limit", r.duration_ms, r.auto_apply)), '[]')
+              FROM ratelimits r WHERE r.key_id = k.id)""",
+        """(SELECT coalesce(json_object_agg(ro.name, ro.permissions), '{}') FROM roles ro
+             WHERE ro.api_id = k.api_id)""",
+    ),
+}
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class _Queries:
+    """SQL text specialised for one dialect, built once."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        ratelimits, roles = _AGGREGATES[dialect]
+        self.key_select = (
+            f"SELECT {KEY_COLUMNS}, {ratelimits} AS rl FROM keys k LEFT JOIN credits c ON c.id = k.credit_id"
+        )
+        api_cols = ", ".join(f"a.{col.strip()} AS a_{col.strip()}" for col in API_COLUMNS.split(","))
+        self.verify_select = (
+            f"SELECT {KEY_COLUMNS}, {ratelimits} AS rl, {roles} AS role_perms, {api_cols}"
+            " FROM keys k LEFT JOIN credits c ON c.id = k.credit_id JOIN apis a ON a.id = k.api_id"
+            " WHERE k.digest = $1"
+        )
+        self.for_update = " FOR UPDATE OF k" if dialect == "postgresql" else ""
+
+    def any_of(self, column: str, values: Sequence[Any], first: int) -> tuple[str, list[Any]]:
+        """``column`` equal to one of ``values``, as SQL starting at placeholder ``$first``, and its args."""
+        if self.dialect == "postgresql":
+            return f"{column} = ANY(${first})", [list(values)]
+        marks = ", ".join(f"${first + i}" for i in range(len(values)))
+        return f"{column} IN ({marks})", list(values)
+
+
+class SqlTransaction:
+    """:class:`keystile.core.ports.Transaction` over a driver's transaction."""
+
+    def __init__(self, tx: Executor, queries: _Queries) -> None:
+        self._tx = tx
+        self._q = queries
+
+    async def get_api(self, api_id: str) -> Api | None:
+        row = await self._tx.fetchone(f"SELECT {API_COLUMNS} FROM apis WHERE id = $1", api_id)
+        return api_from_row(row) if row is not None else None
+
+    async def insert_api(self, api: Api) -> None:
+        await self._tx.execute(
+            f"INSERT INTO apis ({API_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", *api_params(api)
+        )
+
+    async def update_api(self, api: Api) -> None:
+        await self._tx.execute(
+            """UPDATE apis SET name = $2, prefix = $3, created_at = $4, updated_at = $5, default_ratelimits = $6,
+                      max_key_age_days = $7, recoverable = $8, ip_allowlist = $9 WHERE id = $1""",
+            *api_params(api),
+        )
+
+    async def delete_api(self, api_id: str) -> list[bytes]:
+        rows = await self._tx.fetchall("SELECT digest, credit_id FROM keys WHERE api_id = $1", api_id)
+        await self._tx.execute("DELETE FROM apis WHERE id = $1", api_id)
+        await self._drop_orphan_credits([row["credit_id"] for row in rows if row["credit_id"] is not None])
+        return [bytes(row["digest"]) for row in rows]
+
+    async def get_key(self, key_id: str) -> Key | None:
+        row = await self._tx.fetchone(f"{self._q.key_select} WHERE k.id = $1{self._q.for_update}", key_id)
+        return key_from_row(row) if row is not None else None
+
+    async def insert_keys(self, keys: Sequence[Key]) -> None:
+        await self._refuse_duplicates(keys)
+        credits = [key.credits for key in keys if key.credits is not None]
+        if credits:
+            await self._tx.executemany(
+                """INSERT INTO credits (id, remaining, refill_amount, refill_interval, refill_day, refilled_at,
+                                        updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+                [
+                    _credit_params(credit, key.updated_at)
+                    for key in keys
+                    if (credit := key.credits) is not None
+                ],
+            )
+        await self._tx.executemany(
+            """INSERT INTO keys (id, api_id, digest, start, name, owner_id, meta, permissions, roles, created_at,
+                                 updated_at, expires_at, enabled, revoked_at, last_used_at, credit_id, ip_allowlist,
+                                 rotated_from, rotated_to)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)""",
+            [
+                (
+                    key.id, key.api_id, key.digest, key.start, key.name, key.owner_id, dump(key.meta),
+                    dump(list(key.permissions)), dump(list(key.roles)), key.created_at, key.updated_at,
+                    key.expires_at, key.enabled, key.revoked_at, key.last_used_at,
+                    key.credits.id if key.credits else None, dump(list(key.ip_allowlist)), key.rotated_from,
+                    key.rotated_to,
+                )
+                for key in keys
+            ],
+        )  # fmt: skip
+        await self._insert_ratelimits(keys)
+
+    async def _refuse_duplicates(self, keys: Sequence[Key]) -> None:
+        seen: dict[bytes, int] = {}
+        for index, key in enumerate(keys):
+            if key.digest in seen:
+                raise Conflict("the same key appears twice in the request", code="duplicate_key", index=index)
+            seen[key.digest] = index
+        digests = list(seen)
+        for start in range(0, len(digests), _CHUNK):
+            where, args = self._q.any_of("digest", digests[start : start + _CHUNK], 1)
+            rows = await self._tx.fetchall(f"SELECT digest FROM keys WHERE {where}", *args)
+            if rows:
+                index = min(seen[bytes(row["digest"])] for row in rows)
+                raise Conflict("this key already exists", code="duplicate_key", index=index)
+
+    async def _insert_ratelimits(self, keys: Iterable[Key]) -> None:
+        rows = [
+            (new_id("rl", key.updated_at), key.id, rl.name, rl.limit, rl.duration_ms, rl.auto_apply)
+            for key in keys
+            for rl in key.ratelimits
+        ]
+        if rows:
+            await self._tx.executemany(
+                """INSERT INTO ratelimits (id, key_id, name, "limit", duration_ms, auto_apply)
+                   VALUES ($1, $2, $3, $4, $5, $6)""",
+                rows,
+            )
+
+    async def update_key(self, key: Key) -> None:
+        row = await self._tx.fetchone("SELECT credit_id FROM keys WHERE id = $1", key.id)
+        old_credit = row["credit_id"] if row is not None else None
+        new_credit = key.credits.id if key.credits is not None else None
+        if key.credits is not None:
+            if old_credit == new_credit:
+                await self._tx.execute(
+                    """UPDATE credits SET remaining = $2, refill_amount = $3, refill_interval = $4,
+                              refill_day = $5, refilled_at = $6, updated_at = $7 WHERE id = $1""",
+                    *_credit_params(key.credits, key.updated_at),
+                )
+            else:
+                await self._tx.execute(
+                    """INSERT INTO credits (id, remaining, refill_amount, refill_interval, refill_day,
+                                            refilled_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+                    *_credit_params(key.credits, key.updated_at),
+                )
+        await self._tx.execute(
+            """UPDATE keys SET name = $2, owner_id = $3, meta = $4, permissions = $5, roles = $6, updated_at = $7,
+                      expires_at = $8, enabled = $9, revoked_at = $10, last_used_at = $11, credit_id = $12,
+                      ip_allowlist = $13, rotated_from = $14, rotated_to = $15 WHERE id = $1""",
+            key.id, key.name, key.owner_id, dump(key.meta), dump(list(key.permissions)), dump(list(key.roles)),
+            key.updated_at, key.expires_at, key.enabled, key.revoked_at, key.last_used_at, new_credit,
+            dump(list(key.ip_allowlist)), key.rotated_from, key.rotated_to,
+        )  # fmt: skip
+        if old_credit is not None and old_credit != new_credit:
+            await self._drop_orphan_credits([old_credit])
+        await self._tx.execute("DELETE FROM ratelimits WHERE key_id = $1", key.id)
+        await self._insert_ratelimits([key])
+
+    async def delete_key(self, key_id: str) -> bool:
+        row = await self._tx.fetchone("SELECT credit_id FROM keys WHERE id = $1", key_id)
+        if row is None:
+            return False
+        await self._tx.execute("DELETE FROM keys WHERE id = $1", key_id)
+        if row["credit_id"] is not None:
+            await self._drop_orphan_credits([row["credit_id"]])
+        return True
+
+    async def _drop_orphan_credits(self, credit_ids: Sequence[str]) -> None:
+        for start in range(0, len(credit_ids), _CHUNK):
+            where, args = self._q.any_of("id", credit_ids[start : start + _CHUNK], 1)
+            await self._tx.execute(
+                f"""DELETE FROM credits WHERE {where}
+                      AND NOT EXISTS (SELECT 1 FROM keys k WHERE k.credit_id = credits.id)
+                      AND NOT EXISTS (SELECT 1 FROM identities i WHERE i.credit_id = credits.id)""",
+                *args,
+            )
+
+    async def get_role(self, api_id: str, name: str) -> Role | None:
+        row = await self._tx.fetchone(
+            "SELECT api_id, name, permissions, created_at, updated_at FROM roles WHERE api_id = $1 AND name = $2",
+            api_id,
+            name,
+        )
+        return role_from_row(row) if row is not None else None
+
+    async def put_role(self, role: Role) -> None:
+        await self._tx.execute(
+            """INSERT INTO roles (api_id, name, permissions, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (api_id, name) DO UPDATE SET permissions = excluded.permissions,
+                                                      updated_at = excluded.updated_at""",
+            role.api_id,
+            role.name,
+            dump(list(role.permissions)),
+            role.created_at,
+            role.updated_at,
+        )
+
+    async def delete_role(self, api_id: str, name: str) -> list[bytes]:
+        await self._tx.execute("DELETE FROM roles WHERE api_id = $1 AND name = $2", api_id, name)
+        # Text search narrows the candidates (the JSON encoding of the name); the exact test is done here.
+        rows = await self._tx.fetchall(
+            "SELECT id, digest, roles FROM keys WHERE api_id = $1 AND CAST(roles AS TEXT) LIKE $2",
+            api_id,
+            "%" + dump(name) + "%",
+        )
+        changed = []
+        for row in rows:
+            roles = [r for r in load(row["roles"]) if r != name]
+            if len(roles) != len(load(row["roles"])):
+                await self._tx.execute("UPDATE keys SET roles = $2 WHERE id = $1", row["id"], dump(roles))
+                changed.append(bytes(row["digest"]))
+        return changed
+
+    async def append_audit(self, entry: AuditEntry) -> AuditEntry:
+        row = await self._tx.fetchone(
+            """INSERT INTO audit_log (id, ts, actor, action, target, ip, user_agent, changes)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq""",
+            entry.id,
+            entry.ts,
+            entry.actor,
+            entry.action,
+            entry.target,
+            entry.ip,
+            entry.user_agent,
+            dump(entry.changes),
+        )
+        assert row is not None
+        return AuditEntry(
+            entry.id, entry.ts, entry.actor, entry.action, entry.target, entry.ip, entry.user_agent,
+            entry.changes, row["seq"],
+        )  # fmt: skip
+
+
+def _credit_params(credit: Any, at_ms: int) -> tuple[Any, ...]:
+    refill = credit.refill
+    return (
+        credit.id,
+        credit.remaining,
+        refill.amount if refill else None,
+        refill.interval if refill else None,
+        refill.day if refill else None,
+        credit.refilled_at,
+        at_ms,
+    )
+
+
+class SqlStorage:
+    """:class:`keystile.core.ports.Storage` over a SQL driver."""
+
+    def __init__(self, driver: Driver, clock: Clock) -> None:
+        self.driver = driver
+        self._clock = clock
+        self._q = _Queries(driver.dialect)
+
+    @property
+    def dialect(self) -> Dialect:
+        return self.driver.dialect
+
+    async def migrate(self) -> list[int]:
+        return await _migrate.migrate(self.driver, now_ms(self._clock))
+
+    async def pending_migrations(self) -> list[int]:
+        return [m.version for m in await _migrate.pending(self.driver)]
+
+    async def ping(self) -> None:
+        await self.driver.fetchone("SELECT 1")
+
+    async def close(self) -> None:
+        await self.driver.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqlTransaction]:
+        async with self.driver.transaction() as tx:
+            yield SqlTransaction(tx, self._q)
+
+    async def load_for_verify(self, digest: bytes) -> KeyBundle | None:
+        row = await self.driver.fetchone(self._q.verify_select, digest)
+        if row is None:
+            return None
+        roles = {name: tuple(perms) for name, perms in (load(row["role_perms"]) or {}).items()}
+        return KeyBundle(key_from_row(row), api_from_row(row, "a_"), roles)
+
+    async def get_api(self, api_id: str) -> Api | None:
+        row = await self.driver.fetchone(f"SELECT {API_COLUMNS} FROM apis WHERE id = $1", api_id)
+        return api_from_row(row) if row is not None else None
+
+    async def list_apis(self, *, after: str | None, limit: int, only: frozenset[str] | None) -> list[Api]:
+        conditions, args = ["id <> 'api_root'"], []
+        if after is not None:
+            args.append(after)
+            conditions.append(f"id < ${len(args)}")
+        if only is not None:
+            if not only:
+                return []
+            where, extra = self._q.any_of("id", sorted(only), len(args) + 1)
+            args.extend(extra)
+            conditions.append(where)
+        args.append(limit)
+        rows = await self.driver.fetchall(
+            f"SELECT {API_COLUMNS} FROM apis WHERE {' AND '.join(conditions)} ORDER BY id DESC LIMIT ${len(args)}",
+            *args,
+        )
+        return [api_from_row(row) for row in rows]
+
+    async def get_key(self, key_id: str) -> Key | None:
+        row = await self.driver.fetchone(f"{self._q.key_select} WHERE k.id = $1", key_id)
+        return key_from_row(row) if row is not None else None
+
+    async def list_keys(
+        self, api_id: str, where: KeyFilter, *, at_ms: int, after: str | None, limit: int
+    ) -> list[Key]:
+        conditions, args = ["k.api_id = $1"], [api_id]
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if after is not None:
+            conditions.append(f"k.id < {arg(after)}")
+        if where.owner_id is not None:
+            conditions.append(f"k.owner_id = {arg(where.owner_id)}")
+        if where.enabled is not None:
+            conditions.append(f"k.enabled = {arg(where.enabled)}")
+        if where.revoked is not None:
+            conditions.append("k.revoked_at IS NOT NULL" if where.revoked else "k.revoked_at IS NULL")
+        if where.expired is not None:
+            now = arg(at_ms)
+            conditions.append(
+                f"(k.expires_at IS NOT NULL AND k.expires_at <= {now})"
+                if where.expired
+                else f"(k.expires_at IS NULL OR k.expires_at > {now})"
+            )
+        if where.created_before is not None:
+            conditions.append(f"k.created_at < {arg(where.created_before)}")
+        if where.search:
+            pattern = arg(_like_pattern(where.search))
+            conditions.append(
+                f"(lower(coalesce(k.name, '')) LIKE {pattern} ESCAPE '\\' OR lower(k.start) LIKE {pattern} ESCAPE '\\')"
+            )
+        sql = f"{self._q.key_select} WHERE {' AND '.join(conditions)} ORDER BY k.id DESC LIMIT {arg(limit)}"
+        return [key_from_row(row) for row in await self.driver.fetchall(sql, *args)]
+
+    async def count_keys(self, api_id: str) -> int:
+        row = await self.driver.fetchone("SELECT count(*) AS n FROM keys WHERE api_id = $1", api_id)
+        return int(row["n"]) if row is not None else 0
+
+    async def list_roles(self, api_id: str) -> list[Role]:
+        rows = await self.driver.fetchall(
+            "SELECT api_id, name, permissions, created_at, updated_at FROM roles WHERE api_id = $1 ORDER BY name",
+            api_id,
+        )
+        return [role_from_row(row) for row in rows]
+
+    async def list_audit(self, where: AuditFilter, *, before: int | None, limit: int) -> list[AuditEntry]:
+        conditions: list[str] = []
+        args: list[Any] = []
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if before is not None:
+            conditions.append(f"seq < {arg(before)}")
+        for column in ("actor", "action", "target"):
+            value = getattr(where, column)
+            if value is not None:
+                conditions.append(f"{column} = {arg(value)}")
+        if where.since is not None:
+            conditions.append(f"ts >= {arg(where.since)}")
+        if where.until is not None:
+            conditions.append(f"ts < {arg(where.until)}")
+        clause = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        rows = await self.driver.fetchall(
+            "SELECT seq, id, ts, actor, action, target, ip, user_agent, changes FROM audit_log "
+            f"{clause} ORDER BY seq DESC LIMIT {arg(limit)}",
+            *args,
+        )
+        return [audit_from_row(row) for row in rows]

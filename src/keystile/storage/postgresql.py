@@ -1,0 +1,108 @@
+"""PostgreSQL through asyncpg: a connection pool, every call awaited (SPEC X2, X3).
+
+asyncpg is imported here only, so SQLite users never load it. Its errors are translated at this edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import asyncpg
+
+from keystile.errors import Conflict, StorageError
+from keystile.storage._driver import Dialect, Executor, Row
+
+T = TypeVar("T")
+_CONNECT_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError, TimeoutError)
+
+
+def _translate(exc: BaseException) -> Exception:
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return Conflict("an object with the same unique value already exists", code="conflict")
+    if isinstance(exc, asyncpg.PostgresError):
+        return StorageError(f"PostgreSQL failed: {type(exc).__name__} ({exc.sqlstate})")
+    return StorageError(f"PostgreSQL unreachable: {type(exc).__name__}")
+
+
+async def _guard(call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except (asyncpg.PostgresError, *_CONNECT_ERRORS) as exc:
+        raise _translate(exc) from exc
+
+
+class _Conn:
+    def __init__(self, conn: asyncpg.Connection[Any]) -> None:
+        self._conn = conn
+
+    async def fetchone(self, sql: str, *args: Any) -> Row | None:
+        return await _guard(self._conn.fetchrow(sql, *args))
+
+    async def fetchall(self, sql: str, *args: Any) -> list[Row]:
+        return list(await _guard(self._conn.fetch(sql, *args)))
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        status = await _guard(self._conn.execute(sql, *args))
+        tail = status.rsplit(" ", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await _guard(self._conn.executemany(sql, list(rows)))
+
+
+class PostgresDriver:
+    """A pool of connections to one PostgreSQL database; create it with :meth:`connect`."""
+
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> PostgresDriver:
+        """Open the pool; raises :class:`StorageError` when the server cannot be reached."""
+        try:
+            pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=30)
+        except (asyncpg.PostgresError, *_CONNECT_ERRORS) as exc:
+            raise StorageError(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from exc
+        assert pool is not None
+        return cls(pool)
+
+    async def _with_conn(self, fn: Callable[[_Conn], Awaitable[T]]) -> T:
+        try:
+            async with self._pool.acquire() as conn:
+                return await fn(_Conn(conn))
+        except (asyncpg.PostgresError, *_CONNECT_ERRORS) as exc:
+            raise _translate(exc) from exc
+
+    async def fetchone(self, sql: str, *args: Any) -> Row | None:
+        return await self._with_conn(lambda c: c.fetchone(sql, *args))
+
+    async def fetchall(self, sql: str, *args: Any) -> list[Row]:
+        return await self._with_conn(lambda c: c.fetchall(sql, *args))
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        return await self._with_conn(lambda c: c.execute(sql, *args))
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._with_conn(lambda c: c.executemany(sql, rows))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_Conn]:
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                yield _Conn(conn)
+        except (asyncpg.PostgresError, *_CONNECT_ERRORS) as exc:
+            raise _translate(exc) from exc
+
+    async def run_script(self, tx: Executor, script: str) -> None:
+        await tx.execute(script)  # no arguments: the simple protocol, which runs several statements
+
+    async def lock_schema(self, tx: Executor) -> None:
+        # Processes starting together must not migrate at once; the lock ends with the transaction.
+        await tx.execute("SELECT pg_advisory_xact_lock(7300184635)")
+
+    async def close(self) -> None:
+        await self._pool.close()
