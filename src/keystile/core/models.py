@@ -150,6 +150,7 @@ class KeyFilter:
     expired: bool | None = None
     revoked: bool | None = None
     created_before: int | None = None
+    created_since: int | None = None
     search: str | None = None
 
 

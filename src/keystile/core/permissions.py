@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterable
-from typing import Union
+from typing import TypeAlias
 
 from keystile.errors import InvalidInput, QuerySyntaxError
 
@@ -21,7 +21,7 @@ GRANT_RE = re.compile(r"\*|[A-Za-z0-9_:.\-]+(?:\.\*)?")
 _WORD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_:.-*")
 
 # The parsed form: a slug, or ("and" | "or", children).
-Node = Union[str, tuple[str, tuple["Node", ...]]]
+Node: TypeAlias = "str | tuple[str, tuple[Node, ...]]"
 
 
 def validate_grant(grant: str) -> str:
@@ -87,9 +87,7 @@ def _tokens(query: str) -> list[tuple[str, str, int]]:
                 if "*" in word:
                     raise QuerySyntaxError("a query asks for permissions; wildcards are for grants", position=i)
                 if len(word) > MAX_SLUG_LENGTH:
-                    raise QuerySyntaxError(
-                        f"permission longer than {MAX_SLUG_LENGTH} characters", position=i
-                    )
+                    raise QuerySyntaxError(f"permission longer than {MAX_SLUG_LENGTH} characters", position=i)
                 tokens.append(("slug", word, i))
             i = j
         else:

@@ -78,9 +78,7 @@ class Storage(Protocol):
         ...
 
     async def get_key(self, key_id: str) -> Key | None: ...
-    async def list_keys(
-        self, api_id: str, where: KeyFilter, *, at_ms: int, after: str | None, limit: int
-    ) -> list[Key]:
+    async def list_keys(self, api_id: str, where: KeyFilter, *, at_ms: int, after: str | None, limit: int) -> list[Key]:
         """Keys of an API newest first; ``at_ms`` is "now" for the ``expired`` filter."""
         ...
 

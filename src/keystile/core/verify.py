@@ -63,6 +63,7 @@ class CachedKey:
         "api_networks",
         "enabled",
         "expires_at",
+        "extra",
         "fresh_until",
         "grants",
         "key",
@@ -70,7 +71,6 @@ class CachedKey:
         "memo",
         "revoked",
         "role_names",
-        "wire",
     )
 
     def __init__(self, bundle: KeyBundle, fresh_until: float) -> None:
@@ -90,8 +90,9 @@ class CachedKey:
         self.grants = Grants(granted)
         self.memo: dict[str, bool] = {}
         self.fresh_until = fresh_until
-        # Free for the edge to keep its encoding of the static part of an answer (built once per entry).
-        self.wire: Any = None
+        # A free slot for the layer above: the server keeps encoded answers here, the services a root key's
+        # principal. Dropped with the entry, so it never outlives a change to the key.
+        self.extra: Any = None
 
     def permitted(self, query: str) -> bool:
         """Whether the key's grants satisfy a (valid) permission query; memoised per query string."""

@@ -116,11 +116,7 @@ class SqlTransaction:
             await self._tx.executemany(
                 """INSERT INTO credits (id, remaining, refill_amount, refill_interval, refill_day, refilled_at,
                                         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-                [
-                    _credit_params(credit, key.updated_at)
-                    for key in keys
-                    if (credit := key.credits) is not None
-                ],
+                [_credit_params(credit, key.updated_at) for key in keys if (credit := key.credits) is not None],
             )
         await self._tx.executemany(
             """INSERT INTO keys (id, api_id, digest, start, name, owner_id, meta, permissions, roles, created_at,
@@ -326,7 +322,8 @@ class SqlStorage:
         return api_from_row(row) if row is not None else None
 
     async def list_apis(self, *, after: str | None, limit: int, only: frozenset[str] | None) -> list[Api]:
-        conditions, args = ["id <> 'api_root'"], []
+        conditions: list[str] = ["id <> 'api_root'"]
+        args: list[Any] = []
         if after is not None:
             args.append(after)
             conditions.append(f"id < ${len(args)}")
@@ -347,10 +344,9 @@ class SqlStorage:
         row = await self.driver.fetchone(f"{self._q.key_select} WHERE k.id = $1", key_id)
         return key_from_row(row) if row is not None else None
 
-    async def list_keys(
-        self, api_id: str, where: KeyFilter, *, at_ms: int, after: str | None, limit: int
-    ) -> list[Key]:
-        conditions, args = ["k.api_id = $1"], [api_id]
+    async def list_keys(self, api_id: str, where: KeyFilter, *, at_ms: int, after: str | None, limit: int) -> list[Key]:
+        conditions: list[str] = ["k.api_id = $1"]
+        args: list[Any] = [api_id]
 
         def arg(value: Any) -> str:
             args.append(value)
@@ -373,6 +369,8 @@ class SqlStorage:
             )
         if where.created_before is not None:
             conditions.append(f"k.created_at < {arg(where.created_before)}")
+        if where.created_since is not None:
+            conditions.append(f"k.created_at >= {arg(where.created_since)}")
         if where.search:
             pattern = arg(_like_pattern(where.search))
             conditions.append(

@@ -34,7 +34,7 @@ async def _guard(call: Awaitable[T]) -> T:
 
 
 class _Conn:
-    def __init__(self, conn: asyncpg.Connection[Any]) -> None:
+    def __init__(self, conn: Any) -> None:  # a Connection or a pool's proxy of one
         self._conn = conn
 
     async def fetchone(self, sql: str, *args: Any) -> Row | None:

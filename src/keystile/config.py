@@ -1,0 +1,120 @@
+"""Settings (SPEC X1): environment variables, each with a matching CLI flag.
+
+``Settings.from_env`` takes the environment as an argument, so tests pass a plain dict and nothing is read at
+import time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from keystile.core.netaddr import normalise_allowlist
+from keystile.errors import InvalidInput
+
+DEFAULT_DATA_DIR = "./keystile-data"
+DEFAULT_TRUSTED_PROXIES = ("127.0.0.0/8", "::1/128")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting Keystile reads; see ``docs/configuration.md``."""
+
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    database_url: str = ""
+    redis_url: str | None = None
+    redis_prefix: str = "keystile:"
+    host: str = "127.0.0.1"
+    port: int = 8787
+    workers: int = 1
+    master_key_file: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    cache_ttl_ms: int = 5000
+    cache_size: int = 100_000
+    trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED_PROXIES
+    ratelimit_on_redis_failure: str = "open"
+    credits_mode: str = "database"
+    max_body_bytes: int = 1024 * 1024
+    max_header_bytes: int = 16 * 1024
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'keystile.db'}")
+        if self.master_key_file is None:
+            object.__setattr__(self, "master_key_file", self.data_dir / "master.key")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
+        """Settings from ``KEYSTILE_*`` variables; ``overrides`` (CLI flags) win. Raises InvalidInput."""
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            name = f"KEYSTILE_{field.name.upper()}"
+            if overrides.get(field.name) is not None:
+                values[field.name] = _coerce(field.name, name, overrides[field.name])
+            elif environ.get(name, "") != "":
+                values[field.name] = _coerce(field.name, name, environ[name])
+        return cls(**values)
+
+    def public(self) -> dict[str, Any]:
+        """The settings with secrets (passwords in URLs) masked, for ``keystile serve`` to print."""
+        shown = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        for name in ("database_url", "redis_url"):
+            shown[name] = _mask_url(shown[name])
+        return shown
+
+
+def _mask_url(url: str | None) -> str | None:
+    if url is None or "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
+
+
+_INTS = {
+    "port": (1, 65535),
+    "workers": (1, 256),
+    "cache_ttl_ms": (0, 86_400_000),
+    "cache_size": (1, 100_000_000),
+    "max_body_bytes": (1024, 1024**3),
+    "max_header_bytes": (1024, 1024 * 1024),
+}
+_CHOICES = {
+    "ratelimit_on_redis_failure": ("open", "closed"),
+    "credits_mode": ("database", "redis"),
+    "log_level": ("debug", "info", "warning", "error"),
+}
+_PATHS = ("data_dir", "master_key_file", "tls_cert", "tls_key")
+
+
+def _coerce(field: str, variable: str, value: Any) -> Any:
+    if field in _INTS:
+        low, high = _INTS[field]
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"{variable} must be a whole number", code="invalid_setting") from None
+        if not low <= number <= high:
+            raise InvalidInput(f"{variable} must be between {low} and {high}", code="invalid_setting")
+        return number
+    if field in _CHOICES:
+        text = str(value).lower()
+        if text not in _CHOICES[field]:
+            choices = " or ".join(_CHOICES[field])
+            raise InvalidInput(f"{variable} must be {choices}", code="invalid_setting")
+        return text
+    if field in _PATHS:
+        return Path(value)
+    if field == "trusted_proxies":
+        items = value.split(",") if isinstance(value, str) else list(value)
+        try:
+            return normalise_allowlist(item.strip() for item in items if item.strip())
+        except InvalidInput as exc:
+            raise InvalidInput(f"{variable}: {exc.detail}", code="invalid_setting") from None
+    return str(value)

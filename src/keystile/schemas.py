@@ -1,0 +1,435 @@
+"""Wire schemas: the JSON bodies of the HTTP API, as msgspec structs (SPEC H).
+
+One definition serves three purposes: decoding and validating request bodies (HTTP and CLI alike), encoding
+responses, and generating the OpenAPI 3.1 document. Request structs refuse unknown fields, so a typo is an
+error rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from keystile.core import keys as keyformat
+from keystile.core.models import Api, AuditEntry, Credits, Key, RateLimit, Role
+from keystile.core.timefmt import to_rfc3339
+
+T = TypeVar("T")
+
+Name = Annotated[str, Meta(min_length=1, max_length=255, description="A human-readable name.")]
+LimitName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$", description="A rate limit's name.")]
+RoleName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$", description="A role's name.")]
+OwnerId = Annotated[
+    str,
+    Meta(min_length=1, max_length=256, description="External id of the user or application holding keys."),
+]
+Permission = Annotated[str, Meta(min_length=1, max_length=128, description="A permission such as `docs.read`.")]
+Cidr = Annotated[str, Meta(max_length=64, description="An IPv4 or IPv6 network in CIDR notation.")]
+Prefix = Annotated[
+    str,
+    Meta(
+        pattern=r"^[a-z0-9]{1,12}(_[a-z0-9]{1,12})?$",
+        description="Key prefix: 1-12 lowercase letters or digits, optionally `_live`/`_test` style second part.",
+    ),
+]
+Timestamp = Annotated[datetime, Meta(tz=True, description="An RFC 3339 time with an offset.")]
+TimeOut = Annotated[str, Meta(description="An RFC 3339 UTC time.")]
+Count = Annotated[int, Meta(ge=0, le=2**53)]
+MAX_BULK = 1000
+MAX_META_BYTES = 16 * 1024
+
+
+class _In(Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base of request bodies."""
+
+
+# -- shared parts --------------------------------------------------------------------------------------------
+
+
+class RateLimitSpec(_In):
+    name: LimitName
+    limit: Annotated[int, Meta(ge=1, le=10**9, description="Requests of cost 1 allowed per duration.")]
+    duration_ms: Annotated[int, Meta(ge=1, le=365 * 86_400_000, description="Window length in milliseconds.")]
+    auto_apply: bool = True
+
+
+class RefillSpec(_In):
+    amount: Count
+    interval: Literal["daily", "monthly"]
+    day: Annotated[int, Meta(ge=1, le=31)] | None = None
+
+
+class CreditsSpec(_In):
+    remaining: Count
+    refill: RefillSpec | None = None
+
+
+class RateLimitOut(Struct):
+    name: str
+    limit: int
+    duration_ms: int
+    auto_apply: bool
+
+
+class RefillOut(Struct):
+    amount: int
+    interval: str
+    day: int | None
+
+
+class CreditsOut(Struct):
+    remaining: int
+    refill: RefillOut | None = None
+
+
+class Page(Struct, Generic[T]):
+    """A page of a list, newest first; pass ``next_cursor`` as ``cursor`` for the next page."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+# -- APIs ---------------------------------------------------------------------------------------------------
+
+
+class ApiCreate(_In):
+    name: Name
+    prefix: Prefix = keyformat.DEFAULT_PREFIX
+    default_ratelimits: list[RateLimitSpec] = []
+    max_key_age_days: Annotated[int, Meta(ge=1, le=3650)] | None = None
+    recoverable: bool = False
+    ip_allowlist: list[Cidr] = []
+
+
+class ApiPatch(_In):
+    """A JSON Merge Patch (RFC 7396) of an API: absent fields stay, ``null`` resets to the default."""
+
+    name: Name | UnsetType = UNSET
+    prefix: Prefix | UnsetType = UNSET
+    default_ratelimits: list[RateLimitSpec] | UnsetType | None = UNSET
+    max_key_age_days: Annotated[int, Meta(ge=1, le=3650)] | UnsetType | None = UNSET
+    recoverable: bool | UnsetType = UNSET
+    ip_allowlist: list[Cidr] | UnsetType | None = UNSET
+
+
+class ApiOut(Struct):
+    id: str
+    name: str
+    prefix: str
+    created_at: TimeOut
+    updated_at: TimeOut
+    default_ratelimits: list[RateLimitOut]
+    max_key_age_days: int | None
+    recoverable: bool
+    ip_allowlist: list[str]
+
+
+# -- keys ----------------------------------------------------------------------------------------------------
+
+
+class KeyCreate(_In):
+    name: Name | None = None
+    owner_id: OwnerId | None = None
+    meta: dict[str, Any] = {}
+    permissions: list[Permission] = []
+    roles: list[RoleName] = []
+    expires_at: Timestamp | None = None
+    enabled: bool = True
+    credits: CreditsSpec | None = None
+    ratelimits: list[RateLimitSpec] = []
+    ip_allowlist: list[Cidr] = []
+
+
+class KeyPatch(_In):
+    """A JSON Merge Patch (RFC 7396) of a key: absent fields stay, ``null`` removes or resets; ``meta`` and
+    ``credits`` merge member by member."""
+
+    name: Name | UnsetType | None = UNSET
+    owner_id: OwnerId | UnsetType | None = UNSET
+    meta: dict[str, Any] | UnsetType | None = UNSET
+    permissions: list[Permission] | UnsetType | None = UNSET
+    roles: list[RoleName] | UnsetType | None = UNSET
+    expires_at: Timestamp | UnsetType | None = UNSET
+    enabled: bool | UnsetType = UNSET
+    credits: dict[str, Any] | UnsetType | None = UNSET
+    ratelimits: list[RateLimitSpec] | UnsetType | None = UNSET
+    ip_allowlist: list[Cidr] | UnsetType | None = UNSET
+
+
+class BulkKeyCreate(_In):
+    keys: Annotated[list[KeyCreate], Meta(min_length=1, max_length=MAX_BULK)]
+
+
+class KeyOut(Struct):
+    id: str
+    api_id: str
+    start: str
+    name: str | None
+    owner_id: str | None
+    meta: dict[str, Any]
+    permissions: list[str]
+    roles: list[str]
+    created_at: TimeOut
+    updated_at: TimeOut
+    expires_at: TimeOut | None
+    enabled: bool
+    revoked_at: TimeOut | None
+    last_used_at: TimeOut | None
+    credits: CreditsOut | None
+    ratelimits: list[RateLimitOut]
+    ip_allowlist: list[str]
+    rotated_from: str | None
+    rotated_to: str | None
+
+
+class KeyCreated(KeyOut):
+    key: Annotated[str, Meta(description="The key in plain text. Shown this once; Keystile keeps only its hash.")]
+
+
+class BulkKeysCreated(Struct):
+    items: list[KeyCreated]
+
+
+# -- roles and root keys ---------------------------------------------------------------------------------------
+
+
+class RoleSpec(_In):
+    name: RoleName
+    permissions: list[Permission] = []
+
+
+class RoleOut(Struct):
+    api_id: str
+    name: str
+    permissions: list[str]
+    created_at: TimeOut
+    updated_at: TimeOut
+
+
+class RoleList(Struct):
+    items: list[RoleOut]
+
+
+class RootKeyCreate(_In):
+    permissions: Annotated[list[Permission], Meta(min_length=1)]
+    name: Name | None = None
+    expires_at: Timestamp | None = None
+
+
+class RootKeyOut(Struct):
+    id: str
+    start: str
+    name: str | None
+    permissions: list[str]
+    created_at: TimeOut
+    expires_at: TimeOut | None
+    revoked_at: TimeOut | None
+    last_used_at: TimeOut | None
+
+
+class RootKeyCreated(RootKeyOut):
+    key: Annotated[str, Meta(description="The root key in plain text. Shown this once.")]
+
+
+# -- audit ---------------------------------------------------------------------------------------------------
+
+
+class AuditOut(Struct):
+    id: str
+    seq: int
+    ts: TimeOut
+    actor: str
+    action: str
+    target: str
+    ip: str | None
+    user_agent: str | None
+    changes: dict[str, Any]
+
+
+# -- verification (SPEC V1) ----------------------------------------------------------------------------------
+
+
+class VerifyCredits(_In):
+    cost: Annotated[int, Meta(ge=0, le=10**9)] = 1
+
+
+class VerifyRateLimit(_In):
+    name: LimitName
+    cost: Annotated[int, Meta(ge=0, le=10**9)] = 1
+
+
+class VerifyRequest(_In):
+    key: Annotated[str, Meta(max_length=4096, description="The key to verify.")]
+    api_id: str | None = None
+    permissions: Annotated[str, Meta(max_length=4096, description="A permission query (SPEC V3).")] | None = None
+    credits: VerifyCredits | None = None
+    ratelimits: list[VerifyRateLimit] | None = None
+    ip: Annotated[str, Meta(max_length=64)] | None = None
+    tags: Annotated[list[Annotated[str, Meta(max_length=128)]], Meta(max_length=20)] | None = None
+
+
+class RateLimitState(Struct):
+    name: str
+    limit: int
+    remaining: int
+    reset_at: TimeOut
+
+
+class RemainingOut(Struct):
+    remaining: int
+
+
+class VerifyResponse(Struct, omit_defaults=False):
+    valid: bool
+    code: Literal[
+        "VALID",
+        "NOT_FOUND",
+        "REVOKED",
+        "DISABLED",
+        "EXPIRED",
+        "FORBIDDEN",
+        "INSUFFICIENT_PERMISSIONS",
+        "RATE_LIMITED",
+        "USAGE_EXCEEDED",
+    ]
+    key_id: str | None = None
+    api_id: str | None = None
+    name: str | None = None
+    owner_id: str | None = None
+    meta: dict[str, Any] | None = None
+    permissions: list[str] | None = None
+    roles: list[str] | None = None
+    expires_at: TimeOut | None = None
+    credits: RemainingOut | None = None
+    ratelimits: list[RateLimitState] | None = None
+
+
+class Problem(Struct, omit_defaults=True):
+    """An RFC 9457 problem; ``code`` is stable, ``detail`` is for people."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    request_id: str | None = None
+    field: str | None = None
+    position: int | None = None
+    index: int | None = None
+
+
+# -- record -> wire --------------------------------------------------------------------------------------------
+
+
+def ratelimit_out(limit: RateLimit) -> RateLimitOut:
+    return RateLimitOut(limit.name, limit.limit, limit.duration_ms, limit.auto_apply)
+
+
+def credits_out(credits: Credits | None) -> CreditsOut | None:
+    if credits is None:
+        return None
+    refill = credits.refill
+    return CreditsOut(
+        credits.remaining,
+        RefillOut(refill.amount, refill.interval, refill.day) if refill is not None else None,
+    )
+
+
+def api_out(api: Api) -> ApiOut:
+    return ApiOut(
+        id=api.id,
+        name=api.name,
+        prefix=api.prefix,
+        created_at=_t(api.created_at),
+        updated_at=_t(api.updated_at),
+        default_ratelimits=[ratelimit_out(rl) for rl in api.default_ratelimits],
+        max_key_age_days=api.max_key_age_days,
+        recoverable=api.recoverable,
+        ip_allowlist=list(api.ip_allowlist),
+    )
+
+
+def _key_fields(key: Key) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "api_id": key.api_id,
+        "start": key.start,
+        "name": key.name,
+        "owner_id": key.owner_id,
+        "meta": key.meta,
+        "permissions": list(key.permissions),
+        "roles": list(key.roles),
+        "created_at": _t(key.created_at),
+        "updated_at": _t(key.updated_at),
+        "expires_at": to_rfc3339(key.expires_at),
+        "enabled": key.enabled,
+        "revoked_at": to_rfc3339(key.revoked_at),
+        "last_used_at": to_rfc3339(key.last_used_at),
+        "credits": credits_out(key.credits),
+        "ratelimits": [ratelimit_out(rl) for rl in key.ratelimits],
+        "ip_allowlist": list(key.ip_allowlist),
+        "rotated_from": key.rotated_from,
+        "rotated_to": key.rotated_to,
+    }
+
+
+def key_out(key: Key) -> KeyOut:
+    return KeyOut(**_key_fields(key))
+
+
+def key_created(key: Key, plain: str) -> KeyCreated:
+    return KeyCreated(**_key_fields(key), key=plain)
+
+
+def _root_fields(key: Key) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "start": key.start,
+        "name": key.name,
+        "permissions": list(key.permissions),
+        "created_at": _t(key.created_at),
+        "expires_at": to_rfc3339(key.expires_at),
+        "revoked_at": to_rfc3339(key.revoked_at),
+        "last_used_at": to_rfc3339(key.last_used_at),
+    }
+
+
+def root_key_out(key: Key) -> RootKeyOut:
+    return RootKeyOut(**_root_fields(key))
+
+
+def root_key_created(key: Key, plain: str) -> RootKeyCreated:
+    return RootKeyCreated(**_root_fields(key), key=plain)
+
+
+def role_out(role: Role) -> RoleOut:
+    return RoleOut(role.api_id, role.name, list(role.permissions), _t(role.created_at), _t(role.updated_at))
+
+
+def audit_out(entry: AuditEntry) -> AuditOut:
+    assert entry.seq is not None
+    return AuditOut(
+        entry.id,
+        entry.seq,
+        _t(entry.ts),
+        entry.actor,
+        entry.action,
+        entry.target,
+        entry.ip,
+        entry.user_agent,
+        entry.changes,
+    )
+
+
+def _t(ms: int) -> str:
+    text = to_rfc3339(ms)
+    assert text is not None
+    return text
+
+
+def to_builtins(value: Any) -> Any:
+    """A wire struct as plain JSON-compatible Python values (for the CLI's ``--json`` and audit entries)."""
+    return msgspec.to_builtins(value)

@@ -1,0 +1,151 @@
+"""APIs, the keyspaces (SPEC K1), and their roles (SPEC V3)."""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+from keystile.core import keys as keyformat
+from keystile.core.ids import new_id
+from keystile.core.models import ROOT_API_ID, Api, RateLimit, Role
+from keystile.core.netaddr import normalise_allowlist
+from keystile.core.permissions import validate_grant
+from keystile.errors import InvalidInput, NotFound
+from keystile.schemas import ApiCreate, ApiPatch, Page, RateLimitSpec, RoleSpec, api_out, to_builtins
+from keystile.service.authz import Actor, Principal
+from keystile.service.context import Context, api_change, key_change, page_limit
+from keystile.service.validate import convert, merge_patch
+
+
+def ratelimits_from_specs(specs: list[RateLimitSpec], field: str) -> tuple[RateLimit, ...]:
+    """Rate limits from their specs, refusing two of the same name."""
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise InvalidInput("two rate limits share a name", code="duplicate_ratelimit", field=field)
+    return tuple(RateLimit(s.name, s.limit, s.duration_ms, s.auto_apply) for s in specs)
+
+
+def _check_prefix(prefix: str) -> str:
+    if not keyformat.is_valid_prefix(prefix):
+        raise InvalidInput(f"the prefix {prefix!r} is reserved", code="invalid_prefix", field="/prefix")
+    return prefix
+
+
+def _api_doc(api: Api) -> dict[str, Any]:
+    """The patchable part of an API, as JSON, for merge patches and audit diffs."""
+    doc = to_builtins(api_out(api))
+    return {name: doc[name] for name in ApiCreate.__struct_fields__}
+
+
+class ApiService:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    async def create(self, actor: Actor, spec: ApiCreate) -> Api:
+        """Create an API; needs ``apis.write`` for every API."""
+        actor.principal.require("apis.write")
+        now = self._ctx.now()
+        api = Api(
+            id=new_id("api", now),
+            name=spec.name,
+            prefix=_check_prefix(spec.prefix),
+            created_at=now,
+            updated_at=now,
+            default_ratelimits=ratelimits_from_specs(spec.default_ratelimits, "/default_ratelimits"),
+            max_key_age_days=spec.max_key_age_days,
+            recoverable=spec.recoverable,
+            ip_allowlist=normalise_allowlist(spec.ip_allowlist),
+        )
+        async with self._ctx.storage.transaction() as tx:
+            await tx.insert_api(api)
+            await self._ctx.audit(tx, actor, "api.create", api.id, _api_doc(api), now)
+        return api
+
+    async def get(self, principal: Principal, api_id: str, permission: str = "apis.read") -> Api:
+        """An API the principal may see with ``permission``; raises NotFound (or Forbidden)."""
+        principal.require(permission, api_id)
+        api = await self._ctx.storage.get_api(api_id) if api_id != ROOT_API_ID else None
+        if api is None:
+            raise NotFound(f"no API {api_id}", code="api_not_found")
+        return api
+
+    async def list(self, principal: Principal, *, cursor: str | None, limit: int | None) -> Page[Api]:
+        principal.require_any("apis.read")
+        size = page_limit(limit)
+        items = await self._ctx.storage.list_apis(after=cursor, limit=size + 1, only=principal.scope("apis.read"))
+        more = len(items) > size
+        items = items[:size]
+        return Page(items, items[-1].id if more else None)
+
+    async def update(self, actor: Actor, api_id: str, patch: dict[str, Any]) -> Api:
+        """Apply a JSON Merge Patch to an API; needs ``apis.write`` for it."""
+        convert(patch, ApiPatch)
+        async with self._ctx.storage.transaction() as tx:
+            current = await self.get(actor.principal, api_id, "apis.write")
+            current = await tx.get_api(api_id) or current
+            before = _api_doc(current)
+            spec = convert(merge_patch(before, patch), ApiCreate)
+            now = self._ctx.now()
+            api = Api(
+                id=current.id,
+                name=spec.name,
+                prefix=_check_prefix(spec.prefix),
+                created_at=current.created_at,
+                updated_at=now,
+                default_ratelimits=ratelimits_from_specs(spec.default_ratelimits, "/default_ratelimits"),
+                max_key_age_days=spec.max_key_age_days,
+                recoverable=spec.recoverable,
+                ip_allowlist=normalise_allowlist(spec.ip_allowlist),
+            )
+            after = _api_doc(api)
+            changes = {name: [before[name], after[name]] for name in after if before[name] != after[name]}
+            if changes:
+                await tx.update_api(api)
+                await self._ctx.audit(tx, actor, "api.update", api.id, changes, now)
+        await self._ctx.publish([api_change(api_id)] if changes else [])
+        return api if changes else current
+
+    async def delete(self, actor: Actor, api_id: str) -> None:
+        """Delete an API with all its keys and roles (permanent, audited)."""
+        async with self._ctx.storage.transaction() as tx:
+            api = await self.get(actor.principal, api_id, "apis.write")
+            now = self._ctx.now()
+            digests = await tx.delete_api(api_id)
+            await self._ctx.audit(tx, actor, "api.delete", api_id, {**_api_doc(api), "deleted_keys": len(digests)}, now)
+        await self._ctx.publish([api_change(api_id), *(key_change(d) for d in digests)])
+
+    # -- roles ----------------------------------------------------------------------------------------------
+
+    async def put_role(self, actor: Actor, api_id: str, spec: RoleSpec) -> tuple[Role, bool]:
+        """Create or replace a role; returns it and whether it is new. Needs ``apis.write`` for the API."""
+        permissions = tuple(dict.fromkeys(validate_grant(p) for p in spec.permissions))
+        async with self._ctx.storage.transaction() as tx:
+            await self.get(actor.principal, api_id, "apis.write")
+            now = self._ctx.now()
+            existing = await tx.get_role(api_id, spec.name)
+            role = Role(api_id, spec.name, permissions, existing.created_at if existing else now, now)
+            await tx.put_role(role)
+            changes: dict[str, Any] = {"permissions": list(permissions)}
+            if existing is not None:
+                changes = {"permissions": [list(existing.permissions), list(permissions)]}
+            action = "role.update" if existing else "role.create"
+            await self._ctx.audit(tx, actor, action, f"{api_id}/roles/{spec.name}", changes, now)
+        await self._ctx.publish([api_change(api_id)])
+        return role, existing is None
+
+    async def list_roles(self, principal: Principal, api_id: str) -> builtins.list[Role]:
+        await self.get(principal, api_id, "apis.read")
+        return await self._ctx.storage.list_roles(api_id)
+
+    async def delete_role(self, actor: Actor, api_id: str, name: str) -> None:
+        """Delete a role and take it off every key of the API that lists it."""
+        async with self._ctx.storage.transaction() as tx:
+            await self.get(actor.principal, api_id, "apis.write")
+            role = await tx.get_role(api_id, name)
+            if role is None:
+                raise NotFound(f"no role {name!r} in {api_id}", code="role_not_found")
+            now = self._ctx.now()
+            digests = await tx.delete_role(api_id, name)
+            changes = {"permissions": list(role.permissions), "removed_from_keys": len(digests)}
+            await self._ctx.audit(tx, actor, "role.delete", f"{api_id}/roles/{name}", changes, now)
+        await self._ctx.publish([api_change(api_id)])

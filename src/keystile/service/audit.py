@@ -1,0 +1,30 @@
+"""Reading the audit log (SPEC A1); entries are written by the services, in their transactions."""
+
+from __future__ import annotations
+
+from keystile.core.models import AuditEntry, AuditFilter
+from keystile.errors import InvalidInput
+from keystile.schemas import Page
+from keystile.service.authz import Principal
+from keystile.service.context import Context, page_limit
+
+
+class AuditService:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    async def list(
+        self, principal: Principal, where: AuditFilter, *, cursor: str | None, limit: int | None
+    ) -> Page[AuditEntry]:
+        """Entries newest first; needs ``audit.read``. The cursor is the ``seq`` of the last entry seen."""
+        principal.require("audit.read")
+        size = page_limit(limit)
+        before = None
+        if cursor is not None:
+            if not cursor.isdigit():
+                raise InvalidInput("not a cursor of this list", code="invalid_cursor", field="cursor")
+            before = int(cursor)
+        items = await self._ctx.storage.list_audit(where, before=before, limit=size + 1)
+        more = len(items) > size
+        items = items[:size]
+        return Page(items, str(items[-1].seq) if more else None)

@@ -1,0 +1,68 @@
+"""What every service shares: storage, clock, change bus, verifier, and the audit helper."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from keystile.core.clock import Clock, now_ms
+from keystile.core.ids import new_id
+from keystile.core.models import AuditEntry
+from keystile.core.ports import Change, ChangeBus, Storage, Transaction
+from keystile.core.verify import Verifier
+from keystile.errors import InvalidInput
+from keystile.service.authz import Actor
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    storage: Storage
+    clock: Clock
+    bus: ChangeBus
+    verifier: Verifier
+
+    def now(self) -> int:
+        return now_ms(self.clock)
+
+    def entry(self, actor: Actor, action: str, target: str, changes: dict[str, Any], at_ms: int) -> AuditEntry:
+        """An audit entry of ``actor`` doing ``action`` to ``target`` (never pass a key in ``changes``)."""
+        return AuditEntry(
+            id=new_id("aud", at_ms),
+            ts=at_ms,
+            actor=actor.id,
+            action=action,
+            target=target,
+            ip=actor.ip,
+            user_agent=actor.user_agent[:512] if actor.user_agent else None,
+            changes=changes,
+        )
+
+    async def audit(
+        self, tx: Transaction, actor: Actor, action: str, target: str, changes: dict[str, Any], at_ms: int
+    ) -> None:
+        await tx.append_audit(self.entry(actor, action, target, changes, at_ms))
+
+    async def publish(self, changes: Sequence[Change]) -> None:
+        if changes:
+            await self.bus.publish(changes)
+
+
+def page_limit(limit: int | None) -> int:
+    """A page size within the bounds of SPEC H (default 50, at most 1,000)."""
+    if limit is None:
+        return DEFAULT_PAGE
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}", code="invalid_limit", field="limit")
+    return limit
+
+
+def key_change(digest: bytes) -> Change:
+    return Change("key", digest.hex())
+
+
+def api_change(api_id: str) -> Change:
+    return Change("api", api_id)

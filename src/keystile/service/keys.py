@@ -1,0 +1,219 @@
+"""Keys: create (single and bulk), read, list, update, revoke, delete (SPEC K2-K4, R1).
+
+The plain-text key exists only in the return value of :meth:`KeyService.create` and its bulk form; everything
+that is stored, audited or logged carries its digest or its ``start``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from keystile.core import keys as keyformat
+from keystile.core.ids import new_id
+from keystile.core.models import ROOT_API_ID, Api, Credits, Key, KeyFilter, Refill
+from keystile.core.netaddr import normalise_allowlist
+from keystile.core.permissions import validate_grant
+from keystile.core.ports import Transaction
+from keystile.errors import InvalidInput, NotFound
+from keystile.schemas import MAX_META_BYTES, CreditsSpec, KeyCreate, KeyPatch, Page, key_out, to_builtins
+from keystile.service.apis import ApiService, ratelimits_from_specs
+from keystile.service.authz import Actor, Principal
+from keystile.service.context import Context, key_change, page_limit
+from keystile.service.validate import convert, json_size, merge_patch
+
+PATCHABLE = KeyCreate.__struct_fields__
+
+
+def key_doc(key: Key) -> dict[str, Any]:
+    """The patchable part of a key as JSON: the document a merge patch applies to, and audit diffs compare."""
+    doc = to_builtins(key_out(key))
+    return {name: doc[name] for name in PATCHABLE}
+
+
+def _credits(spec: CreditsSpec | None, existing: Credits | None, now: int) -> Credits | None:
+    if spec is None:
+        return None
+    refill = Refill(spec.refill.amount, spec.refill.interval, spec.refill.day) if spec.refill else None
+    if spec.refill is not None and spec.refill.interval == "daily" and spec.refill.day is not None:
+        raise InvalidInput("a daily refill takes no day", code="invalid_refill", field="/credits/refill/day")
+    credit_id = existing.id if existing is not None else new_id("cr", now)
+    refilled_at = existing.refilled_at if existing is not None else None
+    return Credits(credit_id, spec.remaining, refill, refilled_at)
+
+
+class KeyService:
+    def __init__(self, ctx: Context, apis: ApiService) -> None:
+        self._ctx = ctx
+        self._apis = apis
+
+    # -- validation shared by create and update -------------------------------------------------------------
+
+    async def _checked(self, tx: Transaction, api_id: str, spec: KeyCreate, prefix: str = "") -> dict[str, Any]:
+        """The validated, normalised fields of a key spec; ``prefix`` is the JSON pointer of the spec."""
+        if json_size(spec.meta) > MAX_META_BYTES:
+            raise InvalidInput("meta is larger than 16 KiB", code="meta_too_large", field=f"{prefix}/meta")
+        permissions = tuple(dict.fromkeys(validate_grant(p) for p in spec.permissions))
+        roles = tuple(dict.fromkeys(spec.roles))
+        for name in roles:
+            if await tx.get_role(api_id, name) is None:
+                raise InvalidInput(f"the API has no role {name!r}", code="unknown_role", field=f"{prefix}/roles")
+        return {
+            "name": spec.name,
+            "owner_id": spec.owner_id,
+            "meta": spec.meta,
+            "permissions": permissions,
+            "roles": roles,
+            "expires_at": int(spec.expires_at.timestamp() * 1000) if spec.expires_at else None,
+            "enabled": spec.enabled,
+            "ratelimits": ratelimits_from_specs(spec.ratelimits, f"{prefix}/ratelimits"),
+            "ip_allowlist": normalise_allowlist(spec.ip_allowlist),
+        }
+
+    def _new_key(self, api: Api, fields: dict[str, Any], spec: KeyCreate, now: int, kind: str) -> tuple[Key, str]:
+        plain = keyformat.generate(api.prefix)
+        key = Key(
+            id=new_id(kind, now),
+            api_id=api.id,
+            digest=keyformat.digest(plain),
+            start=keyformat.start_of(plain),
+            created_at=now,
+            updated_at=now,
+            credits=_credits(spec.credits, None, now),
+            **fields,
+        )
+        return key, plain
+
+    # -- create ---------------------------------------------------------------------------------------------
+
+    async def create(self, actor: Actor, api_id: str, spec: KeyCreate) -> tuple[Key, str]:
+        """Create a key; returns its record and the plain-text key (to be shown once, then forgotten)."""
+        [created] = await self.create_many(actor, api_id, [spec], bulk=False)
+        return created
+
+    async def create_many(
+        self, actor: Actor, api_id: str, specs: Sequence[KeyCreate], *, bulk: bool = True
+    ) -> list[tuple[Key, str]]:
+        """Create keys all-or-nothing; an error names the failing spec by ``index`` and JSON pointer."""
+        async with self._ctx.storage.transaction() as tx:
+            api = await self._apis.get(actor.principal, api_id, "keys.write")
+            now = self._ctx.now()
+            created = []
+            for index, spec in enumerate(specs):
+                pointer = f"/keys/{index}" if bulk else ""
+                try:
+                    fields = await self._checked(tx, api_id, spec, pointer)
+                except InvalidInput as exc:
+                    if bulk:
+                        exc.extra["index"] = index
+                    raise
+                created.append(self._new_key(api, fields, spec, now, "key"))
+            await tx.insert_keys([key for key, _ in created])
+            for key, _ in created:
+                await self._ctx.audit(tx, actor, "key.create", key.id, {"start": key.start, **key_doc(key)}, now)
+        await self._ctx.publish([key_change(key.digest) for key, _ in created])
+        return created
+
+    # -- read -----------------------------------------------------------------------------------------------
+
+    async def get(self, principal: Principal, key_id: str, permission: str = "keys.read") -> Key:
+        """A key the principal may see; raises NotFound (or Forbidden when the permission is held nowhere)."""
+        principal.require_any(permission)
+        key = await self._ctx.storage.get_key(key_id)
+        if key is None or key.api_id == ROOT_API_ID or not principal.allows(permission, key.api_id):
+            raise NotFound(f"no key {key_id}", code="key_not_found")
+        return key
+
+    async def list(
+        self,
+        principal: Principal,
+        api_id: str,
+        where: KeyFilter,
+        *,
+        stale: bool | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> Page[Key]:
+        """Keys of an API, newest first. ``stale`` selects keys older than the API's ``max_key_age_days``."""
+        api = await self._apis.get(principal, api_id, "keys.read")
+        size = page_limit(limit)
+        now = self._ctx.now()
+        if stale is not None:
+            if api.max_key_age_days is None:
+                if stale:
+                    return Page([], None)  # without a rotation policy no key is stale
+            else:
+                cutoff = now - api.max_key_age_days * 86_400_000
+                where = replace(where, created_before=cutoff) if stale else replace(where, created_since=cutoff)
+        items = await self._ctx.storage.list_keys(api_id, where, at_ms=now, after=cursor, limit=size + 1)
+        more = len(items) > size
+        items = items[:size]
+        return Page(items, items[-1].id if more else None)
+
+    # -- change ---------------------------------------------------------------------------------------------
+
+    async def update(self, actor: Actor, key_id: str, patch: dict[str, Any]) -> Key:
+        """Apply a JSON Merge Patch (RFC 7396) to a key; needs ``keys.write`` for its API."""
+        convert(patch, KeyPatch)
+        await self.get(actor.principal, key_id, "keys.write")
+        async with self._ctx.storage.transaction() as tx:
+            current = await tx.get_key(key_id)
+            if current is None:
+                raise NotFound(f"no key {key_id}", code="key_not_found")
+            before = key_doc(current)
+            spec = convert(merge_patch(before, patch), KeyCreate)
+            fields = await self._checked(tx, current.api_id, spec)
+            now = self._ctx.now()
+            key = Key(
+                id=current.id,
+                api_id=current.api_id,
+                digest=current.digest,
+                start=current.start,
+                created_at=current.created_at,
+                updated_at=now,
+                revoked_at=current.revoked_at,
+                last_used_at=current.last_used_at,
+                credits=_credits(spec.credits, current.credits, now),
+                rotated_from=current.rotated_from,
+                rotated_to=current.rotated_to,
+                **fields,
+            )
+            after = key_doc(key)
+            changes = {name: [before[name], after[name]] for name in after if before[name] != after[name]}
+            if not changes:
+                return current
+            await tx.update_key(key)
+            await self._ctx.audit(tx, actor, "key.update", key.id, changes, now)
+        await self._ctx.publish([key_change(key.digest)])
+        return key
+
+    async def revoke(self, actor: Actor, key_id: str) -> Key:
+        """Revoke a key for good (it then verifies as ``REVOKED``); revoking again changes nothing."""
+        await self.get(actor.principal, key_id, "keys.write")
+        return await self.mark_revoked(actor, key_id, "key.revoke")
+
+    async def mark_revoked(self, actor: Actor, key_id: str, action: str) -> Key:
+        """Revoke a key whose access the caller has checked (root keys use it too)."""
+        async with self._ctx.storage.transaction() as tx:
+            current = await tx.get_key(key_id)
+            if current is None:
+                raise NotFound(f"no key {key_id}", code="key_not_found")
+            if current.revoked_at is not None:
+                return current
+            now = self._ctx.now()
+            key = replace(current, revoked_at=now, updated_at=now)
+            await tx.update_key(key)
+            await self._ctx.audit(tx, actor, action, key.id, {"revoked_at": [None, key_out(key).revoked_at]}, now)
+        await self._ctx.publish([key_change(key.digest)])
+        return key
+
+    async def delete(self, actor: Actor, key_id: str) -> None:
+        """Delete a key permanently (audited with a snapshot of its record)."""
+        key = await self.get(actor.principal, key_id, "keys.write")
+        async with self._ctx.storage.transaction() as tx:
+            if not await tx.delete_key(key_id):
+                raise NotFound(f"no key {key_id}", code="key_not_found")
+            now = self._ctx.now()
+            await self._ctx.audit(tx, actor, "key.delete", key_id, {"start": key.start, **key_doc(key)}, now)
+        await self._ctx.publish([key_change(key.digest)])

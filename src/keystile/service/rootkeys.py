@@ -1,0 +1,109 @@
+"""Root keys (SPEC K6): the keys of the management API, kept as keys of the reserved internal API."""
+
+from __future__ import annotations
+
+from keystile.core import keys as keyformat
+from keystile.core.ids import new_id
+from keystile.core.models import ROOT_API_ID, Key, KeyFilter
+from keystile.core.verify import CachedKey
+from keystile.errors import Forbidden, NotFound, Unauthenticated
+from keystile.schemas import Page, RootKeyCreate, root_key_out, to_builtins
+from keystile.service.authz import CLI_ACTOR, Actor, Principal, holds, validate_root_permission
+from keystile.service.context import Context, key_change, page_limit
+from keystile.service.keys import KeyService
+
+_REJECTED = "the root key is missing, unknown, revoked or expired"
+
+
+def principal_of(entry: CachedKey) -> Principal:
+    """The principal of a verified root key, kept on its cache entry (dropped with it on any change)."""
+    principal = entry.extra
+    if principal is None:
+        principal = entry.extra = Principal(entry.key.id, entry.grants)
+    assert isinstance(principal, Principal)
+    return principal
+
+
+class RootKeyService:
+    def __init__(self, ctx: Context, keys: KeyService) -> None:
+        self._ctx = ctx
+        self._keys = keys
+
+    def authenticate_cached(self, key: str) -> Principal | None:
+        """The principal of a cached, valid root key; ``None`` when storage must be asked."""
+        result = self._ctx.verifier.verify_cached(key, api_id=ROOT_API_ID)
+        if result is None:
+            return None
+        if not result.valid or result.entry is None:
+            raise Unauthenticated(_REJECTED, code="invalid_root_key")
+        return principal_of(result.entry)
+
+    async def authenticate(self, key: str) -> Principal:
+        """The principal of a root key; raises :class:`Unauthenticated` (one answer for every failure)."""
+        if not key.startswith(keyformat.ROOT_PREFIX + "_"):
+            raise Unauthenticated(_REJECTED, code="invalid_root_key")
+        result = await self._ctx.verifier.verify(key, api_id=ROOT_API_ID)
+        if not result.valid or result.entry is None:
+            raise Unauthenticated(_REJECTED, code="invalid_root_key")
+        return principal_of(result.entry)
+
+    async def create(self, actor: Actor, spec: RootKeyCreate) -> tuple[Key, str]:
+        """Create a root key; a root key can never grant a permission it does not hold itself."""
+        actor.principal.require("root_keys.write")
+        permissions = tuple(dict.fromkeys(validate_root_permission(p) for p in spec.permissions))
+        missing = [p for p in permissions if not holds(actor.principal, p)]
+        if missing:
+            raise Forbidden(
+                f"a root key cannot grant what it does not hold: {', '.join(missing)}",
+                code="insufficient_permissions",
+            )
+        now = self._ctx.now()
+        plain = keyformat.generate(keyformat.ROOT_PREFIX)
+        key = Key(
+            id=new_id("rk", now),
+            api_id=ROOT_API_ID,
+            digest=keyformat.digest(plain),
+            start=keyformat.start_of(plain),
+            created_at=now,
+            updated_at=now,
+            name=spec.name,
+            permissions=permissions,
+            expires_at=int(spec.expires_at.timestamp() * 1000) if spec.expires_at else None,
+        )
+        async with self._ctx.storage.transaction() as tx:
+            await tx.insert_keys([key])
+            changes = to_builtins(root_key_out(key))
+            await self._ctx.audit(tx, actor, "root_key.create", key.id, changes, now)
+        await self._ctx.publish([key_change(key.digest)])
+        return key, plain
+
+    async def list(self, principal: Principal, *, cursor: str | None, limit: int | None) -> Page[Key]:
+        principal.require("root_keys.write")
+        size = page_limit(limit)
+        items = await self._ctx.storage.list_keys(
+            ROOT_API_ID, KeyFilter(), at_ms=self._ctx.now(), after=cursor, limit=size + 1
+        )
+        more = len(items) > size
+        items = items[:size]
+        return Page(items, items[-1].id if more else None)
+
+    async def revoke(self, actor: Actor, root_key_id: str) -> Key:
+        """Revoke a root key (it may be the caller's own)."""
+        actor.principal.require("root_keys.write")
+        key = await self._ctx.storage.get_key(root_key_id)
+        if key is None or key.api_id != ROOT_API_ID:
+            raise NotFound(f"no root key {root_key_id}", code="root_key_not_found")
+        return await self._keys.mark_revoked(actor, root_key_id, "root_key.revoke")
+
+    async def any_active(self) -> bool:
+        """Whether an unrevoked root key exists."""
+        found = await self._ctx.storage.list_keys(
+            ROOT_API_ID, KeyFilter(revoked=False), at_ms=self._ctx.now(), after=None, limit=1
+        )
+        return bool(found)
+
+    async def bootstrap(self) -> tuple[Key, str] | None:
+        """Create the first root key (permission ``*``) unless an active one exists; ``None`` if one does."""
+        if await self.any_active():
+            return None
+        return await self.create(CLI_ACTOR, RootKeyCreate(name="initial root key", permissions=["*"]))

@@ -1,0 +1,66 @@
+"""Turning untrusted input into validated values, with errors that point at the offending field."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, TypeVar
+
+import msgspec
+
+from keystile.errors import InvalidInput
+
+T = TypeVar("T")
+_PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+
+
+def _pointer(path: str) -> str:
+    """msgspec's ``$.keys[3].name`` as a JSON pointer, ``/keys/3/name``."""
+    return "".join("/" + (name or index) for name, index in _PATH_PART.findall(path.removeprefix("$")))
+
+
+def _invalid(exc: msgspec.ValidationError | msgspec.DecodeError) -> InvalidInput:
+    message = str(exc)
+    text, _, path = message.rpartition(" - at `")
+    if not text:
+        return InvalidInput(message, code="invalid_request")
+    pointer = _pointer(path.rstrip("`"))
+    extra: dict[str, Any] = {"field": pointer}
+    parts = pointer.split("/")
+    if len(parts) > 2 and parts[1] == "keys" and parts[2].isdigit():
+        extra["index"] = int(parts[2])  # bulk bodies: say which key is wrong
+    return InvalidInput(f"{text} at {pointer}", code="invalid_request", **extra)
+
+
+def decode(body: bytes, schema: type[T]) -> T:
+    """Decode and validate a JSON body; raises :class:`InvalidInput` naming the field that is wrong."""
+    try:
+        return msgspec.json.decode(body, type=schema)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
+            raise InvalidInput("the body is not valid JSON", code="invalid_json") from None
+        raise _invalid(exc) from None
+
+
+def convert(value: Any, schema: type[T]) -> T:
+    """Validate already-decoded values (the CLI's options, a merged patch) against a schema."""
+    try:
+        return msgspec.convert(value, type=schema)
+    except msgspec.ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON Merge Patch: objects merge member by member, ``null`` removes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for name, value in patch.items():
+        if value is None:
+            result.pop(name, None)
+        else:
+            result[name] = merge_patch(result.get(name), value)
+    return result
+
+
+def json_size(value: Any) -> int:
+    return len(msgspec.json.encode(value))
