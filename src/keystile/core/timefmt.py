@@ -21,7 +21,9 @@ def from_rfc3339(text: str) -> int:
 
     Raises ``ValueError`` for anything else, including a time without an offset (it would be ambiguous).
     """
-    if "T" not in text.upper():
+    # RFC 3339 allows a lower-case "t" and "z"; fromisoformat takes the "t" but not the "z".
+    text = text.upper()
+    if "T" not in text:
         raise ValueError("expected a date and a time, such as 2030-01-01T00:00:00Z")
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
