@@ -13,7 +13,7 @@ from keystile.core import base62
 
 def test_the_alphabet_is_digits_then_upper_then_lower_case() -> None:
     expected = string.digits + string.ascii_uppercase + string.ascii_lowercase
-    assert base62.ALPHABET == expected
+    assert expected == base62.ALPHABET
     assert sorted(base62.ALPHABET) == list(base62.ALPHABET)  # ASCII order is numeric order
 
 
