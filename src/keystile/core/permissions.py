@@ -15,6 +15,9 @@ from keystile.errors import InvalidInput, QuerySyntaxError
 
 MAX_SLUG_LENGTH = 128
 MAX_QUERY_LENGTH = 4096
+# Parsing and evaluation recurse once per level of parentheses; without a bound, a query of a few hundred "("
+# would exhaust Python's recursion limit and surface as a server error instead of a syntax error.
+MAX_NESTING = 32
 SLUG_RE = re.compile(r"[A-Za-z0-9_:.\-]+")
 # A grant is a slug, a slug ending in ".*", or "*" alone.
 GRANT_RE = re.compile(r"\*|[A-Za-z0-9_:.\-]+(?:\.\*)?")
@@ -100,6 +103,7 @@ class _Parser:
         self.query = query
         self.tokens = _tokens(query)
         self.index = 0
+        self.depth = 0
 
     def _peek(self) -> tuple[str, str, int] | None:
         return self.tokens[self.index] if self.index < len(self.tokens) else None
@@ -138,7 +142,11 @@ class _Parser:
         self.index += 1
         if token[0] == "slug":
             return token[1]
+        if self.depth == MAX_NESTING:
+            raise QuerySyntaxError(f"parentheses nested deeper than {MAX_NESTING} levels", position=token[2])
+        self.depth += 1
         node = self._expr()
+        self.depth -= 1
         closing = self._peek()
         if closing is None or closing[0] != ")":
             raise self._unexpected("')'")
@@ -148,9 +156,12 @@ class _Parser:
 
 @functools.lru_cache(maxsize=1024)
 def parse_query(query: str) -> Node:
-    """Parse a permission query; raises :class:`QuerySyntaxError` with the offending ``position``."""
+    """Parse a permission query; raises :class:`QuerySyntaxError` with the offending ``position``.
+
+    A query longer than ``MAX_QUERY_LENGTH`` fails at that offset; parentheses nest at most ``MAX_NESTING`` deep.
+    """
     if len(query) > MAX_QUERY_LENGTH:
-        raise QuerySyntaxError(f"the query is longer than {MAX_QUERY_LENGTH} characters", position=0)
+        raise QuerySyntaxError(f"the query is longer than {MAX_QUERY_LENGTH} characters", position=MAX_QUERY_LENGTH)
     return _Parser(query).parse()
 
 
