@@ -17,12 +17,25 @@ Network = tuple[int, int, int]
 MAX_ALLOWLIST = 100
 
 
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
 def parse_cidr(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    """Parse one CIDR (``10.0.0.0/8``, ``2001:db8::/32``, or a single address); raises :class:`InvalidInput`."""
+    """Parse one CIDR (``10.0.0.0/8``, ``2001:db8::/32``, or a single address); raises :class:`InvalidInput`.
+
+    An IPv4-mapped IPv6 network (``::ffff:10.0.0.0/104``) is returned as the IPv4 network it names.
+    """
     try:
-        return ipaddress.ip_network(text, strict=False)
+        network = ipaddress.ip_network(text, strict=False)
     except ValueError:
         raise InvalidInput(f"{text[:60]!r} is not an IP network in CIDR notation", code="invalid_cidr") from None
+    # Client addresses in ::ffff:0:0/96 are matched as IPv4 (see parse_ip), so such a network must be IPv4 too:
+    # kept as IPv6 it would never match anyone.
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED):
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:
+            return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
 
 
 def normalise_allowlist(cidrs: Iterable[str]) -> tuple[str, ...]:
