@@ -127,7 +127,7 @@ def test_ipv4_matching_agrees_with_ipaddress(
 def test_ipv6_matching_agrees_with_ipaddress(
     base: ipaddress.IPv6Address, length: int, client: ipaddress.IPv6Address
 ) -> None:
-    network = ipaddress.ip_network(f"{base}/{length}", strict=False)
+    network = ipaddress.IPv6Network(f"{base}/{length}", strict=False)
     if network.subnet_of(ipaddress.IPv6Network("::ffff:0:0/96")) or client.ipv4_mapped is not None:
         return  # IPv4-mapped networks and clients are matched as IPv4 (tested above)
     assert permits([f"{base}/{length}"], str(client)) == (client in network)
