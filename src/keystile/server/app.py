@@ -1,0 +1,173 @@
+"""The ASGI application: a raw-ASGI front that serves ``POST /v1/keys/verify`` itself and hands the rest to
+Starlette.
+
+``create_app(settings)`` builds it (nothing happens at import time); ``app_from_env`` is the factory that
+``granian --interface asgi --factory keystile.server.app:app_from_env`` calls in each worker. Size limits and
+request ids are applied here, in plain ASGI, before any routing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from keystile.config import Settings
+from keystile.errors import InvalidInput, KeystileError, NotFound
+from keystile.server.fastpath import VerifyEndpoint
+from keystile.server.http import (
+    PROBLEM_JSON,
+    REQUEST_ID_SCOPE_KEY,
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    declared_length,
+    header_bytes,
+    request_id_from,
+    send_bytes,
+    too_large_body,
+    too_large_headers,
+)
+from keystile.server.problems import encode_problem, internal_problem, send_problem
+from keystile.server.routes import OPERATIONS
+from keystile.server.routing import Operation, endpoint, problem_response
+from keystile.server.runtime import Runtime
+from keystile.service import Keystile
+
+log = logging.getLogger("keystile.server")
+
+VERIFY_PATH = "/v1/keys/verify"
+
+
+class KeystileApp:
+    """The outer ASGI callable: verification fast path, limits, request ids, then Starlette."""
+
+    __slots__ = ("runtime", "starlette", "verify")
+
+    def __init__(self, runtime: Runtime, starlette: Starlette, verify: VerifyEndpoint) -> None:
+        self.runtime = runtime
+        self.starlette = starlette
+        self.verify = verify
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.starlette(scope, receive, send)  # lifespan
+            return
+        if scope["path"] == VERIFY_PATH and scope["method"] == "POST":
+            await self.verify(scope, receive, send)  # does its own limits; a request id only on errors
+            return
+        headers = scope["headers"]
+        request_id = scope[REQUEST_ID_SCOPE_KEY] = request_id_from(headers)
+        runtime = self.runtime
+        error: KeystileError | None = None
+        if header_bytes(headers) > runtime.max_headers:
+            error = too_large_headers(runtime.max_headers)
+        elif (declared_length(headers) or 0) > runtime.max_body:
+            error = too_large_body(runtime.max_body)
+        elif scope["path"] == VERIFY_PATH:
+            error = InvalidInput(f"{scope['method']} is not allowed here; use POST", code="method_not_allowed")
+        if error is not None:
+            await send_problem(send, error, request_id, [(b"allow", b"POST")] if scope["path"] == VERIFY_PATH else [])
+            return
+        await self._management(scope, receive, send, request_id)
+
+    async def _management(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        tag = (b"x-request-id", request_id.encode())
+        started = False
+
+        async def send_tagged(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", ()), tag]
+            await send(message)
+
+        try:
+            await self.starlette(scope, receive, send_tagged)
+        except Exception as exc:
+            # Handlers answer their own errors; this is a fault in the framework around them.
+            log.error("unhandled error in request %s", request_id, exc_info=exc)
+            if not started:
+                _, problem, _ = internal_problem(request_id)
+                await send_bytes(send, 500, PROBLEM_JSON, encode_problem(problem), [tag])
+
+
+def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's routing errors (unknown path, wrong method) as problems."""
+    request_id = request.scope.get(REQUEST_ID_SCOPE_KEY)
+    if not isinstance(exc, HTTPException):
+        return problem_response(Exception("framework fault"), request_id)
+    error: KeystileError
+    if exc.status_code == 404:
+        error = NotFound(f"there is no route {request.url.path[:200]}", code="route_not_found")
+    elif exc.status_code == 405:
+        error = InvalidInput(f"{request.method} is not allowed on this route", code="method_not_allowed")
+    else:
+        error = InvalidInput(str(exc.detail)[:200], code="bad_request")
+    response = problem_response(error, request_id)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+def _server_error(request: Request, exc: Exception) -> Response:
+    _, problem, _ = internal_problem(request.scope.get(REQUEST_ID_SCOPE_KEY))
+    return Response(encode_problem(problem), 500, media_type="application/problem+json")
+
+
+def _lifespan(runtime: Runtime) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        opened = None
+        if runtime.keystile is None:
+            # The CLI's `serve` has migrated and bootstrapped already; a server never changes the schema.
+            opened = runtime.keystile = await Keystile.open(runtime.settings)
+        try:
+            yield
+        finally:
+            if opened is not None:
+                runtime.keystile = None
+                await opened.close()
+
+    return lifespan
+
+
+def create_app(settings: Settings, *, keystile: Keystile | None = None) -> ASGIApp:
+    """The Keystile HTTP API as an ASGI app.
+
+    With ``keystile`` given the app serves those services (tests, embedding); without, it opens them from
+    ``settings`` at lifespan startup (without migrating) and closes them at shutdown.
+    """
+    runtime = Runtime(settings, keystile)
+    verify = VerifyEndpoint(runtime)
+    by_path: dict[str, list[Operation]] = {}
+    for op in OPERATIONS:
+        by_path.setdefault(op.path, []).append(op)
+    routes = [
+        Route(
+            path,
+            verify if path == VERIFY_PATH else endpoint(ops, runtime),
+            methods=[op.method for op in ops],
+        )
+        for path, ops in by_path.items()
+    ]
+    starlette = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        lifespan=_lifespan(runtime),
+    )
+    return KeystileApp(runtime, starlette, verify)
+
+
+def app_from_env() -> ASGIApp:
+    """The app configured by ``KEYSTILE_*`` environment variables (granian's ``--factory`` target)."""
+    return create_app(Settings.from_env(os.environ))

@@ -1,0 +1,137 @@
+"""``POST /v1/keys/verify`` (SPEC V1) as a raw ASGI handler: the hot path, kept free of framework overhead.
+
+Per request: one pass over the headers (size limit, root key, content length), a receive loop, a module-level
+msgspec decoder, a cache-only root-key check and a cache-only verification (storage is awaited only on a miss),
+then two ``send`` calls with messages that were encoded once per cached key and answer code. Request ids and
+logging happen only on errors.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from keystile.core.timefmt import to_rfc3339
+from keystile.core.verify import CachedKey
+from keystile.errors import StorageError, Unauthenticated
+from keystile.schemas import RemainingOut, VerifyRequest, VerifyResponse
+from keystile.server.http import (
+    HEADER_OVERHEAD,
+    JSON,
+    ClientDisconnected,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    body_message,
+    encode_json,
+    read_body,
+    request_id_from,
+    start_message,
+    too_large_body,
+    too_large_headers,
+)
+from keystile.server.problems import send_problem
+from keystile.server.runtime import Runtime
+from keystile.service.validate import decode
+
+_decode_request = msgspec.json.Decoder(VerifyRequest).decode
+_MISSING = "this route needs a root key: send it as Authorization: Bearer <root key>"
+
+Answer = tuple[Message, Message]
+
+
+def _answer(body: bytes) -> Answer:
+    return start_message(200, JSON, len(body)), body_message(body)
+
+
+# NOT_FOUND says nothing but its code, whichever API the key belongs to (SPEC V1, S2).
+NOT_FOUND_ANSWER = _answer(encode_json(VerifyResponse(valid=False, code="NOT_FOUND")))
+
+
+def verify_response(entry: CachedKey, code: str) -> VerifyResponse:
+    """The V1 answer about a known key: everything but the code depends only on the cached entry."""
+    key = entry.key
+    own = list(key.permissions)
+    # Effective permissions: the key's own first, then what its roles add, in a stable order.
+    effective = own + sorted(entry.grants.exact.difference(own))
+    return VerifyResponse(
+        valid=code == "VALID",
+        code=code,  # type: ignore[arg-type]
+        key_id=key.id,
+        api_id=key.api_id,
+        name=key.name,
+        owner_id=key.owner_id,
+        meta=key.meta,
+        permissions=effective,
+        roles=list(entry.role_names),
+        expires_at=to_rfc3339(key.expires_at),
+        # Credits are reported only; spending them (step 2) will need a per-request answer.
+        credits=RemainingOut(key.credits.remaining) if key.credits is not None else None,
+        ratelimits=[],
+    )
+
+
+def _token(value: bytes | None) -> str:
+    if value is not None:
+        scheme, _, token = value.partition(b" ")
+        if scheme.lower() == b"bearer" and (token := token.strip()):
+            return token.decode("latin-1")
+    raise Unauthenticated(_MISSING, code="missing_root_key")
+
+
+class VerifyEndpoint:
+    """The raw ASGI handler of ``POST /v1/keys/verify``."""
+
+    __slots__ = ("_runtime",)
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        runtime = self._runtime
+        authorization = length = None
+        size = 0
+        for name, value in scope["headers"]:
+            size += len(name) + len(value) + HEADER_OVERHEAD
+            if name == b"authorization":
+                authorization = value
+            elif name == b"content-length":
+                length = value
+        try:
+            if size > runtime.max_headers:
+                raise too_large_headers(runtime.max_headers)
+            if length is not None and length.isdigit() and int(length) > runtime.max_body:
+                raise too_large_body(runtime.max_body)
+            ks = runtime.keystile
+            if ks is None:
+                raise StorageError("the server is starting and has not opened its storage yet", code="not_ready")
+            token = _token(authorization)
+            principal = ks.root_keys.authenticate_cached(token)
+            if principal is None:
+                principal = await ks.root_keys.authenticate(token)
+            body = await read_body(receive, runtime.max_body)
+            try:
+                request = _decode_request(body)
+            except msgspec.DecodeError:
+                request = decode(body, VerifyRequest)  # raises the InvalidInput that names the field
+            result = ks.verification.verify_cached(principal, request)
+            if result is None:
+                result = await ks.verification.verify(principal, request)
+        except ClientDisconnected:
+            return
+        except Exception as exc:
+            await send_problem(send, exc, request_id_from(scope["headers"]))
+            return
+        entry = result.entry
+        if entry is None:
+            start, message = NOT_FOUND_ANSWER
+        else:
+            answers = entry.extra
+            if answers is None:
+                answers = entry.extra = {}
+            answer = answers.get(result.code)
+            if answer is None:
+                answer = answers[result.code] = _answer(encode_json(verify_response(entry, result.code)))
+            start, message = answer
+        await send(start)
+        await send(message)

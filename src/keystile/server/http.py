@@ -1,0 +1,126 @@
+"""Plain-ASGI helpers shared by the fast path and the management routes: headers, bodies, request ids, JSON.
+
+Nothing here imports Starlette, so the verification fast path stays a few function calls deep.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+import msgspec
+
+from keystile.errors import TooLarge
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Headers = Iterable[tuple[bytes, bytes]]
+
+REQUEST_ID_SCOPE_KEY = "keystile.request_id"
+JSON = b"application/json"
+PROBLEM_JSON = b"application/problem+json"
+# Counted per header on top of name and value: ": " and CRLF, as on the wire.
+HEADER_OVERHEAD = 4
+
+_REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._\-]{1,128}")
+encode_json = msgspec.json.Encoder().encode
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its body arrived; there is no one to answer."""
+
+
+def too_large_body(limit: int) -> TooLarge:
+    return TooLarge(f"the request body is larger than {limit} bytes", code="payload_too_large")
+
+
+def too_large_headers(limit: int) -> TooLarge:
+    return TooLarge(f"the request headers are larger than {limit} bytes", code="headers_too_large")
+
+
+def header_bytes(headers: Headers) -> int:
+    """The size of the request headers roughly as they were on the wire."""
+    total = 0
+    for name, value in headers:
+        total += len(name) + len(value) + HEADER_OVERHEAD
+    return total
+
+
+def declared_length(headers: Headers) -> int | None:
+    """The ``Content-Length`` the client declared, or ``None`` (absent or not a number)."""
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+def header(headers: Headers, wanted: bytes) -> bytes | None:
+    """The first value of a (lower-case) header."""
+    for name, value in headers:
+        if name == wanted:
+            return value
+    return None
+
+
+def request_id_from(headers: Headers) -> str:
+    """A sane incoming ``X-Request-Id`` (at most 128 of ``[A-Za-z0-9._-]``), else a new one."""
+    incoming = header(headers, b"x-request-id")
+    if incoming is not None and _REQUEST_ID_RE.fullmatch(incoming):
+        return incoming.decode()
+    return new_request_id()
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(10)
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """Read a request body of at most ``limit`` bytes.
+
+    Raises :class:`TooLarge` as soon as the body grows past the limit (the rest is never read) and
+    :class:`ClientDisconnected` when the client leaves first.
+    """
+    message = await receive()
+    if message["type"] != "http.request":
+        raise ClientDisconnected
+    body: bytes = message.get("body", b"")
+    if len(body) > limit:
+        raise too_large_body(limit)
+    if not message.get("more_body", False):
+        return body
+    chunks = [body]
+    size = len(body)
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large_body(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def start_message(status: int, content_type: bytes, length: int, extra: Iterable[tuple[bytes, bytes]] = ()) -> Message:
+    """An ``http.response.start`` message with a content type and length."""
+    headers = [(b"content-type", content_type), (b"content-length", str(length).encode()), *extra]
+    return {"type": "http.response.start", "status": status, "headers": headers}
+
+
+def body_message(body: bytes) -> Message:
+    return {"type": "http.response.body", "body": body, "more_body": False}
+
+
+async def send_bytes(
+    send: Send, status: int, content_type: bytes, body: bytes, extra: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    """Send a whole response in two messages."""
+    await send(start_message(status, content_type, len(body), extra))
+    await send(body_message(body))

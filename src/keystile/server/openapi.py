@@ -1,0 +1,162 @@
+"""The OpenAPI 3.1 document of the HTTP API, generated from the route declarations and the msgspec structs.
+
+Schemas come from :func:`msgspec.json.schema_components`, so the document cannot drift from what the server
+decodes and encodes; every operation lists its parameters, body, answers (problems included) and security.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from keystile import __version__
+from keystile.schemas import Problem
+from keystile.server.routing import Operation, Param
+
+REF = "#/components/schemas/{name}"
+SECURITY_SCHEME = "rootKey"
+_PATH_PARAM = re.compile(r"\{(\w+)\}")
+_GENERIC_NAME = re.compile(r"^(\w+?)_(\w+)_$")
+_KINDS: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"},
+    "integer": {"type": "integer", "minimum": 1, "maximum": 1000},
+    "boolean": {"type": "boolean"},
+    "date-time": {"type": "string", "format": "date-time"},
+}
+_ERRORS = {
+    400: "The request is malformed or breaks a rule (`field`, `position` or `index` say where).",
+    401: "The root key is missing (`missing_root_key`) or unknown, revoked or expired (`invalid_root_key`).",
+    403: "The root key lacks the permission for every API.",
+    404: "No such object, or one the root key may not see.",
+    409: "The request clashes with the current state.",
+    415: "The body is not JSON.",
+    503: "Storage is unreachable.",
+}
+_DEFAULT_ERROR = (
+    "Any other problem: a body over the size limit (413), headers over the size limit (431), a server fault "
+    "(500), storage unreachable (503)."
+)
+_SUCCESS = {200: "OK", 201: "Created", 204: "No content"}
+DESCRIPTION = (
+    "Keystile issues, verifies and revokes API keys. Management routes take a root key as "
+    "`Authorization: Bearer <root key>`. Errors are RFC 9457 `application/problem+json` documents with a stable "
+    "`code`. Times are RFC 3339 UTC strings; lists are newest first and page with `cursor`/`next_cursor`."
+)
+
+
+def _rename(name: str) -> str:
+    """``Page_KeyOut_`` (msgspec's name for ``Page[KeyOut]``) -> ``KeyOutPage``."""
+    match = _GENERIC_NAME.match(name)
+    return f"{match[2]}{match[1]}" if match else name
+
+
+def _rename_refs(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: (REF.format(name=_rename(value.rsplit("/", 1)[1])) if key == "$ref" else _rename_refs(value))
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_rename_refs(item) for item in node]
+    return node
+
+
+def _parameters(operation: Operation) -> list[dict[str, Any]]:
+    params: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _PATH_PARAM.findall(operation.path)
+    ]
+    params.extend(_query(param) for param in operation.query)
+    return params
+
+
+def _query(param: Param) -> dict[str, Any]:
+    return {
+        "name": param.name,
+        "in": "query",
+        "required": False,
+        "description": param.description,
+        "schema": _KINDS[param.kind],
+    }
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": REF.format(name="Problem")}}},
+    }
+
+
+def _operation(op: Operation, schema: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+    doc: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary, "tags": [op.tag]}
+    description = op.description
+    if op.permission is not None:
+        description = f"Needs the root-key permission `{op.permission}`. {description}".strip()
+    if description:
+        doc["description"] = description
+    parameters = _parameters(op)
+    if parameters:
+        doc["parameters"] = parameters
+    if op.body is not None:
+        doc["requestBody"] = {
+            "required": True,
+            "content": {content_type: {"schema": schema[op.body]} for content_type in op.body_types},
+        }
+    responses: dict[str, Any] = {}
+    for status in (op.status, *op.also):
+        answer: dict[str, Any] = {"description": _SUCCESS.get(status, "OK")}
+        if op.response is not None:
+            media = "text/html" if op.response is str else "application/json"
+            answer["content"] = {media: {"schema": schema[op.response]}}
+        responses[str(status)] = answer
+    for status in op.errors:
+        responses[str(status)] = _problem(_ERRORS[status])
+    responses["default"] = _problem(_DEFAULT_ERROR)
+    doc["responses"] = responses
+    doc["security"] = [] if op.public else [{SECURITY_SCHEME: []}]
+    return doc
+
+
+def build_document(operations: Sequence[Operation]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document describing ``operations``."""
+    types: list[Any] = [Problem]
+    for op in operations:
+        types.extend(t for t in (op.body, op.response) if t is not None and t not in types)
+    refs, components = msgspec.json.schema_components(types, ref_template=REF)
+    schema = {t: _rename_refs(ref) for t, ref in zip(types, refs, strict=True)}
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, schema)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Keystile", "version": __version__, "description": DESCRIPTION},
+        "tags": [{"name": tag} for tag in dict.fromkeys(op.tag for op in operations)],
+        "paths": paths,
+        "components": {
+            "schemas": {_rename(name): _rename_refs(value) for name, value in sorted(components.items())},
+            "securitySchemes": {
+                SECURITY_SCHEME: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A root key (`ks_root_…`) with the permissions each operation names.",
+                }
+            },
+        },
+    }
+
+
+@functools.cache
+def document() -> dict[str, Any]:
+    """The document of every route this server has (built once, on first use)."""
+    from keystile.server.routes import OPERATIONS
+
+    return build_document(OPERATIONS)
+
+
+@functools.cache
+def openapi_bytes() -> bytes:
+    return msgspec.json.encode(document())

@@ -1,0 +1,17 @@
+"""The routes, one module per resource; each exports ``OPERATIONS`` and :data:`OPERATIONS` gathers them."""
+
+from __future__ import annotations
+
+from keystile.server.routes import apis, audit, keys, ops, roles, root_keys
+from keystile.server.routing import Operation
+
+OPERATIONS: list[Operation] = [
+    *apis.OPERATIONS,
+    *keys.OPERATIONS,
+    *roles.OPERATIONS,
+    *root_keys.OPERATIONS,
+    *audit.OPERATIONS,
+    *ops.OPERATIONS,
+]
+
+__all__ = ["OPERATIONS"]

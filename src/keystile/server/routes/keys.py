@@ -1,0 +1,179 @@
+"""Keys (SPEC K4, R1): create (single and bulk), list, show, update, revoke, delete.
+
+``POST /v1/keys/verify`` is served by :mod:`keystile.server.fastpath`; it is declared here for the router and
+the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from keystile.core.models import KeyFilter
+from keystile.schemas import (
+    BulkKeyCreate,
+    BulkKeysCreated,
+    KeyCreate,
+    KeyCreated,
+    KeyOut,
+    KeyPatch,
+    Page,
+    VerifyRequest,
+    VerifyResponse,
+    key_created,
+    key_out,
+)
+from keystile.server.routing import CURSOR, LIMIT, MERGE_PATCH_TYPES, Call, Operation, Param
+
+
+async def create_key(call: Call) -> Response:
+    spec = await call.body(KeyCreate)
+    key, plain = await call.ks.keys.create(call.actor, call.path("api_id"), spec)
+    return call.json(key_created(key, plain), 201)
+
+
+async def create_keys_bulk(call: Call) -> Response:
+    spec = await call.body(BulkKeyCreate)
+    created = await call.ks.keys.create_many(call.actor, call.path("api_id"), spec.keys)
+    return call.json(BulkKeysCreated([key_created(key, plain) for key, plain in created]), 201)
+
+
+async def list_keys(call: Call) -> Response:
+    params = call.params
+    where = KeyFilter(
+        owner_id=params.get("owner_id"),
+        enabled=params.get("enabled"),
+        expired=params.get("expired"),
+        revoked=params.get("revoked"),
+        search=params.get("q"),
+    )
+    page = await call.ks.keys.list(
+        call.actor.principal,
+        call.path("api_id"),
+        where,
+        stale=params.get("stale"),
+        cursor=params.get("cursor"),
+        limit=params.get("limit"),
+    )
+    return call.json(Page([key_out(key) for key in page.items], page.next_cursor))
+
+
+async def get_key(call: Call) -> Response:
+    key = await call.ks.keys.get(call.actor.principal, call.path("key_id"))
+    return call.json(key_out(key))
+
+
+async def update_key(call: Call) -> Response:
+    patch = await call.merge_patch()
+    key = await call.ks.keys.update(call.actor, call.path("key_id"), patch)
+    return call.json(key_out(key))
+
+
+async def revoke_key(call: Call) -> Response:
+    key = await call.ks.keys.revoke(call.actor, call.path("key_id"))
+    return call.json(key_out(key))
+
+
+async def delete_key(call: Call) -> Response:
+    await call.ks.keys.delete(call.actor, call.path("key_id"))
+    return call.no_content()
+
+
+async def verify_key(call: Call) -> Response:  # pragma: no cover - the fast path answers before routing
+    raise AssertionError("POST /v1/keys/verify is served by keystile.server.fastpath")
+
+
+TAG = "Keys"
+LIST_FILTERS = (
+    Param("owner_id", "string", "Only keys of this owner."),
+    Param("enabled", "boolean", "Only enabled (`true`) or disabled (`false`) keys."),
+    Param("expired", "boolean", "Only expired (`true`) or unexpired (`false`) keys."),
+    Param("revoked", "boolean", "Only revoked (`true`) or unrevoked (`false`) keys."),
+    Param("stale", "boolean", "Only keys older (`true`) or younger (`false`) than the API's `max_key_age_days`."),
+    Param("q", "string", "Search by name or by the key's start (`ks_3Fx9`)."),
+    CURSOR,
+    LIMIT,
+)
+OPERATIONS = [
+    Operation(
+        "POST",
+        "/v1/apis/{api_id}/keys",
+        create_key,
+        "Create a key; the answer holds the key in plain text, this once",
+        TAG,
+        "keys.write",
+        body=KeyCreate,
+        response=KeyCreated,
+        status=201,
+    ),
+    Operation(
+        "POST",
+        "/v1/apis/{api_id}/keys/bulk",
+        create_keys_bulk,
+        "Create up to 1,000 keys, all or nothing (a 400 names the failing `index`)",
+        TAG,
+        "keys.write",
+        body=BulkKeyCreate,
+        response=BulkKeysCreated,
+        status=201,
+        errors=(400, 401, 403, 404, 409),
+    ),
+    Operation(
+        "GET",
+        "/v1/apis/{api_id}/keys",
+        list_keys,
+        "List an API's keys, newest first, with filters",
+        TAG,
+        "keys.read",
+        response=Page[KeyOut],
+        query=LIST_FILTERS,
+    ),
+    Operation(
+        "POST",
+        "/v1/keys/verify",
+        verify_key,
+        "Verify a key (always 200 with a code, except for a bad request or root key)",
+        "Verification",
+        "keys.verify",
+        body=VerifyRequest,
+        response=VerifyResponse,
+        errors=(400, 401, 403),
+        description=(
+            "Codes are checked in the order NOT_FOUND, REVOKED, DISABLED, EXPIRED, FORBIDDEN, "
+            "INSUFFICIENT_PERMISSIONS; the first failure wins. A NOT_FOUND answer carries `valid` and `code` only. "
+            "A permission query that does not parse is a 400 with its `position`."
+        ),
+    ),
+    Operation("GET", "/v1/keys/{key_id}", get_key, "Show a key", TAG, "keys.read", response=KeyOut),
+    Operation(
+        "PATCH",
+        "/v1/keys/{key_id}",
+        update_key,
+        "Update a key with a JSON Merge Patch (`null` removes; `meta` and `credits` merge)",
+        TAG,
+        "keys.write",
+        body=KeyPatch,
+        body_types=MERGE_PATCH_TYPES,
+        response=KeyOut,
+        errors=(400, 401, 403, 404, 415),
+    ),
+    Operation(
+        "DELETE",
+        "/v1/keys/{key_id}",
+        delete_key,
+        "Delete a key permanently",
+        TAG,
+        "keys.write",
+        status=204,
+        errors=(401, 403, 404),
+    ),
+    Operation(
+        "POST",
+        "/v1/keys/{key_id}/revoke",
+        revoke_key,
+        "Revoke a key (it then verifies as REVOKED); revoking again changes nothing",
+        TAG,
+        "keys.write",
+        response=KeyOut,
+        errors=(401, 403, 404),
+    ),
+]

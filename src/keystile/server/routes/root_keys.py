@@ -1,0 +1,64 @@
+"""Root keys (SPEC K6): the keys of the management API itself."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from keystile.schemas import Page, RootKeyCreate, RootKeyCreated, RootKeyOut, root_key_created, root_key_out
+from keystile.server.routing import CURSOR, LIMIT, Call, Operation
+
+
+async def create_root_key(call: Call) -> Response:
+    spec = await call.body(RootKeyCreate)
+    key, plain = await call.ks.root_keys.create(call.actor, spec)
+    return call.json(root_key_created(key, plain), 201)
+
+
+async def list_root_keys(call: Call) -> Response:
+    page = await call.ks.root_keys.list(
+        call.actor.principal, cursor=call.params.get("cursor"), limit=call.params.get("limit")
+    )
+    return call.json(Page([root_key_out(key) for key in page.items], page.next_cursor))
+
+
+async def revoke_root_key(call: Call) -> Response:
+    key = await call.ks.root_keys.revoke(call.actor, call.path("root_key_id"))
+    return call.json(root_key_out(key))
+
+
+TAG = "Root keys"
+OPERATIONS = [
+    Operation(
+        "POST",
+        "/v1/root-keys",
+        create_root_key,
+        "Create a root key (never with a permission the caller lacks); the answer holds it, this once",
+        TAG,
+        "root_keys.write",
+        body=RootKeyCreate,
+        response=RootKeyCreated,
+        status=201,
+        errors=(400, 401, 403),
+    ),
+    Operation(
+        "GET",
+        "/v1/root-keys",
+        list_root_keys,
+        "List root keys, newest first",
+        TAG,
+        "root_keys.write",
+        response=Page[RootKeyOut],
+        query=(CURSOR, LIMIT),
+        errors=(400, 401, 403),
+    ),
+    Operation(
+        "POST",
+        "/v1/root-keys/{root_key_id}/revoke",
+        revoke_root_key,
+        "Revoke a root key (it may be the caller's own)",
+        TAG,
+        "root_keys.write",
+        response=RootKeyOut,
+        errors=(401, 403, 404),
+    ),
+]

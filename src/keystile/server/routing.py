@@ -1,0 +1,194 @@
+"""Operations: one declaration per route that both the router and the OpenAPI document are built from.
+
+A handler receives a :class:`Call` (the request, the services, the authenticated actor, parsed query
+parameters) and returns a response. The wrapper made by :func:`endpoint` authenticates, parses the query string
+and turns every exception into a problem, so handlers hold nothing but the call to a service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from keystile.core.timefmt import from_rfc3339
+from keystile.errors import InvalidInput
+from keystile.server.auth import actor_for, authenticate
+from keystile.server.http import REQUEST_ID_SCOPE_KEY, ClientDisconnected, encode_json, read_body, request_id_from
+from keystile.server.problems import problem_for_exception
+from keystile.server.runtime import Runtime
+from keystile.service import Actor, Keystile
+from keystile.service.validate import decode
+
+T = TypeVar("T")
+ParamKind = Literal["string", "integer", "boolean", "date-time"]
+MERGE_PATCH_TYPES = ("application/json", "application/merge-patch+json")
+_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A query parameter: its name, kind (how it is parsed and documented) and description."""
+
+    name: str
+    kind: ParamKind
+    description: str
+
+
+CURSOR = Param("cursor", "string", "The `next_cursor` of the previous page.")
+LIMIT = Param("limit", "integer", "Items per page: 1 to 1,000, default 50.")
+
+Handler = Callable[["Call"], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One route: how it is served and how it is documented."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    permission: str | None = None
+    """The root-key permission it needs (``None``: no root key at all)."""
+    body: Any = None
+    body_types: tuple[str, ...] = ("application/json",)
+    response: Any = None
+    status: int = 200
+    also: tuple[int, ...] = ()
+    """Other success statuses that answer with ``response`` too."""
+    query: tuple[Param, ...] = ()
+    errors: tuple[int, ...] = (400, 401, 403, 404)
+    description: str = ""
+
+    @property
+    def public(self) -> bool:
+        return self.permission is None
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__.lstrip("_")
+
+
+class Call:
+    """One request to a management route, as its handler sees it."""
+
+    __slots__ = ("_actor", "params", "request", "request_id", "runtime")
+
+    def __init__(self, request: Request, runtime: Runtime, request_id: str) -> None:
+        self.request = request
+        self.runtime = runtime
+        self.request_id = request_id
+        self.params: dict[str, Any] = {}
+        self._actor: Actor | None = None
+
+    @property
+    def ks(self) -> Keystile:
+        return self.runtime.ks
+
+    @property
+    def actor(self) -> Actor:
+        """The authenticated caller (only on routes that need a root key)."""
+        assert self._actor is not None, "a public route has no actor"
+        return self._actor
+
+    def path(self, name: str) -> str:
+        value: str = self.request.path_params[name]
+        return value
+
+    async def body(self, schema: type[T]) -> T:
+        """The JSON body validated against ``schema``; raises InvalidInput (400) or TooLarge (413)."""
+        raw = await read_body(self.request.receive, self.runtime.max_body)
+        return decode(raw, schema)
+
+    async def merge_patch(self) -> dict[str, Any]:
+        """A JSON Merge Patch body (RFC 7396): a JSON object, sent as JSON or merge-patch JSON."""
+        content_type = self.request.headers.get("content-type")
+        if content_type is not None and content_type.split(";")[0].strip().lower() not in MERGE_PATCH_TYPES:
+            raise InvalidInput(
+                "send the patch as application/merge-patch+json or application/json",
+                code="unsupported_media_type",
+            )
+        return await self.body(dict[str, Any])
+
+    def json(self, value: Any, status: int = 200) -> Response:
+        return Response(encode_json(value), status, media_type="application/json")
+
+    def no_content(self) -> Response:
+        return Response(status_code=204)
+
+
+def parse_query(params: tuple[Param, ...], request: Request) -> dict[str, Any]:
+    """The declared query parameters, parsed; unknown or repeated ones are refused (a typo is an error)."""
+    declared = {param.name: param for param in params}
+    values: dict[str, Any] = {}
+    for name, text in request.query_params.multi_items():
+        param = declared.get(name)
+        if param is None:
+            raise InvalidInput(f"unknown query parameter {name[:64]!r}", code="unknown_parameter", field=name[:64])
+        if name in values:
+            raise InvalidInput(f"the query parameter {name} is given twice", code="invalid_parameter", field=name)
+        values[name] = _parse(param, text)
+    return values
+
+
+def _parse(param: Param, text: str) -> Any:
+    if param.kind == "integer":
+        if text.isascii() and text.isdigit() and len(text) <= 12:
+            return int(text)
+        raise InvalidInput(f"{param.name} must be a whole number", code="invalid_parameter", field=param.name)
+    if param.kind == "boolean":
+        if text.lower() in _BOOLEANS:
+            return _BOOLEANS[text.lower()]
+        raise InvalidInput(f"{param.name} must be true or false", code="invalid_parameter", field=param.name)
+    if param.kind == "date-time":
+        try:
+            return from_rfc3339(text)
+        except ValueError:
+            raise InvalidInput(
+                f"{param.name} must be an RFC 3339 time such as 2030-01-01T00:00:00Z",
+                code="invalid_parameter",
+                field=param.name,
+            ) from None
+    return text
+
+
+def problem_response(exc: BaseException, request_id: str | None) -> Response:
+    """A problem+json response answering ``exc`` (unexpected exceptions are logged, never shown)."""
+    status, problem, headers = problem_for_exception(exc, request_id)
+    return Response(
+        encode_json(problem),
+        status,
+        headers={name.decode(): value.decode("latin-1") for name, value in headers},
+        media_type="application/problem+json",
+    )
+
+
+def endpoint(operations: Sequence[Operation], runtime: Runtime) -> Callable[[Request], Awaitable[Response]]:
+    """The Starlette endpoint serving the ``operations`` of one path (one per method)."""
+    by_method = {op.method: op for op in operations}
+    if "GET" in by_method:
+        by_method.setdefault("HEAD", by_method["GET"])
+
+    async def serve(request: Request) -> Response:
+        scope = request.scope
+        request_id = scope.get(REQUEST_ID_SCOPE_KEY) or request_id_from(scope["headers"])
+        operation = by_method[request.method]  # Starlette has answered 405 for any other method
+        call = Call(request, runtime, request_id)
+        try:
+            if not operation.public:
+                principal = await authenticate(runtime.ks, scope["headers"])
+                call._actor = actor_for(principal, scope)
+            call.params = parse_query(operation.query, request)
+            return await operation.handler(call)
+        except ClientDisconnected:
+            return Response(status_code=400)  # nobody is left to read it
+        except Exception as exc:
+            return problem_response(exc, request_id)
+
+    serve.__name__ = "_".join(op.operation_id for op in operations)
+    return serve
