@@ -28,7 +28,22 @@ def ratelimits_to_json(limits: tuple[RateLimit, ...]) -> str:
 
 
 def ratelimits_from_json(value: Any) -> tuple[RateLimit, ...]:
-    return tuple(RateLimit(name, limit, duration, bool(auto)) for name, limit, duration, auto in load(value))
+    """Rate limits from an API's JSON column, or from a key's aggregated rows (which carry their row id as a
+    fifth element, to be put back in the order they were given: SQL aggregates promise no order)."""
+    items = load(value)
+    if items and len(items[0]) == 5:
+        items = sorted(items, key=lambda item: ratelimit_position(item[4]))
+    return tuple(RateLimit(item[0], item[1], item[2], bool(item[3])) for item in items)
+
+
+def ratelimit_row_id(owner_id: str, position: int) -> str:
+    """The id of a rate-limit row: its owner (a key) and its position in the owner's list."""
+    return f"rl_{owner_id}.{position}"
+
+
+def ratelimit_position(row_id: str) -> int:
+    tail = row_id.rpartition(".")[2]
+    return int(tail) if tail.isdigit() else -1
 
 
 def api_from_row(row: Row, p: str = "") -> Api:

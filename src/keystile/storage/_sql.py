@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from keystile.core.clock import Clock, now_ms
-from keystile.core.ids import new_id
 from keystile.core.models import Api, AuditEntry, AuditFilter, Key, KeyBundle, KeyFilter, Role
 from keystile.errors import Conflict
 from keystile.storage import _migrate
@@ -25,20 +24,21 @@ from keystile.storage._rows import (
     dump,
     key_from_row,
     load,
+    ratelimit_row_id,
     role_from_row,
 )
 
 _CHUNK = 500
 
-# Rate limits of a key as [[name, limit, duration_ms, auto_apply], ...], and an API's roles as {name: [perms]}.
+# Rate limits of a key as [[name, limit, duration_ms, auto_apply, row id], ...], and an API's roles as {name: [perms]}.
 _AGGREGATES: dict[Dialect, tuple[str, str]] = {
     "sqlite": (
-        """(SELECT json_group_array(json_array(r.name, r."limit", r.duration_ms, r.auto_apply))
+        """(SELECT json_group_array(json_array(r.name, r."limit", r.duration_ms, r.auto_apply, r.id))
               FROM ratelimits r WHERE r.key_id = k.id)""",
         """(SELECT json_group_object(ro.name, json(ro.permissions)) FROM roles ro WHERE ro.api_id = k.api_id)""",
     ),
     "postgresql": (
-        """(SELECT coalesce(json_agg(json_build_array(r.name, r."limit", r.duration_ms, r.auto_apply)), '[]')
+        """(SELECT coalesce(json_agg(json_build_array(r.name, r."limit", r.duration_ms, r.auto_apply, r.id)), '[]')
               FROM ratelimits r WHERE r.key_id = k.id)""",
         """(SELECT coalesce(json_object_agg(ro.name, ro.permissions), '{}') FROM roles ro
              WHERE ro.api_id = k.api_id)""",
@@ -152,9 +152,9 @@ class SqlTransaction:
 
     async def _insert_ratelimits(self, keys: Iterable[Key]) -> None:
         rows = [
-            (new_id("rl", key.updated_at), key.id, rl.name, rl.limit, rl.duration_ms, rl.auto_apply)
+            (ratelimit_row_id(key.id, position), key.id, rl.name, rl.limit, rl.duration_ms, rl.auto_apply)
             for key in keys
-            for rl in key.ratelimits
+            for position, rl in enumerate(key.ratelimits)
         ]
         if rows:
             await self._tx.executemany(
