@@ -11,6 +11,7 @@ from keystile.errors import InvalidInput
 
 T = TypeVar("T")
 _PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_NAMED_FIELD = re.compile(r"Object (?:missing required|contains unknown) field `([^`]+)`")
 
 
 def _pointer(path: str) -> str:
@@ -22,8 +23,13 @@ def _invalid(exc: msgspec.ValidationError | msgspec.DecodeError) -> InvalidInput
     message = str(exc)
     text, _, path = message.rpartition(" - at `")
     if not text:
-        return InvalidInput(message, code="invalid_request")
+        text, path = message, "$"
     pointer = _pointer(path.rstrip("`"))
+    named = _NAMED_FIELD.match(text)
+    if named:
+        pointer += "/" + named[1]  # a missing or unknown member: point at the member, not its object
+    if not pointer:
+        return InvalidInput(message, code="invalid_request")
     extra: dict[str, Any] = {"field": pointer}
     parts = pointer.split("/")
     if len(parts) > 2 and parts[1] == "keys" and parts[2].isdigit():
