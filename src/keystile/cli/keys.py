@@ -1,0 +1,427 @@
+"""``keystile keys create|list|show|update|revoke|delete|verify`` (SPEC K4, R1, V1, X1).
+
+Bodies are built from the flags and validated by the HTTP API's schemas, so the CLI accepts exactly what the
+API accepts. The plain-text key is printed by ``create`` only; ``verify -`` reads it from stdin.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from keystile.cli._errors import NO
+from keystile.cli._output import emit_json, fields, json_option, next_page, ratelimits, table, when
+from keystile.cli._parse import expiry, read_key, refill, to_duration, to_json_object, to_ratelimits
+from keystile.cli._runtime import run
+
+if TYPE_CHECKING:
+    from keystile.core.verify import VerifyResult
+    from keystile.schemas import KeyCreated, KeyOut, Page, VerifyResponse
+    from keystile.service import Keystile
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CLEARABLE = {
+    "name": "name",
+    "owner-id": "owner_id",
+    "meta": "meta",
+    "permissions": "permissions",
+    "roles": "roles",
+    "ratelimits": "ratelimits",
+    "ip": "ip_allowlist",
+}
+
+
+def status(out: KeyOut, now_ms: int) -> str:
+    """What verification would say about the key's state, in a word (time-independent checks first, as V2)."""
+    from keystile.core.timefmt import from_rfc3339
+
+    if out.revoked_at:
+        return "revoked"
+    if not out.enabled:
+        return "disabled"
+    if out.expires_at and from_rfc3339(out.expires_at) <= now_ms:
+        return "expired"
+    return "active"
+
+
+def show_key(out: KeyOut) -> None:
+    credits = "unlimited"
+    if out.credits is not None:
+        credits = str(out.credits.remaining)
+        if out.credits.refill is not None:
+            refill_ = out.credits.refill
+            on_day = f" on day {refill_.day}" if refill_.day else ""
+            credits += f" (refilled to {refill_.amount} {refill_.interval}{on_day})"
+    fields(
+        [
+            ("id", out.id),
+            ("api_id", out.api_id),
+            ("start", out.start),
+            ("name", out.name),
+            ("owner_id", out.owner_id),
+            ("status", status(out, int(time.time() * 1000))),
+            ("permissions", out.permissions),
+            ("roles", out.roles),
+            ("meta", out.meta),
+            ("created_at", when(out.created_at)),
+            ("updated_at", when(out.updated_at)),
+            ("expires_at", when(out.expires_at)),
+            ("revoked_at", when(out.revoked_at)),
+            ("last_used_at", when(out.last_used_at)),
+            ("credits", credits),
+            ("ratelimits", ratelimits(out.ratelimits)),
+            ("ip_allowlist", out.ip_allowlist),
+            ("rotated_from", out.rotated_from),
+            ("rotated_to", out.rotated_to),
+        ]
+    )
+
+
+def key_options(fn: F) -> F:
+    """The flags ``create`` and ``update`` share: what a key holds."""
+    decorators = [
+        click.option("--name", help="A name for people, e.g. 'alice laptop'."),
+        click.option("--owner-id", help="External id of the user or application holding the key."),
+        click.option(
+            "--meta", callback=to_json_object, metavar="JSON", help="JSON object kept with the key (16 KiB at most)."
+        ),
+        click.option("--permission", "permissions", multiple=True, metavar="P", help="e.g. docs.read (repeatable)."),
+        click.option("--role", "roles", multiple=True, metavar="R", help="A role of the API (repeatable)."),
+        click.option("--expires-at", metavar="RFC3339", help="e.g. 2030-01-01T00:00:00Z."),
+        click.option("--expires-in", callback=to_duration, metavar="DURATION", help="e.g. 30d, 12h or 15m from now."),
+        click.option("--credits", type=int, help="Number of uses left (default: unlimited)."),
+        click.option("--refill-amount", type=int, help="Refill the credits to this amount..."),
+        click.option("--refill-interval", type=click.Choice(["daily", "monthly"]), help="...every day or month..."),
+        click.option("--refill-day", type=int, help="...on this day of the month (monthly refills)."),
+        click.option(
+            "--ratelimit",
+            "ratelimits",
+            multiple=True,
+            callback=to_ratelimits,
+            metavar="NAME=LIMIT/DURATION",
+            help="e.g. api=100/1m (repeatable).",
+        ),
+        click.option("--ip", "ips", multiple=True, metavar="CIDR", help="Accept the key only from here (repeatable)."),
+    ]
+    for decorate in reversed(decorators):
+        fn = decorate(fn)
+    return fn
+
+
+def _common_body(given: dict[str, Any]) -> dict[str, Any]:
+    """The body fields of :func:`key_options` that were given (lists only when non-empty)."""
+    body: dict[str, Any] = {}
+    for name in ("name", "owner_id", "meta"):
+        if given[name] is not None:
+            body[name] = given[name]
+    for name, field in (("permissions", "permissions"), ("roles", "roles"), ("ratelimits", "ratelimits")):
+        if given[name]:
+            body[field] = list(given[name])
+    if given["ips"]:
+        body["ip_allowlist"] = list(given["ips"])
+    expires_at = expiry(given["expires_at"], given["expires_in"])
+    if expires_at is not None:
+        body["expires_at"] = expires_at
+    return body
+
+
+@click.group()
+def keys() -> None:
+    """Create, list, update, revoke and verify keys."""
+
+
+@keys.command("create")
+@click.argument("api_id")
+@key_options
+@click.option("--disabled", is_flag=True, help="Create the key disabled (it verifies as DISABLED).")
+@json_option
+def create(api_id: str, disabled: bool, as_json: bool, **given: Any) -> None:
+    """Create a key in API_ID and print it once (Keystile keeps only its hash)."""
+    from keystile.schemas import KeyCreate, key_created
+    from keystile.service import CLI_ACTOR
+    from keystile.service.validate import convert
+
+    body = _common_body(given)
+    refill_body = refill(given["refill_amount"], given["refill_interval"], given["refill_day"])
+    if given["credits"] is not None:
+        body["credits"] = {"remaining": given["credits"]}
+        if refill_body is not None:
+            body["credits"]["refill"] = refill_body
+    elif refill_body is not None:
+        raise click.UsageError("a refill needs --credits (the starting number of uses)")
+    if disabled:
+        body["enabled"] = False
+    spec = convert(body, KeyCreate)
+
+    async def work(ks: Keystile) -> KeyCreated:
+        key, plain = await ks.keys.create(CLI_ACTOR, api_id, spec)
+        return key_created(key, plain)
+
+    out = run(work)
+    if as_json:
+        emit_json(out)
+        return
+    show_key(out)
+    click.echo("\nThe key, shown this once (Keystile keeps only its hash):\n")
+    click.echo(out.key)
+
+
+@keys.command("list")
+@click.argument("api_id")
+@click.option("--owner-id", help="Only keys of this owner.")
+@click.option("--enabled/--disabled", default=None, help="Only enabled, or only disabled, keys.")
+@click.option("--expired/--not-expired", default=None, help="Only expired, or only unexpired, keys.")
+@click.option("--revoked/--not-revoked", default=None, help="Only revoked, or only unrevoked, keys.")
+@click.option("--stale/--not-stale", default=None, help="Only keys older (or younger) than the API's max key age.")
+@click.option("--search", metavar="Q", help="Keys whose name or start contains Q.")
+@click.option("--limit", type=int, help="Keys per page (default 50, at most 1000).")
+@click.option("--cursor", help="The next_cursor of the previous page.")
+@json_option
+def list_(
+    api_id: str,
+    owner_id: str | None,
+    enabled: bool | None,
+    expired: bool | None,
+    revoked: bool | None,
+    stale: bool | None,
+    search: str | None,
+    limit: int | None,
+    cursor: str | None,
+    as_json: bool,
+) -> None:
+    """List the keys of API_ID, newest first."""
+    from keystile.core.models import KeyFilter
+    from keystile.schemas import Page, key_out
+    from keystile.service import CLI_ACTOR
+
+    where = KeyFilter(owner_id=owner_id, enabled=enabled, expired=expired, revoked=revoked, search=search)
+
+    async def work(ks: Keystile) -> Page[KeyOut]:
+        page = await ks.keys.list(CLI_ACTOR.principal, api_id, where, stale=stale, cursor=cursor, limit=limit)
+        return Page([key_out(key) for key in page.items], page.next_cursor)
+
+    page = run(work)
+    if as_json:
+        emit_json(page)
+        return
+    now = int(time.time() * 1000)
+    rows = [
+        [
+            out.id,
+            out.start,
+            out.name or "-",
+            out.owner_id or "-",
+            status(out, now),
+            when(out.created_at),
+            when(out.expires_at),
+        ]
+        for out in page.items
+    ]
+    table(["ID", "START", "NAME", "OWNER", "STATUS", "CREATED", "EXPIRES"], rows, empty="No keys.")
+    next_page(page.next_cursor)
+
+
+@keys.command("show")
+@click.argument("key_id")
+@json_option
+def show(key_id: str, as_json: bool) -> None:
+    """Show one key (never the key itself: Keystile does not have it)."""
+    from keystile.schemas import key_out
+    from keystile.service import CLI_ACTOR
+
+    async def work(ks: Keystile) -> KeyOut:
+        return key_out(await ks.keys.get(CLI_ACTOR.principal, key_id))
+
+    out = run(work)
+    if as_json:
+        emit_json(out)
+    else:
+        show_key(out)
+
+
+@keys.command("update")
+@click.argument("key_id")
+@key_options
+@click.option("--enable/--disable", "enabled", default=None, help="Enable or disable the key.")
+@click.option("--no-expiry", is_flag=True, help="Remove the expiry.")
+@click.option("--unlimited-credits", is_flag=True, help="Remove the credits (unlimited uses).")
+@click.option("--no-refill", is_flag=True, help="Stop refilling the credits.")
+@click.option(
+    "--clear",
+    "clear",
+    multiple=True,
+    type=click.Choice(sorted(CLEARABLE)),
+    help="Remove a field (repeatable); lists become empty.",
+)
+@json_option
+def update(
+    key_id: str,
+    enabled: bool | None,
+    no_expiry: bool,
+    unlimited_credits: bool,
+    no_refill: bool,
+    clear: tuple[str, ...],
+    as_json: bool,
+    **given: Any,
+) -> None:
+    """Change a key: only the given fields change (a JSON merge patch; --meta merges member by member).
+
+    --permission, --role, --ratelimit and --ip replace the key's whole list.
+    """
+    from keystile.schemas import key_out
+    from keystile.service import CLI_ACTOR
+
+    patch = _common_body(given)
+    if given["expires_at"] is not None or given["expires_in"] is not None:
+        if no_expiry:
+            raise click.UsageError("give --no-expiry or a new expiry, not both")
+    elif no_expiry:
+        patch["expires_at"] = None
+    for choice in clear:
+        field = CLEARABLE[choice]
+        if field in patch:
+            raise click.UsageError(f"--clear {choice} and a new value for it cannot be given together")
+        patch[field] = None
+    credits = _credits_patch(given, unlimited_credits, no_refill)
+    if credits is not ...:
+        patch["credits"] = credits
+    if enabled is not None:
+        patch["enabled"] = enabled
+    if not patch:
+        raise click.UsageError("nothing to change: give at least one option (see keystile keys update --help)")
+
+    async def work(ks: Keystile) -> KeyOut:
+        return key_out(await ks.keys.update(CLI_ACTOR, key_id, patch))
+
+    out = run(work)
+    if as_json:
+        emit_json(out)
+    else:
+        show_key(out)
+
+
+def _credits_patch(given: dict[str, Any], unlimited: bool, no_refill: bool) -> Any:
+    """The ``credits`` member of a merge patch, or ``...`` when the credits stay as they are."""
+    refill_body = refill(given["refill_amount"], given["refill_interval"], given["refill_day"])
+    wanted = given["credits"] is not None or refill_body is not None or no_refill
+    if unlimited:
+        if wanted:
+            raise click.UsageError("--unlimited-credits removes the credits; give no other credit option")
+        return None
+    if not wanted:
+        return ...
+    if refill_body is not None and no_refill:
+        raise click.UsageError("give --no-refill or a new refill, not both")
+    patch: dict[str, Any] = {}
+    if given["credits"] is not None:
+        patch["remaining"] = given["credits"]
+    if refill_body is not None:
+        patch["refill"] = refill_body
+    if no_refill:
+        patch["refill"] = None
+    return patch
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@json_option
+def revoke(key_id: str, as_json: bool) -> None:
+    """Revoke a key for good: it then verifies as REVOKED (revoking again changes nothing)."""
+    from keystile.schemas import key_out
+    from keystile.service import CLI_ACTOR
+
+    async def work(ks: Keystile) -> KeyOut:
+        return key_out(await ks.keys.revoke(CLI_ACTOR, key_id))
+
+    out = run(work)
+    if as_json:
+        emit_json(out)
+    else:
+        click.echo(f"Revoked key {out.id} ({out.start}) at {when(out.revoked_at)}.")
+
+
+@keys.command("delete")
+@click.argument("key_id")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def delete(key_id: str, yes: bool) -> None:
+    """Delete a key permanently (revoke keeps the record; delete does not)."""
+    from keystile.core.models import Key
+    from keystile.service import CLI_ACTOR
+
+    async def find(ks: Keystile) -> Key:
+        return await ks.keys.get(CLI_ACTOR.principal, key_id)
+
+    async def work(ks: Keystile) -> None:
+        await ks.keys.delete(CLI_ACTOR, key_id)
+
+    if not yes:
+        key = run(find)
+        label = f"{key.start}, {key.name}" if key.name else key.start
+        click.confirm(f"Delete key {key_id} ({label}) for good?", abort=True)
+    run(work)
+    click.echo(f"Deleted key {key_id}.")
+
+
+def verify_response(result: VerifyResult) -> VerifyResponse:
+    """The wire answer of a verification (SPEC V1): ``NOT_FOUND`` carries ``valid`` and ``code`` only."""
+    from keystile.core.timefmt import to_rfc3339
+    from keystile.schemas import RemainingOut, VerifyResponse
+
+    code: Any = result.code
+    if result.entry is None:
+        return VerifyResponse(valid=result.valid, code=code)
+    key = result.entry.key
+    return VerifyResponse(
+        valid=result.valid,
+        code=code,
+        key_id=key.id,
+        api_id=key.api_id,
+        name=key.name,
+        owner_id=key.owner_id,
+        meta=key.meta,
+        permissions=list(key.permissions),
+        roles=list(key.roles),
+        expires_at=to_rfc3339(key.expires_at),
+        credits=RemainingOut(key.credits.remaining) if key.credits is not None else None,
+        ratelimits=[],
+    )
+
+
+@keys.command("verify")
+@click.argument("key")
+@click.option("--api-id", help="Accept only a key of this API (others are NOT_FOUND).")
+@click.option("--permissions", metavar="QUERY", help="A permission query, e.g. 'docs.read AND (docs.write OR admin)'.")
+@click.option("--ip", help="The client's IP address, checked against allowlists.")
+@json_option
+def verify(key: str, api_id: str | None, permissions: str | None, ip: str | None, as_json: bool) -> None:
+    """Verify KEY as an API would; give - to read it from stdin (out of shell history).
+
+    Prints the code (VALID, NOT_FOUND, REVOKED, DISABLED, EXPIRED, FORBIDDEN, INSUFFICIENT_PERMISSIONS) and the
+    key's id. Exit code 0 for VALID, 1 for any other code, 2 for a usage error.
+    """
+    from keystile.schemas import VerifyRequest
+    from keystile.service import CLI_ACTOR
+    from keystile.service.validate import convert
+
+    body: dict[str, Any] = {"key": read_key(key)}
+    for name, value in (("api_id", api_id), ("permissions", permissions), ("ip", ip)):
+        if value is not None:
+            body[name] = value
+    request = convert(body, VerifyRequest)
+
+    async def work(ks: Keystile) -> VerifyResponse:
+        return verify_response(await ks.verification.verify(CLI_ACTOR.principal, request))
+
+    answer = run(work)
+    if as_json:
+        emit_json(answer)
+    elif answer.key_id is None:
+        click.echo(answer.code)
+    else:
+        click.echo(f"{answer.code} {answer.key_id} (api {answer.api_id})")
+    if not answer.valid:
+        click.get_current_context().exit(NO)

@@ -1,0 +1,140 @@
+"""``keystile serve``: first-run setup, then the HTTP server (granian, in-process) on the resolved settings.
+
+The server's workers build the app from the environment (``keystile.server.app:app_from_env``), so the settings
+resolved here, flags included, are exported as ``KEYSTILE_*`` variables before granian starts them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, MutableMapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from keystile.cli._errors import BadInput
+from keystile.cli._output import warn
+from keystile.cli._runtime import options
+from keystile.cli.rootkeys import ROOT_KEY_FILE_HELP
+from keystile.cli.setup import set_up, show_setup
+from keystile.config import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+APP_FACTORY = "keystile.server.app:app_from_env"
+_PATH = click.Path(path_type=Path)
+
+# One flag per setting (SPEC X1; docs/configuration.md), named after its KEYSTILE_* variable.
+SETTING_FLAGS: list[tuple[str, Any, str]] = [
+    ("data_dir", click.Path(path_type=Path, file_okay=False), "Where the SQLite database and master key live."),
+    ("database_url", str, "sqlite:///path, postgresql://user:pass@host/db or memory://."),
+    ("host", str, "Address to listen on [default: 127.0.0.1]."),
+    ("port", int, "Port to listen on [default: 8787]."),
+    ("workers", int, "Worker processes [default: 1; more need --redis-url]."),
+    ("redis_url", str, "redis:// or rediss:// URL (shared rate limits and credits)."),
+    ("redis_prefix", str, "Prefix of every Redis key [default: keystile:]."),
+    ("master_key_file", _PATH, "The master key file [default: <data dir>/master.key]."),
+    ("tls_cert", _PATH, "TLS certificate (PEM); serve HTTPS with --tls-key."),
+    ("tls_key", _PATH, "TLS private key (PEM)."),
+    ("cache_ttl_ms", int, "How long a verified key is served from memory [default: 5000]."),
+    ("cache_size", int, "Keys kept in the verification cache [default: 100000]."),
+    ("trusted_proxies", str, "Comma-separated CIDRs whose X-Forwarded-* headers are believed."),
+    ("ratelimit_on_redis_failure", click.Choice(["open", "closed"]), "Rate limits when Redis fails."),
+    ("credits_mode", click.Choice(["database", "redis"]), "Where credits are counted [default: database]."),
+    ("max_body_bytes", int, "Largest request body [default: 1048576]."),
+    ("max_header_bytes", int, "Largest total of request headers [default: 16384]."),
+    ("log_level", click.Choice(["debug", "info", "warning", "error"]), "Log level [default: info]."),
+]
+
+
+def setting_flags(fn: F) -> F:
+    """Decorate ``fn`` with one option per setting, in the order of :data:`SETTING_FLAGS`."""
+    for name, kind, text in reversed(SETTING_FLAGS):
+        flag = "--" + name.replace("_", "-")
+        fn = click.option(flag, name, type=kind, default=None, help=f"{text} (env KEYSTILE_{name.upper()})")(fn)
+    return fn
+
+
+def export(settings: Settings, environ: MutableMapping[str, str]) -> None:
+    """Write every setting into ``environ`` as ``KEYSTILE_*`` (unset ones are removed), for the workers."""
+    for field in dataclasses.fields(settings):
+        name = f"KEYSTILE_{field.name.upper()}"
+        value = getattr(settings, field.name)
+        if value is None:
+            environ.pop(name, None)
+        elif isinstance(value, tuple):
+            environ[name] = ",".join(value)
+        else:
+            environ[name] = str(value)
+
+
+def listening_url(settings: Settings) -> str:
+    scheme = "https" if settings.tls_cert and settings.tls_key else "http"
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"{scheme}://{host}:{settings.port}"
+
+
+def checked(settings: Settings) -> Settings:
+    """Refuse settings ``serve`` cannot honour, and run one worker without Redis (SPEC L2)."""
+    if settings.database_url.startswith("memory:"):
+        raise BadInput(
+            "memory:// lives inside one process, so the server's workers could not share it; "
+            "use sqlite:///path or postgresql://",
+            code="invalid_setting",
+        )
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise BadInput("HTTPS needs both --tls-cert and --tls-key", code="invalid_setting")
+    for path in (settings.tls_cert, settings.tls_key):
+        if path is not None and not path.is_file():
+            raise BadInput(f"{path} is not a file", code="invalid_setting")
+    if settings.workers > 1 and not settings.redis_url:
+        warn(
+            f"running 1 worker instead of {settings.workers}: without --redis-url, rate limits would live in each "
+            "worker's memory and be enforced per process, not per deployment (SPEC L2)."
+        )
+        settings = dataclasses.replace(settings, workers=1)
+    return settings
+
+
+def start(settings: Settings) -> None:
+    """Run granian in this process until it is interrupted."""
+    from granian import Granian
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+
+    tls: dict[str, Any] = {}
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        tls = {"ssl_cert": settings.tls_cert, "ssl_key": settings.tls_key}
+    server = Granian(
+        target=APP_FACTORY,
+        factory=True,
+        interface=Interfaces.ASGI,
+        address=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        websockets=False,
+        log_level=LogLevels(settings.log_level),
+        # Events and metrics cover every request; an access log line costs more than a verification (SPEC O4).
+        log_access=False,
+        **tls,
+    )
+    server.serve()
+
+
+@click.command()
+@setting_flags
+@click.option("--root-key-file", type=click.Path(path_type=Path, dir_okay=False), help=ROOT_KEY_FILE_HELP)
+def serve(root_key_file: Path | None, **flags: Any) -> None:
+    """Start the HTTP server.
+
+    On an empty database it first does what keystile init does (schema, master key, first root key, printed
+    once); pending migrations are applied. Every flag has a KEYSTILE_* environment variable; flags win.
+    """
+    settings = checked(options().settings(**flags))
+    report, sink = set_up(settings, root_key_file=root_key_file, only_on_first_run=True)
+    show_setup(report, settings, sink, as_json=False, first_run=True)
+    export(settings, os.environ)
+    click.echo(f"Keystile listening on {listening_url(settings)}")
+    start(settings)
