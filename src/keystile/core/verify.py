@@ -145,6 +145,8 @@ class Verifier:
         self._negative_size = negative_size
         self._cache: OrderedDict[bytes, CachedKey] = OrderedDict()
         self._unknown: OrderedDict[bytes, float] = OrderedDict()
+        # Bumped by every change; a storage read that a change overtook is not cached (see _load).
+        self._generation = 0
         self.stats = {"hits": 0, "misses": 0, "negative_hits": 0, "stale_served": 0}
 
     # -- the hot path ---------------------------------------------------------------------------------------
@@ -243,23 +245,29 @@ class Verifier:
     # -- misses -----------------------------------------------------------------------------------------------
 
     async def _load(self, key: str) -> CachedKey | None:
-        if len(key) > keyformat.MAX_KEY_LENGTH:
-            return None
+        if not key or len(key) > keyformat.MAX_KEY_LENGTH:
+            return None  # cannot be a key, whatever its format: no storage call
         parsed = keyformat.parse(key)
         if parsed is not None and not keyformat.has_valid_checksum(parsed):
             return None  # a typo or a made-up key: no storage call
         digest = _sha256(key.encode()).digest()
         stale = self._cache.get(digest)
         self.stats["misses"] += 1
+        generation = self._generation
         try:
             bundle = await self._storage.load_for_verify(digest)
         except StorageError:
-            if stale is None:
-                raise
+            if stale is None or self._cache.get(digest) is not stale:
+                raise  # nothing cached, or a change dropped the entry while storage was failing
             # Serving a stale entry beats failing every request while the database is away; counted and logged.
             self.stats["stale_served"] += 1
             log.warning("storage unreachable; serving a cached key past its TTL", extra={"key_id": stale.key.id})
             return stale
+        if generation != self._generation:
+            # A change arrived while storage was answering, so the answer may predate it: use it for this
+            # request, but caching it would hide the change (a revocation, say) for a whole TTL.
+            self._cache.pop(digest, None)
+            return CachedKey(bundle, 0.0) if bundle is not None else None
         if bundle is None:
             self._cache.pop(digest, None)
             self._remember_unknown(digest)
@@ -282,6 +290,7 @@ class Verifier:
 
     def apply_changes(self, changes: Sequence[Change]) -> None:
         """Drop what ``changes`` make stale (a change-bus listener)."""
+        self._generation += 1
         for change in changes:
             if change.kind == "key":
                 digest = bytes.fromhex(change.ref)
@@ -293,6 +302,7 @@ class Verifier:
 
     def clear(self) -> None:
         """Forget everything cached."""
+        self._generation += 1
         self._cache.clear()
         self._unknown.clear()
 
