@@ -1,0 +1,100 @@
+"""Run Keystile's benchmarks (SPEC P1, P2) and print their ratios against the SPEC's targets.
+
+``make bench`` installs the bench extras and runs this. Each benchmark measures its own baseline in the same
+run, so the ratios mean something on a shared, noisy machine where the absolute numbers do not. A missed target
+is reported, not turned into a failure (noise can cause one; read the details above the summary); the exit
+status is 1 only when a benchmark could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+
+import http_verify
+import verify_inprocess
+
+
+def _row(spec: str, what: str, measured: str, target: str, met: bool | None) -> str:
+    verdict = "-" if met is None else ("met" if met else "MISSED")
+    return f"{spec:<4} {what:<52} {measured:>10} {target:>9}  {verdict}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Keystile benchmarks (SPEC P1, P2)")
+    parser.add_argument("--only", choices=["p1", "p2"], help="run one benchmark")
+    parser.add_argument("--keys", type=int, default=1000, help="P1: keys on each side (default 1000)")
+    parser.add_argument("--duration", type=float, default=2.0, help="P2: seconds per wrk run (default 2)")
+    parser.add_argument("--rounds", type=int, default=7, help="P2: hello/verify pairs (default 7)")
+    args = parser.parse_args(argv)
+
+    print(f"Keystile benchmarks: Python {platform.python_version()}, {platform.machine()}, {time.strftime('%F %T')}")
+    rows: list[str] = []
+    failed: list[str] = []
+
+    if args.only in (None, "p1"):
+        print()
+        p1 = verify_inprocess.run(keys=args.keys)
+        print(p1.report())
+        floor_ratio = p1.floor_ratio
+        rows.append(
+            _row(
+                "P1",
+                "verify_cached / floor (sha256 + dict lookup)",
+                f"{floor_ratio:.2f}x",
+                f"<= {verify_inprocess.TARGET_FLOOR_RATIO:g}x",
+                floor_ratio <= verify_inprocess.TARGET_FLOOR_RATIO,
+            )
+        )
+        if p1.drf_ratio is None:
+            rows.append(_row("P1", "drf-api-key is_valid / verify_cached", "not run", "", None))
+            failed.append(f"P1 djangorestframework-api-key: {p1.drf_error}")
+        else:
+            rows.append(
+                _row(
+                    "P1",
+                    "drf-api-key is_valid / verify_cached",
+                    f"{p1.drf_ratio:.0f}x",
+                    f">= {verify_inprocess.TARGET_DRF_RATIO:g}x",
+                    p1.drf_ratio >= verify_inprocess.TARGET_DRF_RATIO,
+                )
+            )
+
+    if args.only in (None, "p2"):
+        print()
+        try:
+            p2 = http_verify.run(duration_s=args.duration, rounds=args.rounds)
+        except RuntimeError as exc:
+            print(f"P2 HTTP benchmark not run: {exc}")
+            rows.append(_row("P2", "POST /v1/keys/verify / hello world (req/s)", "not run", "", None))
+            failed.append(f"P2: {exc}")
+        else:
+            print(p2.report())
+            rows.append(
+                _row(
+                    "P2",
+                    "POST /v1/keys/verify / hello world (req/s)",
+                    f"{p2.ratio:.2f}",
+                    f">= {http_verify.TARGET_RATIO:g}",
+                    p2.ratio >= http_verify.TARGET_RATIO,
+                )
+            )
+            if p2.cpu_ratio is not None:
+                rows.append(_row("P2", "  same, from server CPU time per request", f"{p2.cpu_ratio:.2f}", "", None))
+            rows.append(_row("P2", "  p99 latency of POST /v1/keys/verify", f"{p2.p99_ms:.2f} ms", "reported", None))
+            failed.extend(f"P2: {error}" for error in p2.errors)
+
+    print()
+    print("Summary (ratios measured in this run; absolute numbers above are for context only)")
+    print(_row("SPEC", "measure", "measured", "target", None).replace("  -", "  verdict"))
+    for row in rows:
+        print(row)
+    for problem in failed:
+        print(f"NOT MEASURED: {problem}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
