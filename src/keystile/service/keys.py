@@ -21,7 +21,7 @@ from keystile.schemas import MAX_META_BYTES, CreditsSpec, KeyCreate, KeyPatch, P
 from keystile.service.apis import ApiService, ratelimits_from_specs
 from keystile.service.authz import Actor, Principal
 from keystile.service.context import Context, key_change, page_limit
-from keystile.service.validate import convert, json_size, merge_patch
+from keystile.service.validate import convert, json_size, merge_patch, to_ms
 
 PATCHABLE = KeyCreate.__struct_fields__
 
@@ -65,7 +65,7 @@ class KeyService:
             "meta": spec.meta,
             "permissions": permissions,
             "roles": roles,
-            "expires_at": int(spec.expires_at.timestamp() * 1000) if spec.expires_at else None,
+            "expires_at": to_ms(spec.expires_at) if spec.expires_at else None,
             "enabled": spec.enabled,
             "ratelimits": ratelimits_from_specs(spec.ratelimits, f"{prefix}/ratelimits"),
             "ip_allowlist": normalise_allowlist(spec.ip_allowlist),

@@ -11,6 +11,7 @@ from keystile.schemas import Page, RootKeyCreate, root_key_out, to_builtins
 from keystile.service.authz import CLI_ACTOR, Actor, Principal, holds, validate_root_permission
 from keystile.service.context import Context, key_change, page_limit
 from keystile.service.keys import KeyService
+from keystile.service.validate import to_ms
 
 _REJECTED = "the root key is missing, unknown, revoked or expired"
 
@@ -68,7 +69,7 @@ class RootKeyService:
             updated_at=now,
             name=spec.name,
             permissions=permissions,
-            expires_at=int(spec.expires_at.timestamp() * 1000) if spec.expires_at else None,
+            expires_at=to_ms(spec.expires_at) if spec.expires_at else None,
         )
         async with self._ctx.storage.transaction() as tx:
             await tx.insert_keys([key])

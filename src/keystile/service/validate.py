@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import msgspec
@@ -10,6 +11,8 @@ import msgspec
 from keystile.errors import InvalidInput
 
 T = TypeVar("T")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 _PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 _NAMED_FIELD = re.compile(r"Object (?:missing required|contains unknown) field `([^`]+)`")
 
@@ -70,3 +73,12 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 def json_size(value: Any) -> int:
     return len(msgspec.json.encode(value))
+
+
+def to_ms(moment: datetime) -> int:
+    """An aware datetime (as decoded from an RFC 3339 time) in integer milliseconds since the epoch.
+
+    Exact: ``int(moment.timestamp() * 1000)`` goes through a float, which after 2038-01-19 cannot hold every
+    millisecond, so an expiry would be stored 1 ms early and drift on every merge patch.
+    """
+    return (moment - _EPOCH) // _MS
