@@ -97,3 +97,9 @@ def test_serve_refuses_settings_it_cannot_honour_before_starting(shell: Shell, a
     assert result.exit_code == 2
     assert message in result.stderr
     assert not shell.data_dir.exists()
+
+
+def test_serve_takes_the_global_options_too(shell: Shell) -> None:
+    result = shell("--database-url", "memory://", "serve")
+    assert result.exit_code == 2
+    assert "memory://" in plain_error(result)

@@ -37,7 +37,8 @@ class Options:
 
         Raises InvalidInput for a setting that does not parse.
         """
-        given = {name: value for name, value in {**self.overrides, **flags}.items() if value is not None}
+        given = {name: value for name, value in self.overrides.items() if value is not None}
+        given.update((name, value) for name, value in flags.items() if value is not None)
         return Settings.from_env(os.environ, **given)
 
 
