@@ -1,7 +1,7 @@
-"""``keystile keys create|list|show|update|revoke|delete|verify`` (SPEC K4, R1, V1, X1).
+"""``keystile keys create|list|show|update|revoke|delete`` (SPEC K4, R1); ``verify`` lives in its own module.
 
 Bodies are built from the flags and validated by the HTTP API's schemas, so the CLI accepts exactly what the
-API accepts. The plain-text key is printed by ``create`` only; ``verify -`` reads it from stdin.
+API accepts. The plain-text key is printed by ``create`` only.
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from keystile.cli._errors import NO
 from keystile.cli._output import emit_json, fields, json_option, next_page, ratelimits, table, when
-from keystile.cli._parse import expiry, read_key, refill, to_duration, to_json_object, to_ratelimits
+from keystile.cli._parse import expiry, refill, to_duration, to_json_object, to_ratelimits
 from keystile.cli._runtime import run
+from keystile.cli.verify import verify
 
 if TYPE_CHECKING:
-    from keystile.core.verify import VerifyResult
-    from keystile.schemas import KeyCreated, KeyOut, Page, VerifyResponse
+    from keystile.schemas import KeyCreated, KeyOut, Page
     from keystile.service import Keystile
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -140,7 +139,10 @@ def keys() -> None:
 @click.option("--disabled", is_flag=True, help="Create the key disabled (it verifies as DISABLED).")
 @json_option
 def create(api_id: str, disabled: bool, as_json: bool, **given: Any) -> None:
-    """Create a key in API_ID and print it once (Keystile keeps only its hash)."""
+    """Create a key in API_ID and print it once.
+
+    Keystile keeps only its hash: the key cannot be shown again.
+    """
     from keystile.schemas import KeyCreate, key_created
     from keystile.service import CLI_ACTOR
     from keystile.service.validate import convert
@@ -229,7 +231,10 @@ def list_(
 @click.argument("key_id")
 @json_option
 def show(key_id: str, as_json: bool) -> None:
-    """Show one key (never the key itself: Keystile does not have it)."""
+    """Show one key (never the key itself).
+
+    Keystile keeps only the key's hash and its start, such as ks_3Fx9.
+    """
     from keystile.schemas import key_out
     from keystile.service import CLI_ACTOR
 
@@ -268,9 +273,10 @@ def update(
     as_json: bool,
     **given: Any,
 ) -> None:
-    """Change a key: only the given fields change (a JSON merge patch; --meta merges member by member).
+    """Change some fields of a key.
 
-    --permission, --role, --ratelimit and --ip replace the key's whole list.
+    Only the given fields change (a JSON merge patch; --meta merges member by member). --permission, --role,
+    --ratelimit and --ip replace the key's whole list.
     """
     from keystile.schemas import key_out
     from keystile.service import CLI_ACTOR
@@ -330,7 +336,10 @@ def _credits_patch(given: dict[str, Any], unlimited: bool, no_refill: bool) -> A
 @click.argument("key_id")
 @json_option
 def revoke(key_id: str, as_json: bool) -> None:
-    """Revoke a key for good: it then verifies as REVOKED (revoking again changes nothing)."""
+    """Revoke a key: it then verifies as REVOKED.
+
+    Revoking is permanent; revoking again changes nothing.
+    """
     from keystile.schemas import key_out
     from keystile.service import CLI_ACTOR
 
@@ -348,7 +357,10 @@ def revoke(key_id: str, as_json: bool) -> None:
 @click.argument("key_id")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def delete(key_id: str, yes: bool) -> None:
-    """Delete a key permanently (revoke keeps the record; delete does not)."""
+    """Delete a key permanently.
+
+    Revoking keeps the record (the key then verifies as REVOKED); deleting removes it.
+    """
     from keystile.core.models import Key
     from keystile.service import CLI_ACTOR
 
@@ -366,62 +378,4 @@ def delete(key_id: str, yes: bool) -> None:
     click.echo(f"Deleted key {key_id}.")
 
 
-def verify_response(result: VerifyResult) -> VerifyResponse:
-    """The wire answer of a verification (SPEC V1): ``NOT_FOUND`` carries ``valid`` and ``code`` only."""
-    from keystile.core.timefmt import to_rfc3339
-    from keystile.schemas import RemainingOut, VerifyResponse
-
-    code: Any = result.code
-    if result.entry is None:
-        return VerifyResponse(valid=result.valid, code=code)
-    key = result.entry.key
-    return VerifyResponse(
-        valid=result.valid,
-        code=code,
-        key_id=key.id,
-        api_id=key.api_id,
-        name=key.name,
-        owner_id=key.owner_id,
-        meta=key.meta,
-        permissions=list(key.permissions),
-        roles=list(key.roles),
-        expires_at=to_rfc3339(key.expires_at),
-        credits=RemainingOut(key.credits.remaining) if key.credits is not None else None,
-        ratelimits=[],
-    )
-
-
-@keys.command("verify")
-@click.argument("key")
-@click.option("--api-id", help="Accept only a key of this API (others are NOT_FOUND).")
-@click.option("--permissions", metavar="QUERY", help="A permission query, e.g. 'docs.read AND (docs.write OR admin)'.")
-@click.option("--ip", help="The client's IP address, checked against allowlists.")
-@json_option
-def verify(key: str, api_id: str | None, permissions: str | None, ip: str | None, as_json: bool) -> None:
-    """Verify KEY as an API would; give - to read it from stdin (out of shell history).
-
-    Prints the code (VALID, NOT_FOUND, REVOKED, DISABLED, EXPIRED, FORBIDDEN, INSUFFICIENT_PERMISSIONS) and the
-    key's id. Exit code 0 for VALID, 1 for any other code, 2 for a usage error.
-    """
-    from keystile.schemas import VerifyRequest
-    from keystile.service import CLI_ACTOR
-    from keystile.service.validate import convert
-
-    body: dict[str, Any] = {"key": read_key(key)}
-    for name, value in (("api_id", api_id), ("permissions", permissions), ("ip", ip)):
-        if value is not None:
-            body[name] = value
-    request = convert(body, VerifyRequest)
-
-    async def work(ks: Keystile) -> VerifyResponse:
-        return verify_response(await ks.verification.verify(CLI_ACTOR.principal, request))
-
-    answer = run(work)
-    if as_json:
-        emit_json(answer)
-    elif answer.key_id is None:
-        click.echo(answer.code)
-    else:
-        click.echo(f"{answer.code} {answer.key_id} (api {answer.api_id})")
-    if not answer.valid:
-        click.get_current_context().exit(NO)
+keys.add_command(verify)

@@ -1,0 +1,79 @@
+"""``keystile keys verify`` (SPEC V1, X1): exit 0 for VALID, 1 for any other code, 2 for a usage error."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from keystile.cli._errors import NO
+from keystile.cli._output import emit_json, json_option
+from keystile.cli._parse import read_key
+from keystile.cli._runtime import run
+
+if TYPE_CHECKING:
+    from keystile.core.verify import VerifyResult
+    from keystile.schemas import VerifyResponse
+    from keystile.service import Keystile
+
+
+def verify_response(result: VerifyResult) -> VerifyResponse:
+    """The wire answer of a verification (SPEC V1): ``NOT_FOUND`` carries ``valid`` and ``code`` only."""
+    from keystile.core.timefmt import to_rfc3339
+    from keystile.schemas import RemainingOut, VerifyResponse
+
+    code: Any = result.code  # one of the verifier's codes, which VerifyResponse.code spells out as a Literal
+    if result.entry is None:
+        return VerifyResponse(valid=result.valid, code=code)
+    key = result.entry.key
+    return VerifyResponse(
+        valid=result.valid,
+        code=code,
+        key_id=key.id,
+        api_id=key.api_id,
+        name=key.name,
+        owner_id=key.owner_id,
+        meta=key.meta,
+        permissions=list(key.permissions),
+        roles=list(key.roles),
+        expires_at=to_rfc3339(key.expires_at),
+        credits=RemainingOut(key.credits.remaining) if key.credits is not None else None,
+        ratelimits=[],
+    )
+
+
+@click.command("verify")
+@click.argument("key")
+@click.option("--api-id", help="Accept only a key of this API (others are NOT_FOUND).")
+@click.option("--permissions", metavar="QUERY", help="A permission query, e.g. 'docs.read AND (docs.write OR admin)'.")
+@click.option("--ip", help="The client's IP address, checked against allowlists.")
+@json_option
+def verify(key: str, api_id: str | None, permissions: str | None, ip: str | None, as_json: bool) -> None:
+    """Verify KEY as an API would (- reads it from stdin).
+
+    Reading the key from stdin keeps it out of shell history. Prints the code (VALID, NOT_FOUND, REVOKED, DISABLED,
+    EXPIRED, FORBIDDEN, INSUFFICIENT_PERMISSIONS) and the key's id. Exit code 0 for VALID, 1 for any other code, 2
+    for a usage error.
+    """
+    from keystile.schemas import VerifyRequest
+    from keystile.service import CLI_ACTOR
+    from keystile.service.validate import convert
+
+    body: dict[str, Any] = {"key": read_key(key)}
+    for name, value in (("api_id", api_id), ("permissions", permissions), ("ip", ip)):
+        if value is not None:
+            body[name] = value
+    request = convert(body, VerifyRequest)
+
+    async def work(ks: Keystile) -> VerifyResponse:
+        return verify_response(await ks.verification.verify(CLI_ACTOR.principal, request))
+
+    answer = run(work)
+    if as_json:
+        emit_json(answer)
+    elif answer.key_id is None:
+        click.echo(answer.code)
+    else:
+        click.echo(f"{answer.code} {answer.key_id} (api {answer.api_id})")
+    if not answer.valid:
+        click.get_current_context().exit(NO)
