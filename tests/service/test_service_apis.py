@@ -10,6 +10,7 @@ from keystile.core.models import AuditFilter, KeyFilter
 from keystile.errors import InvalidInput, NotFound
 from keystile.schemas import ApiCreate, KeyCreate, RateLimitSpec, RoleSpec, VerifyRequest, api_out, to_builtins
 from keystile.service import Keystile
+from keystile.service.authz import Actor
 from keystile.storage import SqlStorage
 
 if TYPE_CHECKING:
@@ -145,3 +146,24 @@ async def test_deleting_a_role_takes_it_off_the_keys_that_list_it(ks: Keystile, 
     assert (await ks.keys.get(admin.actor.principal, similar.id)).roles == ("reader",)
     [entry] = await admin.audit(AuditFilter(action="role.delete"))
     assert entry.changes["removed_from_keys"] == 1
+
+
+async def test_an_api_name_with_a_nul_character_is_refused_on_every_backend(ks: Keystile, admin: Admin) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        await ks.apis.create(admin.actor, ApiCreate(name="nul\x00"))
+    assert (caught.value.code, caught.value.extra["field"]) == ("invalid_character", "/name")
+
+    api = await admin.api()
+    with pytest.raises(InvalidInput) as caught:
+        await ks.apis.update(admin.actor, api.id, {"name": "nul\x00"})
+    assert caught.value.code == "invalid_character"
+    assert (await ks.apis.get(admin.actor.principal, api.id)).name == api.name
+
+
+async def test_a_user_agent_with_a_nul_character_does_not_break_the_audit_entry(ks: Keystile, admin: Admin) -> None:
+    actor = Actor(admin.actor.principal, "192.0.2.1", "agent\x00smith")
+
+    api = await ks.apis.create(actor, ApiCreate(name="audited"))
+
+    [entry] = await admin.audit(AuditFilter(target=api.id))
+    assert entry.user_agent == "agent\ufffdsmith"

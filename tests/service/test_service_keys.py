@@ -364,3 +364,50 @@ async def test_stale_keys_are_those_older_than_the_apis_rotation_policy(
 
     assert [k.id for k in stale.items] == [old.id]
     assert [k.id for k in fresh.items] == [young.id]
+
+
+# -- text every backend can store ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        (KeyCreate(name="nul\x00name"), "/name"),
+        (KeyCreate(owner_id="user\x00"), "/owner_id"),
+        (KeyCreate(meta={"note": "a\x00b"}), "/meta/note"),
+        (KeyCreate(meta={"deep": [{"x": "\x00"}]}), "/meta/deep/0/x"),
+        (KeyCreate(meta={"a/b\x00": 1}), "/meta/a~1b\x00"),
+    ],
+)
+async def test_text_with_a_nul_character_is_refused_the_same_way_on_every_backend(
+    ks: Keystile, admin: Admin, api_id: str, spec: KeyCreate, field: str
+) -> None:
+    # PostgreSQL cannot store U+0000 in text or JSON, SQLite can: the same request must get the same answer.
+    with pytest.raises(InvalidInput) as caught:
+        await ks.keys.create(admin.actor, api_id, spec)
+    assert caught.value.code == "invalid_character"
+    assert caught.value.extra["field"] == field
+
+    with pytest.raises(InvalidInput) as caught:
+        await ks.keys.create_many(admin.actor, api_id, [KeyCreate(), spec])
+    assert caught.value.extra["index"] == 1
+    assert caught.value.extra["field"] == "/keys/1" + field
+
+    key, _ = await ks.keys.create(admin.actor, api_id, KeyCreate())
+    patch = to_builtins(spec)
+    patch = {name: value for name, value in patch.items() if value not in (None, [], {}, True)}
+    with pytest.raises(InvalidInput) as caught:
+        await ks.keys.update(admin.actor, key.id, patch)
+    assert caught.value.code == "invalid_character"
+    assert await ks.storage.count_keys(api_id) == 1
+
+
+async def test_listing_with_a_nul_character_in_a_filter_is_invalid_input(
+    ks: Keystile, admin: Admin, api_id: str
+) -> None:
+    for where in (KeyFilter(owner_id="a\x00"), KeyFilter(search="\x00")):
+        with pytest.raises(InvalidInput) as caught:
+            await ks.keys.list(admin.actor.principal, api_id, where)
+        assert caught.value.code == "invalid_character"
+    with pytest.raises(InvalidInput):
+        await ks.audit.list(admin.actor.principal, AuditFilter(target="key_\x00"), cursor=None, limit=None)

@@ -37,7 +37,8 @@ class Context:
             action=action,
             target=target,
             ip=actor.ip,
-            user_agent=actor.user_agent[:512] if actor.user_agent else None,
+            # U+0000 would make PostgreSQL refuse the entry, and with it the change it records.
+            user_agent=actor.user_agent[:512].replace("\x00", "\ufffd") if actor.user_agent else None,
             changes=changes,
         )
 

@@ -82,3 +82,28 @@ def to_ms(moment: datetime) -> int:
     millisecond, so an expiry would be stored 1 ms early and drift on every merge patch.
     """
     return (moment - _EPOCH) // _MS
+
+
+def refuse_nul(value: Any, field: str) -> None:
+    """Raise :class:`InvalidInput` when a string anywhere in ``value`` (member names included) holds U+0000.
+
+    PostgreSQL cannot store that character in text or JSON while SQLite can, so without this check the same
+    request would be stored by one backend and fail with a storage error on the other. ``field`` is the JSON
+    pointer of ``value``; the error points at the offending member.
+    """
+    pending = [(field, value)]  # a loop, not recursion: JSON can nest deeper than Python's stack
+    while pending:
+        pointer, item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise InvalidInput(
+                    f"{pointer or 'the value'} contains the character U+0000, which cannot be stored",
+                    code="invalid_character",
+                    field=pointer,
+                )
+        elif isinstance(item, dict):
+            for name, member in item.items():
+                inner = f"{pointer}/{str(name).replace('~', '~0').replace('/', '~1')}"
+                pending.extend(((inner, name), (inner, member)))
+        elif isinstance(item, list | tuple):
+            pending.extend((f"{pointer}/{index}", member) for index, member in enumerate(item))
