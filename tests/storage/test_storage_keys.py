@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import pytest
 
 from keystile.core import keys as keyformat
 from keystile.core.models import AuditFilter, Credits, Key, KeyFilter, RateLimit, Refill
-from keystile.errors import Conflict
+from keystile.errors import Conflict, InvalidInput
 from keystile.storage import SqlStorage
 
 if TYPE_CHECKING:
@@ -352,3 +353,29 @@ async def test_search_combines_with_the_other_filters_and_paging(storage: SqlSto
     second = await storage.list_keys(api.id, where, at_ms=0, after=first[-1].id, limit=3)
 
     assert [key.id for key in first + second] == [key.id for key in reversed(matching)]
+
+
+async def test_a_lookup_with_a_nul_character_finds_nothing_or_is_invalid_input(
+    storage: SqlStorage, records: Records
+) -> None:
+    # PostgreSQL cannot hold U+0000 in text at all; SQLite can. Either way it is the request's fault (an id from a
+    # URL with %00, say), never a storage failure that would answer 503.
+    api = await records.insert_api()
+    await records.insert_key(api.id)
+    lookups: dict[str, Callable[[], Awaitable[object]]] = {
+        "get_api": lambda: storage.get_api("api_\x00"),
+        "get_key": lambda: storage.get_key("key_\x00"),
+        "list_keys": lambda: storage.list_keys(api.id, KeyFilter(owner_id="\x00"), at_ms=0, after="\x00", limit=5),
+        "list_apis": lambda: storage.list_apis(after="api_\x00", limit=5, only=None),
+        "list_audit": lambda: storage.list_audit(AuditFilter(target="\x00"), before=None, limit=5),
+    }
+
+    async def outcome(lookup: Callable[[], Awaitable[object]]) -> str:
+        try:
+            found = await lookup()
+        except InvalidInput as exc:
+            return exc.code
+        return "found something" if found else "nothing"
+
+    for what, lookup in lookups.items():
+        assert await outcome(lookup) in ("nothing", "invalid_character"), what

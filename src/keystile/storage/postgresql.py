@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from keystile.errors import Conflict, StorageError
+from keystile.errors import Conflict, InvalidInput, StorageError
 from keystile.storage._driver import Dialect, Executor, Row
 
 T = TypeVar("T")
@@ -21,6 +21,10 @@ _CONNECT_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionEr
 def _translate(exc: BaseException) -> Exception:
     if isinstance(exc, asyncpg.UniqueViolationError):
         return Conflict("an object with the same unique value already exists", code="conflict")
+    if isinstance(exc, asyncpg.CharacterNotInRepertoireError | asyncpg.UntranslatableCharacterError):
+        # U+0000 in a text or JSON parameter (an id from a URL, say): the request is at fault, not the database.
+        # The services refuse it in what they store; this covers every lookup as well.
+        return InvalidInput("text with the character U+0000 cannot be stored or looked up", code="invalid_character")
     if isinstance(exc, asyncpg.PostgresError):
         return StorageError(f"PostgreSQL failed: {type(exc).__name__} ({exc.sqlstate})")
     return StorageError(f"PostgreSQL unreachable: {type(exc).__name__}")
