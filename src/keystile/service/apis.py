@@ -14,7 +14,7 @@ from keystile.errors import InvalidInput, NotFound
 from keystile.schemas import ApiCreate, ApiPatch, Page, RateLimitSpec, RoleSpec, api_out, to_builtins
 from keystile.service.authz import Actor, Principal
 from keystile.service.context import Context, api_change, key_change, page_limit
-from keystile.service.validate import convert, merge_patch, refuse_nul
+from keystile.service.validate import check_json, convert, merge_patch
 
 
 def ratelimits_from_specs(specs: list[RateLimitSpec], field: str) -> tuple[RateLimit, ...]:
@@ -44,7 +44,7 @@ class ApiService:
     async def create(self, actor: Actor, spec: ApiCreate) -> Api:
         """Create an API; needs ``apis.write`` for every API."""
         actor.principal.require("apis.write")
-        refuse_nul(spec.name, "/name")
+        check_json(spec.name, "/name")
         now = self._ctx.now()
         api = Api(
             id=new_id("api", now),
@@ -80,13 +80,14 @@ class ApiService:
 
     async def update(self, actor: Actor, api_id: str, patch: dict[str, Any]) -> Api:
         """Apply a JSON Merge Patch to an API; needs ``apis.write`` for it."""
+        check_json(patch, "")
         convert(patch, ApiPatch)
         async with self._ctx.storage.transaction() as tx:
             current = await self.get(actor.principal, api_id, "apis.write")
             current = await tx.get_api(api_id) or current
             before = _api_doc(current)
             spec = convert(merge_patch(before, patch), ApiCreate)
-            refuse_nul(spec.name, "/name")
+            check_json(spec.name, "/name")
             now = self._ctx.now()
             api = Api(
                 id=current.id,

@@ -7,7 +7,7 @@ from keystile.errors import InvalidInput
 from keystile.schemas import Page
 from keystile.service.authz import Principal
 from keystile.service.context import Context, page_limit
-from keystile.service.validate import refuse_nul
+from keystile.service.validate import check_json
 
 
 class AuditService:
@@ -20,7 +20,7 @@ class AuditService:
         """Entries newest first; needs ``audit.read``. The cursor is the ``seq`` of the last entry seen."""
         principal.require("audit.read")
         for field in ("actor", "action", "target"):
-            refuse_nul(getattr(where, field), field)
+            check_json(getattr(where, field), field)
         size = page_limit(limit)
         before = None
         if cursor is not None:

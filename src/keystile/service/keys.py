@@ -21,7 +21,7 @@ from keystile.schemas import MAX_META_BYTES, CreditsSpec, KeyCreate, KeyPatch, P
 from keystile.service.apis import ApiService, ratelimits_from_specs
 from keystile.service.authz import Actor, Principal
 from keystile.service.context import Context, key_change, page_limit
-from keystile.service.validate import convert, json_size, merge_patch, refuse_nul, to_ms
+from keystile.service.validate import check_json, convert, json_size, merge_patch, to_ms
 
 PATCHABLE = KeyCreate.__struct_fields__
 
@@ -52,9 +52,9 @@ class KeyService:
 
     async def _checked(self, tx: Transaction, api_id: str, spec: KeyCreate, prefix: str = "") -> dict[str, Any]:
         """The validated, normalised fields of a key spec; ``prefix`` is the JSON pointer of the spec."""
-        refuse_nul(spec.name, f"{prefix}/name")
-        refuse_nul(spec.owner_id, f"{prefix}/owner_id")
-        refuse_nul(spec.meta, f"{prefix}/meta")
+        check_json(spec.name, f"{prefix}/name")
+        check_json(spec.owner_id, f"{prefix}/owner_id")
+        check_json(spec.meta, f"{prefix}/meta")
         if json_size(spec.meta) > MAX_META_BYTES:
             raise InvalidInput("meta is larger than 16 KiB", code="meta_too_large", field=f"{prefix}/meta")
         permissions = tuple(dict.fromkeys(validate_grant(p) for p in spec.permissions))
@@ -140,8 +140,8 @@ class KeyService:
     ) -> Page[Key]:
         """Keys of an API, newest first. ``stale`` selects keys older than the API's ``max_key_age_days``."""
         api = await self._apis.get(principal, api_id, "keys.read")
-        refuse_nul(where.owner_id, "owner_id")
-        refuse_nul(where.search, "q")
+        check_json(where.owner_id, "owner_id")
+        check_json(where.search, "q")
         size = page_limit(limit)
         now = self._ctx.now()
         if stale is not None:
@@ -160,6 +160,7 @@ class KeyService:
 
     async def update(self, actor: Actor, key_id: str, patch: dict[str, Any]) -> Key:
         """Apply a JSON Merge Patch (RFC 7396) to a key; needs ``keys.write`` for its API."""
+        check_json(patch, "")
         convert(patch, KeyPatch)
         await self.get(actor.principal, key_id, "keys.write")
         async with self._ctx.storage.transaction() as tx:

@@ -11,7 +11,7 @@ from keystile.schemas import Page, RootKeyCreate, root_key_out, to_builtins
 from keystile.service.authz import CLI_ACTOR, Actor, Principal, holds, validate_root_permission
 from keystile.service.context import Context, key_change, page_limit
 from keystile.service.keys import KeyService
-from keystile.service.validate import refuse_nul, to_ms
+from keystile.service.validate import check_json, to_ms
 
 _REJECTED = "the root key is missing, unknown, revoked or expired"
 
@@ -51,7 +51,7 @@ class RootKeyService:
     async def create(self, actor: Actor, spec: RootKeyCreate) -> tuple[Key, str]:
         """Create a root key; a root key can never grant a permission it does not hold itself."""
         actor.principal.require("root_keys.write")
-        refuse_nul(spec.name, "/name")
+        check_json(spec.name, "/name")
         permissions = tuple(dict.fromkeys(validate_root_permission(p) for p in spec.permissions))
         missing = [p for p in permissions if not holds(actor.principal, p)]
         if missing:

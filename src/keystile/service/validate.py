@@ -13,6 +13,8 @@ from keystile.errors import InvalidInput
 T = TypeVar("T")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
+MAX_DEPTH = 64
+"""How deep JSON input (a body, a key's meta) may nest."""
 _PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 _NAMED_FIELD = re.compile(r"Object (?:missing required|contains unknown) field `([^`]+)`")
 
@@ -44,6 +46,8 @@ def decode(body: bytes, schema: type[T]) -> T:
     """Decode and validate a JSON body; raises :class:`InvalidInput` naming the field that is wrong."""
     try:
         return msgspec.json.decode(body, type=schema)
+    except RecursionError:
+        raise _too_deep("") from None
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
             raise InvalidInput("the body is not valid JSON", code="invalid_json") from None
@@ -84,16 +88,24 @@ def to_ms(moment: datetime) -> int:
     return (moment - _EPOCH) // _MS
 
 
-def refuse_nul(value: Any, field: str) -> None:
-    """Raise :class:`InvalidInput` when a string anywhere in ``value`` (member names included) holds U+0000.
+def _too_deep(pointer: str) -> InvalidInput:
+    return InvalidInput(
+        f"{pointer or 'the body'} is nested more than {MAX_DEPTH} levels deep", code="too_deeply_nested", field=pointer
+    )
 
-    PostgreSQL cannot store that character in text or JSON while SQLite can, so without this check the same
-    request would be stored by one backend and fail with a storage error on the other. ``field`` is the JSON
-    pointer of ``value``; the error points at the offending member.
+
+def check_json(value: Any, field: str) -> None:
+    """Refuse JSON that no backend stores alike or that the services cannot walk; raises :class:`InvalidInput`.
+
+    U+0000 in any string (member names included): PostgreSQL cannot store it in text or JSON while SQLite can,
+    so the same request would be stored by one backend and fail with a storage error on the other. Nesting
+    deeper than :data:`MAX_DEPTH`: merge patches and encoders recurse, and a body nested near the parser's limit
+    would fail there with a RecursionError. ``field`` is the JSON pointer of ``value``; the error points at the
+    offending member.
     """
-    pending = [(field, value)]  # a loop, not recursion: JSON can nest deeper than Python's stack
+    pending = [(field, value, 0)]  # a loop, not recursion: the input may nest deeper than Python's stack
     while pending:
-        pointer, item = pending.pop()
+        pointer, item, depth = pending.pop()
         if isinstance(item, str):
             if "\x00" in item:
                 raise InvalidInput(
@@ -101,9 +113,12 @@ def refuse_nul(value: Any, field: str) -> None:
                     code="invalid_character",
                     field=pointer,
                 )
-        elif isinstance(item, dict):
-            for name, member in item.items():
-                inner = f"{pointer}/{str(name).replace('~', '~0').replace('/', '~1')}"
-                pending.extend(((inner, name), (inner, member)))
-        elif isinstance(item, list | tuple):
-            pending.extend((f"{pointer}/{index}", member) for index, member in enumerate(item))
+        elif isinstance(item, dict | list | tuple):
+            if depth >= MAX_DEPTH:
+                raise _too_deep(pointer)
+            if isinstance(item, dict):
+                for name, member in item.items():
+                    inner = f"{pointer}/{str(name).replace('~', '~0').replace('/', '~1')}"
+                    pending.extend(((inner, name, depth), (inner, member, depth + 1)))
+            else:
+                pending.extend((f"{pointer}/{index}", member, depth + 1) for index, member in enumerate(item))

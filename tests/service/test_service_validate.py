@@ -1,0 +1,82 @@
+"""Untrusted input turned into values (service.validate): malformed input is InvalidInput, never a crash."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from keystile.errors import InvalidInput
+from keystile.schemas import ApiCreate, KeyCreate
+from keystile.service import Keystile
+from keystile.service.validate import MAX_DEPTH, check_json, decode, merge_patch
+
+if TYPE_CHECKING:
+    from tests.service.conftest import Admin
+
+
+def nested(depth: int) -> Any:
+    """``{"a": {"a": ... "leaf"}}`` with ``depth`` objects."""
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize("depth", [5_000, 100_000])
+def test_a_body_nested_deeper_than_the_parser_goes_is_invalid_input(depth: int) -> None:
+    body = b'{"meta": ' + b'{"a":' * depth + b"1" + b"}" * depth + b"}"
+
+    with pytest.raises(InvalidInput) as caught:
+        decode(body, KeyCreate)
+    assert caught.value.code == "too_deeply_nested"
+
+
+def test_check_json_points_at_the_member_that_nests_too_deep() -> None:
+    check_json({"meta": nested(MAX_DEPTH - 1)}, "")
+
+    with pytest.raises(InvalidInput) as caught:
+        check_json({"meta": {"ok": [1, 2], "deep": nested(MAX_DEPTH)}}, "")
+
+    assert caught.value.code == "too_deeply_nested"
+    assert caught.value.extra["field"] == "/meta/deep" + "/a" * (MAX_DEPTH - 2)
+
+
+def test_merge_patch_follows_rfc_7396() -> None:
+    target = {"a": "b", "c": {"d": "e", "f": "g"}, "list": [1, 2]}
+    patch = {"a": "z", "c": {"f": None}, "list": [3], "new": {"x": None, "y": 1}}
+
+    assert merge_patch(target, patch) == {"a": "z", "c": {"d": "e"}, "list": [3], "new": {"y": 1}}
+    assert merge_patch(target, {}) == target
+    assert merge_patch({"a": 1}, {"a": {"b": 2}}) == {"a": {"b": 2}}
+    assert merge_patch({"a": {"b": 2}}, {"a": [1]}) == {"a": [1]}
+    assert target == {"a": "b", "c": {"d": "e", "f": "g"}, "list": [1, 2]}, "the target is left alone"
+
+
+async def test_a_key_whose_meta_nests_too_deep_is_refused(ks: Keystile, admin: Admin) -> None:
+    api = await admin.api(ApiCreate(name="deep"))
+
+    with pytest.raises(InvalidInput) as caught:
+        await ks.keys.create(admin.actor, api.id, KeyCreate(meta=nested(MAX_DEPTH + 1)))
+    assert (caught.value.code, caught.value.extra["field"]) == ("too_deeply_nested", "/meta" + "/a" * MAX_DEPTH)
+
+    key, _ = await ks.keys.create(admin.actor, api.id, KeyCreate(meta=nested(MAX_DEPTH - 1)))
+    assert (await ks.keys.get(admin.actor.principal, key.id)).meta == nested(MAX_DEPTH - 1)
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 900])
+async def test_a_patch_that_nests_too_deep_is_refused_before_it_is_merged(
+    ks: Keystile, admin: Admin, depth: int
+) -> None:
+    # 900 levels is within what the JSON parser accepts, and beyond what a recursive merge survives.
+    api = await admin.api(ApiCreate(name="deep"))
+    key, _ = await ks.keys.create(admin.actor, api.id, KeyCreate(meta={"kept": True}))
+
+    with pytest.raises(InvalidInput) as caught:
+        await ks.keys.update(admin.actor, key.id, {"meta": nested(depth)})
+    assert caught.value.code == "too_deeply_nested"
+    with pytest.raises(InvalidInput) as caught:
+        await ks.apis.update(admin.actor, api.id, {"name": nested(depth)})
+    assert caught.value.code == "too_deeply_nested"
+
+    assert (await ks.keys.get(admin.actor.principal, key.id)).meta == {"kept": True}
