@@ -6,14 +6,19 @@ through the services and verifies again straight away.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
+from keystile.config import Settings
 from keystile.core.clock import ManualClock
+from keystile.core.models import KeyBundle
+from keystile.core.ports import Storage
 from keystile.schemas import ApiCreate, KeyCreate, RoleSpec, VerifyRequest
 from keystile.service import Keystile
+from keystile.storage import SqlStorage
 
 if TYPE_CHECKING:
     from tests.service.conftest import Admin
@@ -180,3 +185,43 @@ async def test_changes_to_one_key_leave_other_cached_keys_cached(
     await ks.apis.update(admin.actor, api_id, {"name": "renamed"})
     assert not neighbour_check.cached(), "an API change drops the API's keys"
     assert elsewhere_check.cached(), "and only those"
+
+
+class PausedReads:
+    """Real storage whose verification reads can be held open, to let a write overtake them."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self.hold = False
+        self.reading = asyncio.Event()
+        self.resume = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._storage, name)
+
+    async def load_for_verify(self, digest: bytes) -> KeyBundle | None:
+        bundle = await self._storage.load_for_verify(digest)
+        if self.hold:
+            self.hold = False
+            self.reading.set()
+            await self.resume.wait()
+        return bundle
+
+
+async def test_a_revocation_that_overtakes_a_storage_read_is_not_lost(
+    storage: SqlStorage, settings: Settings, clock: ManualClock, admin: Admin
+) -> None:
+    paused = PausedReads(storage)
+    ks = Keystile.create(cast(Storage, paused), settings, clock)
+    api = await ks.apis.create(admin.actor, ApiCreate(name="racy"))
+    key, plain = await ks.keys.create(admin.actor, api.id, KeyCreate())
+    principal = admin.actor.principal
+
+    paused.hold = True
+    in_flight = asyncio.create_task(ks.verification.verify(principal, VerifyRequest(key=plain)))
+    await paused.reading.wait()  # the read has the key as it was before the revocation
+    await ks.keys.revoke(admin.actor, key.id)
+    paused.resume.set()
+
+    assert (await in_flight).code == "VALID", "it started before the revocation"
+    assert (await ks.verification.verify(principal, VerifyRequest(key=plain))).code == "REVOKED"
