@@ -379,3 +379,15 @@ async def test_a_lookup_with_a_nul_character_finds_nothing_or_is_invalid_input(
 
     for what, lookup in lookups.items():
         assert await outcome(lookup) in ("nothing", "invalid_character"), what
+
+
+async def test_search_ignores_case_beyond_ascii(storage: SqlStorage, records: Records) -> None:
+    api = await records.insert_api()
+    uber = await records.insert_key(api.id, name="ÜBER Service")
+    zurich = await records.insert_key(api.id, name="Büro Zürich")
+    ecole = await records.insert_key(api.id, name="école")
+
+    assert await _ids(storage, api.id, KeyFilter(search="über")) == [uber.id]
+    assert await _ids(storage, api.id, KeyFilter(search="ZÜRICH")) == [zurich.id]
+    assert await _ids(storage, api.id, KeyFilter(search="ÉCOLE")) == [ecole.id]
+    assert await _ids(storage, api.id, KeyFilter(search="ü")) == [zurich.id, uber.id]

@@ -50,9 +50,15 @@ class _Sql:
         return rewritten
 
 
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
 def _connect(target: str, *, uri: bool = False) -> sqlite3.Connection:
     conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False, uri=uri)
     conn.row_factory = sqlite3.Row
+    # SQLite's own lower() folds ASCII only, so a search for "über" missed "ÜBER" (PostgreSQL finds it).
+    conn.create_function("lower", 1, _lower, deterministic=True)
     for pragma in _PRAGMAS:
         conn.execute(pragma)
     return conn
