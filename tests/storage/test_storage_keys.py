@@ -391,3 +391,25 @@ async def test_search_ignores_case_beyond_ascii(storage: SqlStorage, records: Re
     assert await _ids(storage, api.id, KeyFilter(search="ZÜRICH")) == [zurich.id]
     assert await _ids(storage, api.id, KeyFilter(search="ÉCOLE")) == [ecole.id]
     assert await _ids(storage, api.id, KeyFilter(search="ü")) == [zurich.id, uber.id]
+
+
+async def test_batches_larger_than_a_query_chunk_keep_every_guarantee(storage: SqlStorage, records: Records) -> None:
+    # Duplicate checks and credit clean-up work in chunks of a few hundred ids; a bulk import is bigger.
+    api = await records.insert_api()
+    existing = await records.insert_key(api.id)
+    keys = [records.key(api.id, credits=Credits(f"cr_{i:04d}", i)) for i in range(1200)]
+    clashing = [*keys[:1100], dataclasses.replace(keys[1100], digest=existing.digest), *keys[1101:]]
+
+    with pytest.raises(Conflict) as caught:
+        await records.insert_keys(*clashing)
+    assert caught.value.extra["index"] == 1100
+    assert await storage.count_keys(api.id) == 1
+
+    await records.insert_keys(*keys)
+    assert await storage.count_keys(api.id) == 1201
+    assert len(await records.rows("credits")) == 1200
+
+    async with storage.transaction() as tx:
+        digests = await tx.delete_api(api.id)
+    assert len(digests) == 1201
+    assert await records.rows("credits") == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from keystile.core.clock import ManualClock
 from keystile.errors import InvalidInput, MigrationError, StorageError
 from keystile.storage import SqlStorage, open_storage
+from keystile.storage._migrate import available
 
 
 async def test_a_new_database_is_migrated_once_and_then_has_nothing_pending(
@@ -87,3 +89,23 @@ async def test_an_unknown_url_scheme_is_invalid_input(clock: ManualClock) -> Non
     with pytest.raises(InvalidInput) as caught:
         await open_storage("mysql://root@localhost/keystile", clock)
     assert caught.value.code == "invalid_database_url"
+
+
+async def test_two_processes_starting_together_migrate_once(database_url: str, clock: ManualClock) -> None:
+    first, second = await open_storage(database_url, clock), await open_storage(database_url, clock)
+    try:
+        everything = [m.version for m in available(first.dialect)]
+
+        applied = list(await asyncio.gather(first.migrate(), second.migrate()))
+
+        if database_url.startswith("memory:"):
+            # Each memory:// storage is a database of its own: both start empty.
+            assert applied == [everything, everything]
+        else:
+            assert sorted(applied, key=len) == [[], everything]
+        assert await first.pending_migrations() == await second.pending_migrations() == []
+        rows = await first.driver.fetchall("SELECT version FROM keystile_migrations ORDER BY version")
+        assert [row["version"] for row in rows] == everything
+    finally:
+        await first.close()
+        await second.close()
