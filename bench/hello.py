@@ -1,7 +1,9 @@
-"""The P2 baseline: a raw ASGI app answering a fixed small JSON body to any request.
+"""The P2 baselines: raw ASGI apps answering a fixed small JSON body to any request.
 
-It does not read the request body, so it is the cheapest thing the server stack (granian, ASGI interface) can
-serve; ``http_verify.py`` runs it beside Keystile with the same worker count and the same requests.
+``app`` does not read the request body, so it is the cheapest thing the server stack (granian, ASGI interface)
+can serve: the SPEC P2 baseline. ``app_reading_body`` first reads the request body to its last message, as any
+handler of a POST must: context that shows how much of the gap to ``app`` is the stack's cost of delivering a
+body. ``http_verify.py`` runs them beside Keystile with the same worker count and the same requests.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from typing import Any
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
 BODY = b'{"hello":"world"}'
 _START = {
@@ -21,18 +25,33 @@ _START = {
 _BODY = {"type": "http.response.body", "body": BODY}
 
 
-async def app(
-    scope: Scope, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
-) -> None:
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
     """Answer ``{"hello":"world"}`` to every HTTP request; accept lifespan events."""
     if scope["type"] == "http":
         await send(_START)
         await send(_BODY)
     elif scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+
+
+async def app_reading_body(scope: Scope, receive: Receive, send: Send) -> None:
+    """:func:`app`, after reading the request body to its last message."""
+    if scope["type"] == "http":
         while True:
             message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
+        await send(_START)
+        await send(_BODY)
+    elif scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

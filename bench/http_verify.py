@@ -53,6 +53,7 @@ LUA_SCRIPT = BENCH_DIR / "post.lua"
 PATH = "/v1/keys/verify"
 KEYSTILE_TARGET = "keystile.server.app:app_from_env"
 HELLO_TARGET = "hello:app"
+READING_TARGET = "hello:app_reading_body"
 PERMISSIONS = ["docs.read", "docs.write", "billing.read"]
 QUERY = "docs.read AND (docs.write OR admin)"
 ALLOWLIST = ["10.0.0.0/8", "192.168.0.0/16"]
@@ -84,6 +85,7 @@ class Result:
 
     hello: tuple[WrkRun, ...]
     verify: tuple[WrkRun, ...]
+    reading: tuple[WrkRun, ...]  # the hello world that reads the body: context, not the SPEC's baseline
     connections: int
     duration_s: float
     keystile_target: str
@@ -109,6 +111,11 @@ class Result:
         return hello_cpu / verify_cpu if verify_cpu else None
 
     @property
+    def reading_ratio(self) -> float:
+        """Median over rounds of Keystile req/s / req/s of the hello world that reads the body."""
+        return statistics.median(v.rps / r.rps for r, v in zip(self.reading, self.verify, strict=True))
+
+    @property
     def p99_ms(self) -> float:
         """Median over rounds of Keystile's p99 latency."""
         return statistics.median(r.p99_ms for r in self.verify)
@@ -116,7 +123,7 @@ class Result:
     @property
     def errors(self) -> list[str]:
         found = []
-        for name, runs in (("hello", self.hello), ("verify", self.verify)):
+        for name, runs in (("hello", self.hello), ("verify", self.verify), ("hello-reading-body", self.reading)):
             for i, run in enumerate(runs):
                 if run.non_2xx:
                     found.append(f"{name} round {i + 1}: {run.non_2xx} non-2xx responses")
@@ -153,6 +160,11 @@ class Result:
                 f"  hello / verify server CPU per request = {self.cpu_ratio:.2f} (the same ratio, seen from CPU time)"
             )
         lines.append(f"  verify p99 latency = {self.p99_ms:.2f} ms (median of rounds)")
+        reading = _median_run(self.reading)
+        lines.append(
+            f"  context: a hello world that reads the body first: {reading.rps:,.0f} req/s, "
+            f"p99 {reading.p99_ms:.2f} ms, cpu {reading.cpu_us or 0:.0f} us; verify / it = {self.reading_ratio:.2f}"
+        )
         lines.extend(f"  ERROR {error}" for error in self.errors)
         return "\n".join(lines)
 
@@ -391,29 +403,37 @@ def run(
             "KEYSTILE_LOG_LEVEL": "warning",
         }
         target = HELLO_TARGET if self_test else KEYSTILE_TARGET
-        hello = Server("hello", HELLO_TARGET, factory=False, env=server_env, logs=directory / "hello.log")
-        servers = [hello]
+        servers: list[Server] = []
         try:
+            hello = Server("hello", HELLO_TARGET, factory=False, env=server_env, logs=directory / "hello.log")
+            servers.append(hello)
             verify = Server("keystile", target, factory=not self_test, env=server_env, logs=directory / "ks.log")
             servers.append(verify)
+            reading = Server("hello-reading", READING_TARGET, factory=False, env=server_env, logs=directory / "r.log")
+            servers.append(reading)
             hello.wait_ready(body.encode(), headers)
+            reading.wait_ready(body.encode(), headers)
             answer = verify.wait_ready(body.encode(), headers)
             if not self_test:
                 _check_verify_answer(*answer)
             for server in servers:
                 run_wrk(wrk, server.url, wrk_env, connections, warmup_s)
-            hello_runs: list[WrkRun] = []
-            verify_runs: list[WrkRun] = []
+            runs: dict[str, list[WrkRun]] = {server.name: [] for server in servers}
             for _ in range(rounds):
-                hello_runs.append(hello.measure(wrk, wrk_env, connections, duration_s))
-                verify_runs.append(verify.measure(wrk, wrk_env, connections, duration_s))
+                for server in servers:  # hello, Keystile, hello reading the body, hello, Keystile, ...
+                    runs[server.name].append(server.measure(wrk, wrk_env, connections, duration_s))
             if not self_test:
                 _check_verify_answer(*verify.request(body.encode(), headers))
         finally:
             for server in servers:
                 server.stop()
     return Result(
-        tuple(hello_runs), tuple(verify_runs), connections, duration_s, f"{target} (self-test)" if self_test else target
+        tuple(runs["hello"]),
+        tuple(runs["keystile"]),
+        tuple(runs["hello-reading"]),
+        connections,
+        duration_s,
+        f"{target} (self-test)" if self_test else target,
     )
 
 

@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
             if p2.cpu_ratio is not None:
                 rows.append(_row("P2", "  same, from server CPU time per request", f"{p2.cpu_ratio:.2f}", "", None))
             rows.append(_row("P2", "  p99 latency of POST /v1/keys/verify", f"{p2.p99_ms:.2f} ms", "reported", None))
+            rows.append(
+                _row("P2", "  context: verify / hello world reading the body", f"{p2.reading_ratio:.2f}", "", None)
+            )
             failed.extend(f"P2: {error}" for error in p2.errors)
 
     print()
