@@ -115,10 +115,13 @@ async def test_storage_that_is_gone_is_503(client: httpx.AsyncClient, auth: Head
 # -- routing -------------------------------------------------------------------------------------------------
 
 
-async def test_an_unknown_route_is_a_404_problem(client: httpx.AsyncClient) -> None:
-    response = await client.get("/v2/nothing")
+async def test_an_unknown_route_is_a_404_problem_that_does_not_echo_the_path(
+    client: httpx.AsyncClient, key: Json
+) -> None:
+    response = await client.get(f"/v2/verify/{key['key']}")
 
     problem(response, 404, "route_not_found")
+    assert key["key"] not in response.text
 
 
 async def test_a_wrong_method_is_a_405_problem_with_allow(client: httpx.AsyncClient, auth: Headers) -> None:

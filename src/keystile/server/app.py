@@ -108,7 +108,8 @@ def _http_error(request: Request, exc: Exception) -> Response:
         return problem_response(Exception("framework fault"), request_id)
     error: KeystileError
     if exc.status_code == 404:
-        error = NotFound(f"there is no route {request.url.path[:200]}", code="route_not_found")
+        # The path is not echoed: a client may have put a key in it by mistake.
+        error = NotFound(f"there is no route {request.method} here; see /docs", code="route_not_found")
     elif exc.status_code == 405:
         error = InvalidInput(f"{request.method} is not allowed on this route", code="method_not_allowed")
     else:
