@@ -6,7 +6,7 @@ from keystile.errors import Unauthenticated
 from keystile.server.http import Headers, Scope, header
 from keystile.service import Actor, Keystile, Principal
 
-_MISSING = "this route needs a root key: send it as Authorization: Bearer <root key>"
+MISSING_ROOT_KEY = "this route needs a root key: send it as Authorization: Bearer <root key>"
 _MAX_USER_AGENT = 512
 
 
@@ -30,7 +30,7 @@ async def authenticate(ks: Keystile, headers: Headers) -> Principal:
     """
     token = bearer_token(headers)
     if token is None:
-        raise Unauthenticated(_MISSING, code="missing_root_key")
+        raise Unauthenticated(MISSING_ROOT_KEY, code="missing_root_key")
     principal = ks.root_keys.authenticate_cached(token)
     if principal is None:
         principal = await ks.root_keys.authenticate(token)

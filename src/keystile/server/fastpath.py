@@ -14,6 +14,7 @@ from keystile.core.timefmt import to_rfc3339
 from keystile.core.verify import CachedKey
 from keystile.errors import StorageError, Unauthenticated
 from keystile.schemas import RemainingOut, VerifyRequest, VerifyResponse
+from keystile.server.auth import MISSING_ROOT_KEY
 from keystile.server.http import (
     HEADER_OVERHEAD,
     JSON,
@@ -35,7 +36,6 @@ from keystile.server.runtime import Runtime
 from keystile.service.validate import decode
 
 _decode_request = msgspec.json.Decoder(VerifyRequest).decode
-_MISSING = "this route needs a root key: send it as Authorization: Bearer <root key>"
 
 Answer = tuple[Message, Message]
 
@@ -76,7 +76,7 @@ def _token(value: bytes | None) -> str:
         scheme, _, token = value.partition(b" ")
         if scheme.lower() == b"bearer" and (token := token.strip()):
             return token.decode("latin-1")
-    raise Unauthenticated(_MISSING, code="missing_root_key")
+    raise Unauthenticated(MISSING_ROOT_KEY, code="missing_root_key")
 
 
 class VerifyEndpoint:
