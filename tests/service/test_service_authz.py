@@ -13,6 +13,7 @@ from keystile.core.models import ROOT_API_ID, AuditFilter, KeyFilter
 from keystile.errors import Forbidden, InvalidInput, KeystileError, NotFound, Unauthenticated
 from keystile.schemas import ApiCreate, KeyCreate, RoleSpec, RootKeyCreate, VerifyRequest
 from keystile.service import Keystile
+from keystile.service.authz import Actor, Principal
 
 if TYPE_CHECKING:
     from tests.service.conftest import Admin
@@ -135,8 +136,8 @@ async def test_scoped_root_keys_list_only_their_apis(ks: Keystile, admin: Admin,
     a_and_c = (await admin.actor_with(f"api.{a.id}.apis.read", f"api.{c.id}.*")).principal
     everywhere = (await admin.actor_with("apis.read")).principal
 
-    async def listed(principal: object) -> list[str]:
-        page = await ks.apis.list(principal, cursor=None, limit=None)  # type: ignore[arg-type]
+    async def listed(principal: Principal) -> list[str]:
+        page = await ks.apis.list(principal, cursor=None, limit=None)
         return [api.id for api in page.items]
 
     assert await listed(only_a) == [a.id]
@@ -145,9 +146,7 @@ async def test_scoped_root_keys_list_only_their_apis(ks: Keystile, admin: Admin,
     assert ROOT_API_ID not in await listed(admin.actor.principal)
 
 
-async def test_root_keys_are_not_reachable_as_keys_or_apis(
-    ks: Keystile, admin: Admin, root: tuple[object, str]
-) -> None:
+async def test_root_keys_are_not_reachable_as_keys_or_apis(ks: Keystile, admin: Admin, root: tuple[Actor, str]) -> None:
     principal = admin.actor.principal
     root_key_id = principal.id
 
@@ -160,7 +159,6 @@ async def test_root_keys_are_not_reachable_as_keys_or_apis(
     with pytest.raises(NotFound):
         await ks.keys.revoke(admin.actor, root_key_id)
     _, plain = root
-    assert isinstance(plain, str)
     assert (await ks.verification.verify(principal, VerifyRequest(key=plain))).code == "NOT_FOUND"
 
 
@@ -273,11 +271,10 @@ async def test_an_expired_root_key_no_longer_authenticates(ks: Keystile, admin: 
         await ks.root_keys.authenticate(plain)
 
 
-async def test_only_root_keys_authenticate_as_root_keys(ks: Keystile, admin: Admin, root: tuple[object, str]) -> None:
+async def test_only_root_keys_authenticate_as_root_keys(ks: Keystile, admin: Admin, root: tuple[Actor, str]) -> None:
     api = await admin.api()
     _, plain = await ks.keys.create(admin.actor, api.id, KeyCreate())
     _, root_plain = root
-    assert isinstance(root_plain, str)
     typo = root_plain[:-1] + ("A" if root_plain[-1] != "A" else "B")
 
     for presented in (plain, typo, "", "ks_root_", "Bearer " + root_plain):
