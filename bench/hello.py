@@ -35,11 +35,15 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def app_reading_body(scope: Scope, receive: Receive, send: Send) -> None:
-    """:func:`app`, after reading the request body to its last message."""
+    """:func:`app`, after reading the request body as a POST handler must: until Content-Length bytes (or the
+    last message) have arrived. Keystile's handler reads the same way."""
     if scope["type"] == "http":
+        expected = next((int(v) for k, v in scope["headers"] if k == b"content-length"), None)
+        size = 0
         while True:
             message = await receive()
-            if message["type"] != "http.request" or not message.get("more_body", False):
+            size += len(message.get("body", b""))
+            if message["type"] != "http.request" or not message.get("more_body", False) or size == expected:
                 break
         await send(_START)
         await send(_BODY)

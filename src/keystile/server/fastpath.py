@@ -100,7 +100,8 @@ class VerifyEndpoint:
         try:
             if size > runtime.max_headers:
                 raise too_large_headers(runtime.max_headers)
-            if length is not None and length.isdigit() and int(length) > runtime.max_body:
+            expected = int(length) if length is not None and length.isdigit() else None
+            if expected is not None and expected > runtime.max_body:
                 raise too_large_body(runtime.max_body)
             ks = runtime.keystile
             if ks is None:
@@ -109,7 +110,7 @@ class VerifyEndpoint:
             principal = ks.root_keys.authenticate_cached(token)
             if principal is None:
                 principal = await ks.root_keys.authenticate(token)
-            body = await read_body(receive, runtime.max_body)
+            body = await read_body(receive, runtime.max_body, expected)
             try:
                 request = _decode_request(body)
             except msgspec.DecodeError:

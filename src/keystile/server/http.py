@@ -79,8 +79,8 @@ def new_request_id() -> str:
     return "req_" + secrets.token_hex(10)
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
-    """Read a request body of at most ``limit`` bytes.
+async def read_body(receive: Receive, limit: int, expected: int | None = None) -> bytes:
+    """Read a request body of at most ``limit`` bytes; ``expected`` is the declared Content-Length, if any.
 
     Raises :class:`TooLarge` as soon as the body grows past the limit (the rest is never read) and
     :class:`ClientDisconnected` when the client leaves first.
@@ -91,7 +91,9 @@ async def read_body(receive: Receive, limit: int) -> bytes:
     body: bytes = message.get("body", b"")
     if len(body) > limit:
         raise too_large_body(limit)
-    if not message.get("more_body", False):
+    if not message.get("more_body", False) or len(body) == expected:
+        # Granian hands over the whole body and then an empty last message; once Content-Length bytes are here,
+        # waiting for that message costs a second trip through the server (measured: ~10 us a request).
         return body
     chunks = [body]
     size = len(body)
