@@ -63,6 +63,13 @@ async def fresh_pg_schema(url: str) -> None:
 
 
 @pytest.fixture
+def fresh_pg_url(pg_url: str) -> str:
+    """The throwaway PostgreSQL database, emptied for this test."""
+    asyncio.run(fresh_pg_schema(pg_url))
+    return pg_url
+
+
+@pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
 
@@ -74,8 +81,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return "memory://"
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'keystile.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    asyncio.run(fresh_pg_schema(url))
+    url: str = request.getfixturevalue("fresh_pg_url")
     return url
 
 

@@ -95,8 +95,8 @@ def show_setup(
         key, plain = report.root_key
         root = deliver_root_key(key, plain, sink, as_json=as_json)
     elif report.active_root_key:
-        if not first_run:
-            say(f"An active root key exists already. To make another: {ANOTHER_ROOT_KEY}", as_json=as_json)
+        # SPEC K6: later runs (serve's included) say that a root key exists and how to make another.
+        say(f"An active root key exists already. To make another: {ANOTHER_ROOT_KEY}", as_json=as_json)
     else:
         warn(f"no active root key: the management API cannot be used. Make one with: {ANOTHER_ROOT_KEY}")
     if as_json:

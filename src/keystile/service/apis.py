@@ -6,14 +6,14 @@ import builtins
 from typing import Any
 
 from keystile.core import keys as keyformat
-from keystile.core.ids import new_id
+from keystile.core.ids import looks_like_id, new_id
 from keystile.core.models import ROOT_API_ID, Api, RateLimit, Role
 from keystile.core.netaddr import normalise_allowlist
 from keystile.core.permissions import validate_grant
 from keystile.errors import InvalidInput, NotFound
 from keystile.schemas import ApiCreate, ApiPatch, Page, RateLimitSpec, RoleSpec, api_out, to_builtins
 from keystile.service.authz import Actor, Principal
-from keystile.service.context import Context, api_change, key_change, page_limit
+from keystile.service.context import Context, api_change, key_change, not_found, page_limit
 from keystile.service.validate import check_json, convert, merge_patch
 
 
@@ -65,9 +65,10 @@ class ApiService:
     async def get(self, principal: Principal, api_id: str, permission: str = "apis.read") -> Api:
         """An API the principal may see with ``permission``; raises NotFound (or Forbidden)."""
         principal.require(permission, api_id)
-        api = await self._ctx.storage.get_api(api_id) if api_id != ROOT_API_ID else None
+        known = api_id != ROOT_API_ID and looks_like_id(api_id, "api")
+        api = await self._ctx.storage.get_api(api_id) if known else None
         if api is None:
-            raise NotFound(f"no API {api_id}", code="api_not_found")
+            raise not_found("API", api_id, "api", "api_not_found")
         return api
 
     async def list(self, principal: Principal, *, cursor: str | None, limit: int | None) -> Page[Api]:
@@ -146,7 +147,7 @@ class ApiService:
             await self.get(actor.principal, api_id, "apis.write")
             role = await tx.get_role(api_id, name)
             if role is None:
-                raise NotFound(f"no role {name!r} in {api_id}", code="role_not_found")
+                raise NotFound(f"no such role in {api_id}", code="role_not_found")
             now = self._ctx.now()
             digests = await tx.delete_role(api_id, name)
             changes = {"permissions": list(role.permissions), "removed_from_keys": len(digests)}

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from keystile.core.clock import Clock, now_ms
-from keystile.core.ids import new_id
+from keystile.core.ids import looks_like_id, new_id
 from keystile.core.models import AuditEntry
 from keystile.core.ports import Change, ChangeBus, Storage, Transaction
 from keystile.core.verify import Verifier
-from keystile.errors import InvalidInput
+from keystile.errors import InvalidInput, NotFound
 from keystile.service.authz import Actor
 
 DEFAULT_PAGE = 50
@@ -59,6 +59,16 @@ def page_limit(limit: int | None) -> int:
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}", code="invalid_limit", field="limit")
     return limit
+
+
+def not_found(what: str, ref: str, kind: str, code: str) -> NotFound:
+    """ "no key key_..." naming the caller's reference only when it has the shape of an id of ``kind``.
+
+    A client that puts a key where an id belongs (``GET /v1/keys/ks_...``) must not get it back in the answer,
+    nor in anything that logs answers.
+    """
+    shown = ref if looks_like_id(ref, kind) else "with that id"
+    return NotFound(f"no {what} {shown}", code=code)
 
 
 def key_change(digest: bytes) -> Change:

@@ -11,16 +11,16 @@ from dataclasses import replace
 from typing import Any
 
 from keystile.core import keys as keyformat
-from keystile.core.ids import new_id
+from keystile.core.ids import looks_like_id, new_id
 from keystile.core.models import ROOT_API_ID, Api, Credits, Key, KeyFilter, Refill
 from keystile.core.netaddr import normalise_allowlist
 from keystile.core.permissions import validate_grant
 from keystile.core.ports import Transaction
-from keystile.errors import InvalidInput, NotFound
+from keystile.errors import InvalidInput
 from keystile.schemas import MAX_META_BYTES, CreditsSpec, KeyCreate, KeyPatch, Page, key_out, to_builtins
 from keystile.service.apis import ApiService, ratelimits_from_specs
 from keystile.service.authz import Actor, Principal
-from keystile.service.context import Context, key_change, page_limit
+from keystile.service.context import Context, key_change, not_found, page_limit
 from keystile.service.validate import check_json, convert, json_size, merge_patch, to_ms
 
 PATCHABLE = KeyCreate.__struct_fields__
@@ -123,9 +123,9 @@ class KeyService:
     async def get(self, principal: Principal, key_id: str, permission: str = "keys.read") -> Key:
         """A key the principal may see; raises NotFound (or Forbidden when the permission is held nowhere)."""
         principal.require_any(permission)
-        key = await self._ctx.storage.get_key(key_id)
+        key = await self._ctx.storage.get_key(key_id) if looks_like_id(key_id, "key") else None
         if key is None or key.api_id == ROOT_API_ID or not principal.allows(permission, key.api_id):
-            raise NotFound(f"no key {key_id}", code="key_not_found")
+            raise not_found("key", key_id, "key", "key_not_found")
         return key
 
     async def list(
@@ -166,7 +166,7 @@ class KeyService:
         async with self._ctx.storage.transaction() as tx:
             current = await tx.get_key(key_id)
             if current is None:
-                raise NotFound(f"no key {key_id}", code="key_not_found")
+                raise not_found("key", key_id, "key", "key_not_found")
             before = key_doc(current)
             spec = convert(merge_patch(before, patch), KeyCreate)
             fields = await self._checked(tx, current.api_id, spec)
@@ -204,7 +204,7 @@ class KeyService:
         async with self._ctx.storage.transaction() as tx:
             current = await tx.get_key(key_id)
             if current is None:
-                raise NotFound(f"no key {key_id}", code="key_not_found")
+                raise not_found("key", key_id, "key", "key_not_found")
             if current.revoked_at is not None:
                 return current
             now = self._ctx.now()
@@ -219,7 +219,7 @@ class KeyService:
         key = await self.get(actor.principal, key_id, "keys.write")
         async with self._ctx.storage.transaction() as tx:
             if not await tx.delete_key(key_id):
-                raise NotFound(f"no key {key_id}", code="key_not_found")
+                raise not_found("key", key_id, "key", "key_not_found")
             now = self._ctx.now()
             await self._ctx.audit(tx, actor, "key.delete", key_id, {"start": key.start, **key_doc(key)}, now)
         await self._ctx.publish([key_change(key.digest)])

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from keystile.core import keys as keyformat
-from keystile.core.ids import new_id
+from keystile.core.ids import looks_like_id, new_id
 from keystile.core.models import ROOT_API_ID, Key, KeyFilter
 from keystile.core.verify import CachedKey
-from keystile.errors import Forbidden, NotFound, Unauthenticated
+from keystile.errors import Forbidden, Unauthenticated
 from keystile.schemas import Page, RootKeyCreate, root_key_out, to_builtins
 from keystile.service.authz import CLI_ACTOR, Actor, Principal, holds, validate_root_permission
-from keystile.service.context import Context, key_change, page_limit
+from keystile.service.context import Context, key_change, not_found, page_limit
 from keystile.service.keys import KeyService
 from keystile.service.validate import check_json, to_ms
 
@@ -92,9 +92,9 @@ class RootKeyService:
     async def revoke(self, actor: Actor, root_key_id: str) -> Key:
         """Revoke a root key (it may be the caller's own)."""
         actor.principal.require("root_keys.write")
-        key = await self._ctx.storage.get_key(root_key_id)
+        key = await self._ctx.storage.get_key(root_key_id) if looks_like_id(root_key_id, "rk") else None
         if key is None or key.api_id != ROOT_API_ID:
-            raise NotFound(f"no root key {root_key_id}", code="root_key_not_found")
+            raise not_found("root key", root_key_id, "rk", "root_key_not_found")
         return await self._keys.mark_revoked(actor, root_key_id, "root_key.revoke")
 
     async def any_active(self) -> bool:

@@ -1,0 +1,120 @@
+"""Real ``keystile serve`` processes for end-to-end tests, started the way the README says."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+ROOT_KEY_RE = re.compile(r"\bks_root_[0-9A-Za-z]{38}\b")
+START_TIMEOUT_S = 60.0
+
+
+def require_tool(name: str) -> None:
+    """Skip without ``name`` on PATH locally; under ``CI=true`` its absence fails the run."""
+    if shutil.which(name) is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{name} is required when CI=true", pytrace=False)
+        pytest.skip(f"{name} is not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Server:
+    """A server process with its output captured to files in ``workdir``."""
+
+    def __init__(
+        self, command: Sequence[str], workdir: Path, env: Mapping[str, str], port: int, name: str = "server"
+    ) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.stdout_path = workdir / f"{name}.stdout"
+        self.stderr_path = workdir / f"{name}.stderr"
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.process = subprocess.Popen(
+                list(command),
+                cwd=workdir,
+                env={**os.environ, **env, "KEYSTILE_PORT": str(port)},
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+        self._wait_until_ready()
+
+    def _wait_until_ready(self) -> None:
+        # Waiting for another process to come up, not for time to pass: poll until it answers or a deadline.
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the server exited with {self.process.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise AssertionError(f"the server did not answer within {START_TIMEOUT_S} s:\n{self.output()}")
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def output(self) -> str:
+        return f"--- stdout\n{self.stdout()}\n--- stderr\n{self.stderr()}"
+
+    def root_key(self) -> str:
+        """The root key the first start printed (exactly once)."""
+        found = ROOT_KEY_RE.findall(self.stdout())
+        assert len(found) == 1, f"expected one root key on stdout, found {len(found)}"
+        return str(found[0])
+
+    def stop(self) -> int:
+        """Stop the server as Ctrl-C would, and return its exit code."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        return self.process.returncode
+
+
+def serve(workdir: Path, env: Mapping[str, str] | None = None, name: str = "server") -> Server:
+    """``keystile serve`` from this virtual environment, in ``workdir``."""
+    return Server([str(BIN / "keystile"), "serve"], workdir, env or {}, free_port(), name)
+
+
+def cli(*args: str, workdir: Path, env: Mapping[str, str] | None = None, stdin: str | None = None) -> str:
+    """Run the ``keystile`` command in ``workdir``; returns stdout, raising on a non-zero exit."""
+    done = subprocess.run(
+        [str(BIN / "keystile"), *args],
+        cwd=workdir,
+        env={**os.environ, **(env or {})},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, f"keystile {' '.join(args)} exited {done.returncode}: {done.stderr}"
+    return done.stdout

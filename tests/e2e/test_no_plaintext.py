@@ -1,0 +1,141 @@
+"""No plain-text key anywhere but the one answer that creates it (issue 2, Done when 5; SPEC K3).
+
+Keys are made through every path (``keystile init``, the HTTP API single and bulk, HTTP root keys, the CLI with
+tables, with ``--json`` and with ``--root-key-file``), used, and sent in bad requests. Then the database (the
+SQLite files, or a ``pg_dump``), the server's output, the audit log, every other HTTP answer and every other
+command's output are searched for them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .server import ROOT_KEY_RE, Server, cli, require_tool, serve
+
+pytestmark = pytest.mark.e2e
+
+
+class Seen:
+    """Everything that left Keystile, by channel, so that each key's appearances can be counted."""
+
+    def __init__(self) -> None:
+        self.http: list[str] = []
+        self.cli: list[str] = []
+
+    def call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        answer = httpx.request(method, url, timeout=10, **kwargs)
+        self.http.append(answer.text)
+        return answer
+
+    def run(self, *args: str, workdir: Path, env: dict[str, str], stdin: str | None = None) -> str:
+        out = cli(*args, workdir=workdir, env=env, stdin=stdin)
+        self.cli.append(out)
+        return out
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'data' / 'keystile.db'}"
+        return
+    url: str = request.getfixturevalue("fresh_pg_url")
+    yield url
+
+
+def _dump(database: str, tmp_path: Path) -> bytes:
+    if database.startswith("sqlite"):
+        return b"".join(path.read_bytes() for path in sorted((tmp_path / "data").iterdir()))
+    require_tool("pg_dump")
+    done = subprocess.run(["pg_dump", "--no-owner", database], capture_output=True, check=True, timeout=60)
+    return done.stdout
+
+
+def test_plain_text_keys_appear_only_in_the_answer_that_created_them(database: str, tmp_path: Path) -> None:
+    env = {"KEYSTILE_DATA_DIR": str(tmp_path / "data"), "KEYSTILE_DATABASE_URL": database}
+    seen = Seen()
+    created_by_cli: list[str] = []
+    created_by_http: list[str] = []
+
+    init_out = seen.run("init", workdir=tmp_path, env=env)
+    [root_key] = ROOT_KEY_RE.findall(init_out)
+    created_by_cli.append(root_key)
+    server: Server = serve(tmp_path, env)
+    try:
+        auth = {"Authorization": f"Bearer {root_key}"}
+        api_id = seen.call("POST", f"{server.url}/v1/apis", json={"name": "leaks"}, headers=auth).json()["id"]
+
+        one = seen.call("POST", f"{server.url}/v1/apis/{api_id}/keys", json={"name": "one"}, headers=auth).json()
+        bulk = seen.call(
+            "POST", f"{server.url}/v1/apis/{api_id}/keys/bulk", json={"keys": [{}, {}, {}]}, headers=auth
+        ).json()["items"]
+        rk = seen.call("POST", f"{server.url}/v1/root-keys", json={"permissions": ["keys.*"]}, headers=auth).json()
+        created_by_http += [one["key"], *(item["key"] for item in bulk), rk["key"]]
+
+        table = seen.run("keys", "create", api_id, "--name", "from cli", workdir=tmp_path, env=env)
+        as_json = json.loads(seen.run("keys", "create", api_id, "--json", workdir=tmp_path, env=env))
+        cli_root = seen.run("root-keys", "create", "--permission", "keys.read", workdir=tmp_path, env=env)
+        key_file = tmp_path / "root.key"
+        seen.run(
+            "root-keys", "create", "--permission", "*", "--root-key-file", str(key_file), workdir=tmp_path, env=env
+        )
+        from_file = key_file.read_text().strip()
+        created_by_cli += [
+            *(word for word in table.split() if word.startswith("ks_") and len(word) > 30),
+            as_json["key"],
+            *ROOT_KEY_RE.findall(cli_root),
+        ]
+        assert len(created_by_cli) == 4, created_by_cli
+        every_key = [*created_by_cli, *created_by_http, from_file]
+
+        # Use them, change them, and send them where they do not belong.
+        for key in every_key:
+            seen.call("POST", f"{server.url}/v1/keys/verify", json={"key": key}, headers=auth)
+            seen.call("POST", f"{server.url}/v1/keys/verify", json={"key": key, "bogus": 1}, headers=auth)
+            seen.call("POST", f"{server.url}/v1/keys/verify", json={"key": key, "ip": "not-an-ip"}, headers=auth)
+            seen.call("POST", f"{server.url}/v1/keys/verify", json={"key": key, "permissions": "a AND"}, headers=auth)
+            seen.call("GET", f"{server.url}/v1/keys/{key}", headers=auth)
+            seen.call("GET", f"{server.url}/v1/apis", headers={"Authorization": f"Bearer {key}"})
+            seen.call("GET", f"{server.url}/nowhere/{key}", headers=auth)
+        seen.run("keys", "verify", "-", workdir=tmp_path, env=env, stdin=one["key"])
+        seen.call("PATCH", f"{server.url}/v1/keys/{one['id']}", json={"meta": {"plan": "pro"}}, headers=auth)
+        seen.call("POST", f"{server.url}/v1/keys/{bulk[0]['id']}/revoke", headers=auth)
+        seen.call("DELETE", f"{server.url}/v1/keys/{bulk[1]['id']}", headers=auth)
+        seen.call("POST", f"{server.url}/v1/root-keys/{rk['id']}/revoke", headers=auth)
+        seen.run("keys", "list", api_id, workdir=tmp_path, env=env)
+        seen.run("keys", "show", as_json["id"], "--json", workdir=tmp_path, env=env)
+
+        audit: list[dict[str, Any]] = []
+        params = {"limit": "5"}
+        while True:
+            page = seen.call("GET", f"{server.url}/v1/audit", params=params, headers=auth).json()
+            audit += page["items"]
+            if page["next_cursor"] is None:
+                break
+            params["cursor"] = page["next_cursor"]
+        assert {entry["action"] for entry in audit} >= {"key.create", "key.update", "key.revoke", "key.delete"}
+    finally:
+        assert server.stop() == 0
+
+    stored = _dump(database, tmp_path)
+    audit_text = json.dumps(audit)
+    server_output = server.stdout() + server.stderr()
+    for key in every_key:
+        assert key.encode() not in stored, "a plain-text key is in the database"
+        assert key not in audit_text, "a plain-text key is in the audit log"
+        assert key not in server_output, "a plain-text key is in the server's output"
+    for key in created_by_http:
+        echoes = [text[:200] for text in seen.http if key in text]
+        assert len(echoes) == 1, f"an HTTP key appears in more than its creation: {echoes}"
+        assert not any(key in text for text in seen.cli)
+    for key in created_by_cli:
+        assert sum(text.count(key) for text in seen.cli) == 1, "a CLI key appears in more than its creation"
+        assert not any(key in text for text in seen.http)
+    assert not any(from_file in text for text in [*seen.http, *seen.cli])
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
