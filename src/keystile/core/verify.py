@@ -71,6 +71,7 @@ class CachedKey:
         "memo",
         "revoked",
         "role_names",
+        "valid_result",
     )
 
     def __init__(self, bundle: KeyBundle, fresh_until: float) -> None:
@@ -93,6 +94,8 @@ class CachedKey:
         # A free slot for the layer above: the server keeps encoded answers here, the services a root key's
         # principal. Dropped with the entry, so it never outlives a change to the key.
         self.extra: Any = None
+        # The VALID answer depends on nothing but the entry: built once, not on every verification.
+        self.valid_result = VerifyResult(Code.VALID, self)
 
     def permitted(self, query: str) -> bool:
         """Whether the key's grants satisfy a (valid) permission query; memoised per query string."""
@@ -124,6 +127,10 @@ class VerifyResult:
 NOT_FOUND = VerifyResult(Code.NOT_FOUND, None)
 
 
+def _bad_ip(ip: str) -> InvalidInput:
+    return InvalidInput(f"{ip[:64]!r} is not an IP address", code="invalid_ip", field="/ip")
+
+
 class Verifier:
     """Verifies keys against storage through a bounded, TTL-limited in-process cache."""
 
@@ -147,7 +154,17 @@ class Verifier:
         self._unknown: OrderedDict[bytes, float] = OrderedDict()
         # Bumped by every change; a storage read that a change overtook is not cached (see _load).
         self._generation = 0
-        self.stats = {"hits": 0, "misses": 0, "negative_hits": 0, "stale_served": 0}
+        self.hits = self.misses = self.negative_hits = self.stale_served = 0
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters since start: cache hits, misses, negative-cache hits, stale entries served."""
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "negative_hits": self.negative_hits,
+            "stale_served": self.stale_served,
+        }
 
     # -- the hot path ---------------------------------------------------------------------------------------
 
@@ -165,18 +182,20 @@ class Verifier:
         ``apis``, when given, is the set of API ids the caller may verify keys of (a scoped root key); keys of
         other APIs answer ``NOT_FOUND``. Raises :class:`InvalidInput` for a bad ``ip`` or permission query.
         """
-        address = self._address(ip) if ip is not None else None
+        address = None
+        if ip is not None and (address := parse_ip(ip)) is None:
+            raise _bad_ip(ip)
         if permissions is not None:
-            parse_query(permissions)
+            parse_query(permissions)  # memoised; raises on a syntax error whatever the key
         digest = _sha256(key.encode()).digest()
         entry = self._cache.get(digest)
         if entry is not None and entry.fresh_until > self._clock.monotonic():
-            self.stats["hits"] += 1
+            self.hits += 1
             self._cache.move_to_end(digest)
-            return self._check(entry, api_id, apis, permissions, address, ip)
+            return self._check(entry, api_id, apis, permissions, address)
         until = self._unknown.get(digest)
         if until is not None and until > self._clock.monotonic():
-            self.stats["negative_hits"] += 1
+            self.negative_hits += 1
             return NOT_FOUND
         return None
 
@@ -197,8 +216,8 @@ class Verifier:
         entry = await self._load(key)
         if entry is None:
             return NOT_FOUND
-        address = self._address(ip) if ip is not None else None
-        return self._check(entry, api_id, apis, permissions, address, ip)
+        address = parse_ip(ip) if ip is not None else None
+        return self._check(entry, api_id, apis, permissions, address)
 
     def _check(
         self,
@@ -207,7 +226,6 @@ class Verifier:
         apis: frozenset[str] | None,
         permissions: str | None,
         address: tuple[int, int] | None,
-        ip: str | None,
     ) -> VerifyResult:
         owner = entry.api_id
         if api_id is not None:
@@ -233,14 +251,7 @@ class Verifier:
                 return VerifyResult(Code.FORBIDDEN, entry)
         if permissions is not None and not entry.permitted(permissions):
             return VerifyResult(Code.INSUFFICIENT_PERMISSIONS, entry)
-        return VerifyResult(Code.VALID, entry)
-
-    @staticmethod
-    def _address(ip: str) -> tuple[int, int]:
-        address = parse_ip(ip)
-        if address is None:
-            raise InvalidInput(f"{ip[:64]!r} is not an IP address", code="invalid_ip", field="/ip")
-        return address
+        return entry.valid_result
 
     # -- misses -----------------------------------------------------------------------------------------------
 
@@ -252,7 +263,7 @@ class Verifier:
             return None  # a typo or a made-up key: no storage call
         digest = _sha256(key.encode()).digest()
         stale = self._cache.get(digest)
-        self.stats["misses"] += 1
+        self.misses += 1
         generation = self._generation
         try:
             bundle = await self._storage.load_for_verify(digest)
@@ -260,7 +271,7 @@ class Verifier:
             if stale is None or self._cache.get(digest) is not stale:
                 raise  # nothing cached, or a change dropped the entry while storage was failing
             # Serving a stale entry beats failing every request while the database is away; counted and logged.
-            self.stats["stale_served"] += 1
+            self.stale_served += 1
             log.warning("storage unreachable; serving a cached key past its TTL", extra={"key_id": stale.key.id})
             return stale
         if generation != self._generation:
