@@ -13,7 +13,7 @@ from keystile.core.permissions import validate_grant
 from keystile.errors import InvalidInput, NotFound
 from keystile.schemas import ApiCreate, ApiPatch, Page, RateLimitSpec, RoleSpec, api_out, to_builtins
 from keystile.service.authz import Actor, Principal
-from keystile.service.context import Context, api_change, key_change, not_found, page_limit
+from keystile.service.context import Context, api_change, key_change, not_found, page_limit, paged
 from keystile.service.validate import check_json, convert, merge_patch
 
 
@@ -75,9 +75,7 @@ class ApiService:
         principal.require_any("apis.read")
         size = page_limit(limit)
         items = await self._ctx.storage.list_apis(after=cursor, limit=size + 1, only=principal.scope("apis.read"))
-        more = len(items) > size
-        items = items[:size]
-        return Page(items, items[-1].id if more else None)
+        return paged(items, size, lambda api: api.id)
 
     async def update(self, actor: Actor, api_id: str, patch: dict[str, Any]) -> Api:
         """Apply a JSON Merge Patch to an API; needs ``apis.write`` for it."""

@@ -6,7 +6,7 @@ from keystile.core.models import AuditEntry, AuditFilter
 from keystile.errors import InvalidInput
 from keystile.schemas import Page
 from keystile.service.authz import Principal
-from keystile.service.context import Context, page_limit
+from keystile.service.context import Context, page_limit, paged
 from keystile.service.validate import check_json
 
 
@@ -28,6 +28,4 @@ class AuditService:
                 raise InvalidInput("not a cursor of this list", code="invalid_cursor", field="cursor")
             before = int(cursor)
         items = await self._ctx.storage.list_audit(where, before=before, limit=size + 1)
-        more = len(items) > size
-        items = items[:size]
-        return Page(items, str(items[-1].seq) if more else None)
+        return paged(items, size, lambda entry: str(entry.seq))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from keystile.core.clock import Clock, now_ms
 from keystile.core.ids import looks_like_id, new_id
@@ -12,8 +12,10 @@ from keystile.core.models import AuditEntry
 from keystile.core.ports import Change, ChangeBus, Storage, Transaction
 from keystile.core.verify import Verifier
 from keystile.errors import InvalidInput, NotFound
+from keystile.schemas import Page
 from keystile.service.authz import Actor
 
+T = TypeVar("T")
 DEFAULT_PAGE = 50
 MAX_PAGE = 1000
 
@@ -59,6 +61,12 @@ def page_limit(limit: int | None) -> int:
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}", code="invalid_limit", field="limit")
     return limit
+
+
+def paged(items: Sequence[T], size: int, cursor_of: Callable[[T], str]) -> Page[T]:
+    """A page from ``size + 1`` fetched items: the extra one only says that another page exists."""
+    page = list(items[:size])
+    return Page(page, cursor_of(page[-1]) if len(items) > size else None)
 
 
 def not_found(what: str, ref: str, kind: str, code: str) -> NotFound:

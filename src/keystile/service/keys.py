@@ -20,7 +20,7 @@ from keystile.errors import InvalidInput
 from keystile.schemas import MAX_META_BYTES, CreditsSpec, KeyCreate, KeyPatch, Page, key_out, to_builtins
 from keystile.service.apis import ApiService, ratelimits_from_specs
 from keystile.service.authz import Actor, Principal
-from keystile.service.context import Context, key_change, not_found, page_limit
+from keystile.service.context import Context, key_change, not_found, page_limit, paged
 from keystile.service.validate import check_json, convert, json_size, merge_patch, to_ms
 
 PATCHABLE = KeyCreate.__struct_fields__
@@ -152,9 +152,7 @@ class KeyService:
                 cutoff = now - api.max_key_age_days * 86_400_000
                 where = replace(where, created_before=cutoff) if stale else replace(where, created_since=cutoff)
         items = await self._ctx.storage.list_keys(api_id, where, at_ms=now, after=cursor, limit=size + 1)
-        more = len(items) > size
-        items = items[:size]
-        return Page(items, items[-1].id if more else None)
+        return paged(items, size, lambda key: key.id)
 
     # -- change ---------------------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from keystile.core.verify import CachedKey
 from keystile.errors import Forbidden, Unauthenticated
 from keystile.schemas import Page, RootKeyCreate, root_key_out, to_builtins
 from keystile.service.authz import CLI_ACTOR, Actor, Principal, holds, validate_root_permission
-from keystile.service.context import Context, key_change, not_found, page_limit
+from keystile.service.context import Context, key_change, not_found, page_limit, paged
 from keystile.service.keys import KeyService
 from keystile.service.validate import check_json, to_ms
 
@@ -85,9 +85,7 @@ class RootKeyService:
         items = await self._ctx.storage.list_keys(
             ROOT_API_ID, KeyFilter(), at_ms=self._ctx.now(), after=cursor, limit=size + 1
         )
-        more = len(items) > size
-        items = items[:size]
-        return Page(items, items[-1].id if more else None)
+        return paged(items, size, lambda key: key.id)
 
     async def revoke(self, actor: Actor, root_key_id: str) -> Key:
         """Revoke a root key (it may be the caller's own)."""
