@@ -1,0 +1,57 @@
+"""Where keys travel in a request to a protected API (SPEC V4).
+
+``Authorization: Bearer <key>`` (preferred), ``X-API-Key: <key>``, or the query parameter ``api_key`` (accepted,
+but reported as a weaker channel: URLs end up in logs and browser history). There is no body channel. The same key
+in several places is fine; two different keys in one request are refused as ``ambiguous_credentials`` (as Kong's
+"duplicate API key"), rather than guessing which one the client meant.
+
+Forward auth (``/v1/auth``), the ASGI/WSGI middleware and the proxy all read keys through :func:`extract_key`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+from urllib.parse import parse_qsl
+
+from keystile.errors import Unauthenticated
+
+Channel = Literal["bearer", "header", "query"]
+QUERY_PARAMETER = "api_key"
+_AMBIGUOUS = "the request carries two different keys; send one"
+
+
+def extract_key(headers: Iterable[tuple[bytes, bytes]], query_string: bytes = b"") -> tuple[str, Channel] | None:
+    """The key a request carries and the channel it came by, or ``None`` when it carries none.
+
+    ``headers`` are ASGI-style ``(lower-case name, value)`` pairs. An ``Authorization`` header with a scheme
+    other than Bearer carries no key. Raises :class:`Unauthenticated` with code ``ambiguous_credentials`` when
+    two different keys arrive (in two channels, or twice in one).
+    """
+    found: str | None = None
+    channel: Channel | None = None
+
+    def offer(value: str, via: Channel) -> None:
+        nonlocal found, channel
+        if not value:
+            return
+        if found is None:
+            found, channel = value, via
+        elif value != found:
+            raise Unauthenticated(_AMBIGUOUS, code="ambiguous_credentials")
+
+    for name, raw in headers:
+        if name == b"authorization":
+            scheme, _, token = raw.decode("latin-1").strip().partition(" ")
+            if scheme.lower() == "bearer":
+                offer(token.strip(), "bearer")
+        elif name == b"x-api-key":
+            offer(raw.decode("latin-1").strip(), "header")
+    if QUERY_PARAMETER.encode() in query_string:
+        for param, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+            if param == QUERY_PARAMETER:
+                offer(value.strip(), "query")
+    if found is None or channel is None:
+        return None
+    # A key found first in a header but repeated in the query keeps the stronger channel it arrived by.
+    return found, channel
