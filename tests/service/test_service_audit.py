@@ -71,6 +71,8 @@ async def test_every_management_action_writes_one_entry_per_object(
     _, [entry] = await record(ks.apis.put_role(actor, api.id, RoleSpec(name="reader", permissions=["docs.*"])))
     assert_entry(entry, actor, "role.update", f"{api.id}/roles/reader", now)
     assert entry.changes == {"permissions": [["docs.read"], ["docs.*"]]}
+    _, entries = await record(ks.apis.put_role(actor, api.id, RoleSpec(name="reader", permissions=["docs.*"])))
+    assert entries == [], "putting a role unchanged writes nothing"
 
     (key, _), [entry] = await record(ks.keys.create(actor, api.id, KeyCreate(name="one", roles=["reader"])))
     assert_entry(entry, actor, "key.create", key.id, now)

@@ -125,6 +125,8 @@ class ApiService:
             await self.get(actor.principal, api_id, "apis.write")
             now = self._ctx.now()
             existing = await tx.get_role(api_id, spec.name)
+            if existing is not None and existing.permissions == permissions:
+                return existing, False  # nothing changes, so nothing is written or audited
             role = Role(api_id, spec.name, permissions, existing.created_at if existing else now, now)
             await tx.put_role(role)
             changes: dict[str, Any] = {"permissions": list(permissions)}

@@ -6,7 +6,7 @@ from keystile.core import keys as keyformat
 from keystile.core.ids import looks_like_id, new_id
 from keystile.core.models import ROOT_API_ID, Key, KeyFilter
 from keystile.core.verify import CachedKey
-from keystile.errors import Forbidden, Unauthenticated
+from keystile.errors import Forbidden, InvalidInput, Unauthenticated
 from keystile.schemas import Page, RootKeyCreate, root_key_out, to_builtins
 from keystile.service.authz import CLI_ACTOR, Actor, Principal, holds, validate_root_permission
 from keystile.service.context import Context, key_change, not_found, page_limit, paged
@@ -53,6 +53,8 @@ class RootKeyService:
         actor.principal.require("root_keys.write")
         check_json(spec.name, "/name")
         permissions = tuple(dict.fromkeys(validate_root_permission(p) for p in spec.permissions))
+        if not permissions:
+            raise InvalidInput("a root key needs at least one permission", code="invalid_request", field="/permissions")
         missing = [p for p in permissions if not holds(actor.principal, p)]
         if missing:
             raise Forbidden(
