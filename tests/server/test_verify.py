@@ -72,7 +72,7 @@ async def test_a_good_key_is_valid_with_what_is_known_about_it(
         "permissions": ["docs.read", "docs.write"],
         "roles": ["editor"],
         "expires_at": "2030-01-01T00:00:00.000Z",
-        "credits": {"remaining": 7},
+        "credits": {"remaining": 6},  # a verification spends one credit by default (SPEC L3)
         "ratelimits": [],
     }
 

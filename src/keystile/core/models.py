@@ -56,6 +56,28 @@ class Api:
     max_key_age_days: int | None = None
     recoverable: bool = False
     ip_allowlist: tuple[str, ...] = ()
+    expire_stale_after_days: int | None = None
+    """With ``max_key_age_days``: keys this many days past their maximum age verify as ``EXPIRED`` (SPEC R3)."""
+
+    def stale_expiry(self, created_at: int) -> int | None:
+        """When a key created at ``created_at`` expires under the rotation policy, if it does."""
+        if self.max_key_age_days is None or self.expire_stale_after_days is None:
+            return None
+        return created_at + (self.max_key_age_days + self.expire_stale_after_days) * 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """One customer of the deployment (SPEC K5): its rate limits and credits are shared by all its keys,
+    across APIs. Keys belong to it through their ``owner_id``."""
+
+    id: str
+    owner_id: str
+    created_at: int
+    updated_at: int
+    meta: dict[str, Any] = field(default_factory=dict)
+    credits: Credits | None = None
+    ratelimits: tuple[RateLimit, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,11 +122,13 @@ class Role:
 
 @dataclass(frozen=True, slots=True)
 class KeyBundle:
-    """What verification needs on a cache miss: the key, its API and the permissions of its API's roles."""
+    """What verification needs on a cache miss: the key, its API, the permissions of its API's roles and the
+    identity of its owner, if one exists."""
 
     key: Key
     api: Api
     role_permissions: dict[str, tuple[str, ...]]
+    identity: Identity | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from keystile.core.models import Api, AuditEntry, AuditFilter, Key, KeyBundle, KeyFilter, Role
+from keystile.core.models import Api, AuditEntry, AuditFilter, Credits, Key, KeyBundle, KeyFilter, Role
+from keystile.core.ratelimit import Bucket, LimitState
 
 
 class Transaction(Protocol):
@@ -82,6 +83,14 @@ class Storage(Protocol):
         """Keys of an API newest first; ``at_ms`` is "now" for the ``expired`` filter."""
         ...
 
+    async def spend_credits(
+        self, credit_id: str, cost: int, now_ms: int, refill: tuple[int, int] | None
+    ) -> tuple[bool, int] | None:
+        """Take ``cost`` credits atomically if at least that many remain: ``(spent, remaining after)``, or
+        ``None`` when the balance does not exist. ``refill`` is ``(amount, moment)``: when the balance was last
+        filled before ``moment``, it is first topped up to ``amount`` (SPEC L3's lazy refill)."""
+        ...
+
     async def list_roles(self, api_id: str) -> list[Role]: ...
     async def count_keys(self, api_id: str) -> int: ...
     async def list_audit(self, where: AuditFilter, *, before: int | None, limit: int) -> list[AuditEntry]:
@@ -94,14 +103,47 @@ class Change:
     """Something that cached verification state depends on has changed.
 
     ``kind`` ``"key"``: ``ref`` is the hex digest of one key. ``kind`` ``"api"``: ``ref`` is an API id and every
-    cached key of that API is dropped (its allowlist or roles changed).
+    cached key of that API is dropped (its allowlist or roles changed). ``kind`` ``"owner"``: ``ref`` is an
+    ``owner_id`` whose identity changed, and every cached key of that owner is dropped. ``kind`` ``"all"``: drop
+    everything (a subscriber that may have missed messages, say).
     """
 
-    kind: Literal["key", "api"]
-    ref: str
+    kind: Literal["key", "api", "owner", "all"]
+    ref: str = ""
 
 
 ChangeListener = Callable[[Sequence[Change]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """What one verification spends: a request's cost against each applied rate limit, and ``cost`` credits
+    from ``credits`` (``None``: unlimited)."""
+
+    buckets: tuple[Bucket, ...]
+    credits: Credits | None
+    cost: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What spending decided: ``VALID``, ``RATE_LIMITED`` or ``USAGE_EXCEEDED``, with the limits' states and
+    the credits left (``None``: unlimited)."""
+
+    code: str
+    ratelimits: tuple[LimitState, ...]
+    remaining: int | None
+
+
+class Spender(Protocol):
+    """Spends rate-limit capacity and credits all-or-nothing (SPEC L1-L3): a refused request spends nothing."""
+
+    def spend_now(self, spend: Spend, now_ms: float) -> Outcome | None:
+        """Decide without waiting (in-process limits, no credits), or ``None`` when :meth:`spend` must be awaited.
+        Returning ``None`` spends nothing."""
+        ...
+
+    async def spend(self, spend: Spend, now_ms: float) -> Outcome: ...
 
 
 class ChangeBus(Protocol):

@@ -16,10 +16,11 @@ from typing import Any
 
 from keystile.core import keys as keyformat
 from keystile.core.clock import Clock
-from keystile.core.models import ROOT_API_ID, Key, KeyBundle
+from keystile.core.models import ROOT_API_ID, Credits, Key, KeyBundle, RateLimit
 from keystile.core.netaddr import Network, allowed, compile_allowlist, parse_ip
 from keystile.core.permissions import Grants, evaluate, parse_query
-from keystile.core.ports import Change, Storage
+from keystile.core.ports import Change, Outcome, Spend, Spender, Storage
+from keystile.core.ratelimit import Bucket
 from keystile.errors import InvalidInput, StorageError
 
 log = logging.getLogger("keystile.verify")
@@ -61,6 +62,8 @@ class CachedKey:
     __slots__ = (
         "api_id",
         "api_networks",
+        "credits",
+        "default_spend",
         "enabled",
         "expires_at",
         "extra",
@@ -68,6 +71,7 @@ class CachedKey:
         "grants",
         "key",
         "key_networks",
+        "limits",
         "memo",
         "revoked",
         "role_names",
@@ -80,7 +84,8 @@ class CachedKey:
         self.api_id = key.api_id
         self.revoked = key.revoked_at is not None
         self.enabled = key.enabled
-        self.expires_at = key.expires_at
+        stale_expiry = bundle.api.stale_expiry(key.created_at)
+        self.expires_at = key.expires_at if stale_expiry is None else min(key.expires_at or stale_expiry, stale_expiry)
         self.key_networks: tuple[Network, ...] | None = compile_allowlist(key.ip_allowlist) or None
         self.api_networks: tuple[Network, ...] | None = compile_allowlist(bundle.api.ip_allowlist) or None
         role_names = [name for name in key.roles if name in bundle.role_permissions]
@@ -94,8 +99,48 @@ class CachedKey:
         # A free slot for the layer above: the server keeps encoded answers here, the services a root key's
         # principal. Dropped with the entry, so it never outlives a change to the key.
         self.extra: Any = None
+        self._compile_limits(bundle)
         # The VALID answer depends on nothing but the entry: built once, not on every verification.
         self.valid_result = VerifyResult(Code.VALID, self)
+
+    def _compile_limits(self, bundle: KeyBundle) -> None:
+        key, identity = bundle.key, bundle.identity
+        # By name: the API's defaults (per key), replaced by the identity's (shared by all of its keys), replaced
+        # by the key's own (SPEC L1: "a key's limit replaces an identity limit of the same name").
+        limits: dict[str, tuple[RateLimit, str]] = {
+            rl.name: (rl, f"k:{key.id}:{rl.name}") for rl in bundle.api.default_ratelimits
+        }
+        if identity is not None:
+            limits.update({rl.name: (rl, f"i:{identity.id}:{rl.name}") for rl in identity.ratelimits})
+        limits.update({rl.name: (rl, f"k:{key.id}:{rl.name}") for rl in key.ratelimits})
+        self.limits = limits
+        self.credits: Credits | None = key.credits or (identity.credits if identity is not None else None)
+        auto = tuple(Bucket(ref, rl.name, rl.limit, rl.duration_ms) for rl, ref in limits.values() if rl.auto_apply)
+        self.default_spend = Spend(auto, self.credits, 1) if auto or self.credits is not None else None
+
+    def spend_for(self, cost: int | None, requested: Sequence[tuple[str, int]] | None) -> Spend | None:
+        """What a verification of this key spends: the named limits at their costs plus every auto-applied one
+        at cost 1, and ``cost`` credits (default 1). ``None`` when there is nothing to spend.
+
+        Raises :class:`InvalidInput` (``unknown_ratelimit``) for a limit name the key does not have.
+        """
+        if not requested:
+            if cost is None or self.default_spend is None:
+                return self.default_spend
+            return Spend(self.default_spend.buckets, self.credits, cost)
+        named: dict[str, int] = {}
+        for name, named_cost in requested:
+            if name not in self.limits:
+                raise InvalidInput(
+                    f"the key has no rate limit named {name[:64]!r}", code="unknown_ratelimit", field="/ratelimits"
+                )
+            named[name] = named.get(name, 0) + named_cost
+        buckets = tuple(
+            Bucket(ref, rl.name, rl.limit, rl.duration_ms, named.get(rl.name, 1))
+            for rl, ref in self.limits.values()
+            if rl.name in named or rl.auto_apply
+        )
+        return Spend(buckets, self.credits, 1 if cost is None else cost)
 
     def permitted(self, query: str) -> bool:
         """Whether the key's grants satisfy a (valid) permission query; memoised per query string."""
@@ -108,13 +153,18 @@ class CachedKey:
 
 
 class VerifyResult:
-    """The outcome of one verification; ``entry`` is ``None`` for ``NOT_FOUND`` (nothing is revealed)."""
+    """The outcome of one verification; ``entry`` is ``None`` for ``NOT_FOUND`` (nothing is revealed).
 
-    __slots__ = ("code", "entry")
+    ``spent`` is set when the verification spent (or was refused) rate-limit capacity or credits: it carries the
+    limits' states and the credits left after this very request.
+    """
 
-    def __init__(self, code: str, entry: CachedKey | None) -> None:
+    __slots__ = ("code", "entry", "spent")
+
+    def __init__(self, code: str, entry: CachedKey | None, spent: Outcome | None = None) -> None:
         self.code = code
         self.entry = entry
+        self.spent = spent
 
     @property
     def valid(self) -> bool:
@@ -125,6 +175,11 @@ class VerifyResult:
 
 
 NOT_FOUND = VerifyResult(Code.NOT_FOUND, None)
+
+
+def _unlimited(entry: CachedKey) -> VerifyResult:
+    """Without a spender (tests of the cache alone), limits are reported but nothing is spent."""
+    return VerifyResult(Code.VALID, entry, Outcome(Code.VALID, (), entry.credits.remaining if entry.credits else None))
 
 
 def _bad_ip(ip: str) -> InvalidInput:
@@ -143,8 +198,10 @@ class Verifier:
         size: int = 100_000,
         negative_ttl_s: float = 1.0,
         negative_size: int = 10_000,
+        spender: Spender | None = None,
     ) -> None:
         self._storage = storage
+        self.spender: Spender | None = spender
         self._clock = clock
         self._ttl = ttl_s
         self._size = size
@@ -176,11 +233,16 @@ class Verifier:
         permissions: str | None = None,
         ip: str | None = None,
         apis: frozenset[str] | None = None,
+        cost: int | None = None,
+        ratelimits: Sequence[tuple[str, int]] | None = None,
     ) -> VerifyResult | None:
-        """Verify from the cache alone; ``None`` when storage must be asked (then call :meth:`verify`).
+        """Verify from the cache alone; ``None`` when storage (or a limits backend) must be asked: then await
+        :meth:`verify`. Returning ``None`` has spent nothing.
 
         ``apis``, when given, is the set of API ids the caller may verify keys of (a scoped root key); keys of
-        other APIs answer ``NOT_FOUND``. Raises :class:`InvalidInput` for a bad ``ip`` or permission query.
+        other APIs answer ``NOT_FOUND``. ``cost`` is the credits to spend (default 1) and ``ratelimits`` the
+        ``(name, cost)`` of limits to apply besides the auto-applied ones. Raises :class:`InvalidInput` for a bad
+        ``ip``, permission query or rate-limit name.
         """
         address = None
         if ip is not None and (address := parse_ip(ip)) is None:
@@ -192,7 +254,16 @@ class Verifier:
         if entry is not None and entry.fresh_until > self._clock.monotonic():
             self.hits += 1
             self._cache.move_to_end(digest)
-            return self._check(entry, api_id, apis, permissions, address)
+            result = self._check(entry, api_id, apis, permissions, address)
+            if result is not entry.valid_result:
+                return result
+            spend = entry.spend_for(cost, ratelimits)
+            if spend is None:
+                return result
+            if self.spender is None:
+                return _unlimited(entry)
+            outcome = self.spender.spend_now(spend, self._clock.now() * 1000)
+            return VerifyResult(outcome.code, entry, outcome) if outcome is not None else None
         until = self._unknown.get(digest)
         if until is not None and until > self._clock.monotonic():
             self.negative_hits += 1
@@ -207,17 +278,40 @@ class Verifier:
         permissions: str | None = None,
         ip: str | None = None,
         apis: frozenset[str] | None = None,
+        cost: int | None = None,
+        ratelimits: Sequence[tuple[str, int]] | None = None,
     ) -> VerifyResult:
-        """Verify a key (SPEC V2 order). Raises :class:`InvalidInput` for a bad ``ip`` or query, and
+        """Verify a key (SPEC V2 order), spending rate-limit capacity and credits when every earlier check
+        passed. Raises :class:`InvalidInput` for a bad ``ip``, query or rate-limit name, and
         :class:`StorageError` when a key is not cached and storage cannot be reached."""
-        result = self.verify_cached(key, api_id=api_id, permissions=permissions, ip=ip, apis=apis)
+        result = self.verify_cached(
+            key, api_id=api_id, permissions=permissions, ip=ip, apis=apis, cost=cost, ratelimits=ratelimits
+        )
         if result is not None:
             return result
-        entry = await self._load(key)
+        entry = self._fresh(key)
         if entry is None:
-            return NOT_FOUND
+            entry = await self._load(key)
+            if entry is None:
+                return NOT_FOUND
         address = parse_ip(ip) if ip is not None else None
-        return self._check(entry, api_id, apis, permissions, address)
+        result = self._check(entry, api_id, apis, permissions, address)
+        if result is not entry.valid_result:
+            return result
+        spend = entry.spend_for(cost, ratelimits)
+        if spend is None:
+            return result
+        if self.spender is None:
+            return _unlimited(entry)
+        outcome = await self.spender.spend(spend, self._clock.now() * 1000)
+        return VerifyResult(outcome.code, entry, outcome)
+
+    def _fresh(self, key: str) -> CachedKey | None:
+        """The cached entry of a key if it is still fresh (a verification that must spend asynchronously)."""
+        entry = self._cache.get(_sha256(key.encode()).digest())
+        if entry is not None and entry.fresh_until > self._clock.monotonic():
+            return entry
+        return None
 
     def _check(
         self,
@@ -307,8 +401,12 @@ class Verifier:
                 digest = bytes.fromhex(change.ref)
                 self._cache.pop(digest, None)
                 self._unknown.pop(digest, None)
+            elif change.kind == "all":
+                self._cache.clear()
+                self._unknown.clear()
             else:
-                for digest in [d for d, entry in self._cache.items() if entry.api_id == change.ref]:
+                field = "api_id" if change.kind == "api" else "owner_id"
+                for digest in [d for d, entry in self._cache.items() if getattr(entry.key, field) == change.ref]:
                     del self._cache[digest]
 
     def clear(self) -> None:

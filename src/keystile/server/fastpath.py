@@ -8,12 +8,15 @@ logging happen only on errors.
 
 from __future__ import annotations
 
+import math
+
 import msgspec
 
+from keystile.core.ports import Outcome
 from keystile.core.timefmt import to_rfc3339
 from keystile.core.verify import CachedKey
 from keystile.errors import StorageError, Unauthenticated
-from keystile.schemas import RemainingOut, VerifyRequest, VerifyResponse
+from keystile.schemas import RateLimitState, RemainingOut, VerifyRequest, VerifyResponse
 from keystile.server.auth import MISSING_ROOT_KEY
 from keystile.server.http import (
     HEADER_OVERHEAD,
@@ -48,8 +51,9 @@ def _answer(body: bytes) -> Answer:
 NOT_FOUND_ANSWER = _answer(encode_json(VerifyResponse(valid=False, code="NOT_FOUND")))
 
 
-def verify_response(entry: CachedKey, code: str) -> VerifyResponse:
-    """The V1 answer about a known key: everything but the code depends only on the cached entry."""
+def verify_response(entry: CachedKey, code: str, spent: Outcome | None = None) -> VerifyResponse:
+    """The V1 answer about a known key. Without ``spent`` it depends only on the cached entry and the code (and
+    is cached); with it, the credits left and the limits' states are this request's."""
     key = entry.key
     own = list(key.permissions)
     # Effective permissions: the key's own first, then what its roles add, in a stable order.
@@ -64,11 +68,20 @@ def verify_response(entry: CachedKey, code: str) -> VerifyResponse:
         meta=key.meta,
         permissions=effective,
         roles=list(entry.role_names),
-        expires_at=to_rfc3339(key.expires_at),
-        # Credits are reported only; spending them (step 2) will need a per-request answer.
-        credits=RemainingOut(key.credits.remaining) if key.credits is not None else None,
-        ratelimits=[],
+        expires_at=to_rfc3339(entry.expires_at),
+        credits=_credits(entry, spent),
+        ratelimits=[
+            RateLimitState(s.name, s.limit, s.remaining, to_rfc3339(math.ceil(s.reset_at)) or "")
+            for s in (spent.ratelimits if spent is not None else ())
+        ],
     )
+
+
+def _credits(entry: CachedKey, spent: Outcome | None) -> RemainingOut | None:
+    if spent is not None:
+        return RemainingOut(spent.remaining) if spent.remaining is not None else None
+    # Not spent (the key was refused before its balance was reached): the balance as last read.
+    return RemainingOut(entry.credits.remaining) if entry.credits is not None else None
 
 
 def _token(value: bytes | None) -> str:
@@ -126,6 +139,8 @@ class VerifyEndpoint:
         entry = result.entry
         if entry is None:
             start, message = NOT_FOUND_ANSWER
+        elif result.spent is not None:
+            start, message = _answer(encode_json(verify_response(entry, result.code, result.spent)))
         else:
             answers = entry.extra
             if answers is None:

@@ -6,6 +6,7 @@ from keystile.config import Settings
 from keystile.core.clock import Clock, SystemClock
 from keystile.core.ports import ChangeBus, LocalChangeBus, Storage
 from keystile.core.verify import Verifier
+from keystile.limits.local import LocalSpender
 from keystile.service.apis import ApiService
 from keystile.service.audit import AuditService
 from keystile.service.authz import CLI_ACTOR, Actor, Principal
@@ -35,7 +36,13 @@ class Keystile:
     def create(cls, storage: Storage, settings: Settings, clock: Clock | None = None) -> Keystile:
         """Wire the services around an opened storage as ``settings`` say."""
         clock = clock or SystemClock()
-        verifier = Verifier(storage, clock, ttl_s=settings.cache_ttl_ms / 1000, size=settings.cache_size)
+        verifier = Verifier(
+            storage,
+            clock,
+            ttl_s=settings.cache_ttl_ms / 1000,
+            size=settings.cache_size,
+            spender=LocalSpender(storage),
+        )
         return cls(storage, clock, LocalChangeBus(), verifier)
 
     @classmethod

@@ -39,7 +39,8 @@ def _credits(spec: CreditsSpec | None, existing: Credits | None, now: int) -> Cr
     if spec.refill is not None and spec.refill.interval == "daily" and spec.refill.day is not None:
         raise InvalidInput("a daily refill takes no day", code="invalid_refill", field="/credits/refill/day")
     credit_id = existing.id if existing is not None else new_id("cr", now)
-    refilled_at = existing.refilled_at if existing is not None else None
+    # A new balance counts as filled now, so its first refill comes at the next refill moment.
+    refilled_at = existing.refilled_at if existing is not None else now
     return Credits(credit_id, spec.remaining, refill, refilled_at)
 
 

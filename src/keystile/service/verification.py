@@ -28,6 +28,8 @@ class VerificationService:
             permissions=request.permissions,
             ip=request.ip,
             apis=principal.scope("keys.verify"),
+            cost=request.credits.cost if request.credits is not None else None,
+            ratelimits=_named(request),
         )
 
     async def verify(self, principal: Principal, request: VerifyRequest) -> VerifyResult:
@@ -41,4 +43,12 @@ class VerificationService:
             permissions=request.permissions,
             ip=request.ip,
             apis=principal.scope("keys.verify"),
+            cost=request.credits.cost if request.credits is not None else None,
+            ratelimits=_named(request),
         )
+
+
+def _named(request: VerifyRequest) -> list[tuple[str, int]] | None:
+    if not request.ratelimits:
+        return None
+    return [(limit.name, limit.cost) for limit in request.ratelimits]

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from keystile.core.models import Api, AuditEntry, Credits, Key, RateLimit, Refill, Role
+from keystile.core.models import Api, AuditEntry, Credits, Identity, Key, RateLimit, Refill, Role
 from keystile.storage._driver import Row
 
 _json_encode = msgspec.json.Encoder().encode
@@ -58,6 +58,7 @@ def api_from_row(row: Row, p: str = "") -> Api:
         max_key_age_days=row[p + "max_key_age_days"],
         recoverable=bool(row[p + "recoverable"]),
         ip_allowlist=tuple(load(row[p + "ip_allowlist"])),
+        expire_stale_after_days=row[p + "expire_stale_after_days"],
     )
 
 
@@ -73,11 +74,13 @@ def api_params(api: Api) -> tuple[Any, ...]:
         api.max_key_age_days,
         api.recoverable,
         dump(list(api.ip_allowlist)),
+        api.expire_stale_after_days,
     )
 
 
 API_COLUMNS = (
-    "id, name, prefix, created_at, updated_at, default_ratelimits, max_key_age_days, recoverable, ip_allowlist"
+    "id, name, prefix, created_at, updated_at, default_ratelimits, max_key_age_days, recoverable, ip_allowlist,"
+    " expire_stale_after_days"
 )
 
 # Key columns, then its credits (c_*) and its rate limits as one JSON array (rl); FROM keys k, credits c.
@@ -88,13 +91,36 @@ KEY_COLUMNS = """k.id, k.api_id, k.digest, k.start, k.name, k.owner_id, k.meta, 
        c.refill_day AS c_refill_day, c.refilled_at AS c_refilled_at"""
 
 
-def credits_from_row(row: Row) -> Credits | None:
-    if row["credit_id"] is None:
+def credits_from_row(row: Row, link: str = "credit_id", p: str = "c_") -> Credits | None:
+    """The balance a row links to through its column ``link``, from credit columns prefixed ``p``."""
+    if row[link] is None:
         return None
     refill = None
-    if row["c_refill_interval"] is not None:
-        refill = Refill(row["c_refill_amount"], row["c_refill_interval"], row["c_refill_day"])
-    return Credits(row["credit_id"], row["c_remaining"], refill, row["c_refilled_at"])
+    if row[p + "refill_interval"] is not None:
+        refill = Refill(row[p + "refill_amount"], row[p + "refill_interval"], row[p + "refill_day"])
+    return Credits(row[link], row[p + "remaining"], refill, row[p + "refilled_at"])
+
+
+# An owner's identity joined to a key (i_*), with its credits (ic_*) and rate limits (i_rl).
+IDENTITY_COLUMNS = """i.id AS i_id, i.owner_id AS i_owner_id, i.meta AS i_meta, i.created_at AS i_created_at,
+       i.updated_at AS i_updated_at, i.credit_id AS i_credit_id,
+       ic.remaining AS ic_remaining, ic.refill_amount AS ic_refill_amount, ic.refill_interval AS ic_refill_interval,
+       ic.refill_day AS ic_refill_day, ic.refilled_at AS ic_refilled_at"""
+
+
+def identity_from_row(row: Row, p: str = "i_") -> Identity | None:
+    """An identity from columns prefixed ``p`` (as :data:`IDENTITY_COLUMNS` names them), if the row has one."""
+    if row[p + "id"] is None:
+        return None
+    return Identity(
+        id=row[p + "id"],
+        owner_id=row[p + "owner_id"],
+        created_at=row[p + "created_at"],
+        updated_at=row[p + "updated_at"],
+        meta=load(row[p + "meta"]),
+        credits=credits_from_row(row, p + "credit_id", "ic_"),
+        ratelimits=ratelimits_from_json(row[p + "rl"]),
+    )
 
 
 def key_from_row(row: Row) -> Key:

@@ -17,11 +17,13 @@ from keystile.storage import _migrate
 from keystile.storage._driver import Dialect, Driver, Executor
 from keystile.storage._rows import (
     API_COLUMNS,
+    IDENTITY_COLUMNS,
     KEY_COLUMNS,
     api_from_row,
     api_params,
     audit_from_row,
     dump,
+    identity_from_row,
     key_from_row,
     load,
     ratelimit_row_id,
@@ -30,16 +32,17 @@ from keystile.storage._rows import (
 
 _CHUNK = 500
 
-# Rate limits of a key as [[name, limit, duration_ms, auto_apply, row id], ...], and an API's roles as {name: [perms]}.
+# Rate limits of an owner as [[name, limit, duration_ms, auto_apply, row id], ...] ({owner} is the column and
+# value that select them), and an API's roles as {name: [perms]}.
 _AGGREGATES: dict[Dialect, tuple[str, str]] = {
     "sqlite": (
         """(SELECT json_group_array(json_array(r.name, r."limit", r.duration_ms, r.auto_apply, r.id))
-              FROM ratelimits r WHERE r.key_id = k.id)""",
+              FROM ratelimits r WHERE r.{owner})""",
         """(SELECT json_group_object(ro.name, json(ro.permissions)) FROM roles ro WHERE ro.api_id = k.api_id)""",
     ),
     "postgresql": (
         """(SELECT coalesce(json_agg(json_build_array(r.name, r."limit", r.duration_ms, r.auto_apply, r.id)), '[]')
-              FROM ratelimits r WHERE r.key_id = k.id)""",
+              FROM ratelimits r WHERE r.{owner})""",
         """(SELECT coalesce(json_object_agg(ro.name, ro.permissions), '{}') FROM roles ro
              WHERE ro.api_id = k.api_id)""",
     ),
@@ -56,14 +59,19 @@ class _Queries:
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
-        ratelimits, roles = _AGGREGATES[dialect]
+        ratelimits_of, roles = _AGGREGATES[dialect]
+        self.ratelimits_of = ratelimits_of
+        ratelimits = ratelimits_of.format(owner="key_id = k.id")
         self.key_select = (
             f"SELECT {KEY_COLUMNS}, {ratelimits} AS rl FROM keys k LEFT JOIN credits c ON c.id = k.credit_id"
         )
         api_cols = ", ".join(f"a.{col.strip()} AS a_{col.strip()}" for col in API_COLUMNS.split(","))
+        identity_ratelimits = ratelimits_of.format(owner="identity_id = i.id")
         self.verify_select = (
-            f"SELECT {KEY_COLUMNS}, {ratelimits} AS rl, {roles} AS role_perms, {api_cols}"
+            f"SELECT {KEY_COLUMNS}, {ratelimits} AS rl, {roles} AS role_perms, {api_cols},"
+            f" {IDENTITY_COLUMNS}, {identity_ratelimits} AS i_rl"
             " FROM keys k LEFT JOIN credits c ON c.id = k.credit_id JOIN apis a ON a.id = k.api_id"
+            " LEFT JOIN identities i ON i.owner_id = k.owner_id LEFT JOIN credits ic ON ic.id = i.credit_id"
             " WHERE k.digest = $1"
         )
         self.for_update = " FOR UPDATE OF k" if dialect == "postgresql" else ""
@@ -89,13 +97,14 @@ class SqlTransaction:
 
     async def insert_api(self, api: Api) -> None:
         await self._tx.execute(
-            f"INSERT INTO apis ({API_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", *api_params(api)
+            f"INSERT INTO apis ({API_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", *api_params(api)
         )
 
     async def update_api(self, api: Api) -> None:
         await self._tx.execute(
             """UPDATE apis SET name = $2, prefix = $3, created_at = $4, updated_at = $5, default_ratelimits = $6,
-                      max_key_age_days = $7, recoverable = $8, ip_allowlist = $9 WHERE id = $1""",
+                      max_key_age_days = $7, recoverable = $8, ip_allowlist = $9, expire_stale_after_days = $10
+                WHERE id = $1""",
             *api_params(api),
         )
 
@@ -315,7 +324,42 @@ class SqlStorage:
         if row is None:
             return None
         roles = {name: tuple(perms) for name, perms in (load(row["role_perms"]) or {}).items()}
-        return KeyBundle(key_from_row(row), api_from_row(row, "a_"), roles)
+        return KeyBundle(key_from_row(row), api_from_row(row, "a_"), roles, identity_from_row(row))
+
+    async def spend_credits(
+        self, credit_id: str, cost: int, now_ms: int, refill: tuple[int, int] | None
+    ) -> tuple[bool, int] | None:
+        # One statement, so the check and the decrement are atomic on both databases (a row lock on PostgreSQL,
+        # the single writer on SQLite): with N credits, exactly N concurrent requests of cost 1 succeed.
+        async with self.driver.transaction() as tx:
+            if refill is None:
+                row = await tx.fetchone(
+                    """UPDATE credits SET remaining = remaining - $2, updated_at = $3
+                        WHERE id = $1 AND remaining >= $2 RETURNING remaining""",
+                    credit_id,
+                    cost,
+                    now_ms,
+                )
+            else:
+                amount, moment = refill
+                due = "(refilled_at IS NULL OR refilled_at < $3)"
+                row = await tx.fetchone(
+                    f"""UPDATE credits
+                           SET remaining = (CASE WHEN {due} THEN $4 ELSE remaining END) - $2,
+                               refilled_at = CASE WHEN {due} THEN $3 ELSE refilled_at END,
+                               updated_at = $5
+                         WHERE id = $1 AND (CASE WHEN {due} THEN $4 ELSE remaining END) >= $2
+                     RETURNING remaining""",
+                    credit_id,
+                    cost,
+                    moment,
+                    amount,
+                    now_ms,
+                )
+            if row is not None:
+                return True, int(row["remaining"])
+            row = await tx.fetchone("SELECT remaining FROM credits WHERE id = $1", credit_id)
+        return (False, int(row["remaining"])) if row is not None else None
 
     async def get_api(self, api_id: str) -> Api | None:
         row = await self.driver.fetchone(f"SELECT {API_COLUMNS} FROM apis WHERE id = $1", api_id)
