@@ -1,0 +1,47 @@
+"""SPEC L3's lazy refills: when a refill is due, computed from the clock alone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from keystile.core.credits import last_refill_moment, refill_due
+from keystile.core.models import Refill
+
+
+def ms(*parts: int) -> int:
+    return int(datetime(*parts, tzinfo=UTC).timestamp() * 1000)  # type: ignore[misc]
+
+
+def test_a_daily_refill_happens_at_midnight_utc() -> None:
+    assert last_refill_moment(Refill(10, "daily"), ms(2027, 3, 5, 17, 30)) == ms(2027, 3, 5)
+    assert last_refill_moment(Refill(10, "daily"), ms(2027, 3, 5)) == ms(2027, 3, 5)
+
+
+@pytest.mark.parametrize(
+    ("day", "now", "moment"),
+    [
+        (15, (2027, 3, 20, 8), (2027, 3, 15)),
+        (15, (2027, 3, 10, 8), (2027, 2, 15)),
+        (15, (2027, 3, 15), (2027, 3, 15)),
+        (31, (2027, 3, 1), (2027, 2, 28)),  # clamped to the month's last day
+        (31, (2028, 3, 1), (2028, 2, 29)),  # a leap year
+        (31, (2027, 1, 30), (2026, 12, 31)),  # across a year
+        (1, (2027, 1, 1, 0, 0, 1), (2027, 1, 1)),
+        (None, (2027, 6, 9), (2027, 6, 1)),  # no day: the first of the month
+    ],
+)
+def test_a_monthly_refill_happens_on_its_day_clamped_to_the_month(
+    day: int | None, now: tuple[int, ...], moment: tuple[int, ...]
+) -> None:
+    assert last_refill_moment(Refill(10, "monthly", day), ms(*now)) == ms(*moment)
+
+
+def test_a_refill_is_due_once_per_moment() -> None:
+    refill = Refill(100, "daily")
+    now = ms(2027, 3, 5, 12)
+    assert refill_due(refill, ms(2027, 3, 4, 23), now) == ms(2027, 3, 5)
+    assert refill_due(refill, ms(2027, 3, 5, 0, 0, 1), now) is None, "already filled since midnight"
+    assert refill_due(refill, None, now) == ms(2027, 3, 5)
+    assert refill_due(None, None, now) is None
