@@ -10,8 +10,9 @@ from keystile.core.credits import last_refill_moment, refill_due
 from keystile.core.models import Refill
 
 
-def ms(*parts: int) -> int:
-    return int(datetime(*parts, tzinfo=UTC).timestamp() * 1000)  # type: ignore[misc]
+def ms(year: int, month: int, day: int, *time: int) -> int:
+    hour, minute, second = (*time, 0, 0, 0)[:3]
+    return int(datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp() * 1000)
 
 
 def test_a_daily_refill_happens_at_midnight_utc() -> None:
