@@ -14,7 +14,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from keystile.core.models import Api, AuditEntry, AuditFilter, Credits, Key, KeyBundle, KeyFilter, Role
+from keystile.core.models import Api, AuditEntry, AuditFilter, Credits, Identity, Key, KeyBundle, KeyFilter, Role
 from keystile.core.ratelimit import Bucket, LimitState
 
 
@@ -42,6 +42,37 @@ class Transaction(Protocol):
         ...
 
     async def delete_key(self, key_id: str) -> bool: ...
+    async def reroll_key(self, old: Key, new: Key) -> None:
+        """Write a reroll (SPEC R2): ``old``'s expiry, ``rotated_to`` and ``updated_at``, and the new key, which
+        links to the balance of ``new.credits`` as it exists (the old key's: credits move, they are not copied)."""
+        ...
+
+    async def adjust_credits(self, credit_id: str, op: str, amount: int, at_ms: int) -> int | None:
+        """``set``, ``add`` or ``subtract`` credits in one atomic statement (subtracting stops at 0, adding at
+        2**53); the balance after, or ``None`` when it does not exist."""
+        ...
+
+    async def drop_credits(self, credit_id: str, at_ms: int) -> list[bytes]:
+        """Make every key linked to a balance unlimited and delete the balance; returns those keys' digests."""
+        ...
+
+    async def credit_holders(self, credit_id: str) -> list[bytes]:
+        """The digests of the keys linked to a balance (a rerolled pair shares one)."""
+        ...
+
+    async def get_identity(self, owner_id: str) -> Identity | None:
+        """The identity of an owner, locked against concurrent writers until the transaction ends."""
+        ...
+
+    async def insert_identity(self, identity: Identity) -> None:
+        """Insert an identity with its balance and rate limits; an existing ``owner_id`` raises ``Conflict``."""
+        ...
+
+    async def update_identity(self, identity: Identity) -> None:
+        """Replace an identity's meta, balance and rate limits with ``identity``'s."""
+        ...
+
+    async def delete_identity(self, owner_id: str) -> bool: ...
     async def get_role(self, api_id: str, name: str) -> Role | None: ...
     async def put_role(self, role: Role) -> None: ...
     async def delete_role(self, api_id: str, name: str) -> list[bytes]:
@@ -79,6 +110,7 @@ class Storage(Protocol):
         ...
 
     async def get_key(self, key_id: str) -> Key | None: ...
+    async def get_identity(self, owner_id: str) -> Identity | None: ...
     async def list_keys(self, api_id: str, where: KeyFilter, *, at_ms: int, after: str | None, limit: int) -> list[Key]:
         """Keys of an API newest first; ``at_ms`` is "now" for the ``expired`` filter."""
         ...

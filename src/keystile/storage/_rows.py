@@ -37,7 +37,7 @@ def ratelimits_from_json(value: Any) -> tuple[RateLimit, ...]:
 
 
 def ratelimit_row_id(owner_id: str, position: int) -> str:
-    """The id of a rate-limit row: its owner (a key) and its position in the owner's list."""
+    """The id of a rate-limit row: its owner (a key or an identity) and its position in the owner's list."""
     return f"rl_{owner_id}.{position}"
 
 
@@ -83,12 +83,15 @@ API_COLUMNS = (
     " expire_stale_after_days"
 )
 
+# A balance's columns (c_*), FROM credits c.
+CREDIT_COLUMNS = """c.remaining AS c_remaining, c.refill_amount AS c_refill_amount,
+       c.refill_interval AS c_refill_interval, c.refill_day AS c_refill_day, c.refilled_at AS c_refilled_at"""
+
 # Key columns, then its credits (c_*) and its rate limits as one JSON array (rl); FROM keys k, credits c.
-KEY_COLUMNS = """k.id, k.api_id, k.digest, k.start, k.name, k.owner_id, k.meta, k.permissions, k.roles,
+KEY_COLUMNS = f"""k.id, k.api_id, k.digest, k.start, k.name, k.owner_id, k.meta, k.permissions, k.roles,
        k.created_at, k.updated_at, k.expires_at, k.enabled, k.revoked_at, k.last_used_at, k.ip_allowlist,
        k.rotated_from, k.rotated_to, k.credit_id,
-       c.remaining AS c_remaining, c.refill_amount AS c_refill_amount, c.refill_interval AS c_refill_interval,
-       c.refill_day AS c_refill_day, c.refilled_at AS c_refilled_at"""
+       {CREDIT_COLUMNS}"""
 
 
 def credits_from_row(row: Row, link: str = "credit_id", p: str = "c_") -> Credits | None:

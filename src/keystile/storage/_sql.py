@@ -8,20 +8,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from keystile.core.clock import Clock, now_ms
-from keystile.core.models import Api, AuditEntry, AuditFilter, Key, KeyBundle, KeyFilter, Role
+from keystile.core.models import Api, AuditEntry, AuditFilter, Credits, Identity, Key, KeyBundle, KeyFilter, Role
 from keystile.errors import Conflict
 from keystile.storage import _migrate
 from keystile.storage._driver import Dialect, Driver, Executor
 from keystile.storage._rows import (
     API_COLUMNS,
+    CREDIT_COLUMNS,
     IDENTITY_COLUMNS,
     KEY_COLUMNS,
     api_from_row,
     api_params,
     audit_from_row,
+    credits_from_row,
     dump,
     identity_from_row,
     key_from_row,
@@ -31,6 +34,8 @@ from keystile.storage._rows import (
 )
 
 _CHUNK = 500
+CREDITS_CEILING = 2**53
+"""Adding credits stops here: the largest balance every backend and every JSON client holds exactly."""
 
 # Rate limits of an owner as [[name, limit, duration_ms, auto_apply, row id], ...] ({owner} is the column and
 # value that select them), and an API's roles as {name: [perms]}.
@@ -74,7 +79,13 @@ class _Queries:
             " LEFT JOIN identities i ON i.owner_id = k.owner_id LEFT JOIN credits ic ON ic.id = i.credit_id"
             " WHERE k.digest = $1"
         )
+        self.identity_select = (
+            f"SELECT {IDENTITY_COLUMNS}, {identity_ratelimits} AS i_rl"
+            " FROM identities i LEFT JOIN credits ic ON ic.id = i.credit_id WHERE i.owner_id = $1"
+        )
+        # Row locks on PostgreSQL; SQLite's BEGIN IMMEDIATE already holds its one write lock.
         self.for_update = " FOR UPDATE OF k" if dialect == "postgresql" else ""
+        self.identity_for_update = " FOR UPDATE OF i" if dialect == "postgresql" else ""
 
     def any_of(self, column: str, values: Sequence[Any], first: int) -> tuple[str, list[Any]]:
         """``column`` equal to one of ``values``, as SQL starting at placeholder ``$first``, and its args."""
@@ -116,7 +127,23 @@ class SqlTransaction:
 
     async def get_key(self, key_id: str) -> Key | None:
         row = await self._tx.fetchone(f"{self._q.key_select} WHERE k.id = $1{self._q.for_update}", key_id)
-        return key_from_row(row) if row is not None else None
+        if row is None:
+            return None
+        key = key_from_row(row)
+        if key.credits is not None and self._q.dialect == "postgresql":
+            key = replace(key, credits=await self._locked_credits(key.credits.id))
+        return key
+
+    async def _locked_credits(self, credit_id: str) -> Credits | None:
+        """A balance read afresh and locked until the transaction ends (PostgreSQL).
+
+        Writers of a key or identity rewrite its balance; a value read before a concurrent spend committed
+        would give that spend back. Locking the balance makes spends wait for this transaction instead.
+        """
+        row = await self._tx.fetchone(
+            f"SELECT id AS credit_id, {CREDIT_COLUMNS} FROM credits c WHERE c.id = $1 FOR UPDATE", credit_id
+        )
+        return credits_from_row(row) if row is not None else None
 
     async def insert_keys(self, keys: Sequence[Key]) -> None:
         await self._refuse_duplicates(keys)
@@ -127,6 +154,10 @@ class SqlTransaction:
                                         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)""",
                 [_credit_params(credit, key.updated_at) for key in keys if (credit := key.credits) is not None],
             )
+        await self._insert_key_rows(keys)
+
+    async def _insert_key_rows(self, keys: Sequence[Key]) -> None:
+        """The rows of keys and of their rate limits; each key links to its balance, which must exist."""
         await self._tx.executemany(
             """INSERT INTO keys (id, api_id, digest, start, name, owner_id, meta, permissions, roles, created_at,
                                  updated_at, expires_at, enabled, revoked_at, last_used_at, credit_id, ip_allowlist,
@@ -159,36 +190,42 @@ class SqlTransaction:
                 index = min(seen[bytes(row["digest"])] for row in rows)
                 raise Conflict("this key already exists", code="duplicate_key", index=index)
 
-    async def _insert_ratelimits(self, keys: Iterable[Key]) -> None:
+    async def _insert_ratelimits(self, owners: Iterable[Key | Identity], column: str = "key_id") -> None:
+        """The rate-limit rows of keys (``column`` ``key_id``) or identities (``identity_id``)."""
         rows = [
-            (ratelimit_row_id(key.id, position), key.id, rl.name, rl.limit, rl.duration_ms, rl.auto_apply)
-            for key in keys
-            for position, rl in enumerate(key.ratelimits)
+            (ratelimit_row_id(owner.id, position), owner.id, rl.name, rl.limit, rl.duration_ms, rl.auto_apply)
+            for owner in owners
+            for position, rl in enumerate(owner.ratelimits)
         ]
         if rows:
             await self._tx.executemany(
-                """INSERT INTO ratelimits (id, key_id, name, "limit", duration_ms, auto_apply)
-                   VALUES ($1, $2, $3, $4, $5, $6)""",
+                f"""INSERT INTO ratelimits (id, {column}, name, "limit", duration_ms, auto_apply)
+                    VALUES ($1, $2, $3, $4, $5, $6)""",
                 rows,
+            )
+
+    async def _write_credits(self, old_credit: str | None, credits: Credits | None, at_ms: int) -> None:
+        """Write the balance an owner (key or identity) links to: in place if it is the same, else as new."""
+        if credits is None:
+            return
+        if old_credit == credits.id:
+            await self._tx.execute(
+                """UPDATE credits SET remaining = $2, refill_amount = $3, refill_interval = $4,
+                          refill_day = $5, refilled_at = $6, updated_at = $7 WHERE id = $1""",
+                *_credit_params(credits, at_ms),
+            )
+        else:
+            await self._tx.execute(
+                """INSERT INTO credits (id, remaining, refill_amount, refill_interval, refill_day,
+                                        refilled_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+                *_credit_params(credits, at_ms),
             )
 
     async def update_key(self, key: Key) -> None:
         row = await self._tx.fetchone("SELECT credit_id FROM keys WHERE id = $1", key.id)
         old_credit = row["credit_id"] if row is not None else None
         new_credit = key.credits.id if key.credits is not None else None
-        if key.credits is not None:
-            if old_credit == new_credit:
-                await self._tx.execute(
-                    """UPDATE credits SET remaining = $2, refill_amount = $3, refill_interval = $4,
-                              refill_day = $5, refilled_at = $6, updated_at = $7 WHERE id = $1""",
-                    *_credit_params(key.credits, key.updated_at),
-                )
-            else:
-                await self._tx.execute(
-                    """INSERT INTO credits (id, remaining, refill_amount, refill_interval, refill_day,
-                                            refilled_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-                    *_credit_params(key.credits, key.updated_at),
-                )
+        await self._write_credits(old_credit, key.credits, key.updated_at)
         await self._tx.execute(
             """UPDATE keys SET name = $2, owner_id = $3, meta = $4, permissions = $5, roles = $6, updated_at = $7,
                       expires_at = $8, enabled = $9, revoked_at = $10, last_used_at = $11, credit_id = $12,
@@ -220,6 +257,103 @@ class SqlTransaction:
                       AND NOT EXISTS (SELECT 1 FROM identities i WHERE i.credit_id = credits.id)""",
                 *args,
             )
+
+    # -- rerolls and credit operations (SPEC R2, L3) -----------------------------------------------------------
+
+    async def reroll_key(self, old: Key, new: Key) -> None:
+        await self._tx.execute(
+            "UPDATE keys SET expires_at = $2, rotated_to = $3, updated_at = $4 WHERE id = $1",
+            old.id,
+            old.expires_at,
+            old.rotated_to,
+            old.updated_at,
+        )
+        # The new key links to the old key's balance rather than getting a copy: credits move, exactly once.
+        await self._refuse_duplicates([new])
+        await self._insert_key_rows([new])
+
+    async def adjust_credits(self, credit_id: str, op: str, amount: int, at_ms: int) -> int | None:
+        # One statement each, so the change is atomic against concurrent spends on every backend.
+        if op == "set":
+            change = "$2"
+        elif op == "add":
+            change = f"CASE WHEN remaining > {CREDITS_CEILING} - $2 THEN {CREDITS_CEILING} ELSE remaining + $2 END"
+        elif op == "subtract":
+            change = "CASE WHEN remaining > $2 THEN remaining - $2 ELSE 0 END"
+        else:
+            raise ValueError(f"unknown credits operation {op!r}")
+        row = await self._tx.fetchone(
+            f"UPDATE credits SET remaining = {change}, updated_at = $3 WHERE id = $1 RETURNING remaining",
+            credit_id,
+            amount,
+            at_ms,
+        )
+        return int(row["remaining"]) if row is not None else None
+
+    async def drop_credits(self, credit_id: str, at_ms: int) -> list[bytes]:
+        rows = await self._tx.fetchall(
+            "UPDATE keys SET credit_id = NULL, updated_at = $2 WHERE credit_id = $1 RETURNING digest", credit_id, at_ms
+        )
+        await self._drop_orphan_credits([credit_id])
+        return [bytes(row["digest"]) for row in rows]
+
+    async def credit_holders(self, credit_id: str) -> list[bytes]:
+        rows = await self._tx.fetchall("SELECT digest FROM keys WHERE credit_id = $1", credit_id)
+        return [bytes(row["digest"]) for row in rows]
+
+    # -- identities (SPEC K5) -------------------------------------------------------------------------------
+
+    async def get_identity(self, owner_id: str) -> Identity | None:
+        row = await self._tx.fetchone(f"{self._q.identity_select}{self._q.identity_for_update}", owner_id)
+        if row is None:
+            return None
+        identity = identity_from_row(row)
+        assert identity is not None
+        if identity.credits is not None and self._q.dialect == "postgresql":
+            identity = replace(identity, credits=await self._locked_credits(identity.credits.id))
+        return identity
+
+    async def insert_identity(self, identity: Identity) -> None:
+        await self._write_credits(None, identity.credits, identity.updated_at)
+        await self._tx.execute(
+            """INSERT INTO identities (id, owner_id, meta, credit_id, created_at, updated_at)
+               VALUES ($1, $2, $3, $4, $5, $6)""",
+            identity.id,
+            identity.owner_id,
+            dump(identity.meta),
+            identity.credits.id if identity.credits is not None else None,
+            identity.created_at,
+            identity.updated_at,
+        )
+        await self._insert_ratelimits([identity], "identity_id")
+
+    async def update_identity(self, identity: Identity) -> None:
+        row = await self._tx.fetchone("SELECT credit_id FROM identities WHERE id = $1", identity.id)
+        old_credit = row["credit_id"] if row is not None else None
+        new_credit = identity.credits.id if identity.credits is not None else None
+        await self._write_credits(old_credit, identity.credits, identity.updated_at)
+        await self._tx.execute(
+            "UPDATE identities SET meta = $2, credit_id = $3, updated_at = $4 WHERE id = $1",
+            identity.id,
+            dump(identity.meta),
+            new_credit,
+            identity.updated_at,
+        )
+        if old_credit is not None and old_credit != new_credit:
+            await self._drop_orphan_credits([old_credit])
+        await self._tx.execute("DELETE FROM ratelimits WHERE identity_id = $1", identity.id)
+        await self._insert_ratelimits([identity], "identity_id")
+
+    async def delete_identity(self, owner_id: str) -> bool:
+        row = await self._tx.fetchone("SELECT id, credit_id FROM identities WHERE owner_id = $1", owner_id)
+        if row is None:
+            return False
+        await self._tx.execute("DELETE FROM identities WHERE id = $1", row["id"])  # its rate limits cascade
+        if row["credit_id"] is not None:
+            await self._drop_orphan_credits([row["credit_id"]])
+        return True
+
+    # -- roles and audit ------------------------------------------------------------------------------------
 
     async def get_role(self, api_id: str, name: str) -> Role | None:
         row = await self._tx.fetchone(
@@ -325,6 +459,10 @@ class SqlStorage:
             return None
         roles = {name: tuple(perms) for name, perms in (load(row["role_perms"]) or {}).items()}
         return KeyBundle(key_from_row(row), api_from_row(row, "a_"), roles, identity_from_row(row))
+
+    async def get_identity(self, owner_id: str) -> Identity | None:
+        row = await self.driver.fetchone(self._q.identity_select, owner_id)
+        return identity_from_row(row) if row is not None else None
 
     async def spend_credits(
         self, credit_id: str, cost: int, now_ms: int, refill: tuple[int, int] | None
