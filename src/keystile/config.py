@@ -16,6 +16,9 @@ from keystile.core.netaddr import normalise_allowlist
 from keystile.errors import InvalidInput
 
 DEFAULT_DATA_DIR = "./keystile-data"
+DEFAULT_CACHE_TTL_MS = 5_000
+NOTIFIED_CACHE_TTL_MS = 60_000
+"""The cache TTL when changes are pushed to every process (Redis or PostgreSQL notifications, SPEC V6)."""
 DEFAULT_TRUSTED_PROXIES = ("127.0.0.0/8", "::1/128")
 
 
@@ -33,7 +36,8 @@ class Settings:
     master_key_file: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
-    cache_ttl_ms: int = 5000
+    cache_ttl_ms: int | None = None
+    """``None``: 5 s, or 60 s when a notifying change bus pushes changes (see ``Keystile.create``)."""
     cache_size: int = 100_000
     trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED_PROXIES
     ratelimit_on_redis_failure: str = "open"
@@ -111,6 +115,11 @@ def _coerce(field: str, variable: str, value: Any) -> Any:
         return text
     if field in _PATHS:
         return Path(value)
+    if field == "redis_url":
+        text = str(value)
+        if not text.lower().startswith(("redis://", "rediss://")):
+            raise InvalidInput(f"{variable} must be a redis:// or rediss:// URL", code="invalid_setting")
+        return text
     if field == "trusted_proxies":
         items = value.split(",") if isinstance(value, str) else list(value)
         try:

@@ -61,7 +61,7 @@ def run(work: Callable[[Keystile], Awaitable[T]], *, settings: Settings | None =
 async def _run(work: Callable[[Keystile], Awaitable[T]], settings: Settings, ready: bool) -> T:
     from keystile.core.clock import SystemClock
     from keystile.service import Keystile
-    from keystile.storage import open_storage, sqlite_path
+    from keystile.storage import sqlite_path
 
     if ready and settings.database_url.startswith("sqlite:"):
         path = sqlite_path(settings.database_url)
@@ -69,7 +69,8 @@ async def _run(work: Callable[[Keystile], Awaitable[T]], settings: Settings, rea
             # Opening would create an empty file; say what to do instead.
             raise MigrationError(f"there is no database at {path}; {NEEDS_INIT}", code="not_initialised")
     clock = SystemClock()
-    ks = Keystile.create(await open_storage(settings.database_url, clock), settings, clock)
+    # open, not create: a change made here must reach running servers through the change bus (SPEC V6).
+    ks = await Keystile.open(settings, clock)
     try:
         if ready:
             pending = await ks.storage.pending_migrations()

@@ -38,7 +38,7 @@ SETTING_FLAGS: list[tuple[str, Any, str]] = [
     ("master_key_file", _PATH, "The master key file [default: <data dir>/master.key]."),
     ("tls_cert", _PATH, "TLS certificate (PEM); serve HTTPS with --tls-key."),
     ("tls_key", _PATH, "TLS private key (PEM)."),
-    ("cache_ttl_ms", int, "How long a verified key is served from memory [default: 5000]."),
+    ("cache_ttl_ms", int, "How long a verified key is cached [default: 5000; 60000 with Redis or PostgreSQL]."),
     ("cache_size", int, "Keys kept in the verification cache [default: 100000]."),
     ("trusted_proxies", str, "Comma-separated CIDRs whose X-Forwarded-* headers are believed."),
     ("ratelimit_on_redis_failure", click.Choice(["open", "closed"]), "Rate limits when Redis fails."),

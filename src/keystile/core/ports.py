@@ -123,11 +123,36 @@ class Storage(Protocol):
         filled before ``moment``, it is first topped up to ``amount`` (SPEC L3's lazy refill)."""
         ...
 
+    async def credit_state(self, credit_id: str) -> tuple[int, int | None] | None:
+        """A balance's ``(remaining, refilled_at)`` as the database has it now, or ``None`` when it does not exist
+        (a Redis credit counter is loaded from it)."""
+        ...
+
+    async def write_back_credits(self, deltas: Sequence[CreditDelta]) -> None:
+        """Apply credits spent elsewhere (in Redis) to their balances, in one transaction (see
+        :class:`CreditDelta`); a balance that no longer exists is skipped."""
+        ...
+
     async def list_roles(self, api_id: str) -> list[Role]: ...
     async def count_keys(self, api_id: str) -> int: ...
     async def list_audit(self, where: AuditFilter, *, before: int | None, limit: int) -> list[AuditEntry]:
         """Audit entries newest first, with ``seq`` below the cursor ``before``."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class CreditDelta:
+    """Credits spent from a balance outside the database, to write back (SPEC L3, ``credits_mode=redis``).
+
+    ``spent`` belongs to the refill period that began at ``epoch`` (the balance's ``refilled_at``): the database
+    subtracts it unless it has refilled since. ``refill``, when set, is the amount of a refill to ``epoch`` that
+    came before those spends and that the database applies first if it has not refilled that far yet.
+    """
+
+    credit_id: str
+    spent: int
+    epoch: int | None
+    refill: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,10 +162,12 @@ class Change:
     ``kind`` ``"key"``: ``ref`` is the hex digest of one key. ``kind`` ``"api"``: ``ref`` is an API id and every
     cached key of that API is dropped (its allowlist or roles changed). ``kind`` ``"owner"``: ``ref`` is an
     ``owner_id`` whose identity changed, and every cached key of that owner is dropped. ``kind`` ``"all"``: drop
-    everything (a subscriber that may have missed messages, say).
+    everything (a subscriber that may have missed messages, say). ``kind`` ``"credits"``: ``ref`` is the id of a
+    balance written other than by spending (set, add, subtract, a patch): a copy kept elsewhere (a Redis credit
+    counter) must be reloaded; cached keys are dropped by their own ``"key"`` changes.
     """
 
-    kind: Literal["key", "api", "owner", "all"]
+    kind: Literal["key", "api", "owner", "all", "credits"]
     ref: str = ""
 
 
@@ -179,7 +206,11 @@ class Spender(Protocol):
 
 
 class ChangeBus(Protocol):
-    """Carries changes to every verification cache: in this process now; across processes in later steps."""
+    """Carries changes to every verification cache: in this process at once, and with a notifying bus
+    (``keystile.notify``: Redis pub/sub, PostgreSQL LISTEN/NOTIFY) to every other process too."""
+
+    notifying: bool
+    """Whether changes reach other processes (then caches may keep entries longer, SPEC V6)."""
 
     async def publish(self, changes: Sequence[Change]) -> None: ...
     def subscribe(self, listener: ChangeListener) -> None: ...
@@ -188,6 +219,8 @@ class ChangeBus(Protocol):
 
 class LocalChangeBus:
     """Delivers changes to the listeners of this process only (the default without Redis or PostgreSQL)."""
+
+    notifying = False
 
     def __init__(self) -> None:
         self._listeners: list[ChangeListener] = []

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from keystile.config import Settings
+from collections.abc import Awaitable, Callable
+
+from keystile.config import DEFAULT_CACHE_TTL_MS, NOTIFIED_CACHE_TTL_MS, Settings
 from keystile.core.clock import Clock, SystemClock
-from keystile.core.ports import ChangeBus, LocalChangeBus, Storage
+from keystile.core.ports import ChangeBus, LocalChangeBus, Spender, Storage
 from keystile.core.verify import Verifier
 from keystile.limits.local import LocalSpender
 from keystile.service.apis import ApiService
@@ -21,6 +23,7 @@ class Keystile:
 
     def __init__(self, storage: Storage, clock: Clock, bus: ChangeBus, verifier: Verifier) -> None:
         self.ctx = Context(storage, clock, bus, verifier)
+        self._closers: list[Callable[[], Awaitable[None]]] = []
         bus.subscribe(verifier.apply_changes)
         self.apis = ApiService(self.ctx)
         self.keys = KeyService(self.ctx, self.apis)
@@ -33,29 +36,59 @@ class Keystile:
         return self.ctx.storage
 
     @classmethod
-    def create(cls, storage: Storage, settings: Settings, clock: Clock | None = None) -> Keystile:
-        """Wire the services around an opened storage as ``settings`` say."""
+    def create(
+        cls,
+        storage: Storage,
+        settings: Settings,
+        clock: Clock | None = None,
+        *,
+        bus: ChangeBus | None = None,
+        spender: Spender | None = None,
+    ) -> Keystile:
+        """Wire the services around an opened storage as ``settings`` say: by default with in-process limits,
+        database credits and a change bus for this process only (:meth:`open` wires Redis or PostgreSQL)."""
         clock = clock or SystemClock()
+        bus = bus or LocalChangeBus()
+        ttl_ms = settings.cache_ttl_ms
+        if ttl_ms is None:
+            # Pushed changes reach this cache within a second, so entries may live longer (SPEC V6).
+            ttl_ms = NOTIFIED_CACHE_TTL_MS if bus.notifying else DEFAULT_CACHE_TTL_MS
         verifier = Verifier(
             storage,
             clock,
-            ttl_s=settings.cache_ttl_ms / 1000,
+            ttl_s=ttl_ms / 1000,
             size=settings.cache_size,
-            spender=LocalSpender(storage),
+            spender=spender or LocalSpender(storage),
         )
-        return cls(storage, clock, LocalChangeBus(), verifier)
+        return cls(storage, clock, bus, verifier)
 
     @classmethod
     async def open(cls, settings: Settings, clock: Clock | None = None) -> Keystile:
-        """Open the configured storage (without migrating it) and wire the services."""
+        """Open the configured storage (without migrating it), the limits backend and the change bus, and wire
+        the services; :meth:`close` stops them. Raises StorageError when the database cannot be reached (an
+        unreachable Redis is not an error: Keystile works without it until it is back)."""
+        from keystile.limits.backends import open_backends
         from keystile.storage import open_storage
 
         clock = clock or SystemClock()
-        return cls.create(await open_storage(settings.database_url, clock), settings, clock)
+        storage = await open_storage(settings.database_url, clock)
+        try:
+            backends = await open_backends(settings, storage, clock)
+        except BaseException:
+            await storage.close()
+            raise
+        ks = cls.create(storage, settings, clock, bus=backends.bus, spender=backends.spender)
+        ks._closers = [backends.close]
+        return ks
 
     async def close(self) -> None:
-        await self.ctx.bus.close()
+        """Stop background work (flushing what it holds), then close the storage."""
+        if self._closers:
+            for close in self._closers:
+                await close()
+            self._closers = []
+        else:
+            await self.ctx.bus.close()
         await self.ctx.storage.close()
-
 
 __all__ = ["CLI_ACTOR", "Actor", "Keystile", "Principal"]

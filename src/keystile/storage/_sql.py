@@ -13,6 +13,7 @@ from typing import Any
 
 from keystile.core.clock import Clock, now_ms
 from keystile.core.models import Api, AuditEntry, AuditFilter, Credits, Identity, Key, KeyBundle, KeyFilter, Role
+from keystile.core.ports import CreditDelta
 from keystile.errors import Conflict
 from keystile.storage import _migrate
 from keystile.storage._driver import Dialect, Driver, Executor
@@ -498,6 +499,35 @@ class SqlStorage:
                 return True, int(row["remaining"])
             row = await tx.fetchone("SELECT remaining FROM credits WHERE id = $1", credit_id)
         return (False, int(row["remaining"])) if row is not None else None
+
+    async def credit_state(self, credit_id: str) -> tuple[int, int | None] | None:
+        row = await self.driver.fetchone("SELECT remaining, refilled_at FROM credits WHERE id = $1", credit_id)
+        if row is None:
+            return None
+        refilled_at = row["refilled_at"]
+        return int(row["remaining"]), None if refilled_at is None else int(refilled_at)
+
+    async def write_back_credits(self, deltas: Sequence[CreditDelta]) -> None:
+        # Delta-based, so that a balance set or added to by an API call meanwhile keeps that change. A period's
+        # spends count unless the database has refilled since; a refill Redis did first is applied first.
+        refill_due = "(CAST($4 AS BIGINT) >= 0 AND COALESCE(refilled_at, -1) < CAST($3 AS BIGINT))"
+        sql = f"""UPDATE credits
+                     SET remaining = CASE
+                             WHEN {refill_due} THEN
+                                 CASE WHEN CAST($4 AS BIGINT) > CAST($2 AS BIGINT) THEN $4 - $2 ELSE 0 END
+                             WHEN COALESCE(refilled_at, -1) <= CAST($3 AS BIGINT) THEN
+                                 CASE WHEN remaining > CAST($2 AS BIGINT) THEN remaining - $2 ELSE 0 END
+                             ELSE remaining END,
+                         refilled_at = CASE WHEN {refill_due} THEN CAST($3 AS BIGINT) ELSE refilled_at END,
+                         updated_at = CAST($5 AS BIGINT)
+                   WHERE id = $1"""
+        at = now_ms(self._clock)
+        rows = [
+            (d.credit_id, d.spent, -1 if d.epoch is None else d.epoch, -1 if d.refill is None else d.refill, at)
+            for d in deltas
+        ]
+        async with self.driver.transaction() as tx:
+            await tx.executemany(sql, rows)
 
     async def get_api(self, api_id: str) -> Api | None:
         row = await self.driver.fetchone(f"SELECT {API_COLUMNS} FROM apis WHERE id = $1", api_id)

@@ -1,0 +1,61 @@
+"""Cache invalidation across processes through PostgreSQL LISTEN/NOTIFY (SPEC V6), when there is no Redis.
+
+Changes are published with ``pg_notify`` on the storage's own pool, after the transaction that made them has
+committed (the services publish after commit), and heard on a dedicated connection that LISTENs; a query every
+few quiet seconds finds a connection that died without closing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+
+from keystile.errors import StorageError
+from keystile.notify._bus import NotifyingBus
+from keystile.storage._driver import Executor
+
+CHANNEL = "keystile_changes"
+QUIET_S = 5.0
+_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+class PostgresChangeBus(NotifyingBus):
+    """Publishes changes with NOTIFY through ``executor`` and LISTENs for them on a connection to ``dsn``."""
+
+    def __init__(self, dsn: str, executor: Executor, channel: str = CHANNEL) -> None:
+        super().__init__()
+        self._dsn = dsn
+        self._executor = executor
+        self.channel = channel
+        self.backend_pid: int | None = None
+        """The server process of the listening connection, while there is one."""
+
+    async def _send(self, payload: str) -> None:
+        await self._executor.execute("SELECT pg_notify($1, $2)", self.channel, payload)
+
+    async def _listen(self, subscribed: Callable[[], None]) -> None:
+        conn: Any = None
+        lost = asyncio.Event()
+        try:
+            conn = await asyncpg.connect(self._dsn, timeout=5)
+            conn.add_termination_listener(lambda _conn: lost.set())
+            await conn.add_listener(self.channel, self._heard)
+            self.backend_pid = conn.get_server_pid()
+            subscribed()
+            while not lost.is_set():
+                try:
+                    await asyncio.wait_for(lost.wait(), QUIET_S)
+                except TimeoutError:
+                    await conn.fetchval("SELECT 1", timeout=QUIET_S)
+        except _ERRORS as exc:
+            raise StorageError(f"PostgreSQL change subscription lost: {type(exc).__name__}") from exc
+        finally:
+            self.backend_pid = None
+            if conn is not None:
+                conn.terminate()
+
+    def _heard(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        self.received_payload(payload)
