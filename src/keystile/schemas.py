@@ -14,7 +14,7 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from keystile.core import keys as keyformat
-from keystile.core.models import Api, AuditEntry, Credits, Key, RateLimit, Role
+from keystile.core.models import Api, AuditEntry, Credits, Identity, Key, RateLimit, Role
 from keystile.core.timefmt import to_rfc3339
 
 T = TypeVar("T")
@@ -37,7 +37,18 @@ Prefix = Annotated[
 ]
 Timestamp = Annotated[datetime, Meta(tz=True, description="An RFC 3339 time with an offset.")]
 TimeOut = Annotated[str, Meta(description="An RFC 3339 UTC time.")]
-Count = Annotated[int, Meta(ge=0, le=2**53)]
+MAX_CREDITS = 2**53
+"""The largest balance: every backend and every JSON client holds it exactly."""
+Count = Annotated[int, Meta(ge=0, le=MAX_CREDITS)]
+MaxKeyAge = Annotated[int, Meta(ge=1, le=3650, description="Rotation policy: keys older than this are stale.")]
+StaleExpiry = Annotated[
+    int,
+    Meta(
+        ge=0,
+        le=3650,
+        description="With `max_key_age_days`: stale keys verify as EXPIRED this many days after turning stale.",
+    ),
+]
 MAX_BULK = 1000
 MAX_META_BYTES = 16 * 1024
 
@@ -99,9 +110,10 @@ class ApiCreate(_In):
     name: Name
     prefix: Prefix = keyformat.DEFAULT_PREFIX
     default_ratelimits: list[RateLimitSpec] = []
-    max_key_age_days: Annotated[int, Meta(ge=1, le=3650)] | None = None
+    max_key_age_days: MaxKeyAge | None = None
     recoverable: bool = False
     ip_allowlist: list[Cidr] = []
+    expire_stale_after_days: StaleExpiry | None = None
 
 
 class ApiPatch(_In):
@@ -110,9 +122,10 @@ class ApiPatch(_In):
     name: Name | UnsetType = UNSET
     prefix: Prefix | UnsetType = UNSET
     default_ratelimits: list[RateLimitSpec] | UnsetType | None = UNSET
-    max_key_age_days: Annotated[int, Meta(ge=1, le=3650)] | UnsetType | None = UNSET
+    max_key_age_days: MaxKeyAge | UnsetType | None = UNSET
     recoverable: bool | UnsetType = UNSET
     ip_allowlist: list[Cidr] | UnsetType | None = UNSET
+    expire_stale_after_days: StaleExpiry | UnsetType | None = UNSET
 
 
 class ApiOut(Struct):
@@ -125,6 +138,7 @@ class ApiOut(Struct):
     max_key_age_days: int | None
     recoverable: bool
     ip_allowlist: list[str]
+    expire_stale_after_days: int | None
 
 
 # -- keys ----------------------------------------------------------------------------------------------------
@@ -183,6 +197,7 @@ class KeyOut(Struct):
     ip_allowlist: list[str]
     rotated_from: str | None
     rotated_to: str | None
+    stale: Annotated[bool, Meta(description="Older than its API's `max_key_age_days` (SPEC R3): due for rotation.")]
 
 
 class KeyCreated(KeyOut):
@@ -191,6 +206,76 @@ class KeyCreated(KeyOut):
 
 class BulkKeysCreated(Struct):
     items: list[KeyCreated]
+
+
+GracePeriod = Annotated[
+    int,
+    Meta(ge=0, le=365 * 86_400_000, description="How long the old key keeps working, in milliseconds (default 0)."),
+]
+
+
+class RerollSpec(_In):
+    grace_period_ms: GracePeriod = 0
+    expires_at: Timestamp | None = None
+
+
+class CreditsChange(_In):
+    op: Literal["set", "add", "subtract"]
+    amount: Annotated[
+        Count | None,
+        Meta(description="Credits to set, add or subtract; `null` with `set` makes the credits unlimited."),
+    ]
+
+
+# -- identities (SPEC K5) ---------------------------------------------------------------------------------------
+
+
+class IdentityCreate(_In):
+    owner_id: OwnerId
+    meta: dict[str, Any] = {}
+    ratelimits: list[RateLimitSpec] = []
+    credits: CreditsSpec | None = None
+
+
+class IdentityPatch(_In):
+    """A JSON Merge Patch (RFC 7396) of an identity: ``meta`` and ``credits`` merge member by member, ``null``
+    removes (credits become unlimited, rate limits none)."""
+
+    meta: dict[str, Any] | UnsetType | None = UNSET
+    ratelimits: list[RateLimitSpec] | UnsetType | None = UNSET
+    credits: dict[str, Any] | UnsetType | None = UNSET
+
+
+class IdentityOut(Struct):
+    id: str
+    owner_id: str
+    meta: dict[str, Any]
+    ratelimits: list[RateLimitOut]
+    credits: CreditsOut | None
+    created_at: TimeOut
+    updated_at: TimeOut
+
+
+# -- standalone rate limits (SPEC L4) -----------------------------------------------------------------------------
+
+
+class RatelimitRequest(_In):
+    namespace: Annotated[
+        str, Meta(pattern=r"^[A-Za-z0-9_.\-]{1,64}$", description="What is limited, such as `login` or `email.send`.")
+    ]
+    identifier: Annotated[
+        str, Meta(min_length=1, max_length=256, description="Who is limited, such as a user id or an IP address.")
+    ]
+    limit: Annotated[int, Meta(ge=1, le=10**9, description="Requests of cost 1 allowed per duration.")]
+    duration_ms: Annotated[int, Meta(ge=1, le=365 * 86_400_000, description="Window length in milliseconds.")]
+    cost: Annotated[int, Meta(ge=0, le=10**9)] = 1
+
+
+class RatelimitResponse(Struct):
+    success: bool
+    limit: int
+    remaining: int
+    reset_at: TimeOut
 
 
 # -- roles and root keys ---------------------------------------------------------------------------------------
@@ -349,6 +434,7 @@ def api_out(api: Api) -> ApiOut:
         max_key_age_days=api.max_key_age_days,
         recoverable=api.recoverable,
         ip_allowlist=list(api.ip_allowlist),
+        expire_stale_after_days=api.expire_stale_after_days,
     )
 
 
@@ -376,12 +462,26 @@ def _key_fields(key: Key) -> dict[str, Any]:
     }
 
 
-def key_out(key: Key) -> KeyOut:
-    return KeyOut(**_key_fields(key))
+def key_out(key: Key, *, stale: bool = False) -> KeyOut:
+    """A key as the API shows it; ``stale`` is decided by the caller, who knows the API and the time."""
+    return KeyOut(**_key_fields(key), stale=stale)
 
 
 def key_created(key: Key, plain: str) -> KeyCreated:
-    return KeyCreated(**_key_fields(key), key=plain)
+    """A key just made (never stale) with its plain text."""
+    return KeyCreated(**_key_fields(key), stale=False, key=plain)
+
+
+def identity_out(identity: Identity) -> IdentityOut:
+    return IdentityOut(
+        id=identity.id,
+        owner_id=identity.owner_id,
+        meta=identity.meta,
+        ratelimits=[ratelimit_out(rl) for rl in identity.ratelimits],
+        credits=credits_out(identity.credits),
+        created_at=_t(identity.created_at),
+        updated_at=_t(identity.updated_at),
+    )
 
 
 def _root_fields(key: Key) -> dict[str, Any]:

@@ -13,7 +13,9 @@ from keystile.service.apis import ApiService
 from keystile.service.audit import AuditService
 from keystile.service.authz import CLI_ACTOR, Actor, Principal
 from keystile.service.context import Context
+from keystile.service.identities import IdentityService
 from keystile.service.keys import KeyService
+from keystile.service.ratelimits import RatelimitService
 from keystile.service.rootkeys import RootKeyService
 from keystile.service.verification import VerificationService
 
@@ -30,6 +32,8 @@ class Keystile:
         self.root_keys = RootKeyService(self.ctx, self.keys)
         self.verification = VerificationService(self.ctx)
         self.audit = AuditService(self.ctx)
+        self.identities = IdentityService(self.ctx)
+        self.ratelimits = RatelimitService(self.ctx)
 
     @property
     def storage(self) -> Storage:
@@ -90,5 +94,6 @@ class Keystile:
         else:
             await self.ctx.bus.close()
         await self.ctx.storage.close()
+
 
 __all__ = ["CLI_ACTOR", "Actor", "Keystile", "Principal"]

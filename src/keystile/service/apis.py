@@ -31,6 +31,17 @@ def _check_prefix(prefix: str) -> str:
     return prefix
 
 
+def _rotation_policy(spec: ApiCreate) -> tuple[int | None, int | None]:
+    """``max_key_age_days`` and ``expire_stale_after_days`` (SPEC R3); the second needs the first."""
+    if spec.expire_stale_after_days is not None and spec.max_key_age_days is None:
+        raise InvalidInput(
+            "expire_stale_after_days needs max_key_age_days: keys turn stale at that age, then expire",
+            code="invalid_rotation_policy",
+            field="/expire_stale_after_days",
+        )
+    return spec.max_key_age_days, spec.expire_stale_after_days
+
+
 def _api_doc(api: Api) -> dict[str, Any]:
     """The patchable part of an API, as JSON, for merge patches and audit diffs."""
     doc = to_builtins(api_out(api))
@@ -45,6 +56,7 @@ class ApiService:
         """Create an API; needs ``apis.write`` for every API."""
         actor.principal.require("apis.write")
         check_json(spec.name, "/name")
+        max_age, expire_after = _rotation_policy(spec)
         now = self._ctx.now()
         api = Api(
             id=new_id("api", now),
@@ -53,9 +65,10 @@ class ApiService:
             created_at=now,
             updated_at=now,
             default_ratelimits=ratelimits_from_specs(spec.default_ratelimits, "/default_ratelimits"),
-            max_key_age_days=spec.max_key_age_days,
+            max_key_age_days=max_age,
             recoverable=spec.recoverable,
             ip_allowlist=normalise_allowlist(spec.ip_allowlist),
+            expire_stale_after_days=expire_after,
         )
         async with self._ctx.storage.transaction() as tx:
             await tx.insert_api(api)
@@ -87,6 +100,7 @@ class ApiService:
             before = _api_doc(current)
             spec = convert(merge_patch(before, patch), ApiCreate)
             check_json(spec.name, "/name")
+            max_age, expire_after = _rotation_policy(spec)
             now = self._ctx.now()
             api = Api(
                 id=current.id,
@@ -95,9 +109,10 @@ class ApiService:
                 created_at=current.created_at,
                 updated_at=now,
                 default_ratelimits=ratelimits_from_specs(spec.default_ratelimits, "/default_ratelimits"),
-                max_key_age_days=spec.max_key_age_days,
+                max_key_age_days=max_age,
                 recoverable=spec.recoverable,
                 ip_allowlist=normalise_allowlist(spec.ip_allowlist),
+                expire_stale_after_days=expire_after,
             )
             after = _api_doc(api)
             changes = {name: [before[name], after[name]] for name in after if before[name] != after[name]}

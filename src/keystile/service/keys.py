@@ -1,11 +1,13 @@
-"""Keys: create (single and bulk), read, list, update, revoke, delete (SPEC K2-K4, R1).
+"""Keys: create (single and bulk), read, list, update, revoke, delete (SPEC K2-K4, R1), reroll (R2), credit
+operations (L3) and the ``stale`` marker of the rotation policy (R3).
 
-The plain-text key exists only in the return value of :meth:`KeyService.create` and its bulk form; everything
-that is stored, audited or logged carries its digest or its ``start``.
+The plain-text key exists only in the return value of :meth:`KeyService.create`, its bulk form and
+:meth:`KeyService.reroll`; everything that is stored, audited or logged carries its digest or its ``start``.
 """
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -15,15 +17,27 @@ from keystile.core.ids import looks_like_id, new_id
 from keystile.core.models import ROOT_API_ID, Api, Credits, Key, KeyFilter, Refill
 from keystile.core.netaddr import normalise_allowlist
 from keystile.core.permissions import validate_grant
-from keystile.core.ports import Transaction
-from keystile.errors import InvalidInput
-from keystile.schemas import MAX_META_BYTES, CreditsSpec, KeyCreate, KeyPatch, Page, key_out, to_builtins
+from keystile.core.ports import Change, Transaction
+from keystile.errors import Conflict, InvalidInput
+from keystile.schemas import (
+    MAX_META_BYTES,
+    CreditsChange,
+    CreditsSpec,
+    KeyCreate,
+    KeyOut,
+    KeyPatch,
+    Page,
+    RerollSpec,
+    key_out,
+    to_builtins,
+)
 from keystile.service.apis import ApiService, ratelimits_from_specs
 from keystile.service.authz import Actor, Principal
 from keystile.service.context import Context, key_change, not_found, page_limit, paged
 from keystile.service.validate import check_json, convert, json_size, merge_patch, to_ms
 
 PATCHABLE = KeyCreate.__struct_fields__
+DAY_MS = 86_400_000
 
 
 def key_doc(key: Key) -> dict[str, Any]:
@@ -32,7 +46,24 @@ def key_doc(key: Key) -> dict[str, Any]:
     return {name: doc[name] for name in PATCHABLE}
 
 
-def _credits(spec: CreditsSpec | None, existing: Credits | None, now: int) -> Credits | None:
+def stale_cutoff(api: Api, now: int) -> int | None:
+    """Keys of ``api`` created before this moment are stale (SPEC R3); ``None`` without a rotation policy."""
+    return None if api.max_key_age_days is None else now - api.max_key_age_days * DAY_MS
+
+
+def is_stale(key: Key, api: Api | None, now: int) -> bool:
+    cutoff = stale_cutoff(api, now) if api is not None else None
+    return cutoff is not None and key.created_at < cutoff
+
+
+def credits_change(credit_id: str) -> Change:
+    """The change that says a balance was written by hand (set, add, subtract, a patch), not by spending: a copy
+    kept elsewhere (a Redis credit counter, SPEC L3) is reloaded from the database on its next spend."""
+    return Change("credits", credit_id)
+
+
+def credits_from_spec(spec: CreditsSpec | None, existing: Credits | None, now: int) -> Credits | None:
+    """The balance a spec describes, keeping the id (and last refill) of the ``existing`` one."""
     if spec is None:
         return None
     refill = Refill(spec.refill.amount, spec.refill.interval, spec.refill.day) if spec.refill else None
@@ -84,7 +115,7 @@ class KeyService:
             start=keyformat.start_of(plain),
             created_at=now,
             updated_at=now,
-            credits=_credits(spec.credits, None, now),
+            credits=credits_from_spec(spec.credits, None, now),
             **fields,
         )
         return key, plain
@@ -129,6 +160,21 @@ class KeyService:
             raise not_found("key", key_id, "key", "key_not_found")
         return key
 
+    async def views(self, keys: Sequence[Key]) -> builtins.list[KeyOut]:
+        """Keys as the API shows them, each with its ``stale`` marker (SPEC R3), which depends on its API's
+        rotation policy and on the time."""
+        now = self._ctx.now()
+        apis: dict[str, Api | None] = {}
+        for key in keys:
+            if key.api_id not in apis:
+                apis[key.api_id] = await self._ctx.storage.get_api(key.api_id)
+        return [key_out(key, stale=is_stale(key, apis[key.api_id], now)) for key in keys]
+
+    async def view(self, key: Key) -> KeyOut:
+        """One key as the API shows it (see :meth:`views`)."""
+        [out] = await self.views([key])
+        return out
+
     async def list(
         self,
         principal: Principal,
@@ -146,11 +192,11 @@ class KeyService:
         size = page_limit(limit)
         now = self._ctx.now()
         if stale is not None:
-            if api.max_key_age_days is None:
+            cutoff = stale_cutoff(api, now)
+            if cutoff is None:
                 if stale:
                     return Page([], None)  # without a rotation policy no key is stale
             else:
-                cutoff = now - api.max_key_age_days * 86_400_000
                 where = replace(where, created_before=cutoff) if stale else replace(where, created_since=cutoff)
         items = await self._ctx.storage.list_keys(api_id, where, at_ms=now, after=cursor, limit=size + 1)
         return paged(items, size, lambda key: key.id)
@@ -179,7 +225,7 @@ class KeyService:
                 updated_at=now,
                 revoked_at=current.revoked_at,
                 last_used_at=current.last_used_at,
-                credits=_credits(spec.credits, current.credits, now),
+                credits=credits_from_spec(spec.credits, current.credits, now),
                 rotated_from=current.rotated_from,
                 rotated_to=current.rotated_to,
                 **fields,
@@ -190,7 +236,12 @@ class KeyService:
                 return current
             await tx.update_key(key)
             await self._ctx.audit(tx, actor, "key.update", key.id, changes, now)
-        await self._ctx.publish([key_change(key.digest)])
+            holders = await tx.credit_holders(key.credits.id) if "credits" in changes and key.credits else []
+        # A rerolled pair shares its balance: both keys' cached entries show the new credits.
+        published = [key_change(digest) for digest in {key.digest, *holders}]
+        if "credits" in changes and current.credits is not None:
+            published.append(credits_change(current.credits.id))
+        await self._ctx.publish(published)
         return key
 
     async def revoke(self, actor: Actor, key_id: str) -> Key:
@@ -222,3 +273,102 @@ class KeyService:
             now = self._ctx.now()
             await self._ctx.audit(tx, actor, "key.delete", key_id, {"start": key.start, **key_doc(key)}, now)
         await self._ctx.publish([key_change(key.digest)])
+
+    # -- rotation and credits -------------------------------------------------------------------------------
+
+    async def reroll(self, actor: Actor, key_id: str, spec: RerollSpec) -> tuple[Key, str]:
+        """Replace a key with a new one of the same settings (SPEC R2); returns the new key and its plain text.
+
+        The new key links to the old key's balance (credits move, they are not copied: during the grace period
+        both keys draw on that one balance); the old key expires at ``min(its own expiry, now + grace)``.
+        Raises :class:`Conflict` for a revoked key (``key_revoked``) or one rerolled already (``key_rotated``).
+        """
+        await self.get(actor.principal, key_id, "keys.write")
+        async with self._ctx.storage.transaction() as tx:
+            old = await tx.get_key(key_id)
+            if old is None:
+                raise not_found("key", key_id, "key", "key_not_found")
+            if old.revoked_at is not None:
+                raise Conflict("a revoked key cannot be rerolled", code="key_revoked")
+            if old.rotated_to is not None:
+                raise Conflict(f"the key was rerolled already, to {old.rotated_to}", code="key_rotated")
+            api = await tx.get_api(old.api_id)
+            assert api is not None  # a key's API exists: deleting an API deletes its keys
+            now = self._ctx.now()
+            plain = keyformat.generate(api.prefix)
+            new = replace(
+                old,
+                id=new_id("key", now),
+                digest=keyformat.digest(plain),
+                start=keyformat.start_of(plain),
+                created_at=now,
+                updated_at=now,
+                expires_at=to_ms(spec.expires_at) if spec.expires_at else None,
+                last_used_at=None,
+                rotated_from=old.id,
+                rotated_to=None,
+            )
+            grace_ends = now + spec.grace_period_ms
+            retired = replace(
+                old,
+                expires_at=grace_ends if old.expires_at is None else min(old.expires_at, grace_ends),
+                rotated_to=new.id,
+                updated_at=now,
+            )
+            await tx.reroll_key(retired, new)
+            changes = {
+                "rotated_to": new.id,
+                "start": new.start,
+                "grace_period_ms": spec.grace_period_ms,
+                "expires_at": [key_out(old).expires_at, key_out(retired).expires_at],
+                "new_expires_at": key_out(new).expires_at,
+            }
+            await self._ctx.audit(tx, actor, "key.reroll", old.id, changes, now)
+        await self._ctx.publish([key_change(old.digest), key_change(new.digest)])
+        return new, plain
+
+    async def change_credits(self, actor: Actor, key_id: str, change: CreditsChange) -> Key:
+        """Set, add or subtract a key's credits (SPEC L3) atomically in the database; returns the key.
+
+        ``set`` with ``amount`` ``None`` makes the credits unlimited, and ``set`` on unlimited credits creates a
+        balance. Subtracting stops at 0. Keys that share the balance (a rerolled pair) see the change together.
+        Raises :class:`Conflict` (``credits_unlimited``) to add to or subtract from unlimited credits, and
+        :class:`InvalidInput` for ``null`` with ``add`` or ``subtract``.
+        """
+        if change.amount is None and change.op != "set":
+            raise InvalidInput(f"{change.op} needs a number of credits", code="invalid_request", field="/amount")
+        await self.get(actor.principal, key_id, "keys.write")
+        async with self._ctx.storage.transaction() as tx:
+            current = await tx.get_key(key_id)
+            if current is None:
+                raise not_found("key", key_id, "key", "key_not_found")
+            now = self._ctx.now()
+            balance = current.credits
+            if balance is None:
+                if change.op != "set":
+                    raise Conflict(
+                        f"the key's credits are unlimited: nothing to {change.op}; set a number first",
+                        code="credits_unlimited",
+                    )
+                if change.amount is None:
+                    return current  # unlimited already: nothing changes, nothing is audited
+                key = replace(current, credits=Credits(new_id("cr", now), change.amount, None, now), updated_at=now)
+                await tx.update_key(key)
+                holders = [key.digest]
+            elif change.amount is None:
+                key = replace(current, credits=None, updated_at=now)
+                holders = await tx.drop_credits(balance.id, now)
+            else:
+                remaining = await tx.adjust_credits(balance.id, change.op, change.amount, now)
+                assert remaining is not None  # the balance is locked with the key (get_key)
+                key = replace(current, credits=replace(balance, remaining=remaining))
+                holders = await tx.credit_holders(balance.id)
+            changes = {
+                "op": change.op,
+                "amount": change.amount,
+                "remaining": [balance.remaining if balance else None, key.credits.remaining if key.credits else None],
+            }
+            await self._ctx.audit(tx, actor, "key.credits", key.id, changes, now)
+        published = [key_change(digest) for digest in holders]
+        await self._ctx.publish([*published, credits_change(balance.id)] if balance is not None else published)
+        return key
