@@ -154,6 +154,7 @@ class RedisSpender:
                 return Outcome(Code.USAGE_EXCEEDED, _states(reply, spend.buckets), 0)
             remaining, refilled_at = state
             load: list[Arg] = [2, remaining, -1 if refilled_at is None else refilled_at, seen]
+            self._check_sentinel(int(reply[4]))
             reply = await self._redis.call(self._spend, keys, args + self._credit_args(spend, credits, now_ms, load))
             if int(reply[0]) == _LOAD:
                 raise RedisUnavailable("the credit counter could not be loaded")
@@ -185,7 +186,7 @@ class RedisSpender:
         # on this rare path only).
         keys, args = self._bucket_args(spend.buckets)
         try:
-            reply = await self._redis.call(self._refund, keys, args)
+            reply = await self._redis.call(self._refund, keys, args[1:])  # refund.lua takes no bucket count
         except RedisUnavailable:
             self.redis_errors += 1
             return Outcome(Code.USAGE_EXCEEDED, limited.ratelimits, remaining)
@@ -206,6 +207,7 @@ class RedisSpender:
         return [credits.id, spend.cost, amount, moment, COUNTER_TTL_MS, *load]
 
     def _check_sentinel(self, created: int) -> None:
+        """Count a data loss when the script had to recreate the sentinel this process had seen."""
         if created and self._seen_sentinel:
             self.data_losses += 1
             log.warning(

@@ -1,0 +1,78 @@
+"""Fixtures of the Redis limits tests: the shared Redis under a key prefix of each test's own (deleted after),
+and Redis servers a test starts itself, on a port of its own, to stop and start again.
+
+When ``CI=true`` a Redis that cannot be reached, or a missing ``redis-server``, fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from keystile.core.clock import ManualClock
+from keystile.limits.connection import RedisConnection
+
+from .redis_server import RedisServer
+
+REDIS_URL = os.environ.get("KEYSTILE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+START_TIMEOUT_S = 10.0
+
+
+def service_missing(what: str) -> None:
+    """Skip locally, but fail under CI: a missing service must never pass silently there."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{what} is required when CI=true", pytrace=False)
+    pytest.skip(f"{what} is not available")
+
+
+def delete_prefix(url: str, prefix: str) -> None:
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The shared Redis (``KEYSTILE_TEST_REDIS_URL``)."""
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
+    except (redis.RedisError, OSError) as exc:
+        service_missing(f"Redis at {REDIS_URL} ({type(exc).__name__})")
+    return REDIS_URL
+
+
+@pytest.fixture
+def prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own; its keys are deleted after the test."""
+    value = f"test:{secrets.token_hex(6)}:"
+    yield value
+    delete_prefix(redis_url, value)
+
+
+@pytest.fixture
+async def conn(redis_url: str, prefix: str, clock: ManualClock) -> AsyncIterator[RedisConnection]:
+    """A connection to the shared Redis under this test's prefix (the breaker runs on the manual clock)."""
+    connection = RedisConnection(redis_url, prefix, clock)
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A running Redis server of this test's own, stopped at the end."""
+    if shutil.which("redis-server") is None:
+        service_missing("redis-server")
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()

@@ -1,0 +1,53 @@
+"""A ``redis-server`` of a test's own, on a free port, to stop and start again (never the shared one)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+START_TIMEOUT_S = 10.0
+
+
+class RedisServer:
+    """A ``redis-server`` of a test's own, without persistence, that the test can stop and start again."""
+
+    def __init__(self, workdir: Path) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port: int = sock.getsockname()[1]
+        self.workdir = workdir
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the server (empty: nothing is saved) and wait until it answers."""
+        self._process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis(port=self.port, socket_timeout=1)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except redis.ConnectionError:
+                    if time.monotonic() > deadline or self._process.poll() is not None:
+                        raise RuntimeError(f"redis-server on port {self.port} did not start") from None
+                    time.sleep(0.01)  # polling for the server to come up, not waiting for time to pass
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        """Stop the server; its data is gone."""
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            self._process = None

@@ -1,0 +1,98 @@
+"""The Redis script (lua/spend.lua, lua/refund.lua) decides exactly as the pure core (keystile.core.ratelimit).
+
+The script reads Redis's clock, so time cannot be set; it is moved instead by shifting the stored TATs back (a
+bucket whose TAT is d earlier looks, at any now, exactly as it would d later). Each step compares the script's
+answer with ``decide()`` on the same TATs and the ``now`` the script reports using.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from keystile.core.clock import ManualClock
+from keystile.core.ratelimit import Bucket, decide, refund, state
+from keystile.limits.connection import RedisConnection, Script
+
+LIMITS = st.lists(st.tuples(st.integers(1, 60), st.integers(1, 120_000)), min_size=1, max_size=3)
+STEPS = st.lists(
+    st.tuples(st.lists(st.integers(0, 70), min_size=3, max_size=3), st.integers(0, 130_000_000)),
+    min_size=1,
+    max_size=30,
+)
+
+
+async def _tats(client: aioredis.Redis, keys: list[str]) -> list[int | None]:
+    values = await client.mget(keys)
+    return [None if value is None else int(value) for value in values]
+
+
+async def _compare(url: str, prefix: str, limits: list[tuple[int, int]], steps: list[tuple[list[int], int]]) -> None:
+    conn = RedisConnection(url, prefix, ManualClock())
+    spend = Script("spend")
+    keys = [f"{prefix}b{i}" for i in range(len(limits))]
+    try:
+        for costs, elapsed_us in steps:
+            for key, tat in zip(keys, await _tats(conn.client, keys), strict=True):
+                if tat is not None:
+                    await conn.client.set(key, tat - elapsed_us, keepttl=True)
+            buckets = [
+                Bucket(key, f"l{i}", limit, duration, costs[i])
+                for i, (key, (limit, duration)) in enumerate(zip(keys, limits, strict=True))
+            ]
+            before = await _tats(conn.client, keys)
+            args: list[str | int | float | bytes] = [len(buckets)]
+            for b in buckets:
+                args += (b.limit, b.duration_ms, b.cost)
+            reply = await conn.call(spend, keys, args)
+            now = int(reply[1])
+            expected = decide(before, now, buckets)
+            assert (int(reply[0]) == 0) == expected.allowed, (before, now, buckets)
+            got = [(int(reply[6 + 2 * i]), int(reply[7 + 2 * i]) / 1000) for i in range(len(buckets))]
+            assert got == [(s.remaining, s.reset_at) for s in expected.states]
+            if not expected.allowed:
+                assert int(reply[5]) / 1000 == expected.retry_after_ms
+            after = await _tats(conn.client, keys)
+            seconds, micros = await conn.client.time()
+            for got_tat, want in zip(after, expected.tats if expected.allowed else before, strict=True):
+                if got_tat is None and want is not None:
+                    # A bucket that is full again expires (its TTL rounded up to a whole millisecond).
+                    assert want <= seconds * 1_000_000 + micros + 1000
+                else:
+                    assert got_tat == want
+    finally:
+        await conn.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(limits=LIMITS, steps=STEPS)
+def test_the_redis_script_decides_as_the_core_on_random_sequences(
+    redis_url: str, prefix: str, limits: list[tuple[int, int]], steps: list[tuple[list[int], int]]
+) -> None:
+    asyncio.run(_compare(redis_url, f"{prefix}{secrets.token_hex(4)}:", limits, steps))
+
+
+async def test_the_refund_script_gives_back_as_the_core(conn: RedisConnection, prefix: str) -> None:
+    bucket = Bucket(f"{prefix}r", "r", 7, 60_000, 3)
+    spend, give_back = Script("spend"), Script("refund")
+    for _ in range(2):
+        await conn.call(spend, [bucket.key], [1, bucket.limit, bucket.duration_ms, bucket.cost])
+    [before] = await _tats(conn.client, [bucket.key])
+    assert before is not None
+    reply = await conn.call(give_back, [bucket.key], [bucket.limit, bucket.duration_ms, bucket.cost])
+    now = int(reply[0])
+    [after] = await _tats(conn.client, [bucket.key])
+    assert after == refund(before, now, bucket)
+    expected = state(after, now, bucket)
+    assert (int(reply[1]), int(reply[2]) / 1000) == (expected.remaining, expected.reset_at)
+
+
+async def test_a_refund_of_a_bucket_that_expired_changes_nothing(conn: RedisConnection, prefix: str) -> None:
+    bucket = Bucket(f"{prefix}gone", "gone", 5, 1000)
+    reply = await conn.call(Script("refund"), [bucket.key], [bucket.limit, bucket.duration_ms, bucket.cost])
+    assert int(reply[1]) == 5
+    assert await conn.client.exists(bucket.key) == 0
