@@ -122,3 +122,15 @@ async def test_docs_is_a_self_contained_page_of_every_operation(client: httpx.As
     for name in document["components"]["schemas"]:
         assert f'id="schema-{name}"' in page
     assert "owner_id" in page
+
+
+async def test_limits_identities_and_rotation_routes_are_documented(client: httpx.AsyncClient) -> None:
+    document = await _document(client)
+    paths = document["paths"]
+
+    assert set(paths["/v1/identities/{owner_id}"]) == {"get", "patch", "delete"}
+    assert paths["/v1/identities"]["post"]["responses"]["409"]
+    assert paths["/v1/keys/{key_id}/reroll"]["post"]["responses"]["201"]
+    assert paths["/v1/keys/{key_id}/credits"]["post"]["requestBody"]
+    assert paths["/v1/ratelimit"]["post"]["security"] == [{"rootKey": []}]
+    assert "stale" in document["components"]["schemas"]["KeyOut"]["required"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from keystile.server.routes import apis, audit, keys, ops, roles, root_keys
+from keystile.server.routes import apis, audit, identities, keys, ops, ratelimit, roles, root_keys
 from keystile.server.routing import Operation
 
 OPERATIONS: list[Operation] = [
     *apis.OPERATIONS,
     *keys.OPERATIONS,
+    *identities.OPERATIONS,
+    *ratelimit.OPERATIONS,
     *roles.OPERATIONS,
     *root_keys.OPERATIONS,
     *audit.OPERATIONS,

@@ -1,4 +1,4 @@
-"""Keys (SPEC K4, R1): create (single and bulk), list, show, update, revoke, delete.
+"""Keys (SPEC K4, R1-R3, L3): create (single and bulk), list, show, update, revoke, delete, reroll, credits.
 
 ``POST /v1/keys/verify`` is served by :mod:`keystile.server.fastpath`; it is declared here for the router and
 the OpenAPI document.
@@ -12,15 +12,16 @@ from keystile.core.models import KeyFilter
 from keystile.schemas import (
     BulkKeyCreate,
     BulkKeysCreated,
+    CreditsChange,
     KeyCreate,
     KeyCreated,
     KeyOut,
     KeyPatch,
     Page,
+    RerollSpec,
     VerifyRequest,
     VerifyResponse,
     key_created,
-    key_out,
 )
 from keystile.server.routing import CURSOR, LIMIT, MERGE_PATCH_TYPES, Call, Operation, Param
 
@@ -54,23 +55,35 @@ async def list_keys(call: Call) -> Response:
         cursor=params.get("cursor"),
         limit=params.get("limit"),
     )
-    return call.json(Page([key_out(key) for key in page.items], page.next_cursor))
+    return call.json(Page(await call.ks.keys.views(page.items), page.next_cursor))
 
 
 async def get_key(call: Call) -> Response:
     key = await call.ks.keys.get(call.actor.principal, call.path("key_id"))
-    return call.json(key_out(key))
+    return call.json(await call.ks.keys.view(key))
 
 
 async def update_key(call: Call) -> Response:
     patch = await call.merge_patch()
     key = await call.ks.keys.update(call.actor, call.path("key_id"), patch)
-    return call.json(key_out(key))
+    return call.json(await call.ks.keys.view(key))
 
 
 async def revoke_key(call: Call) -> Response:
     key = await call.ks.keys.revoke(call.actor, call.path("key_id"))
-    return call.json(key_out(key))
+    return call.json(await call.ks.keys.view(key))
+
+
+async def reroll_key(call: Call) -> Response:
+    spec = await call.body(RerollSpec)
+    key, plain = await call.ks.keys.reroll(call.actor, call.path("key_id"), spec)
+    return call.json(key_created(key, plain), 201)
+
+
+async def change_credits(call: Call) -> Response:
+    change = await call.body(CreditsChange)
+    key = await call.ks.keys.change_credits(call.actor, call.path("key_id"), change)
+    return call.json(await call.ks.keys.view(key))
 
 
 async def delete_key(call: Call) -> Response:
@@ -139,8 +152,10 @@ OPERATIONS = [
         errors=(400, 401, 403),
         description=(
             "Codes are checked in the order NOT_FOUND, REVOKED, DISABLED, EXPIRED, FORBIDDEN, "
-            "INSUFFICIENT_PERMISSIONS; the first failure wins. A NOT_FOUND answer carries `valid` and `code` only. "
-            "A permission query that does not parse is a 400 with its `position`."
+            "INSUFFICIENT_PERMISSIONS, RATE_LIMITED, USAGE_EXCEEDED; the first failure wins, and a refused request "
+            "spends neither rate-limit capacity nor credits. A NOT_FOUND answer carries `valid` and `code` only. "
+            "A permission query that does not parse is a 400 with its `position`; a rate limit the key does not "
+            "have is a 400 `unknown_ratelimit` (field `/ratelimits`)."
         ),
     ),
     Operation("GET", "/v1/keys/{key_id}", get_key, "Show a key", TAG, "keys.read", response=KeyOut),
@@ -175,5 +190,42 @@ OPERATIONS = [
         "keys.write",
         response=KeyOut,
         errors=(401, 403, 404),
+    ),
+    Operation(
+        "POST",
+        "/v1/keys/{key_id}/reroll",
+        reroll_key,
+        "Replace a key with a new one of the same settings; the old one works until the grace period ends",
+        TAG,
+        "keys.write",
+        body=RerollSpec,
+        response=KeyCreated,
+        status=201,
+        errors=(400, 401, 403, 404, 409),
+        description=(
+            "The new key has the old one's name, owner, meta, permissions, roles, rate limits and allowlist, and "
+            "links to the old key's balance: credits move, they are not copied, so during the grace period both "
+            "keys draw on one balance. The old key expires at min(its own expiry, now + `grace_period_ms`) and then "
+            "verifies as EXPIRED; `rotated_to` and `rotated_from` link the two. The new key's expiry is the body's "
+            "`expires_at` (default none). A revoked key, or one rerolled already, is a 409 (`key_revoked`, "
+            "`key_rotated`). The answer holds the new key in plain text, this once."
+        ),
+    ),
+    Operation(
+        "POST",
+        "/v1/keys/{key_id}/credits",
+        change_credits,
+        "Set, add or subtract a key's credits",
+        TAG,
+        "keys.write",
+        body=CreditsChange,
+        response=KeyOut,
+        errors=(400, 401, 403, 404, 409),
+        description=(
+            "Atomic in the database. `set` with `amount: null` makes the credits unlimited; `set` on unlimited "
+            "credits creates a balance; `add` or `subtract` on unlimited credits is a 409 `credits_unlimited`. "
+            "Subtracting stops at 0, adding at 2^53. Keys that share the balance (a rerolled pair) see the change "
+            "together."
+        ),
     ),
 ]
