@@ -51,6 +51,7 @@ _FLAGS = {
     "ip_allowlist": "--ip",
     "prefix": "--prefix",
     "max_key_age_days": "--max-key-age-days",
+    "expire_stale_after_days": "--expire-stale-after-days",
     "api_id": "--api-id",
     "ip": "--ip",
     "limit": "--limit",

@@ -24,6 +24,7 @@ def show_api(out: ApiOut) -> None:
             ("created_at", when(out.created_at)),
             ("updated_at", when(out.updated_at)),
             ("max_key_age_days", out.max_key_age_days),
+            ("expire_stale_after_days", out.expire_stale_after_days),
             ("recoverable", out.recoverable),
             ("ip_allowlist", out.ip_allowlist),
             ("default_ratelimits", ratelimits(out.default_ratelimits)),
@@ -40,11 +41,20 @@ def apis() -> None:
 @click.argument("name")
 @click.option("--prefix", help="Prefix of the API's keys, e.g. acme or acme_live [default: ks].")
 @click.option("--max-key-age-days", type=int, help="Rotation policy: keys older than this are stale.")
+@click.option(
+    "--expire-stale-after-days", type=int, help="With --max-key-age-days: stale keys expire this many days later."
+)
 @click.option("--ip", "ips", multiple=True, metavar="CIDR", help="Allow keys of this API only from here (repeatable).")
 @click.option("--recoverable", is_flag=True, help="Keep keys encrypted so that they can be shown again later.")
 @json_option
 def create(
-    name: str, prefix: str | None, max_key_age_days: int | None, ips: tuple[str, ...], recoverable: bool, as_json: bool
+    name: str,
+    prefix: str | None,
+    max_key_age_days: int | None,
+    expire_stale_after_days: int | None,
+    ips: tuple[str, ...],
+    recoverable: bool,
+    as_json: bool,
 ) -> None:
     """Create an API called NAME."""
     from keystile.schemas import ApiCreate, api_out
@@ -57,6 +67,8 @@ def create(
         body["prefix"] = prefix
     if max_key_age_days is not None:
         body["max_key_age_days"] = max_key_age_days
+    if expire_stale_after_days is not None:
+        body["expire_stale_after_days"] = expire_stale_after_days
     spec = convert(body, ApiCreate)
 
     async def work(ks: Keystile) -> ApiOut:

@@ -1,4 +1,5 @@
-"""``keystile keys create|list|show|update|revoke|delete`` (SPEC K4, R1); ``verify`` lives in its own module.
+"""``keystile keys create|list|show|update|revoke|delete`` (SPEC K4, R1); ``verify``, ``reroll`` and ``credits``
+live in their own modules.
 
 Bodies are built from the flags and validated by the HTTP API's schemas, so the CLI accepts exactly what the
 API accepts. The plain-text key is printed by ``create`` only.
@@ -15,6 +16,7 @@ import click
 from keystile.cli._output import emit_json, fields, json_option, next_page, ratelimits, table, when
 from keystile.cli._parse import expiry, refill, to_duration, to_json_object, to_ratelimits
 from keystile.cli._runtime import run
+from keystile.cli.keyops import credits, reroll
 from keystile.cli.verify import verify
 
 if TYPE_CHECKING:
@@ -67,6 +69,7 @@ def show_key(out: KeyOut) -> None:
             ("roles", out.roles),
             ("meta", out.meta),
             ("created_at", when(out.created_at)),
+            ("stale", out.stale),
             ("updated_at", when(out.updated_at)),
             ("expires_at", when(out.expires_at)),
             ("revoked_at", when(out.revoked_at)),
@@ -197,14 +200,14 @@ def list_(
 ) -> None:
     """List the keys of API_ID, newest first."""
     from keystile.core.models import KeyFilter
-    from keystile.schemas import Page, key_out
+    from keystile.schemas import Page
     from keystile.service import CLI_ACTOR
 
     where = KeyFilter(owner_id=owner_id, enabled=enabled, expired=expired, revoked=revoked, search=search)
 
     async def work(ks: Keystile) -> Page[KeyOut]:
         page = await ks.keys.list(CLI_ACTOR.principal, api_id, where, stale=stale, cursor=cursor, limit=limit)
-        return Page([key_out(key) for key in page.items], page.next_cursor)
+        return Page(await ks.keys.views(page.items), page.next_cursor)
 
     page = run(work)
     if as_json:
@@ -219,11 +222,12 @@ def list_(
             out.owner_id or "-",
             status(out, now),
             when(out.created_at),
+            "yes" if out.stale else "no",
             when(out.expires_at),
         ]
         for out in page.items
     ]
-    table(["ID", "START", "NAME", "OWNER", "STATUS", "CREATED", "EXPIRES"], rows, empty="No keys.")
+    table(["ID", "START", "NAME", "OWNER", "STATUS", "CREATED", "STALE", "EXPIRES"], rows, empty="No keys.")
     next_page(page.next_cursor)
 
 
@@ -235,11 +239,10 @@ def show(key_id: str, as_json: bool) -> None:
 
     Keystile keeps only the key's hash and its start, such as ks_3Fx9.
     """
-    from keystile.schemas import key_out
     from keystile.service import CLI_ACTOR
 
     async def work(ks: Keystile) -> KeyOut:
-        return key_out(await ks.keys.get(CLI_ACTOR.principal, key_id))
+        return await ks.keys.view(await ks.keys.get(CLI_ACTOR.principal, key_id))
 
     out = run(work)
     if as_json:
@@ -278,7 +281,6 @@ def update(
     Only the given fields change (a JSON merge patch; --meta merges member by member). --permission, --role,
     --ratelimit and --ip replace the key's whole list.
     """
-    from keystile.schemas import key_out
     from keystile.service import CLI_ACTOR
 
     patch = _common_body(given)
@@ -292,7 +294,7 @@ def update(
         if field in patch:
             raise click.UsageError(f"--clear {choice} and a new value for it cannot be given together")
         patch[field] = None
-    credits = _credits_patch(given, unlimited_credits, no_refill)
+    credits = credits_patch(given, unlimited_credits, no_refill)
     if credits is not ...:
         patch["credits"] = credits
     if enabled is not None:
@@ -301,7 +303,7 @@ def update(
         raise click.UsageError("nothing to change: give at least one option (see keystile keys update --help)")
 
     async def work(ks: Keystile) -> KeyOut:
-        return key_out(await ks.keys.update(CLI_ACTOR, key_id, patch))
+        return await ks.keys.view(await ks.keys.update(CLI_ACTOR, key_id, patch))
 
     out = run(work)
     if as_json:
@@ -310,7 +312,7 @@ def update(
         show_key(out)
 
 
-def _credits_patch(given: dict[str, Any], unlimited: bool, no_refill: bool) -> Any:
+def credits_patch(given: dict[str, Any], unlimited: bool, no_refill: bool) -> Any:
     """The ``credits`` member of a merge patch, or ``...`` when the credits stay as they are."""
     refill_body = refill(given["refill_amount"], given["refill_interval"], given["refill_day"])
     wanted = given["credits"] is not None or refill_body is not None or no_refill
@@ -340,11 +342,10 @@ def revoke(key_id: str, as_json: bool) -> None:
 
     Revoking is permanent; revoking again changes nothing.
     """
-    from keystile.schemas import key_out
     from keystile.service import CLI_ACTOR
 
     async def work(ks: Keystile) -> KeyOut:
-        return key_out(await ks.keys.revoke(CLI_ACTOR, key_id))
+        return await ks.keys.view(await ks.keys.revoke(CLI_ACTOR, key_id))
 
     out = run(work)
     if as_json:
@@ -379,3 +380,5 @@ def delete(key_id: str, yes: bool) -> None:
 
 
 keys.add_command(verify)
+keys.add_command(reroll)
+keys.add_command(credits)
