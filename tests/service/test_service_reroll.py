@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from keystile.config import Settings
 from keystile.core.clock import ManualClock
 from keystile.core.models import AuditFilter
 from keystile.errors import Conflict, Forbidden, NotFound
 from keystile.schemas import (
+    ApiCreate,
     CreditsSpec,
     IdentityCreate,
     KeyCreate,
@@ -23,8 +25,8 @@ from keystile.schemas import (
     VerifyRequest,
     key_out,
 )
-from keystile.service import Keystile
-from keystile.storage import SqlStorage
+from keystile.service import CLI_ACTOR, Keystile
+from keystile.storage import SqlStorage, open_storage
 
 if TYPE_CHECKING:
     from tests.service.conftest import Admin
@@ -188,3 +190,29 @@ async def test_a_reroll_is_audited_without_the_key_and_needs_keys_write(ks: Keys
     text = entry.canonical().decode()
     assert plain not in text
     assert plain.rpartition("_")[2] not in text
+
+
+@pytest.mark.postgres
+async def test_two_instances_on_one_database_never_spend_a_credit_of_a_rerolled_pair_twice(
+    fresh_pg_url: str, clock: ManualClock
+) -> None:
+    stores = [await open_storage(fresh_pg_url, clock) for _ in range(2)]
+    await stores[0].migrate()
+    first, second = (Keystile.create(store, Settings(database_url=fresh_pg_url), clock) for store in stores)
+    try:
+        api = await first.apis.create(CLI_ACTOR, ApiCreate(name="shared"))
+        old, old_plain = await first.keys.create(CLI_ACTOR, api.id, KeyCreate(credits=CreditsSpec(remaining=50)))
+        _, new_plain = await second.keys.reroll(CLI_ACTOR, old.id, RerollSpec(grace_period_ms=HOUR_MS))
+
+        # Each instance verifies both keys of the pair at once, from its own cache and connection pool.
+        calls = [(ks.ctx.verifier, plain) for ks in (first, second) for plain in (old_plain, new_plain)] * 40
+        results = await asyncio.gather(*(verifier.verify(plain) for verifier, plain in calls))
+
+        assert Counter(result.code for result in results) == {"VALID": 50, "USAGE_EXCEEDED": 110}
+        spent = sorted(
+            r.spent.remaining for r in results if r.code == "VALID" and r.spent and r.spent.remaining is not None
+        )
+        assert spent == list(range(50))
+    finally:
+        for ks in (first, second):
+            await ks.close()
