@@ -70,6 +70,8 @@ async def open_backends(settings: Settings, storage: SqlStorage, clock: Clock) -
             await backends.close()
             raise
         return backends
+    if settings.credits_mode == "redis":
+        log.warning("KEYSTILE_CREDITS_MODE=redis needs KEYSTILE_REDIS_URL; credits are counted in the database")
     if urlsplit(settings.database_url).scheme.lower() in ("postgresql", "postgres"):
         from keystile.notify.postgresql import PostgresChangeBus
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from keystile.core.clock import Clock
 from keystile.errors import StorageError
@@ -50,6 +51,7 @@ class Script:
         self.name = name
         self.source = resources.files("keystile.limits.lua").joinpath(f"{name}.lua").read_text(encoding="utf-8")
         self.sha = hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
+        self.sha_bytes = self.sha.encode()
 
 
 class Breaker:
@@ -167,10 +169,25 @@ class RedisConnection:
                 future.set_result(reply)
 
     async def _pipeline(self, batch: Sequence[_Call]) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        for script, keys, args, _ in batch:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
-        return list(await pipe.execute(raise_on_error=False))
+        """Send a batch in one write and read its replies (an error reply in its place): redis-py's own pipeline
+        costs several times more per call, which the hot path feels."""
+        pool = self.client.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await conn.send_packed_command(b"".join(_pack(s, keys, args) for s, keys, args, _ in batch), False)
+            replies: list[Any] = []
+            async with asyncio.timeout(TIMEOUT_S):  # one deadline for the batch, not one per reply
+                for _ in batch:
+                    try:
+                        replies.append(await conn.read_response(timeout=math.inf))
+                    except ResponseError as exc:
+                        replies.append(exc)
+            return replies
+        except BaseException:
+            await conn.disconnect()  # replies may be left unread on it
+            raise
+        finally:
+            await pool.release(conn)
 
     async def ping(self) -> None:
         """Raise :class:`RedisUnavailable` unless Redis answers."""
@@ -190,6 +207,20 @@ class RedisConnection:
         if self._drainer is not None:
             await asyncio.gather(self._drainer, return_exceptions=True)
         await self.client.aclose()
+
+
+def _pack(script: Script, keys: Sequence[str], args: Sequence[Arg]) -> bytes:
+    """``EVALSHA`` as a RESP command."""
+    items = [b"EVALSHA", script.sha_bytes, b"%d" % len(keys), *(key.encode() for key in keys), *map(_encode, args)]
+    return b"*%d\r\n" % len(items) + b"".join(b"$%d\r\n%s\r\n" % (len(item), item) for item in items)
+
+
+def _encode(value: Arg) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    return repr(value).encode()  # int, or float as redis-py sends it
 
 
 def _translate(exc: BaseException) -> RedisUnavailable:
