@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -22,12 +23,17 @@ ROOT_KEY_RE = re.compile(r"\bks_root_[0-9A-Za-z]{38}\b")
 START_TIMEOUT_S = 60.0
 
 
+def missing(what: str) -> None:
+    """Skip locally, but fail under ``CI=true``: a missing service or tool must never pass silently there."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{what} is required when CI=true", pytrace=False)
+    pytest.skip(f"{what} is not available")
+
+
 def require_tool(name: str) -> None:
     """Skip without ``name`` on PATH locally; under ``CI=true`` its absence fails the run."""
     if shutil.which(name) is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{name} is required when CI=true", pytrace=False)
-        pytest.skip(f"{name} is not installed")
+        missing(name)
 
 
 def free_port() -> int:
@@ -118,3 +124,43 @@ def cli(*args: str, workdir: Path, env: Mapping[str, str] | None = None, stdin: 
     )
     assert done.returncode == 0, f"keystile {' '.join(args)} exited {done.returncode}: {done.stderr}"
     return done.stdout
+
+
+async def post_many(
+    url: str, path: str, bodies: list[bytes], headers: dict[str, str], connections: int = 32
+) -> list[tuple[int, bytes]]:
+    """POST every body to ``url + path`` over ``connections`` keep-alive connections, as fast as they answer.
+
+    A minimal HTTP/1.1 client (one write per request, Content-Length framing): a storm of a thousand requests
+    has to be over in well under a second for rate-limit tests, which general-purpose async clients cannot do
+    on two shared cores.
+    """
+    host, port = url.removeprefix("http://").split(":")
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
+    for index, body in enumerate(bodies):
+        queue.put_nowait((index, body))
+    answers: list[tuple[int, bytes]] = [(0, b"")] * len(bodies)
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while not queue.empty():
+                index, body = queue.get_nowait()
+                request = (
+                    f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{head}Content-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n"
+                ).encode() + body
+                writer.write(request)
+                status_line = await reader.readline()
+                length = 0
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.decode("latin-1").partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value)
+                answers[index] = (int(status_line.split()[1]), await reader.readexactly(length))
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return answers

@@ -404,6 +404,8 @@ class Verifier:
             elif change.kind == "all":
                 self._cache.clear()
                 self._unknown.clear()
+            elif change.kind == "credits":
+                continue  # a balance's counters live with the spender; the keys sharing it come as "key" changes
             else:
                 field = "api_id" if change.kind == "api" else "owner_id"
                 for digest in [d for d, entry in self._cache.items() if getattr(entry.key, field) == change.ref]:
