@@ -194,3 +194,30 @@ async def test_a_rerolled_key_shares_the_balance_rather_than_copying_it(storage:
     async with storage.transaction() as tx:
         assert await tx.delete_key(old.id) is True
     assert [row["id"] for row in await records.rows("credits")] == ["cr_move"], "still the new key's balance"
+
+
+# -- group commit ---------------------------------------------------------------------------------------------
+
+
+async def test_concurrent_spends_share_transactions_and_stay_exact(
+    storage: SqlStorage, records: Records, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = await records.insert_api()
+    await records.insert_key(api.id, credits=Credits("cr_group", 100))
+    batches: list[int] = []
+    run_batch = storage.driver.batch
+
+    async def counting(statements: Any) -> Any:
+        batches.append(len(statements))
+        return await run_batch(statements)
+
+    monkeypatch.setattr(storage.driver, "batch", counting)
+
+    answers = await asyncio.gather(*(storage.spend_credits("cr_group", 1, records.tick(), None) for _ in range(300)))
+
+    assert sum(1 for answer in answers if answer is not None and answer[0]) == 100
+    assert sorted(answer[1] for answer in answers if answer is not None and answer[0]) == list(range(100))
+    if storage.dialect == "sqlite":
+        # One trip to SQLite's writer for many spends, not three trips each.
+        assert 0 < len(batches) < 300 / 4
+    assert [row["remaining"] for row in await records.rows("credits")] == [0]

@@ -33,6 +33,10 @@ class Driver(Executor, Protocol):
         """A transaction that commits on success and rolls back on an exception."""
         ...
 
+    async def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[Row | None]:
+        """Run ``statements`` in one transaction; returns each statement's first row."""
+        ...
+
     async def run_script(self, tx: Executor, script: str) -> None:
         """Run a migration script (several statements) inside the transaction ``tx``."""
         ...

@@ -6,6 +6,7 @@ shared, so one contract suite covers both.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -16,7 +17,7 @@ from keystile.core.models import Api, AuditEntry, AuditFilter, Credits, Identity
 from keystile.core.ports import CreditDelta
 from keystile.errors import Conflict
 from keystile.storage import _migrate
-from keystile.storage._driver import Dialect, Driver, Executor
+from keystile.storage._driver import Dialect, Driver, Executor, Row
 from keystile.storage._rows import (
     API_COLUMNS,
     CREDIT_COLUMNS,
@@ -425,6 +426,65 @@ def _credit_params(credit: Any, at_ms: int) -> tuple[Any, ...]:
     )
 
 
+Statement = tuple[str, Sequence[Any]]
+
+
+def _spend_statements(credit_id: str, cost: int, now_ms: int, refill: tuple[int, int] | None) -> list[Statement]:
+    """The conditional decrement of a balance (with its lazy refill folded in), and the read of what is left."""
+    read: Statement = ("SELECT remaining FROM credits WHERE id = $1", (credit_id,))
+    if refill is None:
+        sql = """UPDATE credits SET remaining = remaining - $2, updated_at = $3
+                  WHERE id = $1 AND remaining >= $2 RETURNING remaining"""
+        return [(sql, (credit_id, cost, now_ms)), read]
+    amount, moment = refill
+    due = "(refilled_at IS NULL OR refilled_at < $3)"
+    sql = f"""UPDATE credits
+                 SET remaining = (CASE WHEN {due} THEN $4 ELSE remaining END) - $2,
+                     refilled_at = CASE WHEN {due} THEN $3 ELSE refilled_at END,
+                     updated_at = $5
+               WHERE id = $1 AND (CASE WHEN {due} THEN $4 ELSE remaining END) >= $2
+           RETURNING remaining"""
+    return [(sql, (credit_id, cost, moment, amount, now_ms)), read]
+
+
+class _GroupCommit:
+    """Spends that arrive while a batch is being written go into the next batch: one transaction, one trip to
+    SQLite's writer thread and one commit for all of them (each statement still sees the ones before it, so
+    balances stay exact). Measured: a commit costs ~7.5 us in WAL mode, a trip to the writer ~30-50 us."""
+
+    def __init__(self, driver: Driver) -> None:
+        self._driver = driver
+        self._queue: list[tuple[Statement, Statement, asyncio.Future[tuple[Row | None, Row | None]]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def run(self, spend: Statement, read: Statement) -> tuple[Row | None, Row | None]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[Row | None, Row | None]] = loop.create_future()
+        self._queue.append((spend, read, future))
+        if self._drainer is None:
+            self._drainer = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    rows = await self._driver.batch(
+                        [statement for spend, read, _ in batch for statement in (spend, read)]
+                    )
+                except Exception as exc:
+                    for *_, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for index, (*_, future) in enumerate(batch):
+                    if not future.done():
+                        future.set_result((rows[2 * index], rows[2 * index + 1]))
+        finally:
+            self._drainer = None
+
+
 class SqlStorage:
     """:class:`keystile.core.ports.Storage` over a SQL driver."""
 
@@ -432,6 +492,9 @@ class SqlStorage:
         self.driver = driver
         self._clock = clock
         self._q = _Queries(driver.dialect)
+        # PostgreSQL runs concurrent spends on several pooled connections; SQLite has one writer, so spends share
+        # its trips instead.
+        self._credit_group = _GroupCommit(driver) if driver.dialect == "sqlite" else None
 
     @property
     def dialect(self) -> Dialect:
@@ -468,37 +531,18 @@ class SqlStorage:
     async def spend_credits(
         self, credit_id: str, cost: int, now_ms: int, refill: tuple[int, int] | None
     ) -> tuple[bool, int] | None:
-        # One statement, so the check and the decrement are atomic on both databases (a row lock on PostgreSQL,
-        # the single writer on SQLite): with N credits, exactly N concurrent requests of cost 1 succeed.
-        async with self.driver.transaction() as tx:
-            if refill is None:
-                row = await tx.fetchone(
-                    """UPDATE credits SET remaining = remaining - $2, updated_at = $3
-                        WHERE id = $1 AND remaining >= $2 RETURNING remaining""",
-                    credit_id,
-                    cost,
-                    now_ms,
-                )
-            else:
-                amount, moment = refill
-                due = "(refilled_at IS NULL OR refilled_at < $3)"
-                row = await tx.fetchone(
-                    f"""UPDATE credits
-                           SET remaining = (CASE WHEN {due} THEN $4 ELSE remaining END) - $2,
-                               refilled_at = CASE WHEN {due} THEN $3 ELSE refilled_at END,
-                               updated_at = $5
-                         WHERE id = $1 AND (CASE WHEN {due} THEN $4 ELSE remaining END) >= $2
-                     RETURNING remaining""",
-                    credit_id,
-                    cost,
-                    moment,
-                    amount,
-                    now_ms,
-                )
-            if row is not None:
-                return True, int(row["remaining"])
-            row = await tx.fetchone("SELECT remaining FROM credits WHERE id = $1", credit_id)
-        return (False, int(row["remaining"])) if row is not None else None
+        # One conditional UPDATE, so the check and the decrement are atomic on both databases (a row lock on
+        # PostgreSQL, the single writer on SQLite): with N credits, exactly N concurrent requests of cost 1 succeed.
+        spend, read = _spend_statements(credit_id, cost, now_ms, refill)
+        if self._credit_group is not None:
+            row, current = await self._credit_group.run(spend, read)
+        else:
+            async with self.driver.transaction() as tx:
+                row = await tx.fetchone(spend[0], *spend[1])
+                current = None if row is not None else await tx.fetchone(read[0], *read[1])
+        if row is not None:
+            return True, int(row["remaining"])
+        return (False, int(current["remaining"])) if current is not None else None
 
     async def credit_state(self, credit_id: str) -> tuple[int, int | None] | None:
         row = await self.driver.fetchone("SELECT remaining, refilled_at FROM credits WHERE id = $1", credit_id)

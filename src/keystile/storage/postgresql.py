@@ -101,6 +101,11 @@ class PostgresDriver:
         except (asyncpg.PostgresError, *_CONNECT_ERRORS) as exc:
             raise _translate(exc) from exc
 
+    async def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[Row | None]:
+        """Run ``statements`` in one transaction; returns each statement's first row."""
+        async with self.transaction() as tx:
+            return [await tx.fetchone(sql, *args) for sql, args in statements]
+
     async def run_script(self, tx: Executor, script: str) -> None:
         await tx.execute(script)  # no arguments: the simple protocol, which runs several statements
 

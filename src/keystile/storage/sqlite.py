@@ -140,6 +140,28 @@ class SqliteDriver(_Calls):
                 raise
             await self._writer.execute("COMMIT")
 
+    async def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[Row | None]:
+        """Run ``statements`` in one transaction, in ONE trip to the writer thread (group commit); returns each
+        statement's first row. Many small writes then share one hop and one commit instead of three hops each."""
+        texts = [(self._sql(sql), tuple(args)) for sql, args in statements]
+        conn = self._writer_conn
+
+        def run() -> list[Row | None]:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = [conn.execute(text, args).fetchone() for text, args in texts]
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return rows
+
+        async with self._lock:
+            try:
+                return await self._in_writer(run)
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
+
     async def run_script(self, tx: Executor, script: str) -> None:
         # Statement by statement, inside the caller's transaction (executescript would commit first).
         for statement in _statements(script):
