@@ -1,4 +1,4 @@
-"""Run Keystile's benchmarks (SPEC P1, P2) and print their ratios against the SPEC's targets.
+"""Run Keystile's benchmarks (SPEC P1, P2, P5) and print their ratios against the SPEC's targets.
 
 ``make bench`` installs the bench extras and runs this. Each benchmark measures its own baseline in the same
 run, so the ratios mean something on a shared, noisy machine where the absolute numbers do not. A missed target
@@ -14,6 +14,7 @@ import sys
 import time
 
 import http_verify
+import limits_verify
 import verify_inprocess
 
 
@@ -23,8 +24,8 @@ def _row(spec: str, what: str, measured: str, target: str, met: bool | None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Keystile benchmarks (SPEC P1, P2)")
-    parser.add_argument("--only", choices=["p1", "p2"], help="run one benchmark")
+    parser = argparse.ArgumentParser(description="Keystile benchmarks (SPEC P1, P2, P5)")
+    parser.add_argument("--only", choices=["p1", "p2", "p5"], help="run one benchmark")
     parser.add_argument("--keys", type=int, default=1000, help="P1: keys on each side (default 1000)")
     parser.add_argument("--duration", type=float, default=2.0, help="P2: seconds per wrk run (default 2)")
     parser.add_argument("--rounds", type=int, default=7, help="P2: hello/verify pairs (default 7)")
@@ -88,6 +89,30 @@ def main(argv: list[str] | None = None) -> int:
                 _row("P2", "  context: verify / hello world reading the body", f"{p2.reading_ratio:.2f}", "", None)
             )
             failed.extend(f"P2: {error}" for error in p2.errors)
+
+    if args.only in (None, "p5"):
+        print()
+        try:
+            p5 = limits_verify.run(duration_s=args.duration)
+        except (RuntimeError, OSError) as exc:
+            print(f"P5 benchmark not run: {exc}")
+            rows.append(_row("P5", "verify with Redis limits+credits / without", "not run", "", None))
+            failed.append(f"P5: {exc}")
+        else:
+            print(p5.report())
+            rows.append(
+                _row(
+                    "P5",
+                    "verify with Redis limits+credits / without",
+                    f"{p5.ratio:.2f}",
+                    f">= {limits_verify.TARGET_RATIO:g}",
+                    p5.ratio >= limits_verify.TARGET_RATIO,
+                )
+            )
+            if p5.cpu_ratio is not None:
+                rows.append(_row("P5", "  same, from server CPU time per request", f"{p5.cpu_ratio:.2f}", "", None))
+            rows.append(_row("P5", "  context: Redis limits + database credits", f"{p5.database_ratio:.2f}", "", None))
+            failed.extend(f"P5: {error}" for error in p5.errors)
 
     print()
     print("Summary (ratios measured in this run; absolute numbers above are for context only)")
