@@ -47,15 +47,15 @@ async def _compare(url: str, prefix: str, limits: list[tuple[int, int]], steps: 
             before = await _tats(conn.client, keys)
             args: list[str | int | float | bytes] = [len(buckets)]
             for b in buckets:
-                args += (b.limit, b.duration_ms, b.cost)
+                args += (b.limit, b.interval, b.cost)
             reply = await conn.call(spend, keys, args)
-            now = int(reply[1])
+            now = reply[1]
             expected = decide(before, now, buckets)
-            assert (int(reply[0]) == 0) == expected.allowed, (before, now, buckets)
-            got = [(int(reply[6 + 2 * i]), int(reply[7 + 2 * i]) / 1000) for i in range(len(buckets))]
+            assert (reply[0] == 0) == expected.allowed, (before, now, buckets)
+            got = [(reply[6 + 2 * i], reply[7 + 2 * i] / 1000) for i in range(len(buckets))]
             assert got == [(s.remaining, s.reset_at) for s in expected.states]
             if not expected.allowed:
-                assert int(reply[5]) / 1000 == expected.retry_after_ms
+                assert reply[5] / 1000 == expected.retry_after_ms
             after = await _tats(conn.client, keys)
             seconds, micros = await conn.client.time()
             for got_tat, want in zip(after, expected.tats if expected.allowed else before, strict=True):
@@ -80,19 +80,19 @@ async def test_the_refund_script_gives_back_as_the_core(conn: RedisConnection, p
     bucket = Bucket(f"{prefix}r", "r", 7, 60_000, 3)
     spend, give_back = Script("spend"), Script("refund")
     for _ in range(2):
-        await conn.call(spend, [bucket.key], [1, bucket.limit, bucket.duration_ms, bucket.cost])
+        await conn.call(spend, [bucket.key], [1, bucket.limit, bucket.interval, bucket.cost])
     [before] = await _tats(conn.client, [bucket.key])
     assert before is not None
-    reply = await conn.call(give_back, [bucket.key], [bucket.limit, bucket.duration_ms, bucket.cost])
-    now = int(reply[0])
+    reply = await conn.call(give_back, [bucket.key], [bucket.limit, bucket.interval, bucket.cost])
+    now = reply[0]
     [after] = await _tats(conn.client, [bucket.key])
     assert after == refund(before, now, bucket)
     expected = state(after, now, bucket)
-    assert (int(reply[1]), int(reply[2]) / 1000) == (expected.remaining, expected.reset_at)
+    assert (reply[1], reply[2] / 1000) == (expected.remaining, expected.reset_at)
 
 
 async def test_a_refund_of_a_bucket_that_expired_changes_nothing(conn: RedisConnection, prefix: str) -> None:
     bucket = Bucket(f"{prefix}gone", "gone", 5, 1000)
-    reply = await conn.call(Script("refund"), [bucket.key], [bucket.limit, bucket.duration_ms, bucket.cost])
-    assert int(reply[1]) == 5
+    reply = await conn.call(Script("refund"), [bucket.key], [bucket.limit, bucket.interval, bucket.cost])
+    assert reply[1] == 5
     assert await conn.client.exists(bucket.key) == 0

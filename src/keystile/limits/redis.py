@@ -33,16 +33,16 @@ from keystile.core.models import Credits
 from keystile.core.ports import Change, Outcome, Spend, Storage
 from keystile.core.ratelimit import Bucket, LimitState
 from keystile.core.verify import Code
-from keystile.limits.connection import Arg, RedisConnection, RedisUnavailable, Script
+from keystile.limits.connection import Arg, RedisConnection, RedisUnavailable, Script, encode, pack
 from keystile.limits.local import LocalSpender, refill_of, spend_credits
-from keystile.limits.writeback import WriteBack
+from keystile.limits.writeback import COUNTER_TTL_MS, WriteBack
 
 log = logging.getLogger("keystile.limits")
 
 _CODES = (Code.VALID, Code.RATE_LIMITED, Code.USAGE_EXCEEDED)
 _LOAD = 3
-COUNTER_TTL_MS = 7 * 86_400_000
-"""An idle counter vanishes after a week (its balance lives on in the database)."""
+PREPARED_LIMIT = 10_000
+"""Spends whose packed script call is kept (see :class:`_Prepared`)."""
 
 
 class RedisSpender:
@@ -72,6 +72,7 @@ class RedisSpender:
         self._reload: set[str] = set()
         self._seen_sentinel = False
         self._reading: dict[str, asyncio.Future[tuple[tuple[int, int | None] | None, int]]] = {}
+        self._prepared: dict[int, _Prepared] = {}
         self.redis_errors = self.local_decisions = self.closed_refusals = self.database_credits = 0
         self.loads = self.data_losses = 0
 
@@ -137,31 +138,39 @@ class RedisSpender:
     # -- through Redis --------------------------------------------------------------------------------------
 
     async def _spend_in_redis(self, spend: Spend, now_ms: float) -> Outcome:
-        credits = spend.credits if self.credits_in_redis else None
-        keys, args = self._bucket_args(spend.buckets)
+        prepared = self._prepared.get(id(spend))
+        if prepared is None or prepared.spend is not spend:
+            prepared = self._prepare(spend)
+        credits = prepared.credits
         if credits is None:
-            reply = await self._redis.call(self._spend, keys, args)
+            reply = await self._redis.submit(self._spend, prepared.limits)
             outcome = _outcome(reply, spend)
             if outcome.code == Code.VALID and spend.credits is not None:
                 return await self._database_credits(spend, spend.credits, outcome, now_ms)
             return outcome
-        keys += [self._counter_prefix + credits.id, self._dirty, self._sentinel]
-        reload = credits.id in self._reload
-        reply = await self._redis.call(self._spend, keys, args + self._credit_args(spend, credits, now_ms, reload))
-        if int(reply[0]) == _LOAD:
-            state, seen = await self._read_balance(credits.id, int(reply[3]))
+        reload = credits.id in self._reload if self._reload else False
+        reply = await self._redis.submit(self._spend, prepared.command(now_ms, 1 if reload else 0))
+        if reply[0] == _LOAD:
+            state, seen = await self._read_balance(credits.id, reply[3])
             if state is None:  # the balance was deleted meanwhile: exhausted, as in the database mode
                 return Outcome(Code.USAGE_EXCEEDED, _states(reply, spend.buckets), 0)
+            self._check_sentinel(reply[4])
             remaining, refilled_at = state
-            load: list[Arg] = [2, remaining, -1 if refilled_at is None else refilled_at, seen]
-            self._check_sentinel(int(reply[4]))
-            reply = await self._redis.call(self._spend, keys, args + self._credit_args(spend, credits, now_ms, load))
-            if int(reply[0]) == _LOAD:
+            load = (COUNTER_TTL_MS, remaining, -1 if refilled_at is None else refilled_at, seen)
+            reply = await self._redis.submit(self._spend, prepared.command(now_ms, 2, load))
+            if reply[0] == _LOAD:
                 raise RedisUnavailable("the credit counter could not be loaded")
         if reload:
             self._reload.discard(credits.id)
-        self._check_sentinel(int(reply[4]))
+        if reply[4] or not self._seen_sentinel:
+            self._check_sentinel(reply[4])
         return _outcome(reply, spend)
+
+    def _prepare(self, spend: Spend) -> _Prepared:
+        if len(self._prepared) >= PREPARED_LIMIT:
+            self._prepared.clear()  # spends made per request (named limits, standalone limits) do not pile up
+        prepared = self._prepared[id(spend)] = _Prepared(self, spend)
+        return prepared
 
     async def _read_balance(self, credit_id: str, seen: int) -> tuple[tuple[int, int | None] | None, int]:
         """The balance as the database has it, and the write-back count seen before reading it. Concurrent
@@ -196,15 +205,8 @@ class RedisSpender:
         keys = [self._redis.prefix + bucket.key for bucket in buckets]
         args: list[Arg] = [len(buckets)]
         for bucket in buckets:
-            args += (bucket.limit, bucket.duration_ms, bucket.cost)
+            args += (bucket.limit, bucket.interval, bucket.cost)
         return keys, args
-
-    def _credit_args(self, spend: Spend, credits: Credits, now_ms: float, mode: bool | list[Arg]) -> list[Arg]:
-        """The script's credit arguments; ``mode`` is whether to reload the counter, or what to load it with."""
-        refill = refill_of(credits, int(now_ms))
-        amount, moment = refill if refill is not None else (-1, 0)
-        load: list[Arg] = mode if isinstance(mode, list) else [1 if mode else 0, 0, 0, 0]
-        return [credits.id, spend.cost, amount, moment, COUNTER_TTL_MS, *load]
 
     def _check_sentinel(self, created: int) -> None:
         """Count a data loss when the script had to recreate the sentinel this process had seen."""
@@ -240,16 +242,68 @@ class RedisSpender:
         return Outcome(Code.RATE_LIMITED, states, spend.credits.remaining if spend.credits is not None else None)
 
 
+class _Prepared:
+    """A spend's call of ``spend.lua``, packed once: an entry of the verification cache spends the same
+    :class:`Spend` on every verification, and packing its keys and arguments every time would cost more than
+    the rest of the call."""
+
+    __slots__ = ("_count", "_head", "_modes", "_refill", "credits", "limits", "spend")
+
+    def __init__(self, spender: RedisSpender, spend: Spend) -> None:
+        self.spend = spend  # kept alive, so that no other spend can take its id while it is cached
+        keys, args = spender._bucket_args(spend.buckets)
+        self.limits = pack(spender._spend, keys, args)
+        credits = spend.credits if spender.credits_in_redis else None
+        self.credits = credits
+        self._refill = credits.refill if credits is not None else None
+        self._count = 0
+        self._head = b""
+        if credits is None:
+            return
+        keys += [spender._counter_prefix + credits.id, spender._dirty, spender._sentinel]
+        items = [b"EVALSHA", spender._spend.sha_bytes, b"%d" % len(keys), *[key.encode() for key in keys]]
+        items += [encode(arg) for arg in (*args, credits.id, spend.cost)]
+        self._count = len(items) + 3  # then the refill amount and moment, and the mode
+        self._head = b"".join([b"$%d\r\n%s\r\n" % (len(item), item) for item in items])
+        if self._refill is None:
+            self._modes = (self._command(-1, 0, 0), self._command(-1, 0, 1))
+
+    def command(self, now_ms: float, mode: int, load: tuple[int, int, int, int] = (0, 0, 0, 0)) -> bytes:
+        """The call in ``mode`` (0 spend, 1 reload, 2 load with ``load``: ttl, remaining, refilled_at, seen)."""
+        if self._refill is None:
+            if mode < 2:
+                return self._modes[mode]
+            return self._command(-1, 0, 2, load)
+        assert self.credits is not None
+        refill = refill_of(self.credits, int(now_ms))
+        amount, moment = refill if refill is not None else (-1, 0)
+        return self._command(amount, moment, mode, load)
+
+    def _command(self, amount: int, moment: int, mode: int, load: tuple[int, ...] = ()) -> bytes:
+        tail = [b"%d" % value for value in (amount, moment, mode, *(load if mode == 2 else ()))]
+        return (
+            b"*%d\r\n" % (self._count + len(tail) - 3)
+            + self._head
+            + b"".join([b"$%d\r\n%s\r\n" % (len(item), item) for item in tail])
+        )
+
+
 def _states(reply: list[Any], buckets: Sequence[Bucket], first: int = 6) -> tuple[LimitState, ...]:
-    """The limits' states from a script reply, whose pairs of remaining and reset_at begin at ``first``."""
+    """The limits' states from a script reply, whose pairs of remaining and reset_at (us) begin at ``first``."""
     return tuple(
-        LimitState(b.name, b.limit, int(reply[first + 2 * i]), int(reply[first + 1 + 2 * i]) / 1000)
+        LimitState(b.name, b.limit, reply[first + 2 * i], reply[first + 1 + 2 * i] / 1000)
         for i, b in enumerate(buckets)
     )
 
 
 def _outcome(reply: list[Any], spend: Spend) -> Outcome:
-    left: int | None = int(reply[2])
+    left: int | None = reply[2]
     if left is not None and left < 0:  # no credits in Redis, or a counter not read: the balance as last seen
         left = spend.credits.remaining if spend.credits is not None else None
-    return Outcome(_CODES[int(reply[0])], _states(reply, spend.buckets), left)
+    buckets = spend.buckets
+    if len(buckets) == 1:  # the common case, without a generator
+        bucket = buckets[0]
+        states: tuple[LimitState, ...] = (LimitState(bucket.name, bucket.limit, reply[6], reply[7] / 1000),)
+    else:
+        states = _states(reply, buckets)
+    return Outcome(_CODES[reply[0]], states, left)

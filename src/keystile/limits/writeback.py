@@ -28,6 +28,9 @@ log = logging.getLogger("keystile.limits")
 
 INTERVAL_S = 1.0
 BATCH = 500
+COUNTER_TTL_MS = 7 * 86_400_000
+"""An idle counter vanishes after a week (its balance lives on in the database); each write-back of its spends
+renews that."""
 
 
 class WriteBack:
@@ -89,7 +92,7 @@ class WriteBack:
                 self._held = []
             while True:
                 try:
-                    reply = await self._redis.call(self._take, [self._dirty], [self._prefix, BATCH])
+                    reply = await self._redis.call(self._take, [self._dirty], [self._prefix, BATCH, COUNTER_TTL_MS])
                 except RedisUnavailable:
                     self.errors += 1
                     return written

@@ -2,8 +2,8 @@
 -- (SPEC V2: a rejected request spends nothing). Same arithmetic as keystile.core.ratelimit.refund, in whole
 -- microseconds (see spend.lua).
 --
--- KEYS: the bucket keys. ARGV: per bucket limit, duration_ms, cost.
--- Reply: {now (us), then per bucket remaining and reset_at (us)}.
+-- KEYS: the bucket keys. ARGV: per bucket limit, interval (T, us: Bucket.interval), cost.
+-- Reply (integers): {now (us), then per bucket remaining and reset_at (us)}.
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 
@@ -17,20 +17,14 @@ local function div(a, b)
   return q
 end
 
-local out = {string.format('%.0f', now)}
+local out = {now}
 for i = 1, #KEYS do
-  local limit, dur, cost = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i])
-  local num = dur * 1000
-  local interval = div(num, limit)
-  if interval * limit < num then
-    interval = interval + 1
-  end
-  interval = math.max(1, interval)
+  local limit, interval, cost = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i])
   local raw = redis.call('GET', KEYS[i])
   local tat = now
   if raw then
     tat = math.max(now, tonumber(raw) - cost * interval)
-    redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', math.max(1, math.ceil((tat - now) / 1000)))
+    redis.call('SET', KEYS[i], tat, 'PX', math.max(1, math.ceil((tat - now) / 1000)))
   end
   local room = limit * interval - (tat - now)
   local remaining = 0
@@ -38,6 +32,6 @@ for i = 1, #KEYS do
     remaining = math.min(limit, div(room, interval))
   end
   out[#out + 1] = remaining
-  out[#out + 1] = string.format('%.0f', tat)
+  out[#out + 1] = tat
 end
 return out

@@ -1,27 +1,32 @@
 -- Keystile: spend one request's rate-limit capacity and credits, all or nothing (SPEC L1-L3).
 --
 -- Rate limits are GCRA exactly as keystile/core/ratelimit.py computes them: whole microseconds (exact in Lua's
--- doubles below 2**53), T rounded up, burst capacity limit * T; tests compare the two. "now" is Redis's own clock
--- (TIME), so that instances whose clocks disagree still share one notion of time.
+-- doubles below 2**53), T rounded up (the caller sends it: Bucket.interval), burst capacity limit * T; tests
+-- compare the two. "now" is Redis's own clock (TIME), so that instances whose clocks disagree still share one
+-- notion of time.
 --
 -- KEYS: the nb bucket keys; with credits, then the counter, the set of counters to write back, the sentinel.
--- ARGV: nb; per bucket limit, duration_ms, cost; with credits, then credit_id, cost, refill amount (-1: no
---   refill), refill moment, counter ttl_ms, mode (0: spend, 1: the counter may be stale, reload it, 2: load
---   with the database's remaining, refilled_at (-1: null) and the write-back count the caller saw), load_r,
---   load_f, load_n.
--- Reply: {code, now (us), credits left (-1: no credits, -2: not read), write-back count, sentinel created (0/1),
---   retry_after (us), then per bucket remaining and reset_at (us)}. Codes: 0 VALID, 1 RATE_LIMITED,
---   2 USAGE_EXCEEDED, 3 LOAD (the counter is missing or stale: no credits were spent; call again with mode 2).
+-- ARGV: nb; per bucket limit, interval (T, us), cost; with credits, then credit_id, cost, refill amount (-1: no
+--   refill), refill moment, mode (0: spend, 1: the counter may be stale, reload it, 2: load it), and with mode 2
+--   only the counter's ttl_ms, the database's remaining and refilled_at (-1: null), and the write-back count
+--   the caller saw (every argument costs Redis time: the common call sends none of these four).
+-- Reply (integers): {code, now (us; 0 when no bucket needed it), credits left (-1: no credits, -2: not read),
+--   write-back count (with LOAD), sentinel created (0/1), retry_after (us), then per bucket remaining and
+--   reset_at (us)}. Codes: 0 VALID, 1 RATE_LIMITED, 2 USAGE_EXCEEDED, 3 LOAD (the counter is missing or stale:
+--   no credits were spent; call again with mode 2).
 --
 -- A counter is a hash: r remaining; f refilled_at (epoch of the pending spends, -1: null); p credits spent and
 -- not yet written back; m 1 when a refill to f is not written back yet, with its amount a; s 1 when stale;
 -- w write-backs in flight and wt when the last began; n write-backs finished.
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+--
+-- Every command costs Redis CPU on the hot path, so the common case (the counter is there and fresh) reads four
+-- fields and writes two; the counter's TTL is renewed by take.lua, which every spend's write-back goes through.
 local nb = tonumber(ARGV[1])
+local now = 0
 
-local function fmt(x)
-  return string.format('%.0f', x)
+local function read_clock()
+  local clock = redis.call('TIME')
+  now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 end
 
 -- floor(a / b) for whole numbers below 2**53, exact (a double division may round up to the next integer).
@@ -35,77 +40,66 @@ local function div(a, b)
   return q
 end
 
-local function interval_of(limit, dur)
-  local num = dur * 1000
-  local t = div(num, limit)
-  if t * limit < num then
-    t = t + 1
-  end
-  return math.max(1, t)
-end
-
-local function state(tat, limit, interval)
-  if tat == nil or tat < now then
-    tat = now
-  end
-  local room = limit * interval - (tat - now)
-  local remaining = 0
-  if room > 0 then
-    remaining = math.min(limit, div(room, interval))
-  end
-  return remaining, tat
-end
-
 local allowed = true
-local retry = nil
+local retry = 0
 local olds, news = {}, {}
-for i = 1, nb do
-  local limit, dur, cost = tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1])
-  local interval = interval_of(limit, dur)
-  local capacity = limit * interval
-  local raw = redis.call('GET', KEYS[i])
-  local tat = nil
-  if raw then
-    tat = tonumber(raw)
+if nb > 0 then
+  read_clock()
+  for i = 1, nb do
+    local j = 3 * i - 1
+    local limit, interval, cost = tonumber(ARGV[j]), tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
+    local raw = redis.call('GET', KEYS[i])
+    local tat = nil
+    if raw then
+      tat = tonumber(raw)
+    end
+    local base = now
+    if tat ~= nil and tat >= now then
+      base = tat
+    end
+    local new = base + cost * interval
+    local wait = new - limit * interval - now
+    if wait > 0 then
+      allowed = false
+      if wait > retry then
+        retry = wait
+      end
+    end
+    olds[i] = tat
+    news[i] = new
   end
-  local base = now
-  if tat ~= nil and tat >= now then
-    base = tat
-  end
-  local new = base + cost * interval
-  if new - now > capacity then
-    allowed = false
-  end
-  local wait = new - capacity - now
-  if retry == nil or wait > retry then
-    retry = wait
-  end
-  olds[i] = tat
-  news[i] = new
 end
 
 local function reply(code, credits, n, created)
-  local out = {code, fmt(now), credits, n, created, '0'}
+  local out = {code, now, credits, n, created, 0}
+  if code == 1 then
+    out[6] = retry
+  end
   for i = 1, nb do
-    local limit, dur = tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i])
+    local j = 3 * i - 1
+    local limit, interval = tonumber(ARGV[j]), tonumber(ARGV[j + 1])
     local tat = news[i]
     if code ~= 0 then
       tat = olds[i]
     end
-    local remaining, reset = state(tat, limit, interval_of(limit, dur))
+    if tat == nil or tat < now then
+      tat = now
+    end
+    local room = limit * interval - (tat - now)
+    local remaining = 0
+    if room > 0 then
+      remaining = math.min(limit, div(room, interval))
+    end
     out[#out + 1] = remaining
-    out[#out + 1] = fmt(reset)
-  end
-  if code == 1 and retry ~= nil and retry > 0 then
-    out[6] = fmt(retry)
+    out[#out + 1] = tat
   end
   return out
 end
 
 local function take_buckets()
   for i = 1, nb do
-    local ttl = math.max(1, math.ceil((news[i] - now) / 1000))
-    redis.call('SET', KEYS[i], fmt(news[i]), 'PX', ttl)
+    -- A number argument reaches Redis as "%.17g": whole microseconds stay exact.
+    redis.call('SET', KEYS[i], news[i], 'PX', math.max(1, math.ceil((news[i] - now) / 1000)))
   end
 end
 
@@ -121,24 +115,13 @@ local ck, dirty, sentinel = KEYS[nb + 1], KEYS[nb + 2], KEYS[nb + 3]
 local c = 3 * nb + 2
 local cid, cost = ARGV[c], tonumber(ARGV[c + 1])
 local amount, moment = tonumber(ARGV[c + 2]), tonumber(ARGV[c + 3])
-local ttl, mode = tonumber(ARGV[c + 4]), tonumber(ARGV[c + 5])
+local mode = tonumber(ARGV[c + 4])
 
--- The sentinel vanishes with everything else when Redis loses its data: the caller counts that.
-local created = 0
-if redis.call('EXISTS', sentinel) == 0 then
-  redis.call('SET', sentinel, '1')
-  created = 1
-end
-
-local h = redis.call('HMGET', ck, 'r', 'f', 'p', 'm', 'a', 's', 'w', 'wt', 'n')
+local h = redis.call('HMGET', ck, 'r', 'f', 'p', 's')
 local exists = h[1] ~= false
-local r, f, p, m, a, s, w, wt, n = 0, -1, 0, 0, 0, 0, 0, 0, 0
+local r, f, p, s = 0, -1, 0, 0
 if exists then
-  r, f, p, m, a = tonumber(h[1]), tonumber(h[2]), tonumber(h[3]), tonumber(h[4]), tonumber(h[5])
-  s, w, wt, n = tonumber(h[6]), tonumber(h[7]), tonumber(h[8]), tonumber(h[9])
-  if w > 0 and now - wt > 10000000 then
-    w = 0 -- a write-back that never finished (its process died): stop waiting for it
-  end
+  r, f, p, s = tonumber(h[1]), tonumber(h[2]), tonumber(h[3]), tonumber(h[4])
 end
 
 if not allowed then
@@ -149,11 +132,30 @@ if not allowed then
       shown = amount
     end
   end
-  return reply(1, shown, n, created)
+  return reply(1, shown, 0, 0)
 end
 
-local write = false
+-- The rare path: the counter is missing or stale, or the caller loads it.
+local m, a, w, wt, n = 0, 0, 0, 0, 0
+local whole = false
+local created = 0
 if not exists or s == 1 or mode == 1 then
+  -- The sentinel vanishes with everything else when Redis loses its data: the caller counts that. A counter
+  -- that exists was loaded after any such loss, so only this path needs to look.
+  if redis.call('EXISTS', sentinel) == 0 then
+    redis.call('SET', sentinel, '1')
+    created = 1
+  end
+  if exists then
+    local more = redis.call('HMGET', ck, 'm', 'a', 'w', 'wt', 'n')
+    m, a, w, wt, n = tonumber(more[1]), tonumber(more[2]), tonumber(more[3]), tonumber(more[4]), tonumber(more[5])
+    if now == 0 then
+      read_clock()
+    end
+    if w > 0 and now - wt > 10000000 then
+      w = 0 -- a write-back that never finished (its process died): stop waiting for it
+    end
+  end
   if mode ~= 2 then
     if exists and mode == 1 and s == 0 then
       redis.call('HSET', ck, 's', 1)
@@ -173,25 +175,32 @@ if not exists or s == 1 or mode == 1 then
     end -- lf < f: this counter refilled and the database has not heard of it yet; keep this view
     s = 0
   end -- else a write-back overlaps: spend from this view and reload on a later call (s stays 1)
-  write = true
+  whole = true
 end
 
+local refilled = false
 if amount >= 0 and f < moment then
   r, f, p, m, a = amount, moment, 0, 1, amount
+  refilled = true
 end
 
 local code = 2
 if r >= cost then
   r, p = r - cost, p + cost
   code = 0
-  write = true
   take_buckets()
 end
-if write then
+if whole then
   redis.call('HSET', ck, 'r', r, 'f', f, 'p', p, 'm', m, 'a', a, 's', s, 'w', w, 'wt', wt, 'n', n)
-  redis.call('PEXPIRE', ck, ttl)
-  if p > 0 or m == 1 then
-    redis.call('SADD', dirty, cid)
-  end
+  redis.call('PEXPIRE', ck, tonumber(ARGV[c + 5]))
+elseif code ~= 0 then
+  return reply(code, r, 0, 0) -- refused, nothing loaded: nothing to write
+elseif refilled then
+  redis.call('HSET', ck, 'r', r, 'f', f, 'p', p, 'm', m, 'a', a)
+else
+  redis.call('HSET', ck, 'r', r, 'p', p)
+end
+if p > 0 or m == 1 then
+  redis.call('SADD', dirty, cid)
 end
 return reply(code, r, n, created)

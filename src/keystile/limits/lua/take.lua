@@ -2,7 +2,11 @@
 -- (SPEC L3's write-back). The counters stay; their pending spends move to the caller, who reports back
 -- through settle.lua.
 --
--- KEYS[1]: the set of counters with pending spends. ARGV: the counter key prefix, the most ids to take.
+-- Every counter spent from passes here within a write-back interval, so this is where its idle TTL is renewed
+-- (spend.lua sets it only when it loads a counter).
+--
+-- KEYS[1]: the set of counters with pending spends. ARGV: the counter key prefix, the most ids to take, the
+-- counters' TTL (ms).
 -- Reply: a flat list of credit_id, spent, epoch (refilled_at, -1: null), refill amount (-1: no refill).
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -19,6 +23,7 @@ for _, id in ipairs(ids) do
         w = 0
       end
       redis.call('HSET', ck, 'p', 0, 'm', 0, 'w', w + 1, 'wt', now)
+      redis.call('PEXPIRE', ck, tonumber(ARGV[3]))
       local refill = -1
       if m == 1 then
         refill = a
