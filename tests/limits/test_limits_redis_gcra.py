@@ -45,10 +45,10 @@ async def _compare(url: str, prefix: str, limits: list[tuple[int, int]], steps: 
                 for i, (key, (limit, duration)) in enumerate(zip(keys, limits, strict=True))
             ]
             before = await _tats(conn.client, keys)
-            args: list[str | int | float | bytes] = [len(buckets)]
+            args: list[str | int | float | bytes] = [len(buckets), len(buckets)]
             for b in buckets:
                 args += (b.limit, b.interval, b.cost)
-            reply = await conn.call(spend, keys, args)
+            [reply] = await conn.call(spend, keys, args)  # a batch of one verification
             now = reply[1]
             expected = decide(before, now, buckets)
             assert (reply[0] == 0) == expected.allowed, (before, now, buckets)
@@ -76,11 +76,69 @@ def test_the_redis_script_decides_as_the_core_on_random_sequences(
     asyncio.run(_compare(redis_url, f"{prefix}{secrets.token_hex(4)}:", limits, steps))
 
 
+PARTS = st.lists(
+    st.lists(st.tuples(st.integers(0, 2), st.integers(0, 30)), min_size=1, max_size=3, unique_by=lambda p: p[0]),
+    min_size=1,
+    max_size=12,
+)
+
+
+async def _compare_batch(
+    url: str, prefix: str, limits: list[tuple[int, int]], parts: list[list[tuple[int, int]]]
+) -> None:
+    conn = RedisConnection(url, prefix, ManualClock())
+    keys = [f"{prefix}b{i}" for i in range(len(limits))]
+    try:
+        batch_keys: list[str] = []
+        args: list[str | int | float | bytes] = []
+        spends = []
+        for part in parts:
+            buckets = [Bucket(keys[i], f"l{i}", *limits[i % len(limits)], cost) for i, cost in part if i < len(limits)]
+            if not buckets:
+                continue
+            spends.append(buckets)
+            batch_keys += [b.key for b in buckets]
+            args += [len(buckets), len(buckets)]
+            for b in buckets:
+                args += (b.limit, b.interval, b.cost)
+        if not spends:
+            return
+        replies = await conn.call(Script("spend"), batch_keys, args)
+        now = replies[0][1]
+        tats: dict[str, int | None] = dict.fromkeys(keys)  # the keys are fresh: every bucket starts full
+        for buckets, reply in zip(spends, replies, strict=True):
+            assert reply[1] == now, "one instant for the whole batch"
+            expected = decide([tats[b.key] for b in buckets], now, buckets)
+            assert (reply[0] == 0) == expected.allowed
+            assert [(reply[6 + 2 * i], reply[7 + 2 * i] / 1000) for i in range(len(buckets))] == [
+                (s.remaining, s.reset_at) for s in expected.states
+            ]
+            if expected.allowed:
+                tats.update(zip([b.key for b in buckets], expected.tats, strict=True))
+        seconds, micros = await conn.client.time()
+        for key, stored in zip(keys, await _tats(conn.client, keys), strict=True):
+            want = tats[key]
+            if stored is None and want is not None:
+                assert want <= seconds * 1_000_000 + micros + 1000, "expired only once full again"
+            else:
+                assert stored == want, "each bucket written once, with its last TAT"
+    finally:
+        await conn.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(limits=LIMITS, parts=PARTS)
+def test_a_batch_decides_as_its_verifications_one_after_the_other(
+    redis_url: str, prefix: str, limits: list[tuple[int, int]], parts: list[list[tuple[int, int]]]
+) -> None:
+    asyncio.run(_compare_batch(redis_url, f"{prefix}{secrets.token_hex(4)}:", limits, parts))
+
+
 async def test_the_refund_script_gives_back_as_the_core(conn: RedisConnection, prefix: str) -> None:
     bucket = Bucket(f"{prefix}r", "r", 7, 60_000, 3)
     spend, give_back = Script("spend"), Script("refund")
     for _ in range(2):
-        await conn.call(spend, [bucket.key], [1, bucket.limit, bucket.interval, bucket.cost])
+        await conn.call(spend, [bucket.key], [1, 1, bucket.limit, bucket.interval, bucket.cost])
     [before] = await _tats(conn.client, [bucket.key])
     assert before is not None
     reply = await conn.call(give_back, [bucket.key], [bucket.limit, bucket.interval, bucket.cost])

@@ -33,7 +33,7 @@ from keystile.core.models import Credits
 from keystile.core.ports import Change, Outcome, Spend, Storage
 from keystile.core.ratelimit import Bucket, LimitState
 from keystile.core.verify import Code
-from keystile.limits.connection import Arg, RedisConnection, RedisUnavailable, Script, encode, pack
+from keystile.limits.connection import Arg, RedisConnection, RedisUnavailable, Script, bulk, encode
 from keystile.limits.local import LocalSpender, refill_of, spend_credits
 from keystile.limits.writeback import COUNTER_TTL_MS, WriteBack
 
@@ -142,14 +142,15 @@ class RedisSpender:
         if prepared is None or prepared.spend is not spend:
             prepared = self._prepare(spend)
         credits = prepared.credits
+        submit = self._redis.submit_part
         if credits is None:
-            reply = await self._redis.submit(self._spend, prepared.limits)
+            reply = await submit(self._spend, *prepared.limits)
             outcome = _outcome(reply, spend)
             if outcome.code == Code.VALID and spend.credits is not None:
                 return await self._database_credits(spend, spend.credits, outcome, now_ms)
             return outcome
         reload = credits.id in self._reload if self._reload else False
-        reply = await self._redis.submit(self._spend, prepared.command(now_ms, 1 if reload else 0))
+        reply = await submit(self._spend, *prepared.part(now_ms, 1 if reload else 0))
         if reply[0] == _LOAD:
             state, seen = await self._read_balance(credits.id, reply[3])
             if state is None:  # the balance was deleted meanwhile: exhausted, as in the database mode
@@ -157,7 +158,7 @@ class RedisSpender:
             self._check_sentinel(reply[4])
             remaining, refilled_at = state
             load = (COUNTER_TTL_MS, remaining, -1 if refilled_at is None else refilled_at, seen)
-            reply = await self._redis.submit(self._spend, prepared.command(now_ms, 2, load))
+            reply = await submit(self._spend, *prepared.part(now_ms, 2, load))
             if reply[0] == _LOAD:
                 raise RedisUnavailable("the credit counter could not be loaded")
         if reload:
@@ -243,49 +244,55 @@ class RedisSpender:
 
 
 class _Prepared:
-    """A spend's call of ``spend.lua``, packed once: an entry of the verification cache spends the same
+    """A spend's part of a ``spend.lua`` call, packed once: an entry of the verification cache spends the same
     :class:`Spend` on every verification, and packing its keys and arguments every time would cost more than
     the rest of the call."""
 
-    __slots__ = ("_count", "_head", "_modes", "_refill", "credits", "limits", "spend")
+    __slots__ = ("_args", "_head", "_keys", "_modes", "_refill", "credits", "limits", "spend")
 
     def __init__(self, spender: RedisSpender, spend: Spend) -> None:
         self.spend = spend  # kept alive, so that no other spend can take its id while it is cached
         keys, args = spender._bucket_args(spend.buckets)
-        self.limits = pack(spender._spend, keys, args)
+        nb = len(spend.buckets)
+        bucket_args = [encode(arg) for arg in args[1:]]
+        # (keys, key count, arguments, argument count) as RedisConnection.submit_part takes them
+        self.limits = (
+            bulk([key.encode() for key in keys]),
+            nb,
+            bulk([b"%d" % nb, b"%d" % nb, *bucket_args]),
+            len(args) + 1,
+        )
         credits = spend.credits if spender.credits_in_redis else None
         self.credits = credits
         self._refill = credits.refill if credits is not None else None
-        self._count = 0
-        self._head = b""
         if credits is None:
             return
         keys += [spender._counter_prefix + credits.id, spender._dirty, spender._sentinel]
-        items = [b"EVALSHA", spender._spend.sha_bytes, b"%d" % len(keys), *[key.encode() for key in keys]]
-        items += [encode(arg) for arg in (*args, credits.id, spend.cost)]
-        self._count = len(items) + 3  # then the refill amount and moment, and the mode
-        self._head = b"".join([b"$%d\r\n%s\r\n" % (len(item), item) for item in items])
+        self._keys = bulk([key.encode() for key in keys])
+        head = [b"%d" % nb, b"%d" % len(keys), *bucket_args, credits.id.encode(), b"%d" % spend.cost]
+        self._head = bulk(head)
+        self._args = len(head) + 3  # then the refill amount and moment, and the mode
         if self._refill is None:
-            self._modes = (self._command(-1, 0, 0), self._command(-1, 0, 1))
+            self._modes = (self._part(-1, 0, 0), self._part(-1, 0, 1))
 
-    def command(self, now_ms: float, mode: int, load: tuple[int, int, int, int] = (0, 0, 0, 0)) -> bytes:
-        """The call in ``mode`` (0 spend, 1 reload, 2 load with ``load``: ttl, remaining, refilled_at, seen)."""
+    def part(
+        self, now_ms: float, mode: int, load: tuple[int, int, int, int] = (0, 0, 0, 0)
+    ) -> tuple[bytes, int, bytes, int]:
+        """This spend's part in ``mode`` (0 spend, 1 reload, 2 load with ``load``: ttl, remaining,
+        refilled_at, seen)."""
         if self._refill is None:
             if mode < 2:
                 return self._modes[mode]
-            return self._command(-1, 0, 2, load)
+            return self._part(-1, 0, 2, load)
         assert self.credits is not None
         refill = refill_of(self.credits, int(now_ms))
         amount, moment = refill if refill is not None else (-1, 0)
-        return self._command(amount, moment, mode, load)
+        return self._part(amount, moment, mode, load)
 
-    def _command(self, amount: int, moment: int, mode: int, load: tuple[int, ...] = ()) -> bytes:
+    def _part(self, amount: int, moment: int, mode: int, load: tuple[int, ...] = ()) -> tuple[bytes, int, bytes, int]:
         tail = [b"%d" % value for value in (amount, moment, mode, *(load if mode == 2 else ()))]
-        return (
-            b"*%d\r\n" % (self._count + len(tail) - 3)
-            + self._head
-            + b"".join([b"$%d\r\n%s\r\n" % (len(item), item) for item in tail])
-        )
+        key_count = 3 + len(self.spend.buckets)
+        return self._keys, key_count, self._head + bulk(tail), self._args + len(tail) - 3
 
 
 def _states(reply: list[Any], buckets: Sequence[Bucket], first: int = 6) -> tuple[LimitState, ...]:
