@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -12,8 +13,14 @@ def to_rfc3339(ms: int | None) -> str | None:
     """``1800000000123`` -> ``"2027-01-15T08:00:00.123Z"``; ``None`` stays ``None``."""
     if ms is None:
         return None
-    moment = _EPOCH + ms * _MS
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    seconds, millis = divmod(ms, 1000)
+    return f"{_second(seconds)}{millis:03d}Z"
+
+
+@lru_cache(maxsize=64)
+def _second(seconds: int) -> str:
+    # strftime costs several times the rest; verify answers carry this second's reset times again and again.
+    return (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.")
 
 
 def from_rfc3339(text: str) -> int:

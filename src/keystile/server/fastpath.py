@@ -84,6 +84,31 @@ def _credits(entry: CachedKey, spent: Outcome | None) -> RemainingOut | None:
     return RemainingOut(entry.credits.remaining) if entry.credits is not None else None
 
 
+# How an answer that carries no credits nor limits ends: an answer that spent has its own there.
+_UNSPENT_END = b'null,"ratelimits":null}'
+
+
+def _spent_body(entry: CachedKey, code: str, spent: Outcome) -> bytes:
+    """The answer of a verification that spent: its beginning, encoded once per cached key and code, then this
+    request's credits and limits (encoding the whole answer on every request costs several times more)."""
+    answers = entry.extra
+    if answers is None:
+        answers = entry.extra = {}
+    head = answers.get((code, "spent"))
+    if head is None:
+        unspent = msgspec.structs.replace(verify_response(entry, code), credits=None, ratelimits=None)
+        body = encode_json(unspent)
+        head = answers[(code, "spent")] = body[: -len(_UNSPENT_END)]  # ends with "credits":
+    credits = b"null" if spent.remaining is None else b'{"remaining":%d}' % spent.remaining
+    limits = encode_json(
+        [
+            RateLimitState(s.name, s.limit, s.remaining, to_rfc3339(math.ceil(s.reset_at)) or "")
+            for s in spent.ratelimits
+        ]
+    )
+    return b"".join((head, credits, b',"ratelimits":', limits, b"}"))
+
+
 def _token(value: bytes | None) -> str:
     if value is not None:
         scheme, _, token = value.partition(b" ")
@@ -140,7 +165,7 @@ class VerifyEndpoint:
         if entry is None:
             start, message = NOT_FOUND_ANSWER
         elif result.spent is not None:
-            start, message = _answer(encode_json(verify_response(entry, result.code, result.spent)))
+            start, message = _answer(_spent_body(entry, result.code, result.spent))
         else:
             answers = entry.extra
             if answers is None:
