@@ -45,10 +45,10 @@ async def _compare(url: str, prefix: str, limits: list[tuple[int, int]], steps: 
                 for i, (key, (limit, duration)) in enumerate(zip(keys, limits, strict=True))
             ]
             before = await _tats(conn.client, keys)
-            args: list[str | int | float | bytes] = [len(buckets), len(buckets)]
+            args: list[str | int | float | bytes] = [1, len(buckets), len(buckets)]  # a batch of one verification
             for b in buckets:
                 args += (b.limit, b.interval, b.cost)
-            [reply] = await conn.call(spend, keys, args)  # a batch of one verification
+            [reply] = await conn.call(spend, keys, args)
             now = reply[1]
             expected = decide(before, now, buckets)
             assert (reply[0] == 0) == expected.allowed, (before, now, buckets)
@@ -76,15 +76,19 @@ def test_the_redis_script_decides_as_the_core_on_random_sequences(
     asyncio.run(_compare(redis_url, f"{prefix}{secrets.token_hex(4)}:", limits, steps))
 
 
+# Groups of alike verifications: (bucket index, cost) pairs, and how many verifications.
 PARTS = st.lists(
-    st.lists(st.tuples(st.integers(0, 2), st.integers(0, 30)), min_size=1, max_size=3, unique_by=lambda p: p[0]),
+    st.tuples(
+        st.lists(st.tuples(st.integers(0, 2), st.integers(0, 30)), min_size=1, max_size=3, unique_by=lambda p: p[0]),
+        st.integers(1, 4),
+    ),
     min_size=1,
-    max_size=12,
+    max_size=8,
 )
 
 
 async def _compare_batch(
-    url: str, prefix: str, limits: list[tuple[int, int]], parts: list[list[tuple[int, int]]]
+    url: str, prefix: str, limits: list[tuple[int, int]], parts: list[tuple[list[tuple[int, int]], int]]
 ) -> None:
     conn = RedisConnection(url, prefix, ManualClock())
     keys = [f"{prefix}b{i}" for i in range(len(limits))]
@@ -92,13 +96,13 @@ async def _compare_batch(
         batch_keys: list[str] = []
         args: list[str | int | float | bytes] = []
         spends = []
-        for part in parts:
-            buckets = [Bucket(keys[i], f"l{i}", *limits[i % len(limits)], cost) for i, cost in part if i < len(limits)]
+        for part, count in parts:
+            buckets = [Bucket(keys[i], f"l{i}", *limits[i], cost) for i, cost in part if i < len(limits)]
             if not buckets:
                 continue
-            spends.append(buckets)
+            spends += [buckets] * count
             batch_keys += [b.key for b in buckets]
-            args += [len(buckets), len(buckets)]
+            args += [count, len(buckets), len(buckets)]
             for b in buckets:
                 args += (b.limit, b.interval, b.cost)
         if not spends:
@@ -129,7 +133,7 @@ async def _compare_batch(
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(limits=LIMITS, parts=PARTS)
 def test_a_batch_decides_as_its_verifications_one_after_the_other(
-    redis_url: str, prefix: str, limits: list[tuple[int, int]], parts: list[list[tuple[int, int]]]
+    redis_url: str, prefix: str, limits: list[tuple[int, int]], parts: list[tuple[list[tuple[int, int]], int]]
 ) -> None:
     asyncio.run(_compare_batch(redis_url, f"{prefix}{secrets.token_hex(4)}:", limits, parts))
 
@@ -138,7 +142,7 @@ async def test_the_refund_script_gives_back_as_the_core(conn: RedisConnection, p
     bucket = Bucket(f"{prefix}r", "r", 7, 60_000, 3)
     spend, give_back = Script("spend"), Script("refund")
     for _ in range(2):
-        await conn.call(spend, [bucket.key], [1, 1, bucket.limit, bucket.interval, bucket.cost])
+        await conn.call(spend, [bucket.key], [1, 1, 1, bucket.limit, bucket.interval, bucket.cost])
     [before] = await _tats(conn.client, [bucket.key])
     assert before is not None
     reply = await conn.call(give_back, [bucket.key], [bucket.limit, bucket.interval, bucket.cost])

@@ -23,7 +23,7 @@ import contextlib
 import hashlib
 import ssl
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from importlib import resources
 from typing import Any, cast
 
@@ -101,8 +101,21 @@ class Breaker:
 # of the parts of a batched script call (see RedisConnection.submit_part); no future and a script (that script's
 # SCRIPT LOAD); neither (a command of the connection's handshake).
 _Call = tuple[bytes, "asyncio.Future[Any] | list[asyncio.Future[Any]] | None", Script | None]
-# A part of a batched script call: its keys (packed), how many, its arguments (packed), how many, its future.
-_Part = tuple[bytes, int, bytes, int, "asyncio.Future[Any]"]
+
+
+# A part of a batched script call: its keys as RESP bulk strings (see bulk), how many, its arguments likewise, how
+# many.
+Part = tuple[bytes, int, bytes, int]
+
+
+class _Group:
+    """Alike parts of a batched script call, sent once with their number."""
+
+    __slots__ = ("futures", "part")
+
+    def __init__(self, part: Part, futures: list[asyncio.Future[Any]]) -> None:
+        self.part = part
+        self.futures = futures
 
 
 class _Batch:
@@ -138,7 +151,7 @@ class RedisConnection:
         )
         self._endpoint = _Endpoint(url)
         self._queue: list[_Call] = []
-        self._parts: dict[Script, list[_Part]] = {}
+        self._parts: dict[Script, dict[Part, _Group]] = {}
         self._inflight: deque[_Batch] = deque()  # written, oldest first
         self._replies: list[Any] = []  # the replies to the oldest batch in flight so far
         self._protocol: _Protocol | None = None
@@ -169,7 +182,7 @@ class RedisConnection:
         """
         if not self.breaker.allows():
             raise RedisUnavailable("Redis is unavailable; it will be tried again shortly")
-        loop = asyncio.get_running_loop()
+        loop = self._loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((packed, future, script))
         self.calls += 1
@@ -178,23 +191,26 @@ class RedisConnection:
             self._flush_soon = loop.call_soon(self._flush)
         return future
 
-    def submit_part(
-        self, script: Script, keys: bytes, key_count: int, args: bytes, arg_count: int
-    ) -> asyncio.Future[Any]:
-        """Queue one part of a call of a batching script, whose KEYS and ARGV are those of its parts in turn and
-        whose reply is the list of their replies: the parts queued until the batch goes out make one call.
-        ``keys`` and ``args`` are RESP bulk strings (:func:`bulk`); await the future for this part's reply.
+    def submit_part(self, script: Script, part: Part) -> asyncio.Future[Any]:
+        """Queue one part of a call of a batching script: the parts queued until the batch goes out make one
+        call. Alike parts (equal: verifications of one busy key) make a group, sent once: the script's KEYS are
+        each group's keys in turn, its ARGV each group's number of parts then arguments, and its reply the list of
+        every part's reply, group after group. Await the future for this part's reply.
 
         Raises :class:`RedisUnavailable` at once while the breaker is open; the future raises it when Redis fails.
         """
         if not self.breaker.allows():
             raise RedisUnavailable("Redis is unavailable; it will be tried again shortly")
-        loop = asyncio.get_running_loop()
+        loop = self._loop()
         future: asyncio.Future[Any] = loop.create_future()
-        parts = self._parts.get(script)
-        if parts is None:
-            parts = self._parts[script] = []
-        parts.append((keys, key_count, args, arg_count, future))
+        groups = self._parts.get(script)
+        if groups is None:
+            groups = self._parts[script] = {}
+        group = groups.get(part)  # bytes cache their hash: a cached key's prepacked part hashes fast
+        if group is None:
+            groups[part] = _Group(part, [future])
+        else:
+            group.futures.append(future)
         self.calls += 1
         if self._flush_soon is None and len(self._inflight) < IN_FLIGHT:
             self._flush_soon = loop.call_soon(self._flush)
@@ -203,11 +219,24 @@ class RedisConnection:
     def _take_queue(self) -> list[_Call]:
         calls, self._queue = self._queue, []
         if self._parts:
-            for script, parts in self._parts.items():
-                for start in range(0, len(parts), MAX_PARTS):
-                    calls.append(_combine(script, parts[start : start + MAX_PARTS]))
+            for script, groups in self._parts.items():
+                chunk: list[_Group] = []
+                size = 0
+                for group in _pieces(groups.values()):
+                    if chunk and size + len(group.futures) > MAX_PARTS:
+                        calls.append(_combine(script, chunk))
+                        chunk, size = [], 0
+                    chunk.append(group)
+                    size += len(group.futures)
+                calls.append(_combine(script, chunk))
             self._parts = {}
         return calls
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        # asyncio.get_running_loop() makes a getpid() system call (to notice a fork) every time: the connected
+        # protocol knows its loop.
+        protocol = self._protocol
+        return protocol.loop if protocol is not None else asyncio.get_running_loop()
 
     # -- sending --------------------------------------------------------------------------------------------
 
@@ -357,7 +386,7 @@ class RedisConnection:
         """The futures of every call written or waiting to be."""
         calls = [call for batch in self._inflight for call in batch.calls] + self._queue
         futures = [future for call in calls for future in _futures(call)]
-        return futures + [part[4] for parts in self._parts.values() for part in parts]
+        return futures + [future for groups in self._parts.values() for g in groups.values() for future in g.futures]
 
     # -- the rest -------------------------------------------------------------------------------------------
 
@@ -464,18 +493,31 @@ def bulk(items: Sequence[bytes]) -> bytes:
     return b"".join([b"$%d\r\n%s\r\n" % (len(item), item) for item in items])
 
 
-def _combine(script: Script, parts: list[_Part]) -> _Call:
-    """One call of a batching script from its parts (see :meth:`RedisConnection.submit_part`)."""
-    key_count = b"%d" % sum([part[1] for part in parts])
-    count = 3 + int(key_count) + sum([part[3] for part in parts])
-    head = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$%d\r\n%s\r\n" % (
-        count,
-        script.sha_bytes,
-        len(key_count),
-        key_count,
-    )
-    packed = b"".join([head, *[part[0] for part in parts], *[part[2] for part in parts]])
-    return packed, [part[4] for part in parts], script
+def _pieces(groups: Iterable[_Group]) -> Iterator[_Group]:
+    """The groups, a group of more than :data:`MAX_PARTS` parts cut in pieces of at most that many."""
+    for group in groups:
+        futures = group.futures
+        if len(futures) <= MAX_PARTS:
+            yield group
+            continue
+        for start in range(0, len(futures), MAX_PARTS):
+            piece = futures[start : start + MAX_PARTS]
+            yield _Group(group.part, piece)
+
+
+def _combine(script: Script, groups: list[_Group]) -> _Call:
+    """One call of a batching script from groups of parts (see :meth:`RedisConnection.submit_part`)."""
+    key_count = sum([group.part[1] for group in groups])
+    count = 3 + key_count + sum([1 + group.part[3] for group in groups])
+    keys = b"%d" % key_count
+    items = [b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$%d\r\n%s\r\n" % (count, script.sha_bytes, len(keys), keys)]
+    items += [group.part[0] for group in groups]
+    futures: list[asyncio.Future[Any]] = []
+    for group in groups:
+        size = b"%d" % len(group.futures)
+        items += (b"$%d\r\n%s\r\n" % (len(size), size), group.part[2])
+        futures += group.futures
+    return b"".join(items), futures, script
 
 
 def _futures(call: _Call) -> list[asyncio.Future[Any]]:

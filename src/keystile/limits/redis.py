@@ -33,7 +33,7 @@ from keystile.core.models import Credits
 from keystile.core.ports import Change, Outcome, Spend, Storage
 from keystile.core.ratelimit import Bucket, LimitState
 from keystile.core.verify import Code
-from keystile.limits.connection import Arg, RedisConnection, RedisUnavailable, Script, bulk, encode
+from keystile.limits.connection import Arg, Part, RedisConnection, RedisUnavailable, Script, bulk, encode
 from keystile.limits.local import LocalSpender, refill_of, spend_credits
 from keystile.limits.writeback import COUNTER_TTL_MS, WriteBack
 
@@ -144,13 +144,13 @@ class RedisSpender:
         credits = prepared.credits
         submit = self._redis.submit_part
         if credits is None:
-            reply = await submit(self._spend, *prepared.limits)
+            reply = await submit(self._spend, prepared.limits)
             outcome = _outcome(reply, spend)
             if outcome.code == Code.VALID and spend.credits is not None:
                 return await self._database_credits(spend, spend.credits, outcome, now_ms)
             return outcome
         reload = credits.id in self._reload if self._reload else False
-        reply = await submit(self._spend, *prepared.part(now_ms, 1 if reload else 0))
+        reply = await submit(self._spend, prepared.part(now_ms, 1 if reload else 0))
         if reply[0] == _LOAD:
             state, seen = await self._read_balance(credits.id, reply[3])
             if state is None:  # the balance was deleted meanwhile: exhausted, as in the database mode
@@ -158,7 +158,7 @@ class RedisSpender:
             self._check_sentinel(reply[4])
             remaining, refilled_at = state
             load = (COUNTER_TTL_MS, remaining, -1 if refilled_at is None else refilled_at, seen)
-            reply = await submit(self._spend, *prepared.part(now_ms, 2, load))
+            reply = await submit(self._spend, prepared.part(now_ms, 2, load))
             if reply[0] == _LOAD:
                 raise RedisUnavailable("the credit counter could not be loaded")
         if reload:
@@ -275,9 +275,7 @@ class _Prepared:
         if self._refill is None:
             self._modes = (self._part(-1, 0, 0), self._part(-1, 0, 1))
 
-    def part(
-        self, now_ms: float, mode: int, load: tuple[int, int, int, int] = (0, 0, 0, 0)
-    ) -> tuple[bytes, int, bytes, int]:
+    def part(self, now_ms: float, mode: int, load: tuple[int, int, int, int] = (0, 0, 0, 0)) -> Part:
         """This spend's part in ``mode`` (0 spend, 1 reload, 2 load with ``load``: ttl, remaining,
         refilled_at, seen)."""
         if self._refill is None:
@@ -289,7 +287,7 @@ class _Prepared:
         amount, moment = refill if refill is not None else (-1, 0)
         return self._part(amount, moment, mode, load)
 
-    def _part(self, amount: int, moment: int, mode: int, load: tuple[int, ...] = ()) -> tuple[bytes, int, bytes, int]:
+    def _part(self, amount: int, moment: int, mode: int, load: tuple[int, ...] = ()) -> Part:
         tail = [b"%d" % value for value in (amount, moment, mode, *(load if mode == 2 else ()))]
         key_count = 3 + len(self.spend.buckets)
         return self._keys, key_count, self._head + bulk(tail), self._args + len(tail) - 3

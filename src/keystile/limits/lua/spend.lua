@@ -11,14 +11,16 @@
 -- it: Bucket.interval), burst capacity limit * T; tests compare the two. "now" is Redis's own clock (TIME), so
 -- that instances whose clocks disagree still share one notion of time.
 --
--- KEYS: each verification's keys in turn: its nb bucket keys; with credits, then the counter, the set of
---   counters to write back, the sentinel.
--- ARGV: each verification's arguments in turn: nb, nk (its number of keys: nb, or nb + 3 with credits); per
---   bucket limit, interval (T, us), cost; with credits, then credit_id, cost, refill amount (-1: no refill),
---   refill moment, mode (0: spend, 1: the counter may be stale, reload it, 2: load it), and with mode 2 only the
---   counter's ttl_ms, the database's remaining and refilled_at (-1: null), and the write-back count the caller
---   saw.
--- Reply: one list per verification, of integers: {code, now (us; 0 when no bucket needed it), credits left (-1:
+-- The batch comes in groups of alike verifications (the same keys and arguments: a busy key's), sent once
+-- with their number: a group costs Redis its parsing once, however many verifications it has.
+-- KEYS: each group's keys in turn: its nb bucket keys; with credits, then the counter, the set of counters to
+--   write back, the sentinel.
+-- ARGV: each group's arguments in turn: how many verifications, nb, nk (its number of keys: nb, or nb + 3 with
+--   credits); per bucket limit, interval (T, us), cost; with credits, then credit_id, cost, refill amount (-1: no
+--   refill), refill moment, mode (0: spend, 1: the counter may be stale, reload it, 2: load it), and with mode 2
+--   only the counter's ttl_ms, the database's remaining and refilled_at (-1: null), and the write-back count the
+--   caller saw.
+-- Reply: one list per verification (those of each group in turn), of integers: {code, now (us; 0 when no bucket needed it), credits left (-1:
 --   no credits, -2: not read), write-back count (with LOAD), sentinel created (0/1), retry_after (us), then per
 --   bucket remaining and reset_at (us)}. Codes: 0 VALID, 1 RATE_LIMITED, 2 USAGE_EXCEEDED, 3 LOAD (the counter
 --   is missing or stale: no credits were spent; call again with mode 2).
@@ -96,25 +98,22 @@ local function read_rest(ck, c)
   end
 end
 
-local function set(ck, c, values)
-  for field, value in pairs(values) do
-    c[field] = value
-    c.dirty[field] = true
-  end
+local function changes(ck, c)
   if not c.changed then
     c.changed = true
     changed[#changed + 1] = ck
   end
+  return c.dirty
 end
 
-local function reply(code, credits, n, created, retry, kc, b, nb, olds, news)
+local function reply(code, credits, n, created, retry, g, olds, news)
   local out = {code, now or 0, credits, n, created, 0}
   if code == 1 then
     out[6] = retry
   end
-  for i = 1, nb do
-    local j = b + 3 * (i - 1)
-    local limit, interval = tonumber(ARGV[j]), tonumber(ARGV[j + 1])
+  local b = g.b
+  for i = 1, g.nb do
+    local limit, interval = b[4 * i - 2], b[4 * i - 1]
     local tat = news[i]
     if code ~= 0 then
       tat = olds[i]
@@ -133,9 +132,10 @@ local function reply(code, credits, n, created, retry, kc, b, nb, olds, news)
   return out
 end
 
-local function take(kc, nb, news)
-  for i = 1, nb do
-    local key = KEYS[kc + i - 1]
+local function take(g, news)
+  local b = g.b
+  for i = 1, g.nb do
+    local key = b[4 * i - 3]
     tats[key] = news[i]
     if not is_taken[key] then
       is_taken[key] = true
@@ -144,24 +144,46 @@ local function take(kc, nb, news)
   end
 end
 
--- One verification whose keys start at KEYS[kc] and arguments at ARGV[ac]: its reply.
-local function spend(kc, ac)
-  local nb = tonumber(ARGV[ac])
-  local b = ac + 2
+-- A group whose keys start at KEYS[kc] and arguments (after its count) at ARGV[ac], read once; and where the next
+-- group's start.
+local function group(kc, ac)
+  local nb, nk = tonumber(ARGV[ac]), tonumber(ARGV[ac + 1])
+  local b = {} -- per bucket: key, limit, interval, cost
+  for i = 1, nb do
+    local j = ac + 2 + 3 * (i - 1)
+    b[4 * i - 3], b[4 * i - 2], b[4 * i - 1], b[4 * i] = KEYS[kc + i - 1], tonumber(ARGV[j]), tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
+  end
+  local g = {nb = nb, b = b}
+  local c = ac + 2 + 3 * nb
+  if nk == nb then
+    return g, kc + nk, c
+  end
+  g.ck, g.dirty, g.sentinel = KEYS[kc + nb], KEYS[kc + nb + 1], KEYS[kc + nb + 2]
+  g.cid, g.cost, g.amount = ARGV[c], tonumber(ARGV[c + 1]), tonumber(ARGV[c + 2])
+  g.moment, g.mode = tonumber(ARGV[c + 3]), tonumber(ARGV[c + 4])
+  if g.mode ~= 2 then
+    return g, kc + nk, c + 5
+  end
+  g.ttl, g.lr, g.lf, g.ln = tonumber(ARGV[c + 5]), tonumber(ARGV[c + 6]), tonumber(ARGV[c + 7]), tonumber(ARGV[c + 8])
+  return g, kc + nk, c + 9
+end
+
+-- One verification of group g: its reply.
+local function spend(g)
+  local nb, b = g.nb, g.b
   local allowed, retry = true, 0
   local olds, news = {}, {}
   if nb > 0 then
     clock()
   end
   for i = 1, nb do
-    local j = b + 3 * (i - 1)
-    local limit, interval, cost = tonumber(ARGV[j]), tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
-    local tat = tat_of(KEYS[kc + i - 1])
+    local limit, interval = b[4 * i - 2], b[4 * i - 1]
+    local tat = tat_of(b[4 * i - 3])
     local base = now
     if tat and tat >= now then
       base = tat
     end
-    local new = base + cost * interval
+    local new = base + b[4 * i] * interval
     local wait = new - limit * interval - now
     if wait > 0 then
       allowed = false
@@ -173,18 +195,16 @@ local function spend(kc, ac)
     news[i] = new
   end
 
-  if tonumber(ARGV[ac + 1]) == nb then
+  local ck = g.ck
+  if ck == nil then
     if not allowed then
-      return reply(1, -1, 0, 0, retry, kc, b, nb, olds, news)
+      return reply(1, -1, 0, 0, retry, g, olds, news)
     end
-    take(kc, nb, news)
-    return reply(0, -1, 0, 0, retry, kc, b, nb, olds, news)
+    take(g, news)
+    return reply(0, -1, 0, 0, retry, g, olds, news)
   end
 
-  local ck, dirty, sentinel = KEYS[kc + nb], KEYS[kc + nb + 1], KEYS[kc + nb + 2]
-  local c = b + 3 * nb
-  local cid, cost = ARGV[c], tonumber(ARGV[c + 1])
-  local amount, moment, mode = tonumber(ARGV[c + 2]), tonumber(ARGV[c + 3]), tonumber(ARGV[c + 4])
+  local cost, amount, moment, mode = g.cost, g.amount, g.moment, g.mode
   local st = counter_of(ck)
 
   if not allowed then
@@ -195,7 +215,7 @@ local function spend(kc, ac)
         shown = amount
       end
     end
-    return reply(1, shown, 0, 0, retry, kc, b, nb, olds, news)
+    return reply(1, shown, 0, 0, retry, g, olds, news)
   end
 
   local r, f, p, m, a, s, w, n = st.r, st.f, st.p, st.m, st.a, st.s, st.w, st.n
@@ -204,6 +224,7 @@ local function spend(kc, ac)
   if not st.exists or s == 1 or mode == 1 then
     -- The sentinel vanishes with everything else when Redis loses its data: the caller counts that. A counter
     -- that exists was loaded after any such loss, so only this path needs to look.
+    local sentinel = g.sentinel
     if not sentinels[sentinel] then
       sentinels[sentinel] = true
       if redis.call('EXISTS', sentinel) == 0 then
@@ -218,14 +239,15 @@ local function spend(kc, ac)
     end
     if mode ~= 2 then
       if st.exists and mode == 1 and s == 0 then
-        set(ck, st, {s = 1})
+        st.s = 1
+        changes(ck, st).s = true
       end
-      return reply(3, -2, n, created, retry, kc, b, nb, olds, news)
+      return reply(3, -2, n, created, retry, g, olds, news)
     end
-    local lr, lf, ln = tonumber(ARGV[c + 6]), tonumber(ARGV[c + 7]), tonumber(ARGV[c + 8])
+    local lr, lf = g.lr, g.lf
     if not st.exists then
       r, f = lr, lf -- HSETNX-like: only the first caller to find the counter missing initialises it
-    elseif w == 0 and n == ln then
+    elseif w == 0 and n == g.ln then
       -- No write-back is in flight and none finished since the caller read the database, so the database's
       -- remaining lacks exactly the pending spends p.
       if lf > f then
@@ -248,37 +270,38 @@ local function spend(kc, ac)
   if r >= cost then
     r, p = r - cost, p + cost
     code = 0
-    take(kc, nb, news)
+    take(g, news)
   end
   if whole then
-    set(ck, st, {r = r, f = f, p = p, m = m, a = a, s = s, w = w})
-    st.exists, st.whole, st.ttl = true, true, tonumber(ARGV[c + 5])
+    st.r, st.f, st.p, st.m, st.a, st.s, st.w = r, f, p, m, a, s, w
+    changes(ck, st)
+    st.exists, st.whole, st.ttl = true, true, g.ttl
   elseif code ~= 0 then
-    return reply(code, r, 0, 0, retry, kc, b, nb, olds, news) -- refused, nothing loaded: nothing to write
-  elseif refilled then
-    set(ck, st, {r = r, f = f, p = p, m = m, a = a})
+    return reply(code, r, 0, 0, retry, g, olds, news) -- refused, nothing loaded: nothing to write
   else
-    set(ck, st, {r = r, p = p})
+    local dirty = changes(ck, st)
+    st.r, st.p = r, p
+    dirty.r, dirty.p = true, true
+    if refilled then
+      st.f, st.m, st.a = f, m, a
+      dirty.f, dirty.m, dirty.a = true, true, true
+    end
   end
   if p > 0 or m == 1 then
-    st.add, st.dirty_set = cid, dirty
+    st.add, st.dirty_set = g.cid, g.dirty
   end
-  return reply(code, r, n or 0, created, retry, kc, b, nb, olds, news)
+  return reply(code, r, n or 0, created, retry, g, olds, news)
 end
 
 local out = {}
 local kc, ac = 1, 1
 while ac <= #ARGV do
-  local nb, nk = tonumber(ARGV[ac]), tonumber(ARGV[ac + 1])
-  out[#out + 1] = spend(kc, ac)
-  local next_ac = ac + 2 + 3 * nb
-  if nk > nb then
-    next_ac = next_ac + 5
-    if tonumber(ARGV[next_ac - 1]) == 2 then
-      next_ac = next_ac + 4
-    end
+  local count = tonumber(ARGV[ac])
+  local g
+  g, kc, ac = group(kc, ac + 1)
+  for _ = 1, count do
+    out[#out + 1] = spend(g)
   end
-  kc, ac = kc + nk, next_ac
 end
 
 for _, key in ipairs(taken) do
@@ -287,16 +310,21 @@ for _, key in ipairs(taken) do
 end
 for _, ck in ipairs(changed) do
   local c = counters[ck]
-  local args = {}
-  for _, field in ipairs(FIELDS) do
-    if c.whole or c.dirty[field] then
-      args[#args + 1] = field
-      args[#args + 1] = c[field]
-    end
-  end
-  redis.call('HSET', ck, unpack(args))
+  local d = c.dirty
   if c.whole then
+    redis.call('HSET', ck, 'r', c.r, 'f', c.f, 'p', c.p, 'm', c.m, 'a', c.a, 's', c.s, 'w', c.w, 'wt', c.wt, 'n', c.n)
     redis.call('PEXPIRE', ck, c.ttl)
+  elseif d.r and not (d.f or d.s) then
+    redis.call('HSET', ck, 'r', c.r, 'p', c.p) -- spends, the common case
+  else
+    local args = {}
+    for _, field in ipairs(FIELDS) do
+      if d[field] then
+        args[#args + 1] = field
+        args[#args + 1] = c[field]
+      end
+    end
+    redis.call('HSET', ck, unpack(args))
   end
   if c.add then
     redis.call('SADD', c.dirty_set, c.add)
