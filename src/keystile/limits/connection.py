@@ -2,18 +2,23 @@
 
 One Redis call from asyncio costs more than a whole cached verification, so concurrent calls share round trips:
 a call made while another round trip is in flight waits for it to end and then goes out with every other call
-queued meanwhile, in one write. A script the server does not know (a restarted or flushed Redis) is loaded and
-the calls that needed it are sent again, in one more round trip.
+queued meanwhile, in one write. Verifications go further (:meth:`RedisConnection.submit_part`): those of a batch
+are parts of ONE call of a batching script, alike parts sent once with their number, so that Redis parses and
+sets up one script call per batch and a busy key is read and written once per batch. A script the server does
+not know (a restarted or flushed Redis) is loaded and the calls that needed it are sent again, in one more round
+trip.
 
-Script calls, the hot path, go over a connection of this module's own: an asyncio protocol that writes a batch
-of commands packed beforehand (:func:`pack`) in one ``transport.write`` and hands each reply to its caller's
-future straight from ``data_received``, parsed by hiredis. redis-py's client (``client``) serves the rest (ping,
-publish) and the change bus; it costs several times more per call, which the hot path would feel.
+Script calls, the hot path, go over a connection of this module's own (:mod:`keystile.limits._wire`): an asyncio
+protocol that writes a batch packed beforehand in one ``transport.write`` and hands the replies to their callers'
+futures straight from ``data_received`` once the batch is in, parsed by hiredis. redis-py's client (``client``)
+serves the rest (ping, publish) and the change bus; it costs several times more per call, which the hot path
+would feel.
 
 Neither driver's exceptions leave this module: they become :class:`RedisUnavailable`, and each one opens a
 circuit breaker for a short, growing backoff during which calls fail at once without touching the network, so
 that a dead Redis costs the caller nothing; the first call after the backoff tries again, and a success closes
-the breaker (recovery needs no restart).
+the breaker (recovery needs no restart). A batch that gets no answer within :data:`TIMEOUT_S` fails (its calls
+may still have run on a server that was only slow, as with any client).
 """
 
 from __future__ import annotations
@@ -23,19 +28,33 @@ import contextlib
 import hashlib
 import ssl
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from importlib import resources
-from typing import Any, cast
+from typing import Any
 
 import hiredis
 import redis.asyncio as aioredis
-from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from keystile.core.clock import Clock
 from keystile.errors import StorageError
+from keystile.limits._wire import Arg, Endpoint, Group, Part, WireProtocol, batches, bulk, combine, command, encode
+from keystile.limits._wire import evalsha as _evalsha
+
+__all__ = [
+    "Arg",
+    "Breaker",
+    "Part",
+    "RedisConnection",
+    "RedisUnavailable",
+    "Script",
+    "bulk",
+    "command",
+    "encode",
+    "pack",
+]
 
 # A Redis that does not answer within this long counts as down (a verification waits at most this long once,
 # then the breaker answers for it).
@@ -47,8 +66,6 @@ MAX_PARTS = 256
 # Batches written and not answered yet. One: a call made meanwhile waits for the batch in flight and goes out
 # with the next, which then gathers more calls (measured: more batches in flight only cost more CPU on both sides).
 IN_FLIGHT = 1
-
-Arg = str | int | float | bytes
 
 
 class RedisUnavailable(StorageError):
@@ -103,21 +120,6 @@ class Breaker:
 _Call = tuple[bytes, "asyncio.Future[Any] | list[asyncio.Future[Any]] | None", Script | None]
 
 
-# A part of a batched script call: its keys as RESP bulk strings (see bulk), how many, its arguments likewise, how
-# many.
-Part = tuple[bytes, int, bytes, int]
-
-
-class _Group:
-    """Alike parts of a batched script call, sent once with their number."""
-
-    __slots__ = ("futures", "part")
-
-    def __init__(self, part: Part, futures: list[asyncio.Future[Any]]) -> None:
-        self.part = part
-        self.futures = futures
-
-
 class _Batch:
     """Calls written together; their replies come back in their order."""
 
@@ -149,12 +151,12 @@ class RedisConnection:
             socket_keepalive=True,
             retry=Retry(NoBackoff(), 0),
         )
-        self._endpoint = _Endpoint(url)
+        self._endpoint = Endpoint(url)
         self._queue: list[_Call] = []
-        self._parts: dict[Script, dict[Part, _Group]] = {}
+        self._parts: dict[Script, dict[Part, Group]] = {}
         self._inflight: deque[_Batch] = deque()  # written, oldest first
         self._replies: list[Any] = []  # the replies to the oldest batch in flight so far
-        self._protocol: _Protocol | None = None
+        self._protocol: WireProtocol | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._flush_soon: asyncio.Handle | None = None
         self._watchdog: asyncio.TimerHandle | None = None
@@ -208,7 +210,7 @@ class RedisConnection:
             groups = self._parts[script] = {}
         group = groups.get(part)  # bytes cache their hash: a cached key's prepacked part hashes fast
         if group is None:
-            groups[part] = _Group(part, [future])
+            groups[part] = Group(part, [future])
         else:
             group.futures.append(future)
         self.calls += 1
@@ -220,15 +222,9 @@ class RedisConnection:
         calls, self._queue = self._queue, []
         if self._parts:
             for script, groups in self._parts.items():
-                chunk: list[_Group] = []
-                size = 0
-                for group in _pieces(groups.values()):
-                    if chunk and size + len(group.futures) > MAX_PARTS:
-                        calls.append(_combine(script, chunk))
-                        chunk, size = [], 0
-                    chunk.append(group)
-                    size += len(group.futures)
-                calls.append(_combine(script, chunk))
+                for batch in batches(groups.values(), MAX_PARTS):
+                    packed, futures = combine(script.sha_bytes, batch)
+                    calls.append((packed, futures, script))
             self._parts = {}
         return calls
 
@@ -251,7 +247,7 @@ class RedisConnection:
             return
         self._write(protocol, self._take_queue())
 
-    def _write(self, protocol: _Protocol, calls: list[_Call], *, retrying: bool = False) -> None:
+    def _write(self, protocol: WireProtocol, calls: list[_Call], *, retrying: bool = False) -> None:
         self.round_trips += 1
         loop = protocol.loop
         self._inflight.append(_Batch(calls, loop.time(), retrying))
@@ -290,6 +286,15 @@ class RedisConnection:
             self._connecting = None
 
     # -- receiving ------------------------------------------------------------------------------------------
+
+    def received(self, protocol: WireProtocol) -> None:
+        """Replies arrived on ``protocol`` (for :class:`WireProtocol`)."""
+        if protocol is not self._protocol:
+            return  # a connection given up on
+        try:
+            self._received(protocol.reader)
+        except Exception as exc:  # garbage from the server (hiredis.ProtocolError), or a bug: no caller hangs
+            self._fail(exc)
 
     def _received(self, reader: hiredis.Reader) -> None:
         replies = self._replies
@@ -333,7 +338,7 @@ class RedisConnection:
             target = call[1]
             if target is None:
                 if call[2] is None and isinstance(reply, hiredis.ReplyError):
-                    self._fail(ConnectionError(f"Redis refused the connection: {reply}"))
+                    self._fail(ConnectionError(f"Redis refused the connection: {reply}"), batch.calls)
                     return False
                 continue  # a handshake's OK, or a SCRIPT LOAD's digest
             if isinstance(reply, hiredis.ReplyError):
@@ -361,22 +366,24 @@ class RedisConnection:
                 failure.__cause__ = reason
                 future.set_exception(failure)
 
-    def _lost(self, protocol: _Protocol, exc: BaseException | None) -> None:
+    def lost(self, protocol: WireProtocol, exc: BaseException | None) -> None:
+        """``protocol``'s connection closed (for :class:`WireProtocol`)."""
         if protocol is not self._protocol:
             return
         self._protocol = None  # an idle connection that closed is opened again by the next call
         if self._inflight:
             self._fail(exc or ConnectionError("Redis closed the connection"))
 
-    def _fail(self, exc: BaseException) -> None:
-        """The connection failed: every call in flight or waiting fails, and the breaker opens."""
+    def _fail(self, exc: BaseException, answering: Sequence[_Call] = ()) -> None:
+        """The connection failed: every call in flight or waiting fails (and those of the batch ``answering``),
+        and the breaker opens."""
         self.errors += 1
         self.breaker.failed()
         protocol, self._protocol = self._protocol, None
         if protocol is not None:
             with contextlib.suppress(Exception):  # already closing: nothing more to free
                 protocol.transport.abort()  # replies may be left unread on it
-        futures = self._pending()
+        futures = [future for call in answering for future in _futures(call)] + self._pending()
         self._inflight, self._replies, self._queue, self._parts = deque(), [], [], {}
         for future in futures:
             if not future.done():
@@ -423,103 +430,6 @@ class RedisConnection:
         await self.client.aclose()
 
 
-class _Protocol(asyncio.Protocol):
-    """The script calls' connection: replies go to :meth:`RedisConnection._received` as they arrive."""
-
-    transport: asyncio.Transport
-
-    def __init__(self, owner: RedisConnection, loop: asyncio.AbstractEventLoop) -> None:
-        self.owner = owner
-        self.loop = loop
-        self.reader = hiredis.Reader()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A stream transport (uvloop's is one without subclassing asyncio.Transport, so no isinstance check).
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        if self.owner._protocol is not self:
-            return  # a connection given up on
-        self.reader.feed(data)
-        try:
-            self.owner._received(self.reader)
-        except Exception as exc:  # garbage from the server (hiredis.ProtocolError), or a bug: no caller hangs
-            self.owner._fail(exc)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.owner._lost(self, exc)
-
-
-class _Endpoint:
-    """Where and how to connect, read from the URL as redis-py reads it (TLS options of ``rediss://`` included),
-    and the handshake to send first (AUTH, SELECT)."""
-
-    def __init__(self, url: str) -> None:
-        options = parse_url(url)
-        self.host: str = options.get("host", "localhost")
-        self.port: int = int(options.get("port", 6379))
-        self.ssl: ssl.SSLContext | None = None
-        if options.get("connection_class") is SSLConnection:
-            tls: dict[str, Any] = {name: value for name, value in options.items() if name.startswith("ssl_")}
-            self.ssl = SSLConnection(host=self.host, port=self.port, **tls).ssl_context.get()
-        handshake: list[bytes] = []
-        password, username = options.get("password"), options.get("username")
-        if password is not None:
-            auth = (username, password) if username else (password,)
-            handshake.append(command(b"AUTH", *(value.encode() for value in auth)))
-        if int(options.get("db", 0)):
-            handshake.append(command(b"SELECT", b"%d" % int(options["db"])))
-        self.handshake = tuple(handshake)
-
-    async def connect(self, owner: RedisConnection) -> _Protocol:
-        loop = asyncio.get_running_loop()
-        _, protocol = await loop.create_connection(
-            lambda: _Protocol(owner, loop),
-            self.host,
-            self.port,
-            ssl=self.ssl,
-            server_hostname=self.host if self.ssl is not None else None,
-        )
-        return protocol
-
-
-def command(*items: bytes) -> bytes:
-    """A RESP command of raw items."""
-    return b"*%d\r\n" % len(items) + bulk(items)
-
-
-def bulk(items: Sequence[bytes]) -> bytes:
-    """Items as RESP bulk strings, one after the other."""
-    return b"".join([b"$%d\r\n%s\r\n" % (len(item), item) for item in items])
-
-
-def _pieces(groups: Iterable[_Group]) -> Iterator[_Group]:
-    """The groups, a group of more than :data:`MAX_PARTS` parts cut in pieces of at most that many."""
-    for group in groups:
-        futures = group.futures
-        if len(futures) <= MAX_PARTS:
-            yield group
-            continue
-        for start in range(0, len(futures), MAX_PARTS):
-            piece = futures[start : start + MAX_PARTS]
-            yield _Group(group.part, piece)
-
-
-def _combine(script: Script, groups: list[_Group]) -> _Call:
-    """One call of a batching script from groups of parts (see :meth:`RedisConnection.submit_part`)."""
-    key_count = sum([group.part[1] for group in groups])
-    count = 3 + key_count + sum([1 + group.part[3] for group in groups])
-    keys = b"%d" % key_count
-    items = [b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$%d\r\n%s\r\n" % (count, script.sha_bytes, len(keys), keys)]
-    items += [group.part[0] for group in groups]
-    futures: list[asyncio.Future[Any]] = []
-    for group in groups:
-        size = b"%d" % len(group.futures)
-        items += (b"$%d\r\n%s\r\n" % (len(size), size), group.part[2])
-        futures += group.futures
-    return b"".join(items), futures, script
-
-
 def _futures(call: _Call) -> list[asyncio.Future[Any]]:
     target = call[1]
     if target is None:
@@ -528,17 +438,8 @@ def _futures(call: _Call) -> list[asyncio.Future[Any]]:
 
 
 def pack(script: Script, keys: Sequence[str], args: Sequence[Arg]) -> bytes:
-    """``EVALSHA`` as a RESP command."""
-    return command(b"EVALSHA", script.sha_bytes, b"%d" % len(keys), *[key.encode() for key in keys], *map(encode, args))
-
-
-def encode(value: Arg) -> bytes:
-    """An argument as Redis receives it (an int or float as redis-py sends it)."""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode()
-    return repr(value).encode()
+    """A call of ``script`` as a RESP command."""
+    return _evalsha(script.sha_bytes, keys, args)
 
 
 def _translate(exc: BaseException) -> RedisUnavailable:

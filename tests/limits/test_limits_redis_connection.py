@@ -1,0 +1,115 @@
+"""The script calls' connection (SPEC L2): one write per batch, the handshake the URL asks for, a script Redis
+forgot loaded again, and a Redis that stops answering failing the batch at its deadline and opening the breaker.
+
+Each test runs a Redis server of its own; the breaker's backoff runs on the manual clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from keystile.core.clock import ManualClock
+from keystile.core.ports import Spend
+from keystile.core.ratelimit import Bucket
+from keystile.core.verify import Code
+from keystile.limits import connection
+from keystile.limits.connection import RedisConnection, RedisUnavailable
+from keystile.limits.redis import RedisSpender
+from keystile.storage import SqlStorage, open_storage
+
+from .redis_server import RedisServer
+
+PAST_BACKOFF_S = 2.0
+
+
+@pytest.fixture
+async def memory(clock: ManualClock) -> AsyncIterator[SqlStorage]:
+    store = await open_storage("memory://", clock)
+    await store.migrate()
+    yield store
+    await store.close()
+
+
+async def spend_many(spender: RedisSpender, bucket: Bucket, clock: ManualClock, n: int) -> Counter[str]:
+    spend = Spend((bucket,), None, 1)
+    outcomes = await asyncio.gather(*(spender.spend(spend, clock.now() * 1000) for _ in range(n)))
+    return Counter(outcome.code for outcome in outcomes)
+
+
+async def test_a_script_redis_forgot_is_loaded_again_for_the_whole_batch(
+    own_redis: RedisServer, memory: SqlStorage, clock: ManualClock
+) -> None:
+    conn = RedisConnection(own_redis.url, "t:", clock)
+    try:
+        spender = RedisSpender(conn, memory)
+        bucket = Bucket("k:key_f:api", "api", 10, 60_000)
+        assert await spend_many(spender, bucket, clock, 4) == {Code.VALID: 4}
+        await conn.client.script_flush()
+        assert await spend_many(spender, bucket, clock, 8) == {Code.VALID: 6, Code.RATE_LIMITED: 2}
+        assert conn.errors == 0
+    finally:
+        await conn.close()
+
+
+async def test_the_url_password_and_database_are_used(own_redis: RedisServer, clock: ManualClock) -> None:
+    admin = aioredis.Redis(port=own_redis.port)
+    await admin.config_set("requirepass", "s3cret")
+    await admin.aclose()
+    conn = RedisConnection(f"redis://:s3cret@127.0.0.1:{own_redis.port}/3", "t:", clock)
+    store = await open_storage("memory://", clock)
+    try:
+        spender = RedisSpender(conn, store)
+        assert await spend_many(spender, Bucket("k:key_a:api", "api", 2, 60_000), clock, 3) == {
+            Code.VALID: 2,
+            Code.RATE_LIMITED: 1,
+        }
+        db3 = aioredis.Redis(port=own_redis.port, password="s3cret", db=3)
+        assert await db3.exists("t:k:key_a:api") == 1, "the bucket is in database 3"
+        await db3.aclose()
+    finally:
+        await conn.close()
+        await store.close()
+
+
+async def test_a_wrong_password_makes_redis_unavailable(own_redis: RedisServer, clock: ManualClock) -> None:
+    admin = aioredis.Redis(port=own_redis.port)
+    await admin.config_set("requirepass", "s3cret")
+    await admin.aclose()
+    conn = RedisConnection(f"redis://:wrong@127.0.0.1:{own_redis.port}/0", "t:", clock)
+    try:
+        with pytest.raises(RedisUnavailable):
+            await conn.call(connection.Script("refund"), ["t:k:x"], [1, 1000, 1])
+        assert conn.breaker.down, "a refused connection opens the breaker"
+    finally:
+        await conn.close()
+
+
+async def test_a_redis_that_stops_answering_fails_the_batch_at_its_deadline_then_recovers(
+    own_redis: RedisServer, memory: SqlStorage, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(connection, "TIMEOUT_S", 0.05)  # the deadline of a batch, in real time
+    conn = RedisConnection(own_redis.url, "t:", clock)
+    try:
+        spender = RedisSpender(conn, memory, on_failure="closed")
+        bucket = Bucket("k:key_s:api", "api", 5, 60_000)
+        assert await spend_many(spender, bucket, clock, 2) == {Code.VALID: 2}
+        own_redis.pause()
+        try:
+            assert await spend_many(spender, bucket, clock, 3) == {Code.RATE_LIMITED: 3}, "closed: refused"
+            assert spender.stats["redis_errors"] == 3
+            assert conn.breaker.down
+        finally:
+            own_redis.resume()
+        monkeypatch.setattr(connection, "TIMEOUT_S", 1.0)  # a server just woken up may take longer than 50 ms
+        clock.advance(PAST_BACKOFF_S)
+        # A fresh bucket: the timed-out batch may still have run once the server woke up (as with any client).
+        fresh = Bucket("k:key_t:api", "api", 3, 60_000)
+        assert await spend_many(spender, fresh, clock, 4) == {Code.VALID: 3, Code.RATE_LIMITED: 1}
+        assert not conn.breaker.down
+    finally:
+        await conn.close()
