@@ -90,12 +90,44 @@ async def _forget(prefix: str) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class RedisUse:
+    """What Redis spent on one limited run: its CPU per verification (it shares the machine with the server and
+    wrk, so it counts against the ratio), and its EVALSHA calls (one per batch of verifications)."""
+
+    cpu_us: float
+    calls_per_request: float
+    usec_per_call: float
+
+
+class RedisMeter:
+    """Reads Redis's CPU time and EVALSHA counters (INFO) before and after a run."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self._client = redis.Redis.from_url(url)
+
+    def snapshot(self) -> tuple[float, int, int]:
+        cpu = self._client.info("cpu")
+        calls = self._client.info("commandstats").get("cmdstat_evalsha", {})
+        return cpu["used_cpu_sys"] + cpu["used_cpu_user"], calls.get("calls", 0), calls.get("usec", 0)
+
+    def since(self, before: tuple[float, int, int], requests: int) -> RedisUse:
+        cpu, calls, usec = (after - then for after, then in zip(self.snapshot(), before, strict=True))
+        return RedisUse(cpu * 1e6 / max(1, requests), calls / max(1, requests), usec / max(1, calls))
+
+    def close(self) -> None:
+        self._client.close()
+
+
+@dataclass(frozen=True, slots=True)
 class Result:
     plain: tuple[WrkRun, ...]
     limited: tuple[WrkRun, ...]
     database_credits: tuple[WrkRun, ...]
     connections: int
     duration_s: float
+    redis: tuple[RedisUse, ...] = ()
 
     @staticmethod
     def _ratio(top: tuple[WrkRun, ...], bottom: tuple[WrkRun, ...]) -> float:
@@ -140,6 +172,14 @@ class Result:
         lines.append(f"  limited / plain throughput = {self.ratio:.2f} (median of rounds), target >= {TARGET_RATIO}")
         if self.cpu_ratio is not None:
             lines.append(f"  plain / limited server CPU per request = {self.cpu_ratio:.2f}")
+        if self.redis:
+            cpu = statistics.median(use.cpu_us for use in self.redis)
+            per_call = statistics.median(use.calls_per_request for use in self.redis)
+            usec = statistics.median(use.usec_per_call for use in self.redis)
+            lines.append(
+                f"  Redis, on the same machine: {cpu:.1f} us CPU per limited verification; one EVALSHA per"
+                f" {1 / per_call if per_call else 0:.1f} verifications, {usec:.0f} us each (median of rounds)"
+            )
         lines.append(
             f"  context: Redis limits with credits in the database / plain = {self.database_ratio:.2f}"
             " (each verification also writes the balance in the database)"
@@ -200,17 +240,24 @@ def run(*, duration_s: float = 2.0, warmup_s: float = 2.0, rounds: int = 5, conn
             plain: list[WrkRun] = []
             limited: list[WrkRun] = []
             database: list[WrkRun] = []
-            for _ in range(rounds):
-                plain.append(redis_mode.measure(wrk, wrk_env(plain_key), connections, duration_s))
-                limited.append(redis_mode.measure(wrk, wrk_env(limited_key), connections, duration_s))
-                database.append(database_mode.measure(wrk, wrk_env(limited_key), connections, duration_s))
+            redis_use: list[RedisUse] = []
+            meter = RedisMeter(REDIS_URL)
+            try:
+                for _ in range(rounds):
+                    plain.append(redis_mode.measure(wrk, wrk_env(plain_key), connections, duration_s))
+                    before = meter.snapshot()
+                    limited.append(redis_mode.measure(wrk, wrk_env(limited_key), connections, duration_s))
+                    redis_use.append(meter.since(before, limited[-1].requests))
+                    database.append(database_mode.measure(wrk, wrk_env(limited_key), connections, duration_s))
+            finally:
+                meter.close()
             for server in servers:
                 _check_verify_answer(*server.request(body(limited_key).encode(), headers))
         finally:
             for server in servers:
                 server.stop()
             asyncio.run(_forget(prefix))
-    return Result(tuple(plain), tuple(limited), tuple(database), connections, duration_s)
+    return Result(tuple(plain), tuple(limited), tuple(database), connections, duration_s, tuple(redis_use))
 
 
 def main(argv: list[str] | None = None) -> int:
