@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import re
 import shutil
@@ -61,6 +62,8 @@ class Server:
                 stderr=err,
                 start_new_session=True,
             )
+        # A test run that is interrupted (Ctrl-C, a timeout) must not leave servers behind.
+        atexit.register(self.stop)
         self._wait_until_ready()
 
     def _wait_until_ready(self) -> None:
