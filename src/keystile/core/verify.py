@@ -244,31 +244,19 @@ class Verifier:
         ``(name, cost)`` of limits to apply besides the auto-applied ones. Raises :class:`InvalidInput` for a bad
         ``ip``, permission query or rate-limit name.
         """
-        address = None
-        if ip is not None and (address := parse_ip(ip)) is None:
-            raise _bad_ip(ip)
-        if permissions is not None:
-            parse_query(permissions)  # memoised; raises on a syntax error whatever the key
-        digest = _sha256(key.encode()).digest()
-        entry = self._cache.get(digest)
-        if entry is not None and entry.fresh_until > self._clock.monotonic():
-            self.hits += 1
-            self._cache.move_to_end(digest)
-            result = self._check(entry, api_id, apis, permissions, address)
-            if result is not entry.valid_result:
-                return result
-            spend = entry.spend_for(cost, ratelimits)
-            if spend is None:
-                return result
-            if self.spender is None:
-                return _unlimited(entry)
-            outcome = self.spender.spend_now(spend, self._clock.now() * 1000)
-            return VerifyResult(outcome.code, entry, outcome) if outcome is not None else None
-        until = self._unknown.get(digest)
-        if until is not None and until > self._clock.monotonic():
-            self.negative_hits += 1
-            return NOT_FOUND
-        return None
+        address, entry, unknown = self._lookup(key, ip, permissions)
+        if entry is None:
+            return NOT_FOUND if unknown else None
+        result = self._check(entry, api_id, apis, permissions, address)
+        if result is not entry.valid_result:
+            return result
+        spend = entry.spend_for(cost, ratelimits)
+        if spend is None:
+            return result
+        if self.spender is None:
+            return _unlimited(entry)
+        outcome = self.spender.spend_now(spend, self._clock.now() * 1000)
+        return VerifyResult(outcome.code, entry, outcome) if outcome is not None else None
 
     async def verify(
         self,
@@ -284,23 +272,11 @@ class Verifier:
         """Verify a key (SPEC V2 order), spending rate-limit capacity and credits when every earlier check
         passed. Raises :class:`InvalidInput` for a bad ``ip``, query or rate-limit name, and
         :class:`StorageError` when a key is not cached and storage cannot be reached."""
-        # The steps of verify_cached, taken once: a cached key that must spend asynchronously (Redis limits,
-        # database credits) comes here on every verification, and going through verify_cached first would hash,
-        # look up and check it twice.
-        address = None
-        if ip is not None and (address := parse_ip(ip)) is None:
-            raise _bad_ip(ip)
-        if permissions is not None:
-            parse_query(permissions)  # memoised; raises on a syntax error whatever the key
-        digest = _sha256(key.encode()).digest()
-        entry = self._cache.get(digest)
-        if entry is not None and entry.fresh_until > self._clock.monotonic():
-            self.hits += 1
-            self._cache.move_to_end(digest)
-        else:
-            until = self._unknown.get(digest)
-            if until is not None and until > self._clock.monotonic():
-                self.negative_hits += 1
+        # Not verify_cached then the rest: a cached key that must spend asynchronously (Redis limits, database
+        # credits) comes here on every verification, and would be hashed, looked up and checked twice.
+        address, entry, unknown = self._lookup(key, ip, permissions)
+        if entry is None:
+            if unknown:
                 return NOT_FOUND
             entry = await self._load(key)
             if entry is None:
@@ -318,6 +294,28 @@ class Verifier:
         if outcome is None:
             outcome = await self.spender.spend(spend, now_ms)
         return VerifyResult(outcome.code, entry, outcome)
+
+    def _lookup(
+        self, key: str, ip: str | None, permissions: str | None
+    ) -> tuple[tuple[int, int] | None, CachedKey | None, bool]:
+        """Validate the request's ``ip`` and query, and find the key in the cache: ``(address, fresh entry or
+        None, whether the key is remembered as unknown)``."""
+        address = None
+        if ip is not None and (address := parse_ip(ip)) is None:
+            raise _bad_ip(ip)
+        if permissions is not None:
+            parse_query(permissions)  # memoised; raises on a syntax error whatever the key
+        digest = _sha256(key.encode()).digest()
+        entry = self._cache.get(digest)
+        if entry is not None and entry.fresh_until > self._clock.monotonic():
+            self.hits += 1
+            self._cache.move_to_end(digest)
+            return address, entry, False
+        until = self._unknown.get(digest)
+        if until is not None and until > self._clock.monotonic():
+            self.negative_hits += 1
+            return address, None, True
+        return address, None, False
 
     def _check(
         self,
