@@ -166,6 +166,35 @@ class AuditEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class VerificationEvent:
+    """One verification (SPEC O1). ``api_id`` is the key's API, else the one the request named; ``key_id`` and
+    ``owner_id`` are ``None`` when the key was not found. Never holds the key."""
+
+    id: str
+    ts: int
+    outcome: str
+    latency_us: int
+    request_id: str | None = None
+    api_id: str | None = None
+    key_id: str | None = None
+    owner_id: str | None = None
+    ip: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Filters of the verification log (SPEC O2); ``since`` inclusive, ``until`` exclusive (epoch ms)."""
+
+    api_id: str | None = None
+    key_id: str | None = None
+    owner_id: str | None = None
+    outcome: str | None = None
+    since: int | None = None
+    until: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class KeyFilter:
     """Filters of a key listing (SPEC R1)."""
 
