@@ -8,6 +8,8 @@ import sqlite3
 import stat
 from pathlib import Path
 
+from keystile.storage._migrate import available
+
 from .helpers import ROOT_KEY, Shell, init, plain_error
 
 
@@ -78,7 +80,8 @@ def test_init_json_carries_the_root_key_and_nothing_else_on_stdout(shell: Shell)
     doc = json.loads(shell.ok("init", "--json").stdout)
     assert ROOT_KEY.fullmatch(doc["root_key"]["key"])
     assert doc["root_key"]["permissions"] == ["*"]
-    assert doc["migrations_applied"] == [1]
+    assert doc["migrations_applied"] == [m.version for m in available("sqlite")]
+    assert doc["migrations_applied"][0] == 1
     assert doc["master_key_created"] is True
 
     again = json.loads(shell.ok("init", "--json").stdout)
