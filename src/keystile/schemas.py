@@ -7,6 +7,7 @@ error rather than a silently ignored setting.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
@@ -14,7 +15,8 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from keystile.core import keys as keyformat
-from keystile.core.models import Api, AuditEntry, Credits, Identity, Key, RateLimit, Role
+from keystile.core.models import Api, AuditEntry, Credits, Identity, Key, RateLimit, Role, VerificationEvent
+from keystile.core.ports import Granularity, GroupBy, RollupCount
 from keystile.core.timefmt import to_rfc3339
 
 T = TypeVar("T")
@@ -334,6 +336,45 @@ class AuditOut(Struct):
     changes: dict[str, Any]
 
 
+# -- verification events and analytics (SPEC O1-O3) ---------------------------------------------------------
+
+
+class EventOut(Struct):
+    """One verification (SPEC O1). ``api_id`` is the key's API, else the one the request named; ``key_id`` and
+    ``owner_id`` are null when the key was not found."""
+
+    id: str
+    ts: TimeOut
+    request_id: str | None
+    api_id: str | None
+    key_id: str | None
+    owner_id: str | None
+    outcome: str
+    ip: str | None
+    tags: list[str]
+    latency_us: int
+
+
+class VerificationCount(Struct):
+    """How many verifications fell in the bucket starting at ``ts`` for one ``group``: an outcome, a key id or
+    an owner id (null for verifications without a key or owner)."""
+
+    ts: TimeOut
+    group: str | None
+    count: int
+
+
+class VerificationSeries(Struct):
+    """Counts per bucket and group, oldest bucket first, over ``[since, until)`` (the asked range widened to
+    whole buckets). Buckets and groups without verifications are left out: they count zero."""
+
+    granularity: Granularity
+    group_by: GroupBy
+    since: TimeOut
+    until: TimeOut
+    items: list[VerificationCount]
+
+
 # -- verification (SPEC V1) ----------------------------------------------------------------------------------
 
 
@@ -521,6 +562,33 @@ def audit_out(entry: AuditEntry) -> AuditOut:
         entry.ip,
         entry.user_agent,
         entry.changes,
+    )
+
+
+def event_out(event: VerificationEvent) -> EventOut:
+    return EventOut(
+        event.id,
+        _t(event.ts),
+        event.request_id,
+        event.api_id,
+        event.key_id,
+        event.owner_id,
+        event.outcome,
+        event.ip,
+        list(event.tags),
+        event.latency_us,
+    )
+
+
+def series_out(
+    granularity: Granularity, group_by: GroupBy, since: int, until: int, counts: Sequence[RollupCount]
+) -> VerificationSeries:
+    return VerificationSeries(
+        granularity,
+        group_by,
+        _t(since),
+        _t(until),
+        [VerificationCount(_t(c.bucket), c.group, c.count) for c in counts],
     )
 
 

@@ -14,7 +14,19 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from keystile.core.models import Api, AuditEntry, AuditFilter, Credits, Identity, Key, KeyBundle, KeyFilter, Role
+from keystile.core.models import (
+    Api,
+    AuditEntry,
+    AuditFilter,
+    Credits,
+    EventFilter,
+    Identity,
+    Key,
+    KeyBundle,
+    KeyFilter,
+    Role,
+    VerificationEvent,
+)
 from keystile.core.ratelimit import Bucket, LimitState
 
 
@@ -138,6 +150,40 @@ class Storage(Protocol):
     async def list_audit(self, where: AuditFilter, *, before: int | None, limit: int) -> list[AuditEntry]:
         """Audit entries newest first, with ``seq`` below the cursor ``before``."""
         ...
+
+    async def list_events(
+        self, where: EventFilter, *, before: str | None, limit: int, only: frozenset[str] | None = None
+    ) -> list[VerificationEvent]:
+        """Verification events newest first (by id), with ids below the cursor ``before``; ``only`` restricts
+        to events of those APIs (a scoped root key's)."""
+        ...
+
+    async def count_rollups(
+        self,
+        granularity: Granularity,
+        group_by: GroupBy,
+        where: EventFilter,
+        *,
+        only: frozenset[str] | None = None,
+        limit: int,
+    ) -> list[RollupCount]:
+        """Event counts per bucket of ``granularity`` and per group, from the rollups alone (never raw events):
+        buckets in ``[where.since, where.until)``, oldest first, at most ``limit`` counts."""
+        ...
+
+
+Granularity = Literal["minute", "hour", "day"]
+GroupBy = Literal["outcome", "key", "owner"]
+
+
+@dataclass(frozen=True, slots=True)
+class RollupCount:
+    """How many events fell in the bucket starting at ``bucket`` (epoch ms) for one group: an outcome, a key
+    id or an owner id (``None`` for events without a key or owner)."""
+
+    bucket: int
+    group: str | None
+    count: int
 
 
 @dataclass(frozen=True, slots=True)

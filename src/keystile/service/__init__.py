@@ -9,6 +9,7 @@ from keystile.core.clock import Clock, SystemClock
 from keystile.core.ports import ChangeBus, LocalChangeBus, Spender, Storage
 from keystile.core.verify import Verifier
 from keystile.limits.local import LocalSpender
+from keystile.service.analytics import AnalyticsService
 from keystile.service.apis import ApiService
 from keystile.service.audit import AuditService
 from keystile.service.authz import CLI_ACTOR, Actor, Principal
@@ -34,6 +35,7 @@ class Keystile:
         self.audit = AuditService(self.ctx)
         self.identities = IdentityService(self.ctx)
         self.ratelimits = RatelimitService(self.ctx)
+        self.analytics = AnalyticsService(self.ctx)
 
     @property
     def storage(self) -> Storage:

@@ -13,10 +13,22 @@ from dataclasses import replace
 from typing import Any
 
 from keystile.core.clock import Clock, now_ms
-from keystile.core.models import Api, AuditEntry, AuditFilter, Credits, Identity, Key, KeyBundle, KeyFilter, Role
-from keystile.core.ports import CreditDelta
+from keystile.core.models import (
+    Api,
+    AuditEntry,
+    AuditFilter,
+    Credits,
+    EventFilter,
+    Identity,
+    Key,
+    KeyBundle,
+    KeyFilter,
+    Role,
+    VerificationEvent,
+)
+from keystile.core.ports import CreditDelta, Granularity, GroupBy, RollupCount
 from keystile.errors import Conflict
-from keystile.storage import _migrate
+from keystile.storage import _event_reads, _migrate
 from keystile.storage._driver import Dialect, Driver, Executor, Row
 from keystile.storage._rows import (
     API_COLUMNS,
@@ -671,3 +683,19 @@ class SqlStorage:
             *args,
         )
         return [audit_from_row(row) for row in rows]
+
+    async def list_events(
+        self, where: EventFilter, *, before: str | None, limit: int, only: frozenset[str] | None = None
+    ) -> list[VerificationEvent]:
+        return await _event_reads.list_events(self.driver, where, before=before, limit=limit, only=only)
+
+    async def count_rollups(
+        self,
+        granularity: Granularity,
+        group_by: GroupBy,
+        where: EventFilter,
+        *,
+        only: frozenset[str] | None = None,
+        limit: int,
+    ) -> list[RollupCount]:
+        return await _event_reads.count_rollups(self.driver, granularity, group_by, where, only=only, limit=limit)
