@@ -45,6 +45,13 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     max_header_bytes: int = 16 * 1024
     log_level: str = "info"
+    events: bool = True
+    """Record every verification (SPEC O1); off only to measure what recording costs (SPEC P6)."""
+    events_buffer: int = 100_000
+    """Events held in memory waiting to be written; beyond this they are dropped and counted."""
+    events_flush_ms: int = 1_000
+    events_retention_days: int = 30
+    rollups_retention_days: int = 400
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -88,7 +95,12 @@ _INTS = {
     "cache_size": (1, 100_000_000),
     "max_body_bytes": (1024, 1024**3),
     "max_header_bytes": (1024, 1024 * 1024),
+    "events_buffer": (1, 100_000_000),
+    "events_flush_ms": (1, 3_600_000),
+    "events_retention_days": (1, 36_500),
+    "rollups_retention_days": (1, 36_500),
 }
+_SWITCHES = {"on": True, "true": True, "1": True, "yes": True, "off": False, "false": False, "0": False, "no": False}
 _CHOICES = {
     "ratelimit_on_redis_failure": ("open", "closed"),
     "credits_mode": ("database", "redis"),
@@ -113,6 +125,13 @@ def _coerce(field: str, variable: str, value: Any) -> Any:
             choices = " or ".join(_CHOICES[field])
             raise InvalidInput(f"{variable} must be {choices}", code="invalid_setting")
         return text
+    if field == "events":
+        if isinstance(value, bool):
+            return value
+        switch = _SWITCHES.get(str(value).strip().lower())
+        if switch is None:
+            raise InvalidInput(f"{variable} must be on or off", code="invalid_setting")
+        return switch
     if field in _PATHS:
         return Path(value)
     if field == "redis_url":

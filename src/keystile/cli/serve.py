@@ -46,6 +46,11 @@ SETTING_FLAGS: list[tuple[str, Any, str]] = [
     ("max_body_bytes", int, "Largest request body [default: 1048576]."),
     ("max_header_bytes", int, "Largest total of request headers [default: 16384]."),
     ("log_level", click.Choice(["debug", "info", "warning", "error"]), "Log level [default: info]."),
+    ("events", click.Choice(["on", "off"]), "Record every verification as an event [default: on]."),
+    ("events_buffer", int, "Events held in memory for the writer; more are dropped [default: 100000]."),
+    ("events_flush_ms", int, "How often buffered events are written [default: 1000]."),
+    ("events_retention_days", int, "Days raw events are kept [default: 30]."),
+    ("rollups_retention_days", int, "Days hourly and daily event counts are kept [default: 400]."),
 ]
 
 
