@@ -94,7 +94,7 @@ class AnalyticsService:
                 f"since to until spans {buckets} {grain}s; one query covers at most {MAX_BUCKETS}: "
                 "narrow the range or take a coarser granularity",
                 code="invalid_parameter",
-                field="since" if where.since is not None else "until",
+                field="since",
             )
         where = replace(where, since=since, until=until)
         only = await self._scope(principal, where)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from keystile.server.routes import apis, audit, identities, keys, ops, ratelimit, roles, root_keys
+from keystile.server.routes import analytics, apis, audit, identities, keys, logs, ops, ratelimit, roles, root_keys
 from keystile.server.routing import Operation
 
 OPERATIONS: list[Operation] = [
@@ -13,6 +13,8 @@ OPERATIONS: list[Operation] = [
     *roles.OPERATIONS,
     *root_keys.OPERATIONS,
     *audit.OPERATIONS,
+    *logs.OPERATIONS,
+    *analytics.OPERATIONS,
     *ops.OPERATIONS,
 ]
 
