@@ -2,11 +2,15 @@
 
 The server's workers build the app from the environment (``keystile.server.app:app_from_env``), so the settings
 resolved here, flags included, are exported as ``KEYSTILE_*`` variables before granian starts them.
+
+Logs are JSON lines on stderr (``keystile.observability.logs``), in this process and in granian's workers;
+stdout carries what ``serve`` tells the terminal (the first root key, the address).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging.config
 import os
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
@@ -20,6 +24,7 @@ from keystile.cli._runtime import options
 from keystile.cli.rootkeys import ROOT_KEY_FILE_HELP
 from keystile.cli.setup import set_up, show_setup
 from keystile.config import Settings
+from keystile.observability.logs import logging_config
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -114,6 +119,8 @@ def start(settings: Settings) -> None:
         tls = {"ssl_cert": settings.tls_cert, "ssl_key": settings.tls_key}
     server = Granian(
         target=APP_FACTORY,
+        # JSON lines on stderr, applied by granian in its main process and again in each worker (SPEC O4).
+        log_dictconfig=logging_config(settings.log_level),
         factory=True,
         interface=Interfaces.ASGI,
         address=settings.host,
@@ -138,6 +145,7 @@ def serve(root_key_file: Path | None, **flags: Any) -> None:
     once); pending migrations are applied. Every flag has a KEYSTILE_* environment variable; flags win.
     """
     settings = checked(options().settings(**flags))
+    logging.config.dictConfig(logging_config(settings.log_level))
     report, sink = set_up(settings, root_key_file=root_key_file, only_on_first_run=True)
     show_setup(report, settings, sink, as_json=False, first_run=True)
     export(settings, os.environ)

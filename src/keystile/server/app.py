@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -21,6 +22,7 @@ from starlette.routing import Route
 
 from keystile.config import Settings
 from keystile.errors import InvalidInput, KeystileError, NotFound
+from keystile.observability.logs import REQUEST_ID, log_request
 from keystile.server.fastpath import VerifyEndpoint
 from keystile.server.http import (
     PROBLEM_JSON,
@@ -83,11 +85,16 @@ class KeystileApp:
     async def _management(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         tag = (b"x-request-id", request_id.encode())
         started = False
+        status = 500
+        began = time.perf_counter()
+        # Log lines emitted while this request is served carry its id (SPEC O4).
+        token = REQUEST_ID.set(request_id)
 
         async def send_tagged(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
+                status = message["status"]
                 message["headers"] = [*message.get("headers", ()), tag]
             await send(message)
 
@@ -99,6 +106,9 @@ class KeystileApp:
             if not started:
                 _, problem, _ = internal_problem(request_id)
                 await send_bytes(send, 500, PROBLEM_JSON, encode_problem(problem), [tag])
+        finally:
+            log_request(scope, status, time.perf_counter() - began, request_id)
+            REQUEST_ID.reset(token)
 
 
 def _http_error(request: Request, exc: Exception) -> Response:

@@ -95,7 +95,7 @@ def problem_for_exception(exc: BaseException, request_id: str | None) -> tuple[i
         status, problem, headers = problem_of(exc, request_id)
         if status != 500:
             return status, problem, headers
-    log.error("unhandled error in request %s", request_id, exc_info=exc)
+    log.error("unhandled error in request %s", request_id, exc_info=exc, extra={"request_id": request_id})
     return internal_problem(request_id)
 
 

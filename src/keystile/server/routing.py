@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from keystile.core.timefmt import from_rfc3339
 from keystile.errors import InvalidInput
+from keystile.observability.logs import ROOT_KEY_ID_SCOPE_KEY
 from keystile.server.auth import actor_for, authenticate
 from keystile.server.http import REQUEST_ID_SCOPE_KEY, ClientDisconnected, encode_json, read_body, request_id_from
 from keystile.server.problems import problem_for_exception
@@ -182,6 +183,7 @@ def endpoint(operations: Sequence[Operation], runtime: Runtime) -> Callable[[Req
         try:
             if not operation.public:
                 principal = await authenticate(runtime.ks, scope["headers"])
+                scope[ROOT_KEY_ID_SCOPE_KEY] = principal.id  # for the access log line
                 call._actor = actor_for(principal, scope)
             call.params = parse_query(operation.query, request)
             return await operation.handler(call)
