@@ -77,6 +77,11 @@ class RedisSpender:
         self.loads = self.data_losses = 0
 
     @property
+    def redis(self) -> RedisConnection:
+        """The connection its scripts go through (readiness checks and metrics read it)."""
+        return self._redis
+
+    @property
     def stats(self) -> dict[str, int]:
         """Counters since start: Redis errors, verifications decided without Redis (local limits; refused by
         ``closed``; credits spent in the database instead of Redis), counters loaded from the database, and

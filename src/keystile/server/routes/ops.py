@@ -1,4 +1,9 @@
-"""Operations and documentation routes, open without a root key: health, readiness, OpenAPI, docs."""
+"""Operations and documentation routes, open without a root key: health, readiness, metrics, OpenAPI, docs.
+
+``/metrics`` needs no root key either: Prometheus scrapes without credentials by default, Keystile listens on
+127.0.0.1 unless told otherwise, and the metrics carry counts and API ids, never a key (see
+``docs/operations.md`` for putting it behind a proxy when the port is exposed).
+"""
 
 from __future__ import annotations
 
@@ -17,8 +22,17 @@ async def healthz(call: Call) -> Response:
 
 
 async def readyz(call: Call) -> Response:
-    await call.ks.storage.ping()
+    from keystile.observability.health import check_ready
+
+    await check_ready(call.ks)
     return call.json(Status("ready"))
+
+
+async def metrics(call: Call) -> Response:
+    from keystile.observability.metrics import CONTENT_TYPE, render
+
+    runtime = call.runtime
+    return Response(render(lambda: runtime.keystile), media_type=CONTENT_TYPE)
 
 
 async def openapi_json(call: Call) -> Response:
@@ -40,10 +54,23 @@ OPERATIONS = [
         "GET",
         "/readyz",
         readyz,
-        "Readiness: storage answers (503 problem when it does not)",
+        "Readiness: storage answers, and Redis when configured (503 problem when one does not)",
         TAG,
         response=Status,
         errors=(503,),
+    ),
+    Operation(
+        "GET",
+        "/metrics",
+        metrics,
+        "Prometheus metrics of this process (text format 0.0.4)",
+        TAG,
+        errors=(),
+        description=(
+            "Answers `text/plain; version=0.0.4` (the Prometheus text format): verifications by outcome and API, "
+            "their latency, the key cache, verification events, rate-limit backends. No root key needed. "
+            "See docs/operations.md."
+        ),
     ),
     Operation("GET", "/openapi.json", openapi_json, "This OpenAPI 3.1 document", TAG, response=dict, errors=()),
     Operation("GET", "/docs", docs, "The API reference as an HTML page", TAG, response=str, errors=()),
