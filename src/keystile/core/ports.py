@@ -171,6 +171,20 @@ class Storage(Protocol):
         buckets in ``[where.since, where.until)``, oldest first, at most ``limit`` counts."""
         ...
 
+    async def write_events(self, events: Sequence[VerificationEvent]) -> None:
+        """Write one batch of events in one transaction: the events, their counts added to the minute, hour and
+        day rollups, and each key's ``last_used_at`` moved forward to its newest event (SPEC O1, O3, K4).
+
+        Raises StorageError (nothing written), and Conflict when an event id is already stored (the batch was
+        written before: a commit whose acknowledgement was lost)."""
+        ...
+
+    async def prune_events(self, raw_before_ms: int, rollups_before_ms: int) -> Pruned:
+        """Remove raw events older than ``raw_before_ms`` (on PostgreSQL: the day partitions that end by then)
+        and hour and day rollups older than ``rollups_before_ms``; minute rollups go with the raw events. Safe to
+        run from several processes at once. Raises StorageError."""
+        ...
+
 
 Granularity = Literal["minute", "hour", "day"]
 GroupBy = Literal["outcome", "key", "owner"]
@@ -184,6 +198,17 @@ class RollupCount:
     bucket: int
     group: str | None
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """What one retention pass removed: raw events deleted (SQLite), day partitions dropped (PostgreSQL) and
+    rollup rows deleted. ``skipped``: another process was pruning at the same moment."""
+
+    events: int = 0
+    partitions: tuple[str, ...] = ()
+    rollups: int = 0
+    skipped: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -127,7 +127,7 @@ class VerifyEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime = self._runtime
-        authorization = length = None
+        authorization = length = request_id = None
         size = 0
         for name, value in scope["headers"]:
             size += len(name) + len(value) + HEADER_OVERHEAD
@@ -135,6 +135,9 @@ class VerifyEndpoint:
                 authorization = value
             elif name == b"content-length":
                 length = value
+            elif name == b"x-request-id":
+                # Recorded with the event as sent; the event writer checks it, off the hot path.
+                request_id = value.decode("latin-1")
         try:
             if size > runtime.max_headers:
                 raise too_large_headers(runtime.max_headers)
@@ -153,9 +156,9 @@ class VerifyEndpoint:
                 request = _decode_request(body)
             except msgspec.DecodeError:
                 request = decode(body, VerifyRequest)  # raises the InvalidInput that names the field
-            result = ks.verification.verify_cached(principal, request)
+            result = ks.verification.verify_cached(principal, request, request_id)
             if result is None:
-                result = await ks.verification.verify(principal, request)
+                result = await ks.verification.verify(principal, request, request_id)
         except ClientDisconnected:
             return
         except Exception as exc:

@@ -8,6 +8,7 @@ from keystile.config import DEFAULT_CACHE_TTL_MS, NOTIFIED_CACHE_TTL_MS, Setting
 from keystile.core.clock import Clock, SystemClock
 from keystile.core.ports import ChangeBus, LocalChangeBus, Spender, Storage
 from keystile.core.verify import Verifier
+from keystile.events import Events
 from keystile.limits.local import LocalSpender
 from keystile.service.analytics import AnalyticsService
 from keystile.service.apis import ApiService
@@ -24,14 +25,18 @@ from keystile.service.verification import VerificationService
 class Keystile:
     """One deployment's services, wired to one storage, clock, change bus and verification cache."""
 
-    def __init__(self, storage: Storage, clock: Clock, bus: ChangeBus, verifier: Verifier) -> None:
+    def __init__(
+        self, storage: Storage, clock: Clock, bus: ChangeBus, verifier: Verifier, events: Events | None = None
+    ) -> None:
         self.ctx = Context(storage, clock, bus, verifier)
+        self.events = events if events is not None else Events(storage, clock)
+        """Verification events (SPEC O1): recorded by :attr:`verification`, written by ``events.writer``."""
         self._closers: list[Callable[[], Awaitable[None]]] = []
         bus.subscribe(verifier.apply_changes)
         self.apis = ApiService(self.ctx)
         self.keys = KeyService(self.ctx, self.apis)
         self.root_keys = RootKeyService(self.ctx, self.keys)
-        self.verification = VerificationService(self.ctx)
+        self.verification = VerificationService(self.ctx, self.events.recorder)
         self.audit = AuditService(self.ctx)
         self.identities = IdentityService(self.ctx)
         self.ratelimits = RatelimitService(self.ctx)
@@ -66,13 +71,23 @@ class Keystile:
             size=settings.cache_size,
             spender=spender or LocalSpender(storage),
         )
-        return cls(storage, clock, bus, verifier)
+        events = Events(
+            storage,
+            clock,
+            enabled=settings.events,
+            capacity=settings.events_buffer,
+            interval_s=settings.events_flush_ms / 1000,
+            raw_days=settings.events_retention_days,
+            rollup_days=settings.rollups_retention_days,
+        )
+        return cls(storage, clock, bus, verifier, events)
 
     @classmethod
-    async def open(cls, settings: Settings, clock: Clock | None = None) -> Keystile:
-        """Open the configured storage (without migrating it), the limits backend and the change bus, and wire
-        the services; :meth:`close` stops them. Raises StorageError when the database cannot be reached (an
-        unreachable Redis is not an error: Keystile works without it until it is back)."""
+    async def open(cls, settings: Settings, clock: Clock | None = None, *, retention: bool = True) -> Keystile:
+        """Open the configured storage (without migrating it), the limits backend and the change bus, wire the
+        services and start the event writer (and, with ``retention``, the hourly event retention: servers run
+        it, one-shot commands need not); :meth:`close` stops them. Raises StorageError when the database cannot
+        be reached (an unreachable Redis is not an error: Keystile works without it until it is back)."""
         from keystile.limits.backends import open_backends
         from keystile.storage import open_storage
 
@@ -85,17 +100,21 @@ class Keystile:
             raise
         ks = cls.create(storage, settings, clock, bus=backends.bus, spender=backends.spender)
         ks._closers = [backends.close]
+        ks.events.start(retention=retention)
         return ks
 
     async def close(self) -> None:
-        """Stop background work (flushing what it holds), then close the storage."""
-        if self._closers:
-            for close in self._closers:
-                await close()
-            self._closers = []
-        else:
-            await self.ctx.bus.close()
-        await self.ctx.storage.close()
+        """Stop background work (flushing what it holds: buffered events, credits), then close the storage."""
+        try:
+            await self.events.close()
+        finally:
+            if self._closers:
+                for close in self._closers:
+                    await close()
+                self._closers = []
+            else:
+                await self.ctx.bus.close()
+            await self.ctx.storage.close()
 
 
 __all__ = ["CLI_ACTOR", "Actor", "Keystile", "Principal"]

@@ -1,52 +1,79 @@
-"""Verification as a service (SPEC V1): the verifier, behind a root key's ``keys.verify`` scope."""
+"""Verification as a service (SPEC V1): the verifier, behind a root key's ``keys.verify`` scope.
+
+Every verification that answers is recorded as an event (SPEC O1) by appending to the events' bounded buffer:
+its latency is measured here, and nothing else is done on the hot path (no id, no I/O; see
+:mod:`keystile.events`). A verification that raises (bad input, no permission, storage down) answers nothing
+and records nothing.
+"""
 
 from __future__ import annotations
 
+from time import perf_counter_ns
+
 from keystile.core.models import ROOT_API_ID
 from keystile.core.verify import NOT_FOUND, VerifyResult
+from keystile.events import EventRecorder
 from keystile.schemas import VerifyRequest
 from keystile.service.authz import Principal
 from keystile.service.context import Context
 
 
 class VerificationService:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, events: EventRecorder | None = None) -> None:
         self._verifier = ctx.verifier
+        self._events = events
 
-    def verify_cached(self, principal: Principal, request: VerifyRequest) -> VerifyResult | None:
+    def verify_cached(
+        self, principal: Principal, request: VerifyRequest, request_id: str | None = None
+    ) -> VerifyResult | None:
         """Answer from the cache alone, or ``None`` when storage must be asked (then await :meth:`verify`).
 
-        Raises ``Forbidden`` when the root key may verify keys of no API, ``InvalidInput`` for a bad ``ip`` or
-        permission query.
+        ``request_id`` is the caller's (``X-Request-Id``), recorded with the event. Raises ``Forbidden`` when the
+        root key may verify keys of no API, ``InvalidInput`` for a bad ``ip`` or permission query.
         """
+        events = self._events
+        started = perf_counter_ns() if events is not None else 0
         principal.require_any("keys.verify")
         if request.api_id == ROOT_API_ID:
-            return NOT_FOUND
-        return self._verifier.verify_cached(
-            request.key,
-            api_id=request.api_id,
-            permissions=request.permissions,
-            ip=request.ip,
-            apis=principal.scope("keys.verify"),
-            cost=request.credits.cost if request.credits is not None else None,
-            ratelimits=_named(request),
-        )
+            result: VerifyResult | None = NOT_FOUND
+        else:
+            result = self._verifier.verify_cached(
+                request.key,
+                api_id=request.api_id,
+                permissions=request.permissions,
+                ip=request.ip,
+                apis=principal.scope("keys.verify"),
+                cost=request.credits.cost if request.credits is not None else None,
+                ratelimits=_named(request),
+            )
+        if result is not None and events is not None:
+            events.record(started, result, request.api_id, request.ip, request.tags, request_id)
+        return result
 
-    async def verify(self, principal: Principal, request: VerifyRequest) -> VerifyResult:
-        """Verify a key for a root key with ``keys.verify`` (keys of APIs out of its scope are ``NOT_FOUND``)."""
+    async def verify(self, principal: Principal, request: VerifyRequest, request_id: str | None = None) -> VerifyResult:
+        """Verify a key for a root key with ``keys.verify`` (keys of APIs out of its scope are ``NOT_FOUND``).
+
+        Raises as :meth:`verify_cached` does, and ``StorageError`` when storage is needed and unreachable.
+        """
+        events = self._events
+        started = perf_counter_ns() if events is not None else 0
         principal.require_any("keys.verify")
         if request.api_id == ROOT_API_ID:
-            return NOT_FOUND
-        # Not through verify_cached first: Verifier.verify answers from the cache as cheaply.
-        return await self._verifier.verify(
-            request.key,
-            api_id=request.api_id,
-            permissions=request.permissions,
-            ip=request.ip,
-            apis=principal.scope("keys.verify"),
-            cost=request.credits.cost if request.credits is not None else None,
-            ratelimits=_named(request),
-        )
+            result = NOT_FOUND
+        else:
+            # Not through verify_cached first: Verifier.verify answers from the cache as cheaply.
+            result = await self._verifier.verify(
+                request.key,
+                api_id=request.api_id,
+                permissions=request.permissions,
+                ip=request.ip,
+                apis=principal.scope("keys.verify"),
+                cost=request.credits.cost if request.credits is not None else None,
+                ratelimits=_named(request),
+            )
+        if events is not None:
+            events.record(started, result, request.api_id, request.ip, request.tags, request_id)
+        return result
 
 
 def _named(request: VerifyRequest) -> list[tuple[str, int]] | None:

@@ -26,10 +26,11 @@ from keystile.core.models import (
     Role,
     VerificationEvent,
 )
-from keystile.core.ports import CreditDelta, Granularity, GroupBy, RollupCount
+from keystile.core.ports import CreditDelta, Granularity, GroupBy, Pruned, RollupCount
 from keystile.errors import Conflict
 from keystile.storage import _event_reads, _migrate
 from keystile.storage._driver import Dialect, Driver, Executor, Row
+from keystile.storage._event_writes import EventWrites
 from keystile.storage._rows import (
     API_COLUMNS,
     CREDIT_COLUMNS,
@@ -507,6 +508,7 @@ class SqlStorage:
         # PostgreSQL runs concurrent spends on several pooled connections; SQLite has one writer, so spends share
         # its trips instead.
         self._credit_group = _GroupCommit(driver) if driver.dialect == "sqlite" else None
+        self._event_writes = EventWrites(driver)
 
     @property
     def dialect(self) -> Dialect:
@@ -699,3 +701,13 @@ class SqlStorage:
         limit: int,
     ) -> list[RollupCount]:
         return await _event_reads.count_rollups(self.driver, granularity, group_by, where, only=only, limit=limit)
+
+    async def write_events(self, events: Sequence[VerificationEvent]) -> None:
+        await self._event_writes.write(events)
+
+    async def prune_events(self, raw_before_ms: int, rollups_before_ms: int) -> Pruned:
+        return await self._event_writes.prune(raw_before_ms, rollups_before_ms)
+
+    async def event_partitions(self) -> list[str]:
+        """The day partitions of the events table, oldest first (PostgreSQL; empty on SQLite)."""
+        return await self._event_writes.partitions()
