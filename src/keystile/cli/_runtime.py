@@ -70,7 +70,7 @@ async def _run(work: Callable[[Keystile], Awaitable[T]], settings: Settings, rea
             raise MigrationError(f"there is no database at {path}; {NEEDS_INIT}", code="not_initialised")
     clock = SystemClock()
     # open, not create: a change made here must reach running servers through the change bus (SPEC V6).
-    ks = await Keystile.open(settings, clock)
+    ks = await Keystile.open(settings, clock, retention=False)  # servers run retention; a command need not
     try:
         if ready:
             pending = await ks.storage.pending_migrations()
