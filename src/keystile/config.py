@@ -7,6 +7,7 @@ import time.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,9 @@ DEFAULT_CACHE_TTL_MS = 5_000
 NOTIFIED_CACHE_TTL_MS = 60_000
 """The cache TTL when changes are pushed to every process (Redis or PostgreSQL notifications, SPEC V6)."""
 DEFAULT_TRUSTED_PROXIES = ("127.0.0.0/8", "::1/128")
+DEFAULT_HSTS = "max-age=63072000"
+"""Two years, as browsers' preload lists ask (SPEC S1)."""
+_HSTS_RE = re.compile(r"max-age=\d{1,10}(\s*;\s*(includeSubDomains|preload))*", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +40,8 @@ class Settings:
     master_key_file: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    hsts: str = DEFAULT_HSTS
+    """The ``Strict-Transport-Security`` value sent on every HTTPS response (SPEC S1); ``off`` sends none."""
     cache_ttl_ms: int | None = None
     """``None``: 5 s, or 60 s when a notifying change bus pushes changes (see ``Keystile.create``)."""
     cache_size: int = 100_000
@@ -139,6 +145,14 @@ def _coerce(field: str, variable: str, value: Any) -> Any:
         if not text.lower().startswith(("redis://", "rediss://")):
             raise InvalidInput(f"{variable} must be a redis:// or rediss:// URL", code="invalid_setting")
         return text
+    if field == "hsts":
+        text = str(value).strip()
+        if text.lower() != "off" and not _HSTS_RE.fullmatch(text):
+            raise InvalidInput(
+                f"{variable} must be off or a Strict-Transport-Security value like max-age=63072000",
+                code="invalid_setting",
+            )
+        return "off" if text.lower() == "off" else text
     if field == "trusted_proxies":
         items = value.split(",") if isinstance(value, str) else list(value)
         try:

@@ -43,6 +43,7 @@ SETTING_FLAGS: list[tuple[str, Any, str]] = [
     ("master_key_file", _PATH, "The master key file [default: <data dir>/master.key]."),
     ("tls_cert", _PATH, "TLS certificate (PEM); serve HTTPS with --tls-key."),
     ("tls_key", _PATH, "TLS private key (PEM)."),
+    ("hsts", str, "Strict-Transport-Security on HTTPS answers [default: max-age=63072000; off: none]."),
     ("cache_ttl_ms", int, "How long a verified key is cached [default: 5000; 60000 with Redis or PostgreSQL]."),
     ("cache_size", int, "Keys kept in the verification cache [default: 100000]."),
     ("trusted_proxies", str, "Comma-separated CIDRs whose X-Forwarded-* headers are believed."),
@@ -61,10 +62,24 @@ SETTING_FLAGS: list[tuple[str, Any, str]] = [
 
 def setting_flags(fn: F) -> F:
     """Decorate ``fn`` with one option per setting, in the order of :data:`SETTING_FLAGS`."""
-    for name, kind, text in reversed(SETTING_FLAGS):
-        flag = "--" + name.replace("_", "-")
-        fn = click.option(flag, name, type=kind, default=None, help=f"{text} (env KEYSTILE_{name.upper()})")(fn)
-    return fn
+    return setting_flags_except()(fn)
+
+
+def setting_flags_except(*excluded: str) -> Callable[[F], F]:
+    """Like :func:`setting_flags`, without the flags of the ``excluded`` settings."""
+
+    def decorate(fn: F) -> F:
+        for name, kind, text in reversed(SETTING_FLAGS):
+            if name not in excluded:
+                fn = _setting_flag(fn, name, kind, text)
+        return fn
+
+    return decorate
+
+
+def _setting_flag(fn: F, name: str, kind: Any, text: str) -> F:
+    flag = "--" + name.replace("_", "-")
+    return click.option(flag, name, type=kind, default=None, help=f"{text} (env KEYSTILE_{name.upper()})")(fn)
 
 
 def export(settings: Settings, environ: MutableMapping[str, str]) -> None:
@@ -108,8 +123,8 @@ def checked(settings: Settings) -> Settings:
     return settings
 
 
-def start(settings: Settings) -> None:
-    """Run granian in this process until it is interrupted."""
+def start(settings: Settings, target: str = APP_FACTORY) -> None:
+    """Run granian on the app factory ``target`` in this process until it is interrupted."""
     from granian import Granian
     from granian.constants import Interfaces
     from granian.log import LogLevels
@@ -118,7 +133,7 @@ def start(settings: Settings) -> None:
     if settings.tls_cert is not None and settings.tls_key is not None:
         tls = {"ssl_cert": settings.tls_cert, "ssl_key": settings.tls_key}
     server = Granian(
-        target=APP_FACTORY,
+        target=target,
         # JSON lines on stderr, applied by granian in its main process and again in each worker (SPEC O4).
         log_dictconfig=logging_config(settings.log_level),
         factory=True,

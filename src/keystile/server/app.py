@@ -43,6 +43,7 @@ from keystile.server.problems import encode_problem, internal_problem, send_prob
 from keystile.server.routes import OPERATIONS
 from keystile.server.routing import Operation, endpoint, problem_response
 from keystile.server.runtime import Runtime
+from keystile.server.transport import transport_security, with_header
 from keystile.service import Keystile
 
 log = logging.getLogger("keystile.server")
@@ -51,19 +52,25 @@ VERIFY_PATH = "/v1/keys/verify"
 
 
 class KeystileApp:
-    """The outer ASGI callable: verification fast path, limits, request ids, then Starlette."""
+    """The outer ASGI callable: transport security, verification fast path, limits, request ids, then Starlette."""
 
-    __slots__ = ("runtime", "starlette", "verify")
+    __slots__ = ("hsts", "plain_http", "runtime", "starlette", "verify")
 
     def __init__(self, runtime: Runtime, starlette: Starlette, verify: VerifyEndpoint) -> None:
         self.runtime = runtime
         self.starlette = starlette
         self.verify = verify
+        # SPEC S1: HSTS on every answer over HTTPS; without TLS, a warning when keys come over plain HTTP.
+        self.hsts, self.plain_http = transport_security(runtime.settings, frozenset({VERIFY_PATH}))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.starlette(scope, receive, send)  # lifespan
             return
+        if self.plain_http is not None:
+            self.plain_http(scope)
+        elif self.hsts is not None:
+            send = with_header(send, self.hsts)
         if scope["path"] == VERIFY_PATH and scope["method"] == "POST":
             await self.verify(scope, receive, send)  # does its own limits; a request id only on errors
             return
