@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -48,9 +49,21 @@ class Server:
     """A server process with its output captured to files in ``workdir``."""
 
     def __init__(
-        self, command: Sequence[str], workdir: Path, env: Mapping[str, str], port: int, name: str = "server"
+        self,
+        command: Sequence[str],
+        workdir: Path,
+        env: Mapping[str, str],
+        port: int,
+        name: str = "server",
+        *,
+        tls: ssl.SSLContext | None = None,
+        ready: tuple[str, int] = ("/healthz", 200),
     ) -> None:
-        self.url = f"http://127.0.0.1:{port}"
+        """``tls``: the server speaks HTTPS, and this context trusts its certificate. ``ready``: the path and
+        status that say the server is up (a proxy answers 401 to a request without a key)."""
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+        self.verify: ssl.SSLContext | bool = tls or True
+        self._ready = ready
         self.stdout_path = workdir / f"{name}.stdout"
         self.stderr_path = workdir / f"{name}.stderr"
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
@@ -73,7 +86,8 @@ class Server:
             if self.process.poll() is not None:
                 raise AssertionError(f"the server exited with {self.process.returncode}:\n{self.output()}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                path, status = self._ready
+                if httpx.get(f"{self.url}{path}", timeout=1, verify=self.verify).status_code == status:
                     return
             except httpx.TransportError:
                 pass

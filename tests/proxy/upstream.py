@@ -2,8 +2,8 @@
 
 - any path: answers JSON ``{method, target, headers, body_size, body_sha256}`` about the request it got (also kept
   in ``Upstream.seen``), having read the body as it came (``Content-Length`` or chunked) without keeping it;
-- ``/download?chunks=N&size=S``: a chunked answer of N chunks of S bytes (no ``Content-Length``);
-- ``/hang``: answers only once the test ends (for timeouts).
+- ``…/download?chunks=N&size=S``: a chunked answer of N chunks of S bytes (no ``Content-Length``);
+- ``…/hang``: answers only once the test ends (for timeouts).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     def _body(self) -> tuple[int, str]:
@@ -60,10 +60,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         parts = urlsplit(self.path)
-        if parts.path == "/hang":
+        if parts.path.endswith("/hang"):
             self.server.release.wait(60)
         size, sha = self._body()
-        if parts.path == "/download":
+        if parts.path.endswith("/download"):
             query = parse_qs(parts.query)
             chunks, chunk_size = int(query["chunks"][0]), int(query["size"][0])
             self.send_response(200)
