@@ -122,9 +122,12 @@ class Server:
         return self.process.returncode
 
 
-def serve(workdir: Path, env: Mapping[str, str] | None = None, name: str = "server") -> Server:
-    """``keystile serve`` from this virtual environment, in ``workdir``."""
-    return Server([str(BIN / "keystile"), "serve"], workdir, env or {}, free_port(), name)
+def serve(
+    workdir: Path, env: Mapping[str, str] | None = None, name: str = "server", tls: ssl.SSLContext | None = None
+) -> Server:
+    """``keystile serve`` from this virtual environment, in ``workdir`` (over HTTPS when ``env`` names a
+    certificate that ``tls`` trusts)."""
+    return Server([str(BIN / "keystile"), "serve"], workdir, env or {}, free_port(), name, tls=tls)
 
 
 def cli(*args: str, workdir: Path, env: Mapping[str, str] | None = None, stdin: str | None = None) -> str:

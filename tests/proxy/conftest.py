@@ -4,6 +4,7 @@ upstream, and real ``keystile proxy`` processes in front of it."""
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +30,16 @@ class Deployment:
         created = json.loads(self.cli("keys", "create", self.api_id, "--permission", "docs.read", *options, "--json"))
         return created["key"], created["id"]
 
-    def proxy(self, upstream: str, *options: str, name: str = "proxy", env: dict[str, str] | None = None) -> Server:
-        """``keystile proxy`` in front of ``upstream``, for keys of the deployment's API with ``docs.read``."""
+    def proxy(
+        self,
+        upstream: str,
+        *options: str,
+        name: str = "proxy",
+        env: dict[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> Server:
+        """``keystile proxy`` in front of ``upstream``, for keys of the deployment's API with ``docs.read`` (over
+        HTTPS when ``env`` names a certificate that ``tls`` trusts)."""
         port = free_port()
         command = [
             str(BIN / "keystile"),
@@ -45,7 +54,7 @@ class Deployment:
             "docs.read",
             *options,
         ]
-        return Server(command, self.workdir, {**self.env, **(env or {})}, port, name, ready=("/", 401))
+        return Server(command, self.workdir, {**self.env, **(env or {})}, port, name, tls=tls, ready=("/", 401))
 
 
 @pytest.fixture(scope="module")
