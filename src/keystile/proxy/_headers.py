@@ -34,7 +34,15 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-_REQUEST_DROPS = HOP_BY_HOP | {b"host", b"x-api-key", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
+# "expect": this side answered any 100-continue already; the body follows whatever the upstream says.
+_REQUEST_DROPS = HOP_BY_HOP | {
+    b"host",
+    b"expect",
+    b"x-api-key",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+}
 _IDENTITY_PREFIX = b"x-keystile-"
 _RATELIMIT_PREFIX = b"ratelimit-"
 
@@ -70,8 +78,9 @@ def upstream_headers(headers: Headers, added: Iterable[tuple[bytes, bytes]]) -> 
 
 
 def strip_key_parameter(query_string: bytes) -> bytes:
-    """The query string without ``api_key`` parameters; every other byte of it is kept as sent."""
-    if QUERY_PARAMETER.encode() not in query_string:
+    """The query string without ``api_key`` parameters (however their name is percent-encoded); every other byte
+    of it is kept as sent."""
+    if not query_string:
         return query_string
     kept = [
         part

@@ -1,0 +1,134 @@
+"""What the proxy changes in the messages it passes on, as units (the e2e tests show it on the wire)."""
+
+from __future__ import annotations
+
+import pytest
+
+from keystile.core.clock import ManualClock
+from keystile.proxy._headers import (
+    ratelimit_headers,
+    response_headers,
+    retry_after_s,
+    strip_key_parameter,
+    upstream_headers,
+)
+from keystile.proxy._refusals import refusal
+from keystile.schemas import ApiCreate, KeyCreate, RateLimitSpec, VerifyRequest
+from keystile.service import Actor, Keystile
+from keystile.service.authz import Principal
+
+
+def _h(*pairs: tuple[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode(), value.encode()) for name, value in pairs]
+
+
+def test_the_key_hop_by_hop_headers_and_client_written_claims_never_reach_the_upstream() -> None:
+    incoming = _h(
+        ("host", "api.example"),
+        ("authorization", "Bearer ks_secret"),
+        ("x-api-key", "ks_secret"),
+        ("connection", "keep-alive, x-private"),
+        ("x-private", "hop"),
+        ("keep-alive", "timeout=5"),
+        ("transfer-encoding", "chunked"),
+        ("expect", "100-continue"),
+        ("x-keystile-key-id", "key_forged"),
+        ("ratelimit-remaining", "1000"),
+        ("x-forwarded-for", "6.6.6.6"),
+        ("content-type", "application/json"),
+        ("accept", "*/*"),
+    )
+    added = _h(("x-keystile-key-id", "key_real"))
+
+    assert upstream_headers(incoming, added) == _h(
+        ("content-type", "application/json"), ("accept", "*/*"), ("x-keystile-key-id", "key_real")
+    )
+
+
+def test_an_authorization_of_another_scheme_is_passed_on() -> None:
+    basic = _h(("authorization", "Basic dXNlcjpwYXNz"))
+    assert upstream_headers(basic, []) == basic
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (b"", b""),
+        (b"a=1&b=2", b"a=1&b=2"),
+        (b"api_key=ks_x", b""),
+        (b"a=1&api_key=ks_x&b=%20x", b"a=1&b=%20x"),
+        (b"api%5Fkey=ks_x&a=1", b"a=1"),
+        (b"my_api_key=1&api_key", b"my_api_key=1"),
+    ],
+)
+def test_the_api_key_parameter_is_removed_and_the_rest_kept_byte_for_byte(query: bytes, expected: bytes) -> None:
+    assert strip_key_parameter(query) == expected
+
+
+def test_the_client_gets_the_upstream_answer_without_hop_by_hop_headers_and_its_own_ratelimit_wins() -> None:
+    upstream = _h(
+        ("content-type", "text/plain"),
+        ("connection", "close"),
+        ("transfer-encoding", "chunked"),
+        ("ratelimit-limit", "7"),
+    )
+    added = _h(("ratelimit-limit", "10"), ("ratelimit-remaining", "9"))
+
+    assert response_headers(upstream, added) == _h(
+        ("content-type", "text/plain"), ("ratelimit-limit", "7"), ("ratelimit-remaining", "9")
+    )
+
+
+def test_refusals_are_problems_with_the_statuses_of_forward_auth() -> None:
+    statuses = {
+        code: refusal(code, "req_1")[0]
+        for code in (
+            "NOT_FOUND",
+            "REVOKED",
+            "DISABLED",
+            "EXPIRED",
+            "FORBIDDEN",
+            "INSUFFICIENT_PERMISSIONS",
+            "RATE_LIMITED",
+            "USAGE_EXCEEDED",
+            "missing_key",
+            "ambiguous_credentials",
+            "upstream_unavailable",
+            "upstream_timeout",
+        )
+    }
+    assert statuses == {
+        "NOT_FOUND": 401,
+        "REVOKED": 401,
+        "DISABLED": 401,
+        "EXPIRED": 401,
+        "FORBIDDEN": 403,
+        "INSUFFICIENT_PERMISSIONS": 403,
+        "RATE_LIMITED": 429,
+        "USAGE_EXCEEDED": 429,
+        "missing_key": 401,
+        "ambiguous_credentials": 401,
+        "upstream_unavailable": 502,
+        "upstream_timeout": 504,
+    }
+
+
+async def test_retry_after_is_when_an_exhausted_limit_has_room_again(
+    ks: Keystile, root: tuple[Actor, str], clock: ManualClock
+) -> None:
+    actor = root[0]
+    api = await ks.apis.create(actor, ApiCreate(name="limited"))
+    spec = KeyCreate(ratelimits=[RateLimitSpec(name="api", limit=10, duration_ms=60_000)])
+    _, key = await ks.keys.create(actor, api.id, spec)
+    anyone = Principal("test", None)
+    results = [await ks.verification.verify(anyone, VerifyRequest(key=key)) for _ in range(11)]
+    assert [result.code for result in results] == ["VALID"] * 10 + ["RATE_LIMITED"]
+    now_ms = clock.now() * 1000
+
+    # 10 a minute: one more request fits 6 s after the bucket was emptied.
+    assert retry_after_s(results[-1], now_ms) == 6
+    assert ratelimit_headers(results[-1], now_ms) == _h(
+        ("ratelimit-limit", "10"), ("ratelimit-remaining", "0"), ("ratelimit-reset", "60")
+    )
+    clock.advance(5)
+    assert retry_after_s(results[-1], clock.now() * 1000) == 1
