@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from keystile.core.credits import last_refill_moment, refill_due
+from keystile.core.credits import last_refill_moment, next_refill_moment, refill_due
 from keystile.core.models import Refill
 
 
@@ -46,3 +46,21 @@ def test_a_refill_is_due_once_per_moment() -> None:
     assert refill_due(refill, ms(2027, 3, 5, 0, 0, 1), now) is None, "already filled since midnight"
     assert refill_due(refill, None, now) == ms(2027, 3, 5)
     assert refill_due(None, None, now) is None
+
+
+@pytest.mark.parametrize(
+    ("refill", "now", "moment"),
+    [
+        (Refill(10, "daily"), (2027, 3, 5, 17, 30), (2027, 3, 6)),
+        (Refill(10, "daily"), (2027, 12, 31, 23), (2028, 1, 1)),
+        (Refill(10, "monthly", 15), (2027, 3, 20), (2027, 4, 15)),
+        (Refill(10, "monthly", 15), (2027, 3, 10), (2027, 3, 15)),
+        (Refill(10, "monthly", 31), (2027, 3, 1), (2027, 3, 31)),
+        (Refill(10, "monthly", 31), (2027, 1, 31, 1), (2027, 2, 28)),  # clamped
+        (Refill(10, "monthly", 1), (2027, 12, 2), (2028, 1, 1)),
+    ],
+)
+def test_the_next_refill_is_the_first_moment_after_now(
+    refill: Refill, now: tuple[int, ...], moment: tuple[int, ...]
+) -> None:
+    assert next_refill_moment(refill, ms(*now)) == ms(*moment)

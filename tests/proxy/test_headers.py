@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from keystile.core.clock import ManualClock
@@ -13,7 +15,7 @@ from keystile.proxy._headers import (
     upstream_headers,
 )
 from keystile.proxy._refusals import refusal
-from keystile.schemas import ApiCreate, KeyCreate, RateLimitSpec, VerifyRequest
+from keystile.schemas import ApiCreate, CreditsSpec, KeyCreate, RateLimitSpec, RefillSpec, VerifyRequest
 from keystile.service import Actor, Keystile
 from keystile.service.authz import Principal
 
@@ -132,3 +134,20 @@ async def test_retry_after_is_when_an_exhausted_limit_has_room_again(
     )
     clock.advance(5)
     assert retry_after_s(results[-1], clock.now() * 1000) == 1
+
+
+@pytest.mark.parametrize(("refill", "expected_s"), [(None, 60), (RefillSpec(amount=5, interval="daily"), None)])
+async def test_retry_after_out_of_credits_is_the_next_refill_or_a_minute(
+    ks: Keystile, root: tuple[Actor, str], clock: ManualClock, refill: RefillSpec | None, expected_s: int | None
+) -> None:
+    actor = root[0]
+    api = await ks.apis.create(actor, ApiCreate(name="metered"))
+    _, key = await ks.keys.create(actor, api.id, KeyCreate(credits=CreditsSpec(remaining=1, refill=refill)))
+    anyone = Principal("test", None)
+    assert (await ks.verification.verify(anyone, VerifyRequest(key=key))).code == "VALID"
+    refused = await ks.verification.verify(anyone, VerifyRequest(key=key))
+    assert refused.code == "USAGE_EXCEEDED"
+    now_ms = clock.now() * 1000
+
+    until_midnight_s = math.ceil((86_400_000 - now_ms % 86_400_000) / 1000)
+    assert retry_after_s(refused, now_ms) == (expected_s or until_midnight_s)

@@ -43,3 +43,13 @@ def refill_due(refill: Refill | None, refilled_at: int | None, now_ms: int) -> i
     if refilled_at is not None and refilled_at >= moment:
         return None
     return moment
+
+
+def next_refill_moment(refill: Refill, now_ms: int) -> int:
+    """The first refill moment after ``now_ms`` (epoch ms)."""
+    last = last_refill_moment(refill, now_ms)
+    if refill.interval == "daily":
+        return last + _DAY_MS
+    moment = datetime.fromtimestamp(last / 1000, tz=UTC)
+    year, month = (moment.year, moment.month + 1) if moment.month < 12 else (moment.year + 1, 1)
+    return _monthly(year, month, refill.day or 1)

@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from urllib.parse import unquote_plus
 
 from keystile.core.extract import QUERY_PARAMETER
-from keystile.core.verify import CachedKey, VerifyResult
+from keystile.core.credits import next_refill_moment
+from keystile.core.verify import CachedKey, Code, VerifyResult
 from keystile.server.http import Headers
 
 HeaderList = list[tuple[bytes, bytes]]
@@ -45,6 +46,7 @@ _REQUEST_DROPS = HOP_BY_HOP | {
 }
 _IDENTITY_PREFIX = b"x-keystile-"
 _RATELIMIT_PREFIX = b"ratelimit-"
+NO_REFILL_RETRY_S = 60
 
 
 def _connection_tokens(headers: Headers) -> set[bytes]:
@@ -123,9 +125,15 @@ def ratelimit_headers(result: VerifyResult, now_ms: float) -> HeaderList:
 
 
 def retry_after_s(result: VerifyResult, now_ms: float) -> int:
-    """Seconds until a refused request could pass: when an exhausted limit has room for one more request."""
+    """Seconds until a refused request could pass: when an exhausted limit has room for one more request, or,
+    out of credits, when they are refilled (a minute when they never are: only someone adding credits helps)."""
     entry, spent = result.entry, result.spent
     wait_ms = 1000.0
+    if result.code == Code.USAGE_EXCEEDED:
+        credits = entry.credits if entry is not None else None
+        if credits is None or credits.refill is None:
+            return NO_REFILL_RETRY_S
+        return max(1, math.ceil((next_refill_moment(credits.refill, int(now_ms)) - now_ms) / 1000))
     if entry is not None and spent is not None:
         waits = [_next_room_ms(entry, state.name, state.limit, state.reset_at, now_ms) for state in spent.ratelimits]
         waits = [wait for wait in waits if wait > 0]
