@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 
 from keystile.core.clock import ManualClock
+from keystile.core.verify import ALL_CODES
 from keystile.proxy._headers import (
     ratelimit_headers,
     response_headers,
@@ -81,38 +83,30 @@ def test_the_client_gets_the_upstream_answer_without_hop_by_hop_headers_and_its_
     )
 
 
+EXPECTED_STATUSES = {
+    "NOT_FOUND": 401,
+    "REVOKED": 401,
+    "DISABLED": 401,
+    "EXPIRED": 401,
+    "FORBIDDEN": 403,
+    "INSUFFICIENT_PERMISSIONS": 403,
+    "RATE_LIMITED": 429,
+    "USAGE_EXCEEDED": 429,
+    "missing_key": 401,
+    "ambiguous_credentials": 401,
+    "upstream_unavailable": 502,
+    "upstream_timeout": 504,
+}
+
+
 def test_refusals_are_problems_with_the_statuses_of_forward_auth() -> None:
-    statuses = {
-        code: refusal(code, "req_1")[0]
-        for code in (
-            "NOT_FOUND",
-            "REVOKED",
-            "DISABLED",
-            "EXPIRED",
-            "FORBIDDEN",
-            "INSUFFICIENT_PERMISSIONS",
-            "RATE_LIMITED",
-            "USAGE_EXCEEDED",
-            "missing_key",
-            "ambiguous_credentials",
-            "upstream_unavailable",
-            "upstream_timeout",
-        )
-    }
-    assert statuses == {
-        "NOT_FOUND": 401,
-        "REVOKED": 401,
-        "DISABLED": 401,
-        "EXPIRED": 401,
-        "FORBIDDEN": 403,
-        "INSUFFICIENT_PERMISSIONS": 403,
-        "RATE_LIMITED": 429,
-        "USAGE_EXCEEDED": 429,
-        "missing_key": 401,
-        "ambiguous_credentials": 401,
-        "upstream_unavailable": 502,
-        "upstream_timeout": 504,
-    }
+    # Every code a verification can refuse with has a status (a new code would fail here, not answer 500).
+    assert set(EXPECTED_STATUSES) >= set(ALL_CODES) - {"VALID"}
+    for code, status in EXPECTED_STATUSES.items():
+        answer, body, headers = refusal(code, "req_1")
+        assert answer == status
+        assert json.loads(body)["code"] == code.lower()
+        assert (b"x-keystile-code", code.encode()) in headers
 
 
 async def test_retry_after_is_when_an_exhausted_limit_has_room_again(

@@ -91,10 +91,21 @@ class ProxyApp:
         elif self._hsts is not None:
             send = with_header(send, self._hsts)
         request_id = request_id_from(scope["headers"])
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            await self._handle(scope, receive, send, request_id)
+            await self._handle(scope, receive, tracked, request_id)
         except ClientDisconnected:
             return
+        except Exception as exc:
+            if started:
+                raise  # an answer has begun: cut the connection, so the client sees it incomplete
+            await send_problem(send, exc, request_id)  # a 500 that says nothing; the log has the traceback
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         headers = scope["headers"]

@@ -14,8 +14,8 @@ import math
 from collections.abc import Iterable
 from urllib.parse import unquote_plus
 
-from keystile.core.extract import QUERY_PARAMETER
 from keystile.core.credits import next_refill_moment
+from keystile.core.extract import QUERY_PARAMETER
 from keystile.core.verify import CachedKey, Code, VerifyResult
 from keystile.server.http import Headers
 
