@@ -102,7 +102,9 @@ async def test_two_processes_starting_together_migrate_once(database_url: str, c
             # Each memory:// storage is a database of its own: both start empty.
             assert applied == [everything, everything]
         else:
-            assert sorted(applied, key=len) == [[], everything]
+            # Each migration is applied once, by whichever process takes its lock first: with several shipped
+            # migrations the two may share the work, so only the union is known.
+            assert sorted(applied[0] + applied[1]) == everything
         assert await first.pending_migrations() == await second.pending_migrations() == []
         rows = await first.driver.fetchall("SELECT version FROM keystile_migrations ORDER BY version")
         assert [row["version"] for row in rows] == everything
