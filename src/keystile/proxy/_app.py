@@ -156,27 +156,17 @@ class ProxyApp:
     # -- forwarding ---------------------------------------------------------------------------------------------
 
     async def _forward(
-        self, scope: Scope, receive: Receive, send: Send, request_id: str, result: VerifyResult, limits: list[Any]
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request_id: str,
+        result: VerifyResult,
+        limits: list[tuple[bytes, bytes]],
     ) -> None:
         client = self.client
         assert client is not None, "the lifespan opens the client"
-        headers = scope["headers"]
-        address = peer(scope)
-        trusted = self._trusted.trusts(address)
-        added = [*identity_headers(result), *limits]
-        chain = forwarded_chain(headers, address, trusted)
-        if chain is not None:
-            added.append((b"x-forwarded-for", chain.encode("latin-1")))
-        proto = self._trusted.forwarded(scope, b"x-forwarded-proto") or scope.get("scheme", "http")
-        added.append((b"x-forwarded-proto", proto.encode("latin-1")))
-        host = self._trusted.forwarded(scope, b"x-forwarded-host")
-        original_host = host.encode("latin-1") if host is not None else header(headers, b"host")
-        if original_host is not None:
-            added.append((b"x-forwarded-host", original_host))
-        if header(headers, b"x-request-id") is None:
-            added.append((b"x-request-id", request_id.encode()))
-        outgoing = upstream_headers(headers, added)
-
+        outgoing = upstream_headers(scope["headers"], self._added_headers(scope, request_id, result, limits))
         first = await receive()
         if first["type"] != "http.request":
             raise ClientDisconnected
@@ -211,6 +201,24 @@ class ProxyApp:
             raise
         finally:
             await response.aclose()
+
+    def _added_headers(
+        self, scope: Scope, request_id: str, result: VerifyResult, limits: list[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
+        """Who the caller is, its rate-limit state, where the request came from, and its request id."""
+        headers = scope["headers"]
+        address = peer(scope)
+        added = [*identity_headers(result), *limits, (b"x-request-id", request_id.encode())]
+        chain = forwarded_chain(headers, address, self._trusted.trusts(address))
+        if chain is not None:
+            added.append((b"x-forwarded-for", chain.encode("latin-1")))
+        proto = self._trusted.forwarded(scope, b"x-forwarded-proto") or scope.get("scheme", "http")
+        added.append((b"x-forwarded-proto", proto.encode("latin-1")))
+        host = self._trusted.forwarded(scope, b"x-forwarded-host")
+        original_host = host.encode("latin-1") if host is not None else header(headers, b"host")
+        if original_host is not None:
+            added.append((b"x-forwarded-host", original_host))
+        return added
 
     def _url(self, scope: Scope) -> httpx.URL:
         path: bytes = scope.get("raw_path") or scope["path"].encode()

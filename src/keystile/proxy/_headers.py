@@ -43,6 +43,7 @@ _REQUEST_DROPS = HOP_BY_HOP | {
     b"x-forwarded-for",
     b"x-forwarded-proto",
     b"x-forwarded-host",
+    b"x-request-id",  # sent on as the proxy read it: the client's when it is sane, else a new one
 }
 _IDENTITY_PREFIX = b"x-keystile-"
 _RATELIMIT_PREFIX = b"ratelimit-"
