@@ -296,3 +296,18 @@ def test_the_proxy_refuses_to_start_on_an_api_that_does_not_exist(deployment: De
     )
     assert done.returncode == 3, done.stderr
     assert "api_0000000000000000000000" in done.stderr
+
+
+def test_a_key_revoked_with_the_cli_stops_at_the_proxy(deployment: Deployment, proxy: Server) -> None:
+    key, key_id = deployment.key()
+    assert httpx.get(f"{proxy.url}/things", headers={"X-API-Key": key}).status_code == 200
+
+    deployment.cli("keys", "revoke", key_id)
+
+    # The proxy's cache keeps a key for KEYSTILE_CACHE_TTL_MS (200 ms here) without notifications: poll.
+    deadline = time.monotonic() + 10
+    answer = httpx.get(f"{proxy.url}/things", headers={"X-API-Key": key})
+    while answer.status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        answer = httpx.get(f"{proxy.url}/things", headers={"X-API-Key": key})
+    _refused(answer, 401, "revoked")
