@@ -12,6 +12,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from keystile.core import keys as keyformat
+from keystile.core.permissions import Grants
 from keystile.leaks.partner import (
     KEY_ID_HEADER,
     SIGNATURE_HEADER,
@@ -27,7 +28,9 @@ from keystile.server.routing import Call, Operation
 from keystile.service import Principal
 from keystile.service.validate import decode
 
-GITHUB = Principal("github", None)
+# Holds no permission: a signed report may revoke the keys it names (LeakService.report checks nothing else)
+# and do nothing more.
+GITHUB = Principal("github", Grants(()))
 
 
 def _clean(text: str) -> str:
