@@ -3,6 +3,10 @@ and with ``--revoke`` revoke them. Exit 0 when nothing is found and 1 when somet
 
 from __future__ import annotations
 
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +35,32 @@ def where(finding: Finding) -> str:
     if finding.commit:
         return f"{finding.commit[:12]} {finding.path}:{finding.line}"
     return f"{finding.path}:{finding.line}:{finding.column}"
+
+
+@contextmanager
+def progress_shown(tally: Tally) -> Iterator[None]:
+    """While scanning, a line on stderr counting files and commits (only when stderr is a terminal)."""
+    stream = sys.stderr
+    if not stream.isatty():
+        yield
+        return
+    from rich.console import Console
+
+    shown = 0.0
+
+    with Console(file=stream).status("Scanning...") as status:
+
+        def update(now: Tally) -> None:
+            nonlocal shown
+            if time.monotonic() - shown >= 0.1:
+                shown = time.monotonic()
+                status.update(f"Scanning... {now.files} files, {now.commits} commits")
+
+        tally.progress = update
+        try:
+            yield
+        finally:
+            tally.progress = None
 
 
 def collect(paths: tuple[Path, ...], history: bool | None, max_bytes: int, tally: Tally) -> list[Finding]:
@@ -131,7 +161,8 @@ def scan(
         raise click.UsageError("--revoke needs the database: drop --offline")
     machine = as_json or sarif
     tally = Tally()
-    findings = collect(paths, history, max_bytes, tally)
+    with progress_shown(tally):
+        findings = collect(paths, history, max_bytes, tally)
     states: dict[str, KeyState] = {finding.digest: KeyState() for finding in findings}
     if findings and not offline:
         try:

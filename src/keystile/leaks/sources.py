@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,11 +46,19 @@ class Finding:
 
 @dataclass(slots=True)
 class Tally:
-    """What a scan went through."""
+    """What a scan went through; ``progress`` is called after each file and commit (for a progress display)."""
 
     files: int = 0
     skipped: int = 0
     commits: int = 0
+    progress: Callable[[Tally], None] | None = None
+
+    def add(self, files: int = 0, skipped: int = 0, commits: int = 0) -> None:
+        self.files += files
+        self.skipped += skipped
+        self.commits += commits
+        if self.progress is not None:
+            self.progress(self)
 
 
 def scan_paths(paths: list[Path], tally: Tally, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Finding]:
@@ -71,16 +79,16 @@ def scan_file(path: Path, tally: Tally, max_bytes: int = DEFAULT_MAX_BYTES) -> I
     """The keys in one file (none when it is binary, too large or unreadable: those are counted as skipped)."""
     try:
         if not path.is_file() or path.stat().st_size > max_bytes:
-            tally.skipped += 1
+            tally.add(skipped=1)
             return
         data = path.read_bytes()
     except OSError:
-        tally.skipped += 1
+        tally.add(skipped=1)
         return
     if b"\x00" in data[:_SNIFF]:
-        tally.skipped += 1
+        tally.add(skipped=1)
         return
-    tally.files += 1
+    tally.add(files=1)
     shown = str(path)
     for match in find_keys(data.decode("utf-8", errors="replace")):
         yield Finding.at(shown, match)
@@ -155,7 +163,7 @@ def _added_lines(stream: Iterator[bytes], tally: Tally) -> Iterator[Finding]:
             diff.left -= 1
         elif raw.startswith(_COMMIT_MARK):
             diff.commit, diff.path, diff.left = text[len(_COMMIT_MARK) :].strip(), None, 0
-            tally.commits += 1
+            tally.add(commits=1)
         elif text.startswith("@@ "):
             diff.line, diff.left = _hunk(text)
         elif diff.left == 0 and text.startswith("+++ "):
