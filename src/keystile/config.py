@@ -58,6 +58,8 @@ class Settings:
     events_flush_ms: int = 1_000
     events_retention_days: int = 30
     rollups_retention_days: int = 400
+    leaks_public_keys: Path | None = None
+    """GitHub's secret scanning public keys (JSON or PEM) that sign ``POST /v1/leaks``; none: the route is off."""
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -112,7 +114,7 @@ _CHOICES = {
     "credits_mode": ("database", "redis"),
     "log_level": ("debug", "info", "warning", "error"),
 }
-_PATHS = ("data_dir", "master_key_file", "tls_cert", "tls_key")
+_PATHS = ("data_dir", "master_key_file", "tls_cert", "tls_key", "leaks_public_keys")
 
 
 def _coerce(field: str, variable: str, value: Any) -> Any:

@@ -22,6 +22,7 @@ from keystile.cli.keys import keys
 from keystile.cli.logs import logs
 from keystile.cli.proxy import proxy
 from keystile.cli.rootkeys import root_keys
+from keystile.cli.scan import scan
 from keystile.cli.serve import serve
 from keystile.cli.setup import init, migrate
 from keystile.errors import KeystileError
@@ -75,7 +76,7 @@ def cli(ctx: click.Context, data_dir: Path | None, database_url: str | None, deb
     ctx.obj = Options({"data_dir": data_dir, "database_url": database_url}, debug)
 
 
-for command in (init, migrate, serve, apis, keys, identities, root_keys, logs, proxy):
+for command in (init, migrate, serve, apis, keys, identities, root_keys, logs, scan, proxy):
     cli.add_command(command)
 
 

@@ -22,8 +22,16 @@ if TYPE_CHECKING:
     from keystile.proxy import ProxyOptions
     from keystile.service import Keystile
 
-# --listen replaces --host and --port: the proxy usually runs beside `keystile serve`, so it has its own default.
-_NOT_FLAGS = ("host", "port", "max_body_bytes", "events_retention_days", "rollups_retention_days")
+# Settings the proxy has no use for. --listen replaces --host and --port: the proxy usually runs beside
+# `keystile serve`, so it has its own default.
+_NOT_FLAGS = (
+    "host",
+    "port",
+    "max_body_bytes",
+    "events_retention_days",
+    "rollups_retention_days",
+    "leaks_public_keys",
+)
 
 
 @click.command()

@@ -57,6 +57,7 @@ SETTING_FLAGS: list[tuple[str, Any, str]] = [
     ("events_flush_ms", int, "How often buffered events are written [default: 1000]."),
     ("events_retention_days", int, "Days raw events are kept [default: 30]."),
     ("rollups_retention_days", int, "Days hourly and daily event counts are kept [default: 400]."),
+    ("leaks_public_keys", _PATH, "GitHub's secret scanning public keys (JSON or PEM) for POST /v1/leaks."),
 ]
 
 

@@ -17,6 +17,7 @@ from keystile.service.authz import CLI_ACTOR, Actor, Principal
 from keystile.service.context import Context
 from keystile.service.identities import IdentityService
 from keystile.service.keys import KeyService
+from keystile.service.leaks import LeakService
 from keystile.service.ratelimits import RatelimitService
 from keystile.service.rootkeys import RootKeyService
 from keystile.service.verification import VerificationService
@@ -41,6 +42,7 @@ class Keystile:
         self.identities = IdentityService(self.ctx)
         self.ratelimits = RatelimitService(self.ctx)
         self.analytics = AnalyticsService(self.ctx)
+        self.leaks = LeakService(self.ctx, self.keys)
 
     @property
     def storage(self) -> Storage:

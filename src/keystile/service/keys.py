@@ -249,18 +249,25 @@ class KeyService:
         await self.get(actor.principal, key_id, "keys.write")
         return await self.mark_revoked(actor, key_id, "key.revoke")
 
-    async def mark_revoked(self, actor: Actor, key_id: str, action: str) -> Key:
-        """Revoke a key whose access the caller has checked (root keys use it too)."""
+    async def mark_revoked(self, actor: Actor, key_id: str, action: str, details: dict[str, Any] | None = None) -> Key:
+        """Revoke a key whose access the caller has checked (root keys use it too).
+
+        ``details`` go into the audit entry beside ``revoked_at``; with them, the action is audited even when the
+        key was revoked already (a leak report is worth recording either way).
+        """
         async with self._ctx.storage.transaction() as tx:
             current = await tx.get_key(key_id)
             if current is None:
                 raise not_found("key", key_id, "key", "key_not_found")
-            if current.revoked_at is not None:
-                return current
             now = self._ctx.now()
+            if current.revoked_at is not None:
+                if details is not None:
+                    await self._ctx.audit(tx, actor, action, key_id, details, now)
+                return current
             key = replace(current, revoked_at=now, updated_at=now)
             await tx.update_key(key)
-            await self._ctx.audit(tx, actor, action, key.id, {"revoked_at": [None, key_out(key).revoked_at]}, now)
+            changes = {"revoked_at": [None, key_out(key).revoked_at], **(details or {})}
+            await self._ctx.audit(tx, actor, action, key.id, changes, now)
         await self._ctx.publish([key_change(key.digest)])
         return key
 

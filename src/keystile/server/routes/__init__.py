@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from keystile.server.routes import analytics, apis, audit, identities, keys, logs, ops, ratelimit, roles, root_keys
+from keystile.server.routes import (
+    analytics,
+    apis,
+    audit,
+    identities,
+    keys,
+    leaks,
+    logs,
+    ops,
+    ratelimit,
+    roles,
+    root_keys,
+)
 from keystile.server.routing import Operation
 
 OPERATIONS: list[Operation] = [
@@ -15,6 +27,7 @@ OPERATIONS: list[Operation] = [
     *audit.OPERATIONS,
     *logs.OPERATIONS,
     *analytics.OPERATIONS,
+    *leaks.OPERATIONS,
     *ops.OPERATIONS,
 ]
 
