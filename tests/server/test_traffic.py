@@ -1,6 +1,7 @@
-"""Verification events, Done when 1 (SPEC O1, O2, K4): real verifications through ``POST /v1/keys/verify`` for several
-and outcomes are found again, exactly and newest first, through every filter of ``GET /v1/logs`` page by page,
-and through ``keystile logs --json`` (the real command, in a process of its own, on the same database).
+"""Verification events, Done when 1 (SPEC O1, O2, K4): real verifications through ``POST /v1/keys/verify``
+for several keys and outcomes are found again, exactly and newest first, through every filter of ``GET /v1/logs``
+page by page, and through ``keystile logs --json`` (the real command, in a process of its own, on the same
+database).
 
 The app runs in process on SQLite and on PostgreSQL; the manual clock moves a second between verifications, so
 each event has a time of its own to filter on.
