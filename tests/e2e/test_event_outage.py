@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -27,25 +26,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from keystile.core import keys as keyformat
 
-from .server import Server, missing, serve
+from .server import REDIS_URL, Server, missing, redis_available, serve
 from .tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
-REDIS_URL = os.environ.get("KEYSTILE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 CAPACITY = 500
 SENT = 800
 DEADLINE_S = 90.0
 Json = dict[str, Any]
-
-
-def _redis_available() -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping())
-    except redis.RedisError:
-        return False
 
 
 @pytest.fixture
@@ -58,7 +47,7 @@ def proxy(fresh_pg_url: str) -> Iterator[TcpProxy]:
 
 @pytest.fixture
 def server(tmp_path: Path, fresh_pg_url: str, proxy: TcpProxy) -> Iterator[Server]:
-    if not _redis_available():
+    if not redis_available():
         missing(f"Redis at {REDIS_URL}")
     parts = urlsplit(fresh_pg_url)
     through_proxy = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
