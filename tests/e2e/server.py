@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ROOT_KEY_RE = re.compile(r"\bks_root_[0-9A-Za-z]{38}\b")
 START_TIMEOUT_S = 60.0
+REDIS_URL = os.environ.get("KEYSTILE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def missing(what: str) -> None:
@@ -36,6 +37,16 @@ def require_tool(name: str) -> None:
     """Skip without ``name`` on PATH locally; under ``CI=true`` its absence fails the run."""
     if shutil.which(name) is None:
         missing(name)
+
+
+def redis_available() -> bool:
+    """Whether the shared Redis of the tests (``KEYSTILE_TEST_REDIS_URL``) answers."""
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping())
+    except redis.RedisError:
+        return False
 
 
 def free_port() -> int:

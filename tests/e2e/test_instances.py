@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import time
 from collections import Counter
@@ -21,22 +20,12 @@ from typing import Any
 import httpx
 import pytest
 
-from .server import Server, missing, post_many, serve
+from .server import REDIS_URL, Server, missing, post_many, redis_available, serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
-REDIS_URL = os.environ.get("KEYSTILE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REQUESTS = 1000
 Json = dict[str, Any]
-
-
-def _redis_available() -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping())
-    except redis.RedisError:
-        return False
 
 
 @pytest.fixture(params=["redis", "postgresql-only"])
@@ -44,7 +33,7 @@ def pair(request: pytest.FixtureRequest, tmp_path: Path, fresh_pg_url: str) -> I
     """Two servers on one fresh PostgreSQL database, with Redis or without it."""
     env = {"KEYSTILE_DATABASE_URL": fresh_pg_url}
     if request.param == "redis":
-        if not _redis_available():
+        if not redis_available():
             missing(f"Redis at {REDIS_URL}")
         env |= {"KEYSTILE_REDIS_URL": REDIS_URL, "KEYSTILE_REDIS_PREFIX": f"test:{secrets.token_hex(6)}:"}
     (tmp_path / "a").mkdir()

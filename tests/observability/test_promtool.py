@@ -1,5 +1,5 @@
 """``promtool check metrics`` (Prometheus's own linter, Debian package ``prometheus``) accepts ``/metrics`` as
-an app serves it after verifications, with and without Redis."""
+an app serves it after verifications (the event and verification families included), with and without Redis."""
 
 from __future__ import annotations
 
@@ -33,7 +33,18 @@ async def test_promtool_accepts_the_metrics_of_an_app_that_served_verifications(
 ) -> None:
     await serve_some(client, auth, key["key"])
 
-    check(promtool, (await client.get("/metrics")).text)
+    text = (await client.get("/metrics")).text
+    for family in (
+        "keystile_verifications_total{",
+        "keystile_verification_duration_seconds_bucket{",
+        "keystile_events_buffered ",
+        "keystile_events_buffer_capacity ",
+        "keystile_events_dropped_total ",
+        "keystile_events_written_total ",
+        "keystile_events_last_flush_timestamp_seconds ",
+    ):
+        assert family in text, family
+    check(promtool, text)
 
 
 async def test_promtool_accepts_the_metrics_of_an_app_with_redis(promtool: str, redis_ks: Keystile) -> None:

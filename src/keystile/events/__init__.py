@@ -4,10 +4,11 @@
 :class:`EventRecorder`           the bounded buffer a verification appends to (O(1), never waits, counts drops)
 :class:`EventWriter`             writes the buffer in batches, in the background; retries with backoff
 :class:`Retention`               removes raw events and rollups past their retention, hourly
+:class:`VerificationTally`       recorded verifications by API and outcome, and their latencies (``/metrics``)
 :class:`Events`                  the three together, as :class:`~keystile.service.Keystile` wires them
 ===============================  ==============================================================================
 
-See ``docs/architecture.md`` (Verification events) for the design and its guarantees.
+See ``docs/operations.md`` (Verification events) for the design and its guarantees.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from keystile.core.models import VerificationEvent
 from keystile.core.ports import Pruned, Storage
 from keystile.events.recorder import EventRecorder
 from keystile.events.retention import Retention
+from keystile.events.tally import VerificationTally
 from keystile.events.writer import BATCH_SIZE, EventStats, EventWriter
 
 
@@ -57,6 +59,11 @@ class Events:
         ``rejected``, ``batches``, ``last_flush_ms``."""
         return self.writer.stats
 
+    def count_verifications(self) -> VerificationTally:
+        """The recorded verifications by API and outcome and their latencies, counted up to now (``/metrics``;
+        empty while events are off, since nothing is recorded)."""
+        return self.writer.count_recorded()
+
     def start(self, *, retention: bool = True) -> None:
         """Start writing in the background (when events are on) and, with ``retention``, the hourly retention
         passes (the first one now). Needs a running event loop."""
@@ -85,4 +92,4 @@ class Events:
         await self.writer.close()
 
 
-__all__ = ["EventRecorder", "EventStats", "EventWriter", "Events", "Retention"]
+__all__ = ["EventRecorder", "EventStats", "EventWriter", "Events", "Retention", "VerificationTally"]

@@ -77,6 +77,10 @@ class EventRecorder:
         """The ``count`` oldest entries (records, or events the writer put back with :meth:`replace_head`)."""
         return self._buffer[:count]
 
+    def tail(self, start: int) -> list[Any]:
+        """The entries from the ``start``-th oldest on (the writer counts the new ones for ``/metrics``)."""
+        return self._buffer[start:]
+
     def replace_head(self, items: Sequence[Any]) -> None:
         """Put ``items`` in place of as many oldest entries (the writer's converted events, kept for a retry)."""
         self._buffer[: len(items)] = items

@@ -23,6 +23,7 @@ from keystile.core.models import VerificationEvent
 from keystile.core.ports import Storage
 from keystile.errors import Conflict, StorageError
 from keystile.events.recorder import EventRecorder
+from keystile.events.tally import VerificationTally
 
 log = logging.getLogger("keystile.events")
 
@@ -124,11 +125,15 @@ class EventWriter:
         self._ids = _EventIds()
         self._held = 0
         """How many of the oldest buffered entries are a converted batch that failed (retried as it is)."""
+        self._tallied = 0
+        """How many of the oldest buffered entries :attr:`tally` has counted (always those of a batch too)."""
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.stats = EventStats(recorder)
+        self.tally = VerificationTally()
+        """Recorded verifications by API and outcome, and their latencies (``/metrics``)."""
 
     # -- writing ------------------------------------------------------------------------------------------------
 
@@ -152,8 +157,18 @@ class EventWriter:
         self.stats.written += len(events)
         self.stats.batches += 1
 
+    def count_recorded(self) -> VerificationTally:
+        """Count in :attr:`tally` the verifications recorded since the last call, and return it (a scrape calls
+        this: the counts are then up to date even while storage is down and nothing is written)."""
+        recorder = self._recorder
+        if len(recorder) > self._tallied:
+            self.tally.add(recorder.tail(self._tallied))
+            self._tallied = len(recorder)
+        return self.tally
+
     async def _write_next(self) -> int:
         recorder = self._recorder
+        self.count_recorded()  # before the batch's records are replaced by events
         size = self._held or min(len(recorder), self._batch)
         if self._held:
             events = recorder.head(size)
@@ -183,6 +198,7 @@ class EventWriter:
             stats.last_flush_ms = now_ms(self._clock)
         recorder.remove_head(size)
         self._held = 0
+        self._tallied -= size
         return size
 
     def _event(self, record: Any) -> VerificationEvent:

@@ -18,11 +18,12 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from keystile.events import Events
     from keystile.service import Keystile
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
@@ -81,6 +82,18 @@ _BUS = (
     ("keystile_change_bus_reconnects", "reconnects", "Change subscriptions lost and made again."),
 )
 
+_EVENTS = (
+    ("keystile_events_written", "written", "Verification events written to storage."),
+    ("keystile_events_dropped", "dropped", "Verification events dropped because the event buffer was full."),
+    ("keystile_events_write_errors", "write_errors", "Batch writes of events that failed (the batch is retried)."),
+    (
+        "keystile_events_rejected",
+        "rejected",
+        "Verification events discarded because storage refused their batch for a reason other than being down.",
+    ),
+    ("keystile_events_batches", "batches", "Batches of verification events written."),
+)
+
 
 def _counters(spec: Iterable[tuple[str, str, str]], stats: dict[str, int]) -> Iterator[Metric]:
     for name, key, text in spec:
@@ -122,6 +135,56 @@ class KeystileCollector(Collector):
             )
             connected.add_metric([], bus_stats.get("connected", 0))
             yield connected
+        yield from _events(ks.events)
+
+
+def _events(events: Events) -> Iterator[Metric]:
+    """The event pipeline's metrics and the verifications it counted; only ``keystile_events_enabled`` (0) when
+    events are off, since nothing is then recorded or counted."""
+    enabled = GaugeMetricFamily("keystile_events_enabled", "1 when verification events are recorded, else 0.")
+    enabled.add_metric([], 1 if events.enabled else 0)
+    yield enabled
+    if not events.enabled:
+        return
+    stats = events.stats
+    yield GaugeMetricFamily(
+        "keystile_events_buffered", "Verification events in memory waiting to be written.", value=stats.buffered
+    )
+    yield GaugeMetricFamily(
+        "keystile_events_buffer_capacity",
+        "Verification events the buffer holds; beyond it new events are dropped.",
+        value=stats.capacity,
+    )
+    values = {name: getattr(stats, name) for _, name, _ in _EVENTS}
+    yield from _counters(_EVENTS, values)
+    yield GaugeMetricFamily(
+        "keystile_events_last_flush_timestamp_seconds",
+        "When a batch of verification events was last written (Unix time), 0 before the first.",
+        value=stats.last_flush_ms / 1000,
+    )
+    retention = events.retention
+    yield CounterMetricFamily(
+        "keystile_events_retention_runs", "Retention passes over events and rollups.", value=retention.runs
+    )
+    yield CounterMetricFamily(
+        "keystile_events_retention_errors", "Retention passes that failed (tried again an hour later).",
+        value=retention.errors,
+    )  # fmt: skip
+    tally = events.count_verifications()
+    verifications = CounterMetricFamily(
+        "keystile_verifications",
+        "Verifications recorded, by the key's API ('' when the key was not found) and outcome.",
+        labels=["api_id", "outcome"],
+    )
+    for (api_id, outcome), count in sorted(tally.by_outcome.items()):
+        verifications.add_metric([api_id, outcome], count)
+    yield verifications
+    yield HistogramMetricFamily(
+        "keystile_verification_duration_seconds",
+        "Time spent verifying a key in this process (recorded verifications; HTTP not included).",
+        buckets=tally.cumulative_buckets(),
+        sum_value=tally.latency_sum_ns / 1e9,
+    )
 
 
 def registry_for(services: Callable[[], Keystile | None]) -> CollectorRegistry:

@@ -154,7 +154,7 @@ class EventWrites:
 
     async def prune(self, raw_before_ms: int, rollups_before_ms: int) -> Pruned:
         """Remove raw events older than ``raw_before_ms`` and rollups older than ``rollups_before_ms`` (minute
-        rollups: older than either, see ``docs/architecture.md``). Raises StorageError."""
+        rollups: older than either, see ``docs/operations.md``). Raises StorageError."""
         dropped: tuple[str, ...] = ()
         deleted = 0
         if self._postgresql:

@@ -1,0 +1,86 @@
+"""A TCP proxy that a test can cut: the way to take a database away from a running server for a while, for real.
+
+While cut, every open connection is shut down (the server reads end-of-file in the middle of its conversation)
+and new ones are accepted and closed at once; :meth:`TcpProxy.restore` lets them through again on the same port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+
+
+class TcpProxy:
+    """Forwards ``127.0.0.1:<port>`` to ``target`` with a thread per direction of each connection."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self._target = target
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._cut = threading.Event()
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self.connections = 0
+        """Connections forwarded so far."""
+        self.refused = 0
+        """Connections closed on arrival because the proxy was cut."""
+        threading.Thread(target=self._accept, name="tcp-proxy", daemon=True).start()
+
+    def cut(self) -> None:
+        """Shut every open connection down and refuse new ones until :meth:`restore`."""
+        self._cut.set()
+        with self._lock:
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def restore(self) -> None:
+        self._cut.clear()
+
+    def close(self) -> None:
+        self.cut()
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:  # the listener was closed
+                return
+            if self._cut.is_set():
+                self.refused += 1
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self._target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            self.connections += 1
+            with self._lock:
+                self._open |= {client, upstream}
+            threading.Thread(target=self._serve, args=(client, upstream), daemon=True).start()
+
+    def _serve(self, client: socket.socket, upstream: socket.socket) -> None:
+        back = threading.Thread(target=_pump, args=(upstream, client), daemon=True)
+        back.start()
+        _pump(client, upstream)
+        back.join()
+        with self._lock:
+            self._open -= {client, upstream}
+        client.close()
+        upstream.close()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    """Copy until either side ends, then end both (so that the other direction's pump ends too)."""
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    for sock in (source, sink):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)

@@ -1,0 +1,44 @@
+"""The event buffer a verification appends to (SPEC O1): bounded, O(1), never raises, counts what it drops."""
+
+from __future__ import annotations
+
+import pytest
+
+from keystile.core.clock import ManualClock
+from keystile.core.verify import NOT_FOUND
+from keystile.events import EventRecorder
+
+
+def test_a_full_buffer_drops_new_events_and_counts_them_keeping_the_oldest(clock: ManualClock) -> None:
+    recorder = EventRecorder(clock, 3)
+
+    for i in range(5):
+        recorder.record(0, NOT_FOUND, None, None, None, f"req_{i}")
+
+    assert len(recorder) == 3
+    assert recorder.dropped == 2
+    assert [entry[6] for entry in recorder.head(10)] == ["req_0", "req_1", "req_2"]
+
+
+def test_recording_never_raises_whatever_the_request_carried(clock: ManualClock) -> None:
+    recorder = EventRecorder(clock, 2)
+    odd = "\x00\ud800" + "x" * 10_000
+    for _ in range(4):  # into the buffer, then past its end
+        recorder.record(-1, NOT_FOUND, odd, odd, [odd] * 1000, odd)
+    assert (len(recorder), recorder.dropped) == (2, 2)
+
+
+def test_the_writer_is_woken_once_when_a_batch_is_ready(clock: ManualClock) -> None:
+    recorder = EventRecorder(clock, 100, wake_size=3)
+    wakes: list[int] = []
+    recorder.wake = lambda: wakes.append(len(recorder))
+
+    for _ in range(7):
+        recorder.record(0, NOT_FOUND, None, None, None, None)
+
+    assert wakes == [3]
+
+
+def test_a_buffer_holds_at_least_one_event(clock: ManualClock) -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        EventRecorder(clock, 0)
