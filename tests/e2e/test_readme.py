@@ -64,4 +64,5 @@ def test_the_walkthrough_works_as_written_with_curl(make_run: Server) -> None:
     assert done.returncode == 0, done.stderr
     codes = [json.loads(line)["code"] for line in done.stdout.splitlines() if line.startswith('{"valid"')]
     assert codes == ["VALID", "REVOKED", "NOT_FOUND"]
+    assert '["REVOKED","VALID"]' in done.stdout.splitlines(), "the key's log lists its two verifications"
     assert re.search(r"^api_[0-9A-Za-z]{22}$", done.stdout, re.M), "the API id is printed"
