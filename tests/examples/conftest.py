@@ -54,9 +54,7 @@ def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         root_key = server.root_key()
         with Client(server.url, root_key) as keystile:
             api = keystile.create_api(ApiCreate(name="notes"))
-            reader = keystile.create_key(
-                api.id, KeyCreate(owner_id="alice", permissions=["notes.read", "notes.write"])
-            )
+            reader = keystile.create_key(api.id, KeyCreate(owner_id="alice", permissions=["notes.read", "notes.write"]))
             nothing = keystile.create_key(api.id, KeyCreate(owner_id="carol"))
             revoked = keystile.create_key(api.id, KeyCreate(owner_id="dave", permissions=["notes.read"]))
             keystile.revoke_key(revoked.id)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -69,8 +68,8 @@ def verified_key(answer: VerifyResponse) -> VerifiedKey:
     )
 
 
-def rejection(answer: VerifyResponse, now: float | None = None) -> KeystileError:
-    """The error answering a key that did not verify (``answer.valid`` is false)."""
+def rejection(answer: VerifyResponse, now: float) -> KeystileError:
+    """The error answering a key that did not verify (``answer.valid`` is false) at ``now`` (epoch seconds)."""
     code = answer.code
     if code in _INVALID:
         return Unauthenticated("the API key is not valid", code="invalid_key")
@@ -79,7 +78,7 @@ def rejection(answer: VerifyResponse, now: float | None = None) -> KeystileError
     if code == "INSUFFICIENT_PERMISSIONS":
         return Forbidden("this key lacks a permission this route needs", code="insufficient_permissions")
     if code == "RATE_LIMITED":
-        retry_after = _retry_after(answer.ratelimits or [], time.time() if now is None else now)
+        retry_after = _retry_after(answer.ratelimits or [], now)
         return RateLimited("too many requests with this key; retry later", retry_after=retry_after)
     return RateLimited("this key has no credits left", code="usage_exceeded")
 
@@ -116,7 +115,7 @@ async def authenticate(
         log.error("key verification failed: %s", exc)
         raise StorageError("key verification is unavailable; try again later", code="verification_unavailable") from exc
     if not answer.valid:
-        raise rejection(answer)
+        raise rejection(answer, verifier.now())
     return verified_key(answer)
 
 

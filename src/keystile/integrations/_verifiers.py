@@ -35,9 +35,12 @@ _SPENDING = frozenset({"RATE_LIMITED", "USAGE_EXCEEDED"})
 
 
 class KeyVerifier(Protocol):
-    """What the integrations need: verify one request, and close when the application stops."""
+    """What the integrations need: verify one request, tell the time of its answers (for ``Retry-After``), and
+    close when the application stops."""
 
     async def verify(self, request: VerifyRequest) -> VerifyResponse: ...
+
+    def now(self) -> float: ...
 
     async def aclose(self) -> None: ...
 
@@ -47,14 +50,16 @@ class LocalVerifier:
 
     ``settings`` are the ones a server of the same deployment runs with (``Settings.from_env``): the database,
     and Redis for shared limits and pushed changes. The storage must have been initialised (``keystile init``,
-    or the first ``keystile serve``). Verifications are recorded as events, like a server's.
+    or the first ``keystile serve``). Verifications are recorded as events, like a server's. An application that
+    holds Keystile's services already passes them as ``keystile`` (they are then not closed here).
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, keystile: Keystile | None = None) -> None:
         from keystile.service.authz import Principal
 
         self.settings = settings
-        self._keystile: Keystile | None = None
+        self._keystile = keystile
+        self._owned = keystile is None
         self._lock = asyncio.Lock()
         self._principal = Principal("local", None)
 
@@ -72,6 +77,10 @@ class LocalVerifier:
             return VerifyResponse(valid=False, code="NOT_FOUND")
         return verify_response(result.entry, result.code, result.spent)
 
+    def now(self) -> float:
+        """The time of the verifier's clock, in seconds since the epoch."""
+        return self._keystile.ctx.clock.now() if self._keystile is not None else time.time()
+
     async def _open(self) -> Keystile:
         from keystile.service import Keystile
 
@@ -83,7 +92,7 @@ class LocalVerifier:
     async def aclose(self) -> None:
         """Flush the events this process recorded and close the storage."""
         ks, self._keystile = self._keystile, None
-        if ks is not None:
+        if ks is not None and self._owned:
             await ks.close()
 
 
@@ -133,6 +142,9 @@ class RemoteVerifier:
             if len(self._cache) > self._size:
                 self._cache.popitem(last=False)
         return answer
+
+    def now(self) -> float:
+        return time.time()
 
     async def aclose(self) -> None:
         self._cache.clear()

@@ -43,7 +43,8 @@ class KeyRejected(HTTPException):
 
     def __init__(self, error: KeystileError, request_id: str) -> None:
         status, problem, headers = problem_for_exception(error, request_id)
-        super().__init__(status, problem.detail, {name.decode(): value.decode() for name, value in headers})
+        answer_headers = {name.decode(): value.decode() for name, value in headers}
+        super().__init__(status, problem.detail, {**answer_headers, "x-request-id": request_id})
         self.problem: Problem = problem
 
 

@@ -9,6 +9,7 @@ server that forks its workers after importing the application gives each worker 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import threading
 from collections.abc import Callable, Collection, Coroutine, Iterable
@@ -33,6 +34,7 @@ class BlockingVerifier:
         self.verifier = verifier
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._pid = 0
 
     def run(self, work: Coroutine[Any, Any, T]) -> T:
@@ -43,8 +45,11 @@ class BlockingVerifier:
         with self._lock:
             if self._loop is None or self._pid != os.getpid():
                 loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="keystile-verifier", daemon=True).start()
-                self._loop, self._pid = loop, os.getpid()
+                thread = threading.Thread(target=loop.run_forever, name="keystile-verifier", daemon=True)
+                thread.start()
+                self._loop, self._thread, self._pid = loop, thread, os.getpid()
+                # WSGI has no shutdown hook: flush what a local verifier holds (its events) at exit.
+                atexit.register(self.close)
             return self._loop
 
     def authenticate(
@@ -65,10 +70,15 @@ class BlockingVerifier:
     def close(self) -> None:
         """Close the verifier and stop the loop."""
         with self._lock:
-            loop, self._loop = self._loop, None
-        if loop is not None:
+            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
+        if loop is None or thread is None or self._pid != os.getpid():
+            return
+        try:
             asyncio.run_coroutine_threadsafe(self.verifier.aclose(), loop).result()
+        finally:
             loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
 
 
 def environ_headers(environ: dict[str, Any]) -> list[tuple[bytes, bytes]]:
@@ -86,7 +96,8 @@ def problem_answer(error: KeystileError, environ: dict[str, Any]) -> tuple[bytes
     request_id = request_id_from(environ_headers(environ) + _request_id_header(environ))
     status, problem, headers = problem_for_exception(error, request_id)
     pairs = [(name.decode(), value.decode()) for name, value in headers]
-    return encode_json(problem), status, [("Content-Type", "application/problem+json"), *pairs]
+    pairs += [("Content-Type", "application/problem+json"), ("X-Request-Id", request_id)]
+    return encode_json(problem), status, pairs
 
 
 def _request_id_header(environ: dict[str, Any]) -> list[tuple[bytes, bytes]]:
