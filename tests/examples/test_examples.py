@@ -76,3 +76,16 @@ def test_a_key_revoked_on_the_server_stops_working_within_the_cache_ttls(example
         assert time.monotonic() < deadline, "the revoked key still works after 10 s"
         time.sleep(0.05)
     assert status == 401
+
+
+def test_verifications_are_logged_whichever_way_they_went(example: Example) -> None:
+    fresh = example.deployment.new_reader()
+    assert httpx.get(f"{example.url}/notes", headers={"Authorization": f"Bearer {fresh.key}"}).status_code == 200
+
+    # Local verifications are written by the example's own process, in batches: poll until a deadline.
+    deadline = time.monotonic() + 10
+    with example.deployment.client() as keystile:
+        while not (events := keystile.list_logs(key_id=fresh.id).items):
+            assert time.monotonic() < deadline, "no event after 10 s"
+            time.sleep(0.1)
+    assert [(event.outcome, event.owner_id) for event in events] == [("VALID", "bob")]
