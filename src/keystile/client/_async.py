@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Self, TypeVar
 
 import httpx
 
 from keystile.client._call import AsyncSender, Call, retry_delay
-from keystile.client._config import DEFAULT_BACKOFF_S, DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, ClientConfig, config_from_env
+from keystile.client._config import DEFAULT_BACKOFF_S, DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, ClientConfig, FromEnv
 from keystile.client._operations import Operations
 
 T = TypeVar("T")
 
 
-class AsyncClient(AsyncSender, Operations):
+class AsyncClient(FromEnv, AsyncSender, Operations):
     """An asyncio client of a Keystile server (every route is a method; see :mod:`keystile.client`).
 
     ``AsyncClient("http://127.0.0.1:8787", root_key)``; use it as an async context manager, or await
@@ -41,12 +40,6 @@ class AsyncClient(AsyncSender, Operations):
         self._http = httpx.AsyncClient(
             base_url=base_url, headers=self.config.headers(headers), timeout=timeout, transport=transport
         )
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Self:
-        """A client of ``KEYSTILE_URL`` with ``KEYSTILE_ROOT_KEY`` (``environ`` defaults to ``os.environ``)."""
-        url, root_key = config_from_env(os.environ if environ is None else environ)
-        return cls(url, root_key, **options)
 
     async def _send(self, call: Call[T]) -> T:
         attempt = 0

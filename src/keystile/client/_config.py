@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Self
 
 from keystile import __version__
 
@@ -29,9 +31,15 @@ class ClientConfig:
         return {**headers, **(extra or {})}
 
 
-def config_from_env(environ: Mapping[str, str]) -> tuple[str, str | None]:
-    """The base URL and root key of ``KEYSTILE_URL`` and ``KEYSTILE_ROOT_KEY``; raises ValueError without a URL."""
-    url = environ.get(URL_VARIABLE)
-    if not url:
-        raise ValueError(f"set {URL_VARIABLE} to the Keystile server's URL, such as http://127.0.0.1:8787")
-    return url, environ.get(ROOT_KEY_VARIABLE) or None
+class FromEnv:
+    """``from_env`` of both clients."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Self:
+        """A client of ``KEYSTILE_URL`` with ``KEYSTILE_ROOT_KEY`` (``environ`` defaults to ``os.environ``);
+        ``options`` as for the constructor. Raises ValueError without a URL."""
+        env = os.environ if environ is None else environ
+        url = env.get(URL_VARIABLE)
+        if not url:
+            raise ValueError(f"set {URL_VARIABLE} to the Keystile server's URL, such as http://127.0.0.1:8787")
+        return cls(url, env.get(ROOT_KEY_VARIABLE) or None, **options)  # type: ignore[call-arg]

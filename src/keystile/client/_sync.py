@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Self, TypeVar
 
 import httpx
 
 from keystile.client._call import Call, SyncSender, retry_delay
-from keystile.client._config import DEFAULT_BACKOFF_S, DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, ClientConfig, config_from_env
+from keystile.client._config import DEFAULT_BACKOFF_S, DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, ClientConfig, FromEnv
 from keystile.client._operations import Operations
 
 T = TypeVar("T")
 
 
-class Client(SyncSender, Operations):
+class Client(FromEnv, SyncSender, Operations):
     """A blocking client of a Keystile server (every route is a method; see :mod:`keystile.client`).
 
     ``Client("http://127.0.0.1:8787", root_key)``; use it as a context manager, or call :meth:`close`. Calls that
@@ -41,12 +40,6 @@ class Client(SyncSender, Operations):
         self._http = httpx.Client(
             base_url=base_url, headers=self.config.headers(headers), timeout=timeout, transport=transport
         )
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Self:
-        """A client of ``KEYSTILE_URL`` with ``KEYSTILE_ROOT_KEY`` (``environ`` defaults to ``os.environ``)."""
-        url, root_key = config_from_env(os.environ if environ is None else environ)
-        return cls(url, root_key, **options)
 
     def _send(self, call: Call[T]) -> T:
         attempt = 0

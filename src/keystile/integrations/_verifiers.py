@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
+from keystile.client._config import ROOT_KEY_VARIABLE, URL_VARIABLE
 from keystile.config import Settings
 from keystile.schemas import VerifyRequest, VerifyResponse
 
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
     from keystile.client import AsyncClient
     from keystile.service import Keystile
 
-URL_VARIABLE = "KEYSTILE_URL"
-ROOT_KEY_VARIABLE = "KEYSTILE_ROOT_KEY"
 DATABASE_VARIABLE = "KEYSTILE_DATABASE_URL"
 REMOTE_CACHE_VARIABLE = "KEYSTILE_REMOTE_CACHE_MS"
 DEFAULT_REMOTE_CACHE_S = 2.0
