@@ -4,6 +4,8 @@ without a client method fails here."""
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 
 import pytest
 
@@ -61,3 +63,11 @@ def test_both_clients_have_every_method_and_the_package_exports_them() -> None:
     assert keystile.AsyncClient is AsyncClient
     assert keystile.__all__ == sorted(keystile.__all__)
     assert {"AsyncClient", "Client"} <= set(keystile.__all__)
+
+
+def test_importing_keystile_does_not_import_httpx_until_a_client_is_used() -> None:
+    code = (
+        "import sys, keystile; before = 'httpx' in sys.modules; keystile.Client; print(before, 'httpx' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "True"]
