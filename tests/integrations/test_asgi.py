@@ -15,6 +15,7 @@ from starlette.routing import Route
 from keystile.core.clock import ManualClock
 from keystile.integrations import KeystileMiddleware, KeyVerifier, LocalVerifier, VerifiedKey, key_of
 from keystile.integrations.fastapi import require_key, setup
+from keystile.server.http import Message
 from keystile.service import Actor, Keystile
 
 from .conftest import MakeKey
@@ -151,3 +152,39 @@ async def test_the_fastapi_dependency_checks_per_route_and_spends_once(
         missing = await client.get("/read")
         _problem(missing, 401, "missing_key")
         assert missing.headers["www-authenticate"] == "Bearer"
+
+
+async def test_a_websocket_without_a_good_key_is_closed_with_policy_violation(local: LocalVerifier) -> None:
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "websocket.connect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/whoami", "headers": [], "query_string": b"", "client": ("10.0.0.1", 1)}
+    await _guarded(local)(scope, receive, send)
+
+    assert sent == [{"type": "websocket.close", "code": 1008, "reason": "missing_key"}]
+
+
+@pytest.mark.parametrize("kind", ["middleware", "fastapi"])
+async def test_the_verifier_is_closed_when_the_application_shuts_down(kind: str) -> None:
+    from keystile.integrations import RemoteVerifier
+
+    verifier = RemoteVerifier("http://127.0.0.1:1", "ks_root_x")
+    app = _guarded(verifier) if kind == "middleware" else _fastapi(verifier, middleware=False)
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent: list[str] = []
+
+    async def receive() -> Message:
+        return next(messages)
+
+    async def send(message: Message) -> None:
+        sent.append(str(message["type"]))
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert verifier._client._http.is_closed
