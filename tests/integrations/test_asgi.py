@@ -118,6 +118,8 @@ async def test_without_an_answer_from_keystile_requests_are_refused_with_503(mak
     transport = httpx.ASGITransport(app=_guarded(verifier))
     async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
         _problem(await client.get("/whoami", headers=_bearer(plain)), 503, "verification_unavailable")
+        # A string too long to be a key is refused here, without asking (or blaming) Keystile.
+        _problem(await client.get("/whoami", headers=_bearer("k" * 5000)), 401, "invalid_key")
     await verifier.aclose()
 
 

@@ -26,6 +26,9 @@ from keystile.schemas import RateLimitState, VerifyRequest, VerifyResponse
 log = logging.getLogger("keystile.integrations")
 
 MISSING_KEY = "this API needs a key: send it as Authorization: Bearer <key>"
+INVALID_KEY = "the API key is not valid"
+# VerifyRequest.key's limit: a longer string cannot be a key, and a server would refuse the whole request (400).
+MAX_KEY_LENGTH = 4096
 _INVALID = frozenset({"NOT_FOUND", "REVOKED", "DISABLED", "EXPIRED"})
 
 
@@ -72,7 +75,7 @@ def rejection(answer: VerifyResponse, now: float) -> KeystileError:
     """The error answering a key that did not verify (``answer.valid`` is false) at ``now`` (epoch seconds)."""
     code = answer.code
     if code in _INVALID:
-        return Unauthenticated("the API key is not valid", code="invalid_key")
+        return Unauthenticated(INVALID_KEY, code="invalid_key")
     if code == "FORBIDDEN":
         return Forbidden("this key may not be used from this address", code="ip_not_allowed")
     if code == "INSUFFICIENT_PERMISSIONS":
@@ -106,6 +109,8 @@ async def authenticate(
     found = extract_key(headers, query_string)
     if found is None:
         raise Unauthenticated(MISSING_KEY, code="missing_key")
+    if len(found[0]) > MAX_KEY_LENGTH:
+        raise Unauthenticated(INVALID_KEY, code="invalid_key")
     ip = client_ip if client_ip is not None and parse_ip(client_ip) is not None else None
     request = VerifyRequest(key=found[0], api_id=api_id, permissions=permissions, ip=ip)
     try:
