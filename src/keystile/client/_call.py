@@ -106,7 +106,9 @@ class Operation(Generic[P, T]):
         def method(*args: Any, **kwargs: Any) -> Any:
             return send(build(*args, **kwargs))
 
-        return functools.wraps(build)(method)
+        # Kept on the instance (this descriptor defines no __set__), so later lookups skip this function.
+        bound = obj.__dict__[self.__name__] = functools.wraps(build)(method)
+        return bound
 
 
 def operation(
