@@ -1,10 +1,12 @@
 """Keystile: a self-hosted API key service.
 
-The public surface is small on purpose: the error tree, the settings, the services and the key format. The HTTP
-server, CLI and dashboard are built on these.
+The public surface is small on purpose: the error tree, the settings and the HTTP clients (``Client``,
+``AsyncClient``, imported on first use). The HTTP server, CLI and dashboard are built on the services.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from keystile.config import Settings
 from keystile.errors import (
@@ -15,14 +17,20 @@ from keystile.errors import (
     MigrationError,
     NotFound,
     QuerySyntaxError,
+    RateLimited,
     StorageError,
     TooLarge,
     Unauthenticated,
 )
 
+if TYPE_CHECKING:
+    from keystile.client import AsyncClient, Client
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncClient",
+    "Client",
     "Conflict",
     "Forbidden",
     "InvalidInput",
@@ -30,9 +38,19 @@ __all__ = [
     "MigrationError",
     "NotFound",
     "QuerySyntaxError",
+    "RateLimited",
     "Settings",
     "StorageError",
     "TooLarge",
     "Unauthenticated",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The clients import httpx, which `keystile --help` and the server's hot imports need not pay for.
+    if name in ("AsyncClient", "Client"):
+        import keystile.client
+
+        return getattr(keystile.client, name)
+    raise AttributeError(f"module 'keystile' has no attribute {name!r}")

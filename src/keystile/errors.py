@@ -10,6 +10,7 @@
     ├── NotFound                no such object, or one the caller may not see (404)
     ├── Conflict                the request clashes with the current state (409)
     ├── TooLarge                a body or header over its size limit (413 / 431)
+    ├── RateLimited             too many requests, or no credits left (429); may carry ``retry_after``
     └── StorageError            the database could not be reached or failed (503)
         └── MigrationError      the schema is missing, newer than this code, or a migration failed
 
@@ -87,6 +88,14 @@ class TooLarge(KeystileError):
 
     code = "payload_too_large"
     title = "Too large"
+
+
+class RateLimited(KeystileError):
+    """Too many requests (a rate limit) or none left (credits); ``extra["retry_after"]`` is in whole seconds
+    when known."""
+
+    code = "rate_limited"
+    title = "Too many requests"
 
 
 class StorageError(KeystileError):

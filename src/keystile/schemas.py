@@ -433,6 +433,12 @@ class VerifyResponse(Struct, omit_defaults=False):
     ratelimits: list[RateLimitState] | None = None
 
 
+class Status(Struct):
+    """The answer of ``/healthz`` (``ok``) and ``/readyz`` (``ready``)."""
+
+    status: str
+
+
 class Problem(Struct, omit_defaults=True):
     """An RFC 9457 problem; ``code`` is stable, ``detail`` is for people."""
 

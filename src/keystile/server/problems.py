@@ -15,6 +15,7 @@ from keystile.errors import (
     InvalidInput,
     KeystileError,
     NotFound,
+    RateLimited,
     StorageError,
     TooLarge,
     Unauthenticated,
@@ -33,11 +34,14 @@ _STATUSES: tuple[tuple[type[KeystileError], int], ...] = (
     (NotFound, 404),
     (Conflict, 409),
     (TooLarge, 413),
+    (RateLimited, 429),
     (StorageError, 503),
 )
 # Codes whose status is more precise than their class's.
 _CODE_STATUSES = {"headers_too_large": 431, "unsupported_media_type": 415, "method_not_allowed": 405}
 _TITLES = {405: "Method not allowed", 415: "Unsupported media type", 431: "Request headers too large"}
+# 401s that carry no credentials at all: their challenge names no error (RFC 6750, section 3.1).
+_NO_CREDENTIALS = frozenset({"missing_root_key", "missing_key"})
 _EXTRA_FIELDS = {"field": str, "position": int, "index": int}
 
 Headers = list[tuple[bytes, bytes]]
@@ -71,8 +75,11 @@ def problem_of(exc: KeystileError, request_id: str | None) -> tuple[int, Problem
     )
     headers: Headers = []
     if status == 401:
-        challenge = b"Bearer" if exc.code == "missing_root_key" else b'Bearer error="invalid_token"'
+        challenge = b"Bearer" if exc.code in _NO_CREDENTIALS else b'Bearer error="invalid_token"'
         headers.append((b"www-authenticate", challenge))
+    retry_after = exc.extra.get("retry_after")
+    if status == 429 and isinstance(retry_after, int):
+        headers.append((b"retry-after", b"%d" % retry_after))
     return status, problem, headers
 
 

@@ -7,14 +7,10 @@
 
 from __future__ import annotations
 
-from msgspec import Struct
 from starlette.responses import HTMLResponse, Response
 
+from keystile.schemas import Status
 from keystile.server.routing import Call, Operation
-
-
-class Status(Struct):
-    status: str
 
 
 async def healthz(call: Call) -> Response:

@@ -1,0 +1,286 @@
+"""Every route of the HTTP API as a client method, declared once for ``Client`` and ``AsyncClient`` (SPEC I1, H).
+
+Method names are the server's operation ids; path parameters are positional, query parameters keyword-only,
+and a body is the request struct of :mod:`keystile.schemas` (``KeyCreate``, ``KeyPatch``...). Answers are the
+response structs of the same module. ``tests/client/test_coverage.py`` fails when a route has no method here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from keystile.client._call import MERGE_PATCH, Operation, Parts, operation
+from keystile.schemas import (
+    ApiCreate,
+    ApiOut,
+    ApiPatch,
+    AuditOut,
+    BulkKeyCreate,
+    BulkKeysCreated,
+    CreditsChange,
+    EventOut,
+    IdentityCreate,
+    IdentityOut,
+    IdentityPatch,
+    KeyCreate,
+    KeyCreated,
+    KeyOut,
+    KeyPatch,
+    Page,
+    RatelimitRequest,
+    RatelimitResponse,
+    RerollSpec,
+    RoleList,
+    RoleOut,
+    RoleSpec,
+    RootKeyCreate,
+    RootKeyCreated,
+    RootKeyOut,
+    Status,
+    VerificationSeries,
+    VerifyRequest,
+    VerifyResponse,
+)
+
+NoContent = type(None)
+
+
+class Operations:
+    """The API's operations; mixed into both clients."""
+
+    # -- APIs (SPEC K1) ----------------------------------------------------------------------------------------
+
+    @operation("POST", "/v1/apis", ApiOut, body=ApiCreate)
+    def create_api(spec: ApiCreate) -> Parts:
+        """Create an API (a keyspace). Needs ``apis.write``."""
+        return Parts(body=spec)
+
+    @operation("GET", "/v1/apis", Page[ApiOut])
+    def list_apis(*, cursor: str | None = None, limit: int | None = None) -> Parts:
+        """One page of the APIs the root key may read, newest first."""
+        return Parts(query={"cursor": cursor, "limit": limit})
+
+    @operation("GET", "/v1/apis/{api_id}", ApiOut)
+    def get_api(api_id: str) -> Parts:
+        """One API."""
+        return Parts({"api_id": api_id})
+
+    @operation("PATCH", "/v1/apis/{api_id}", ApiOut, body=ApiPatch, content_type=MERGE_PATCH)
+    def update_api(api_id: str, patch: ApiPatch) -> Parts:
+        """Change an API: fields left UNSET stay, ``None`` resets to the default."""
+        return Parts({"api_id": api_id}, body=patch)
+
+    @operation("DELETE", "/v1/apis/{api_id}", NoContent)
+    def delete_api(api_id: str) -> Parts:
+        """Delete an API with all its keys and roles (permanent)."""
+        return Parts({"api_id": api_id})
+
+    # -- keys (SPEC K4, R1-R3, L3) -----------------------------------------------------------------------------
+
+    @operation("POST", "/v1/apis/{api_id}/keys", KeyCreated, body=KeyCreate)
+    def create_key(api_id: str, spec: KeyCreate | None = None) -> Parts:
+        """Create a key; the answer's ``key`` is the plain text, shown this once."""
+        return Parts({"api_id": api_id}, body=spec)
+
+    @operation("POST", "/v1/apis/{api_id}/keys/bulk", BulkKeysCreated, body=BulkKeyCreate)
+    def create_keys_bulk(api_id: str, spec: BulkKeyCreate) -> Parts:
+        """Create up to 1,000 keys, all or nothing (a ``BadRequest`` names the failing ``index``)."""
+        return Parts({"api_id": api_id}, body=spec)
+
+    @operation("GET", "/v1/apis/{api_id}/keys", Page[KeyOut])
+    def list_keys(
+        api_id: str,
+        *,
+        owner_id: str | None = None,
+        enabled: bool | None = None,
+        expired: bool | None = None,
+        revoked: bool | None = None,
+        stale: bool | None = None,
+        q: str | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> Parts:
+        """One page of an API's keys, newest first, with filters (``q`` searches names and starts)."""
+        query = {"owner_id": owner_id, "enabled": enabled, "expired": expired, "revoked": revoked, "stale": stale}
+        return Parts({"api_id": api_id}, {**query, "q": q, "cursor": cursor, "limit": limit})
+
+    @operation("POST", "/v1/keys/verify", VerifyResponse, body=VerifyRequest)
+    def verify_key(request: VerifyRequest) -> Parts:
+        """Verify a key (SPEC V1): an answer with ``valid`` and ``code`` whatever the key; errors only for a bad
+        request or root key. Never retried: a verification spends rate limits and credits."""
+        return Parts(body=request)
+
+    @operation("GET", "/v1/keys/{key_id}", KeyOut)
+    def get_key(key_id: str) -> Parts:
+        """One key."""
+        return Parts({"key_id": key_id})
+
+    @operation("PATCH", "/v1/keys/{key_id}", KeyOut, body=KeyPatch, content_type=MERGE_PATCH)
+    def update_key(key_id: str, patch: KeyPatch) -> Parts:
+        """Change a key: fields left UNSET stay, ``None`` removes; ``meta`` and ``credits`` merge."""
+        return Parts({"key_id": key_id}, body=patch)
+
+    @operation("DELETE", "/v1/keys/{key_id}", NoContent)
+    def delete_key(key_id: str) -> Parts:
+        """Delete a key permanently."""
+        return Parts({"key_id": key_id})
+
+    @operation("POST", "/v1/keys/{key_id}/revoke", KeyOut, idempotent=True)
+    def revoke_key(key_id: str) -> Parts:
+        """Revoke a key (revoking again changes nothing, so this call is retried like a GET)."""
+        return Parts({"key_id": key_id})
+
+    @operation("POST", "/v1/keys/{key_id}/reroll", KeyCreated, body=RerollSpec)
+    def reroll_key(key_id: str, spec: RerollSpec | None = None) -> Parts:
+        """Replace a key with a new one of the same settings; the answer's ``key`` is the new plain text."""
+        return Parts({"key_id": key_id}, body=spec)
+
+    @operation("POST", "/v1/keys/{key_id}/credits", KeyOut, body=CreditsChange)
+    def change_credits(key_id: str, change: CreditsChange) -> Parts:
+        """Set, add or subtract a key's credits (atomic on the server)."""
+        return Parts({"key_id": key_id}, body=change)
+
+    # -- identities (SPEC K5) ----------------------------------------------------------------------------------
+
+    @operation("POST", "/v1/identities", IdentityOut, body=IdentityCreate)
+    def create_identity(spec: IdentityCreate) -> Parts:
+        """Create the identity of an owner: limits and credits shared by all of its keys."""
+        return Parts(body=spec)
+
+    @operation("GET", "/v1/identities/{owner_id}", IdentityOut)
+    def get_identity(owner_id: str) -> Parts:
+        """The identity of an owner."""
+        return Parts({"owner_id": owner_id})
+
+    @operation("PATCH", "/v1/identities/{owner_id}", IdentityOut, body=IdentityPatch, content_type=MERGE_PATCH)
+    def update_identity(owner_id: str, patch: IdentityPatch) -> Parts:
+        """Change an identity (``meta`` and ``credits`` merge, ``None`` removes)."""
+        return Parts({"owner_id": owner_id}, body=patch)
+
+    @operation("DELETE", "/v1/identities/{owner_id}", NoContent)
+    def delete_identity(owner_id: str) -> Parts:
+        """Delete an identity (its keys stay, without its limits and credits)."""
+        return Parts({"owner_id": owner_id})
+
+    # -- standalone rate limits (SPEC L4) ------------------------------------------------------------------------
+
+    @operation("POST", "/v1/ratelimit", RatelimitResponse, body=RatelimitRequest)
+    def ratelimit(request: RatelimitRequest) -> Parts:
+        """Spend from a rate limit that is not tied to a key; ``success`` says whether the request passes."""
+        return Parts(body=request)
+
+    # -- roles (SPEC V3) ----------------------------------------------------------------------------------------
+
+    @operation("POST", "/v1/apis/{api_id}/roles", RoleOut, body=RoleSpec, idempotent=True)
+    def put_role(api_id: str, spec: RoleSpec) -> Parts:
+        """Create a role or replace the one of that name (so repeating it is harmless)."""
+        return Parts({"api_id": api_id}, body=spec)
+
+    @operation("GET", "/v1/apis/{api_id}/roles", RoleList)
+    def list_roles(api_id: str) -> Parts:
+        """An API's roles."""
+        return Parts({"api_id": api_id})
+
+    @operation("DELETE", "/v1/apis/{api_id}/roles/{name}", NoContent)
+    def delete_role(api_id: str, name: str) -> Parts:
+        """Delete a role and take it off every key that lists it."""
+        return Parts({"api_id": api_id, "name": name})
+
+    # -- root keys (SPEC K6) --------------------------------------------------------------------------------------
+
+    @operation("POST", "/v1/root-keys", RootKeyCreated, body=RootKeyCreate)
+    def create_root_key(spec: RootKeyCreate) -> Parts:
+        """Create a root key (never with a permission the caller lacks); ``key`` is shown this once."""
+        return Parts(body=spec)
+
+    @operation("GET", "/v1/root-keys", Page[RootKeyOut])
+    def list_root_keys(*, cursor: str | None = None, limit: int | None = None) -> Parts:
+        """One page of root keys, newest first."""
+        return Parts(query={"cursor": cursor, "limit": limit})
+
+    @operation("POST", "/v1/root-keys/{root_key_id}/revoke", RootKeyOut, idempotent=True)
+    def revoke_root_key(root_key_id: str) -> Parts:
+        """Revoke a root key (it may be the caller's own)."""
+        return Parts({"root_key_id": root_key_id})
+
+    # -- audit, logs, analytics (SPEC A2, O2, O3) ---------------------------------------------------------------
+
+    @operation("GET", "/v1/audit", Page[AuditOut])
+    def list_audit(
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> Parts:
+        """One page of audit entries, newest first."""
+        query = {"actor": actor, "action": action, "target": target, "since": since, "until": until}
+        return Parts(query={**query, "cursor": cursor, "limit": limit})
+
+    @operation("GET", "/v1/logs", Page[EventOut])
+    def list_logs(
+        *,
+        api_id: str | None = None,
+        key_id: str | None = None,
+        owner_id: str | None = None,
+        outcome: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> Parts:
+        """One page of verification events, newest first."""
+        query = {"api_id": api_id, "key_id": key_id, "owner_id": owner_id, "outcome": outcome}
+        return Parts(query={**query, "since": since, "until": until, "cursor": cursor, "limit": limit})
+
+    @operation("GET", "/v1/analytics/verifications", VerificationSeries)
+    def verification_counts(
+        *,
+        api_id: str | None = None,
+        key_id: str | None = None,
+        owner_id: str | None = None,
+        outcome: str | None = None,
+        granularity: str | None = None,
+        group_by: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Parts:
+        """Verifications counted per minute, hour or day, grouped by outcome, key or owner."""
+        query: dict[str, Any] = {"api_id": api_id, "key_id": key_id, "owner_id": owner_id, "outcome": outcome}
+        return Parts(query={**query, "granularity": granularity, "group_by": group_by, "since": since, "until": until})
+
+    # -- operations and documents ---------------------------------------------------------------------------------
+
+    @operation("GET", "/healthz", Status)
+    def healthz() -> Parts:
+        """Liveness: ``Status(status="ok")``."""
+        return Parts()
+
+    @operation("GET", "/readyz", Status)
+    def readyz() -> Parts:
+        """Readiness: ``Status(status="ready")``; raises ``ServiceUnavailable`` when storage or Redis is down."""
+        return Parts()
+
+    @operation("GET", "/metrics", str)
+    def metrics() -> Parts:
+        """The server's Prometheus metrics, as text."""
+        return Parts()
+
+    @operation("GET", "/openapi.json", dict[str, Any])
+    def openapi_json() -> Parts:
+        """The server's OpenAPI 3.1 document."""
+        return Parts()
+
+    @operation("GET", "/docs", str)
+    def docs() -> Parts:
+        """The API reference page, as HTML."""
+        return Parts()
+
+
+def operations() -> dict[str, Operation[Any, Any]]:
+    """Every operation by method name."""
+    return {name: value for name, value in vars(Operations).items() if isinstance(value, Operation)}
