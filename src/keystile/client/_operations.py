@@ -281,6 +281,12 @@ class Operations:
         return Parts()
 
 
+NOT_FOR_CLIENTS: dict[tuple[str, str], str] = {
+    ("POST", "/v1/leaks"): "called by GitHub's secret scanning, with a body GitHub signs, never with a root key",
+}
+"""Routes that have no client method, and why: they are not called by an application with a root key."""
+
+
 def operations() -> dict[str, Operation[Any, Any]]:
     """Every operation by method name."""
     return {name: value for name, value in vars(Operations).items() if isinstance(value, Operation)}
