@@ -56,6 +56,9 @@ SETTING_FLAGS: list[tuple[str, Any, str]] = [
     ("events_flush_ms", int, "How often buffered events are written [default: 1000]."),
     ("events_retention_days", int, "Days raw events are kept [default: 30]."),
     ("rollups_retention_days", int, "Days hourly and daily event counts are kept [default: 400]."),
+    ("auth_api_ids", str, "Comma-separated APIs whose keys /v1/auth may verify [default: any named by api_id]."),
+    ("auth_limited_status", click.Choice(["429", "403"]), "/v1/auth status for RATE_LIMITED [default: 429]."),
+    ("auth_failures_per_minute", int, "Failed /v1/auth attempts per client IP a minute [default: 100; 0: off]."),
 ]
 
 

@@ -30,6 +30,15 @@ def last_refill_moment(refill: Refill, now_ms: int) -> int:
     return candidate
 
 
+def next_refill_moment(refill: Refill, now_ms: int) -> int:
+    """The first refill moment after ``now_ms`` (epoch ms)."""
+    for days in range(1, 33):
+        moment = last_refill_moment(refill, now_ms + days * _DAY_MS)
+        if moment > now_ms:
+            return moment
+    raise AssertionError("a refill comes at least monthly")  # pragma: no cover
+
+
 def _monthly(year: int, month: int, day: int) -> int:
     clamped = min(day, calendar.monthrange(year, month)[1])
     return int(datetime(year, month, clamped, tzinfo=UTC).timestamp() * 1000)

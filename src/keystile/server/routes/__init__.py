@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from keystile.server.routes import analytics, apis, audit, identities, keys, logs, ops, ratelimit, roles, root_keys
+from keystile.server.routes import (
+    analytics,
+    apis,
+    audit,
+    auth,
+    identities,
+    keys,
+    logs,
+    ops,
+    ratelimit,
+    roles,
+    root_keys,
+)
 from keystile.server.routing import Operation
 
 OPERATIONS: list[Operation] = [
     *apis.OPERATIONS,
     *keys.OPERATIONS,
+    *auth.OPERATIONS,
     *identities.OPERATIONS,
     *ratelimit.OPERATIONS,
     *roles.OPERATIONS,

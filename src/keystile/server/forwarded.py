@@ -1,0 +1,64 @@
+"""Who is really asking: the client address and original request behind a trusted proxy (SPEC V5, X1).
+
+A proxy in front of Keystile (nginx ``auth_request``, Traefik, Caddy, Envoy) calls it in the client's place and
+says who the client was in ``X-Forwarded-For`` / ``X-Real-IP``, and what it asked for in ``X-Original-URI`` /
+``X-Forwarded-Uri`` and ``X-Original-Method`` / ``X-Forwarded-Method``. Anyone can send those headers, so they
+are believed only when the direct peer is one of ``KEYSTILE_TRUSTED_PROXIES``; otherwise the peer itself is the
+client. In a chain of proxies (``X-Forwarded-For: client, proxy1, proxy2``) the client is the rightmost address
+that is not a trusted proxy: entries left of it were written by the client itself and prove nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from keystile.core.netaddr import Network, allowed, compile_allowlist, parse_ip
+
+_MEMO_LIMIT = 1024
+
+
+class TrustedProxies:
+    """The networks whose forwarding headers are believed, with the decisions memoised per address."""
+
+    __slots__ = ("_memo", "_networks")
+
+    def __init__(self, cidrs: Iterable[str]) -> None:
+        self._networks: tuple[Network, ...] = compile_allowlist(cidrs)
+        self._memo: dict[str, bool] = {}
+
+    def trusts(self, address: str | None) -> bool:
+        """Whether ``address`` (a peer or a hop of ``X-Forwarded-For``) is a trusted proxy."""
+        if address is None:
+            return False
+        trusted = self._memo.get(address)
+        if trusted is None:
+            parsed = parse_ip(address)
+            trusted = parsed is not None and allowed(self._networks, parsed)
+            if len(self._memo) >= _MEMO_LIMIT:
+                self._memo.clear()
+            self._memo[address] = trusted
+        return trusted
+
+    def client_ip(self, peer: str | None, forwarded_for: bytes | None, real_ip: bytes | None) -> str | None:
+        """The client's address: from the forwarding headers when ``peer`` is trusted, else ``peer``.
+
+        A hop that is not an IP address ends the walk: the hop to its right (a trusted proxy) is the client as far
+        as anyone can tell.
+        """
+        if not self.trusts(peer):
+            return peer
+        if forwarded_for:
+            client = peer
+            for hop in reversed(forwarded_for.decode("latin-1").split(",")):
+                hop = hop.strip()
+                if parse_ip(hop) is None:
+                    return client
+                client = hop
+                if not self.trusts(hop):
+                    return hop
+            return client  # every hop is a proxy of ours: the leftmost is as close to the client as we get
+        if real_ip:
+            text = real_ip.decode("latin-1").strip()
+            if parse_ip(text) is not None:
+                return text
+        return peer
