@@ -296,10 +296,8 @@ def _identity(entry: CachedKey, code: str) -> Headers:
         (b"x-keystile-key-id", key.id.encode()),
         (b"x-keystile-api-id", key.api_id.encode()),
     ]
-    if key.owner_id is not None:
-        # Owner ids are the deployment's own external ids; percent-encoding would change them, so only header-safe
-        # ones are passed on.
-        owner = key.owner_id.encode("utf-8")
-        if all(32 <= b < 127 for b in owner):
-            headers.append((b"x-keystile-owner-id", owner))
+    # Always sent, empty without an owner: a proxy that copies it (Caddy 2.6) would otherwise pass its own
+    # placeholder on. Owner ids are the deployment's own external ids; only header-safe ones are passed on.
+    owner = (key.owner_id or "").encode("utf-8")
+    headers.append((b"x-keystile-owner-id", owner if all(32 <= b < 127 for b in owner) else b""))
     return headers
