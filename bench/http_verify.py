@@ -259,9 +259,11 @@ def parse_wrk(output: str) -> WrkRun:
     )
 
 
-def run_wrk(wrk: str, url: str, env: dict[str, str], connections: int, duration_s: float) -> WrkRun:
-    """One wrk run of the shared request against ``url``."""
-    command = [wrk, "-t1", f"-c{connections}", f"-d{duration_s:g}s", "--latency", "-s", str(LUA_SCRIPT), url]
+def run_wrk(
+    wrk: str, url: str, env: dict[str, str], connections: int, duration_s: float, script: Path = LUA_SCRIPT
+) -> WrkRun:
+    """One wrk run of the shared request (``script``) against ``url``."""
+    command = [wrk, "-t1", f"-c{connections}", f"-d{duration_s:g}s", "--latency", "-s", str(script), url]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False, timeout=duration_s + 60)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")

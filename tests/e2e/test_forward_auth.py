@@ -45,6 +45,7 @@ http {{
     scgi_temp_path {dir}/scgi;
 
     upstream keystile {{ server 127.0.0.1:{keystile_port}; keepalive 16; }}
+    upstream app {{ server 127.0.0.1:{upstream_port}; keepalive 16; }}
 
     server {{
         listen 127.0.0.1:{port};
@@ -75,12 +76,12 @@ http {{
         location / {{
             auth_request /_keystile;
             include {dir}/identity.conf;
-            proxy_pass http://127.0.0.1:{upstream_port};
+            proxy_pass http://app;
         }}
         location /docs/ {{
             auth_request /_keystile_docs_write;
             include {dir}/identity.conf;
-            proxy_pass http://127.0.0.1:{upstream_port};
+            proxy_pass http://app;
         }}
     }}
 }}
@@ -97,6 +98,8 @@ proxy_set_header X-Keystile-Owner-Id $keystile_owner_id;
 proxy_set_header X-Keystile-Api-Id $keystile_api_id;
 proxy_set_header Authorization "";
 proxy_set_header X-API-Key "";
+proxy_http_version 1.1;
+proxy_set_header Connection "";
 add_header X-Keystile-Code $keystile_code always;
 add_header Retry-After $keystile_retry_after always;
 """

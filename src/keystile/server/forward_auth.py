@@ -51,6 +51,18 @@ _MEMO_LIMIT = 256
 _TAG = "forward_auth"
 
 Headers = list[tuple[bytes, bytes]]
+# The request headers this endpoint reads, by kind: one dict lookup per header.
+_CREDENTIALS, _FORWARDED_FOR, _REAL_IP, _URI, _METHOD = range(5)
+_WANTED = {
+    b"authorization": _CREDENTIALS,
+    b"x-api-key": _CREDENTIALS,
+    b"x-forwarded-for": _FORWARDED_FOR,
+    b"x-real-ip": _REAL_IP,
+    b"x-original-uri": _URI,
+    b"x-forwarded-uri": _URI,
+    b"x-original-method": _METHOD,
+    b"x-forwarded-method": _METHOD,
+}
 _EMPTY_BODY: Message = {"type": "http.response.body", "body": b"", "more_body": False}
 _CHALLENGE = (b"www-authenticate", b"Bearer")
 
@@ -172,17 +184,21 @@ class ForwardAuthEndpoint:
         ks = runtime.keystile
         headers = scope["headers"]
         forwarded_for = real_ip = original_uri = original_method = None
+        credentials: Headers = []
         size = 0
         for name, value in headers:
             size += len(name) + len(value) + HEADER_OVERHEAD
-            if name[:2] == b"x-":
-                if name == b"x-forwarded-for":
+            wanted = _WANTED.get(name)
+            if wanted is not None:
+                if wanted == _CREDENTIALS:
+                    credentials.append((name, value))
+                elif wanted == _FORWARDED_FOR:
                     forwarded_for = value if forwarded_for is None else forwarded_for + b"," + value
-                elif name == b"x-real-ip":
+                elif wanted == _REAL_IP:
                     real_ip = value
-                elif name in (b"x-original-uri", b"x-forwarded-uri"):
+                elif wanted == _URI:
                     original_uri = value
-                elif name in (b"x-original-method", b"x-forwarded-method"):
+                else:
                     original_method = value
         client = scope.get("client")
         peer = client[0] if client else None
@@ -211,7 +227,7 @@ class ForwardAuthEndpoint:
                 await self._refuse(send, "too_many_failures", wait)
                 return
             try:
-                found = extract_key(headers, original_query)
+                found = extract_key(credentials, original_query)
             except KeystileError as exc:  # ambiguous_credentials
                 await self._unauthorized(send, failures, ip, exc.code)
                 return

@@ -15,16 +15,18 @@ from collections.abc import Iterable
 from keystile.core.netaddr import Network, allowed, compile_allowlist, parse_ip
 
 _MEMO_LIMIT = 1024
+_UNKNOWN = object()
 
 
 class TrustedProxies:
     """The networks whose forwarding headers are believed, with the decisions memoised per address."""
 
-    __slots__ = ("_memo", "_networks")
+    __slots__ = ("_clients", "_memo", "_networks")
 
     def __init__(self, cidrs: Iterable[str]) -> None:
         self._networks: tuple[Network, ...] = compile_allowlist(cidrs)
         self._memo: dict[str, bool] = {}
+        self._clients: dict[tuple[str | None, bytes | None, bytes | None], str | None] = {}
 
     def trusts(self, address: str | None) -> bool:
         """Whether ``address`` (a peer or a hop of ``X-Forwarded-For``) is a trusted proxy."""
@@ -47,6 +49,17 @@ class TrustedProxies:
         """
         if not self.trusts(peer):
             return peer
+        # The same clients come through the same proxies again and again.
+        memo = (peer, forwarded_for, real_ip)
+        client = self._clients.get(memo, _UNKNOWN)
+        if client is _UNKNOWN:
+            client = self._walk(peer, forwarded_for, real_ip)
+            if len(self._clients) >= _MEMO_LIMIT:
+                self._clients.clear()
+            self._clients[memo] = client
+        return client  # type: ignore[return-value]
+
+    def _walk(self, peer: str | None, forwarded_for: bytes | None, real_ip: bytes | None) -> str | None:
         if forwarded_for:
             client = peer
             for hop in reversed(forwarded_for.decode("latin-1").split(",")):
