@@ -329,3 +329,19 @@ async def test_forward_auth_is_in_the_openapi_document(client: httpx.AsyncClient
     operation = document["paths"]["/v1/auth"]["get"]
     assert [p["name"] for p in operation["parameters"]] == ["api_id", "permissions", "cost"]
     assert operation["security"] == []
+
+
+async def test_a_server_that_has_not_opened_its_storage_answers_503(settings: Settings) -> None:
+    app = create_app(settings)  # no services yet: the lifespan has not run
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://keystile") as http:
+        response = await http.get("/v1/auth?api_id=api_x", headers=bearer("ks_" + "x" * 38))
+    assert response.status_code == 503
+    assert response.headers["x-keystile-code"] == "not_ready"
+    assert response.content == b""
+
+
+async def test_oversized_headers_are_431_without_a_body(client: httpx.AsyncClient, api: Json) -> None:
+    response = await client.get(f"/v1/auth?api_id={api['id']}", headers={"X-Padding": "p" * (17 * 1024)})
+    assert response.status_code == 431
+    assert response.headers["x-keystile-code"] == "headers_too_large"
+    assert response.content == b""
