@@ -52,6 +52,7 @@ from http_verify import (
     WrkRun,
     ensure_wrk,
     free_port,
+    group_cpu_seconds,
     prepare_database,
     run_wrk,
 )
@@ -152,9 +153,22 @@ class Result:
         return self._ratio("nginx_empty", "nginx_plain")
 
     @property
+    def verifier_ratio(self) -> float:
+        """nginx + /v1/auth / nginx + a trivial verifier: Keystile's own share of what forward auth costs."""
+        return self._ratio("nginx_auth", "nginx_empty")
+
+    @property
     def p2_ratio(self) -> float:
         """/v1/auth directly / hello world directly (median of rounds)."""
         return self._ratio("auth", "hello")
+
+    def cpu_ratio(self, measured: str, baseline: str) -> float | None:
+        """Median server CPU per request (nginx and every server) of ``baseline`` / ``measured``: the throughput
+        ratio of a machine where the servers, not the neighbours, are the limit; far steadier than req/s here."""
+        cpu = {name: [r.cpu_us for r in self.runs[name] if r.cpu_us is not None] for name in (measured, baseline)}
+        if not cpu[measured] or not cpu[baseline]:
+            return None
+        return statistics.median(cpu[baseline]) / statistics.median(cpu[measured])
 
     def p99_ms(self, name: str) -> float:
         return statistics.median(r.p99_ms for r in self.runs[name])
@@ -183,15 +197,26 @@ class Result:
         for i in range(len(self.runs[names[0]])):
             lines.append(f"  {i + 1:<6}" + "".join(f"{self.runs[n][i].rps:>13,.0f}" for n in names))
         lines.append("  p99 ms" + "".join(f"{self.p99_ms(n):>13.2f}" for n in names))
+        cpu = {n: statistics.median(r.cpu_us or 0.0 for r in self.runs[n]) for n in names}
+        lines.append("  cpu us" + "".join(f"{cpu[n]:>13.0f}" for n in names) + "   (all servers' CPU per request)")
         lines.append(
             f"  P3 nginx+/v1/auth / nginx alone = {self.p3_ratio:.2f} (median of rounds), target >= {TARGET_P3:g}; "
             f"p99 {self.p99_ms('nginx_auth'):.2f} ms"
         )
+        p3_cpu, empty_cpu = self.cpu_ratio("nginx_auth", "nginx_plain"), self.cpu_ratio("nginx_empty", "nginx_plain")
+        if p3_cpu is not None and empty_cpu is not None:
+            lines.append(
+                f"  the same from CPU per request: nginx+/v1/auth {p3_cpu:.2f}, nginx+trivial verifier {empty_cpu:.2f}"
+            )
         lines.append(f"  context: nginx + a trivial empty-reply verifier / nginx alone = {self.empty_ratio:.2f}")
+        lines.append(f"  context: nginx + /v1/auth / nginx + the trivial verifier = {self.verifier_ratio:.2f}")
         lines.append(
             f"  P2 /v1/auth / hello world = {self.p2_ratio:.2f} (median of rounds), target >= {TARGET_P2:g}; "
             f"p99 {self.p99_ms('auth'):.2f} ms"
         )
+        p2_cpu = self.cpu_ratio("auth", "hello")
+        if p2_cpu is not None:
+            lines.append(f"  hello / /v1/auth server CPU per request = {p2_cpu:.2f}")
         lines.extend(f"  ERROR {error}" for error in self.errors)
         return "\n".join(lines)
 
@@ -208,6 +233,12 @@ def ensure_nginx() -> str:
     if found is None:
         raise RuntimeError("the forward-auth benchmark needs nginx: `sudo apt-get install nginx`")
     return found
+
+
+def _cpu(groups: list[int]) -> float | None:
+    """CPU time of nginx and every server together (the idle ones add next to nothing)."""
+    times = [group_cpu_seconds(group) for group in groups]
+    return None if None in times else sum(t or 0.0 for t in times)
 
 
 def _get(port: int, path: str, headers: dict[str, str]) -> int:
@@ -304,18 +335,16 @@ def run(*, duration_s: float = 2.0, warmup_s: float = 2.0, rounds: int = 7, conn
                     raise RuntimeError(
                         f"{name} answered {status}; {(directory / 'nginx-error.log').read_text()[-800:]}"
                     )
-            measured = {"nginx_auth": keystile, "auth": keystile, "hello": hello}
+            groups = [proxy.pid, *(server.process.pid for server in servers)]
             for port, path in targets.values():
                 run_wrk(wrk, f"http://127.0.0.1:{port}{path}", wrk_env, connections, warmup_s, GET_SCRIPT)
             runs: dict[str, list[WrkRun]] = {name: [] for name in targets}
             for _ in range(rounds):
                 for name, (port, path) in targets.items():
-                    server = measured.get(name)
-                    before = server.cpu_seconds() if server else None
+                    before = _cpu(groups)
                     run = run_wrk(wrk, f"http://127.0.0.1:{port}{path}", wrk_env, connections, duration_s, GET_SCRIPT)
-                    after = server.cpu_seconds() if server else None
-                    cpu = None if before is None or after is None else after - before
-                    runs[name].append(run.with_cpu(cpu))
+                    after = _cpu(groups)
+                    runs[name].append(run.with_cpu(None if before is None or after is None else after - before))
             for name in ("nginx_auth", "auth"):
                 port, path = targets[name]
                 if (status := _get(port, path, headers)) != 200:

@@ -280,6 +280,25 @@ def free_port() -> int:
         return port
 
 
+def group_cpu_seconds(group: int) -> float | None:
+    """User + system CPU time of every process in the process group ``group``; None without /proc."""
+    total = 0
+    try:
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = Path(entry.path, "stat").read_text()
+            except OSError:
+                continue  # the process ended while we looked
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[2]) == group:  # process group: granian's main process and its workers
+                total += int(fields[11]) + int(fields[12])
+    except OSError:
+        return None
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 class Server:
     """A granian process (ASGI, one worker) serving ``target`` on a free local port."""
 
@@ -326,21 +345,7 @@ class Server:
 
     def cpu_seconds(self) -> float | None:
         """User + system CPU time of every process of the server (granian and its worker); None without /proc."""
-        total = 0
-        try:
-            for entry in os.scandir("/proc"):
-                if not entry.name.isdigit():
-                    continue
-                try:
-                    stat = Path(entry.path, "stat").read_text()
-                except OSError:
-                    continue  # the process ended while we looked
-                fields = stat[stat.rindex(")") + 2 :].split()
-                if int(fields[2]) == self.process.pid:  # process group: granian's main process and its workers
-                    total += int(fields[11]) + int(fields[12])
-        except OSError:
-            return None
-        return total / os.sysconf("SC_CLK_TCK")
+        return group_cpu_seconds(self.process.pid)
 
     def measure(self, wrk: str, env: dict[str, str], connections: int, duration_s: float) -> WrkRun:
         """One wrk run against this server, with the CPU time the server spent on it."""

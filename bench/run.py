@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             p99 = f"{p3.p99_ms('nginx_auth'):.2f} ms"
             rows.append(_row("P3", "  p99 latency through nginx + /v1/auth", p99, "reported", None))
             rows.append(_row("P3", "  context: nginx + empty verifier / alone", f"{p3.empty_ratio:.2f}", "", None))
+            share = f"{p3.verifier_ratio:.2f}"
+            rows.append(_row("P3", "  context: nginx + /v1/auth / + empty verifier", share, "", None))
             rows.append(
                 _row(
                     "P2",
