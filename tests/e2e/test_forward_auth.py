@@ -28,6 +28,7 @@ pytestmark = pytest.mark.e2e
 
 Json = dict[str, Any]
 Setup = tuple["Proxy", Json, dict[str, str]]
+
 START_TIMEOUT_S = 30.0
 
 NGINX_CONF = """
@@ -263,29 +264,54 @@ def _assert_common(url: str, api: Json, keys: dict[str, str]) -> None:
     assert unknown.status_code == 401
 
 
-@pytest.fixture(scope="module")
-def nginx_setup(tmp_path_factory: pytest.TempPathFactory, upstream: int) -> Iterator[Setup]:
-    nginx = _tool("nginx")
-    workdir = tmp_path_factory.mktemp("nginx")
-    keystile = serve(workdir, {"KEYSTILE_AUTH_LIMITED_STATUS": "403"}, name="keystile")
+def _nginx(workdir: Path, keystile: Server, api: Json, upstream: int) -> Proxy:
+    port = free_port()
+    (workdir / "identity.conf").write_text(NGINX_IDENTITY)
+    conf = workdir / "nginx.conf"
+    conf.write_text(
+        NGINX_CONF.format(
+            user=f"user {getpass.getuser()};" if os.geteuid() == 0 else "",
+            dir=workdir,
+            port=port,
+            keystile_port=keystile.url.rsplit(":", 1)[1],
+            api_id=api["id"],
+            upstream_port=upstream,
+        )
+    )
+    command = [_tool("nginx"), "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "nginx-error.log")]
+    return Proxy([*command, "-g", "daemon off;"], workdir, port)
+
+
+def _caddy(workdir: Path, keystile: Server, api: Json, upstream: int) -> Proxy:
+    port = free_port()
+    caddyfile = workdir / "Caddyfile"
+    ports = {"keystile_port": keystile.url.rsplit(":", 1)[1], "api_id": api["id"], "upstream_port": upstream}
+    caddyfile.write_text(
+        CADDYFILE.format(
+            dir=workdir,
+            port=port,
+            route=CADDY_ROUTE.format(options="", **ports),
+            docs_route=CADDY_ROUTE.format(options="&permissions=docs.write", **ports),
+        )
+    )
+    env = {"HOME": str(workdir), "XDG_DATA_HOME": str(workdir), "XDG_CONFIG_HOME": str(workdir)}
+    return Proxy([_tool("caddy"), "run", "--config", str(caddyfile), "--adapter", "caddyfile"], workdir, port, env)
+
+
+# nginx's auth_request turns anything but 2xx, 401 and 403 into a 500, so Keystile answers it 403 for 429; Caddy
+# passes every answer through as it is.
+PROXIES = {"nginx": (_nginx, {"KEYSTILE_AUTH_LIMITED_STATUS": "403"}, 403), "caddy": (_caddy, {}, 429)}
+
+
+@pytest.fixture(scope="module", params=list(PROXIES))
+def proxied(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, upstream: int) -> Iterator[Setup]:
+    """A real keystile serve, its API and keys, and the proxy (nginx or Caddy) in front of the echoing upstream."""
+    start, env, _ = PROXIES[request.param]
+    workdir = tmp_path_factory.mktemp(request.param)
+    keystile = serve(workdir, env, name="keystile")
     try:
         api, keys = _setup(keystile)
-        port = free_port()
-        (workdir / "identity.conf").write_text(NGINX_IDENTITY)
-        conf = workdir / "nginx.conf"
-        user = f"user {getpass.getuser()};" if os.geteuid() == 0 else ""
-        conf.write_text(
-            NGINX_CONF.format(
-                user=user,
-                dir=workdir,
-                port=port,
-                keystile_port=keystile.url.rsplit(":", 1)[1],
-                api_id=api["id"],
-                upstream_port=upstream,
-            )
-        )
-        command = [nginx, "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "nginx-error.log")]
-        proxy = Proxy([*command, "-g", "daemon off;"], workdir, port)
+        proxy = start(workdir, keystile, api, upstream)
         try:
             yield proxy, api, keys
         finally:
@@ -295,18 +321,16 @@ def nginx_setup(tmp_path_factory: pytest.TempPathFactory, upstream: int) -> Iter
         keystile.stop()
 
 
-def test_nginx_auth_request_lets_valid_keys_through_with_their_identity(
-    nginx_setup: Setup,
-) -> None:
-    proxy, api, keys = nginx_setup
+def test_valid_keys_pass_with_their_identity_and_the_key_stays_behind(proxied: Setup) -> None:
+    proxy, api, keys = proxied
     _assert_common(proxy.url, api, keys)
     # The key in the query string is read from the original URI.
     got = _echoed(httpx.get(f"{proxy.url}/orders?api_key={keys['valid']}"))
     assert got["x-keystile-key-id"] == keys["valid_id"]
 
 
-def test_nginx_refuses_a_missing_permission_with_403(nginx_setup: Setup) -> None:
-    proxy, _, keys = nginx_setup
+def test_a_missing_permission_is_refused_with_403(proxied: Setup) -> None:
+    proxy, _, keys = proxied
     refused = httpx.get(f"{proxy.url}/docs/page", headers={"Authorization": f"Bearer {keys['valid']}"})
     assert refused.status_code == 403
     assert refused.headers["x-keystile-code"] == "INSUFFICIENT_PERMISSIONS"
@@ -314,72 +338,12 @@ def test_nginx_refuses_a_missing_permission_with_403(nginx_setup: Setup) -> None
     assert allowed["x-keystile-key-id"] == keys["writer_id"]
 
 
-def test_nginx_gets_rate_limited_keys_as_403_with_retry_after(
-    nginx_setup: Setup,
-) -> None:
-    proxy, _, keys = nginx_setup
+def test_a_rate_limited_key_is_refused_with_retry_after(proxied: Setup, request: pytest.FixtureRequest) -> None:
+    proxy, _, keys = proxied
+    expected = PROXIES[request.node.callspec.params["proxied"]][2]
     limited = {"Authorization": f"Bearer {keys['limited']}"}
     assert httpx.get(f"{proxy.url}/orders", headers=limited).status_code == 200
     refused = httpx.get(f"{proxy.url}/orders", headers=limited)
-    # nginx's auth_request turns anything but 2xx, 401 and 403 into a 500: KEYSTILE_AUTH_LIMITED_STATUS=403.
-    assert refused.status_code == 403
+    assert refused.status_code == expected  # 403 for nginx (KEYSTILE_AUTH_LIMITED_STATUS=403), 429 for Caddy
     assert refused.headers["x-keystile-code"] == "RATE_LIMITED"
     assert refused.headers["retry-after"] == "60"
-
-
-@pytest.fixture(scope="module")
-def caddy_setup(tmp_path_factory: pytest.TempPathFactory, upstream: int) -> Iterator[Setup]:
-    caddy = _tool("caddy")
-    workdir = tmp_path_factory.mktemp("caddy")
-    keystile = serve(workdir, name="keystile")
-    try:
-        api, keys = _setup(keystile)
-        port = free_port()
-        caddyfile = workdir / "Caddyfile"
-        ports = {"keystile_port": keystile.url.rsplit(":", 1)[1], "api_id": api["id"], "upstream_port": upstream}
-        caddyfile.write_text(
-            CADDYFILE.format(
-                dir=workdir,
-                port=port,
-                route=CADDY_ROUTE.format(options="", **ports),
-                docs_route=CADDY_ROUTE.format(options="&permissions=docs.write", **ports),
-            )
-        )
-        env = {"HOME": str(workdir), "XDG_DATA_HOME": str(workdir), "XDG_CONFIG_HOME": str(workdir)}
-        proxy = Proxy([caddy, "run", "--config", str(caddyfile), "--adapter", "caddyfile"], workdir, port, env)
-        try:
-            yield proxy, api, keys
-        finally:
-            proxy.stop()
-            assert keys["valid"] not in keystile.output()
-    finally:
-        keystile.stop()
-
-
-def test_caddy_forward_auth_lets_valid_keys_through_with_their_identity(
-    caddy_setup: Setup,
-) -> None:
-    proxy, api, keys = caddy_setup
-    _assert_common(proxy.url, api, keys)
-    got = _echoed(httpx.get(f"{proxy.url}/orders?api_key={keys['valid']}"))
-    assert got["x-keystile-key-id"] == keys["valid_id"]
-
-
-def test_caddy_refuses_a_missing_permission_with_403(caddy_setup: Setup) -> None:
-    proxy, _, keys = caddy_setup
-    refused = httpx.get(f"{proxy.url}/docs/page", headers={"Authorization": f"Bearer {keys['valid']}"})
-    assert refused.status_code == 403
-    assert refused.headers["x-keystile-code"] == "INSUFFICIENT_PERMISSIONS"
-    allowed = _echoed(httpx.get(f"{proxy.url}/docs/page", headers={"Authorization": f"Bearer {keys['writer']}"}))
-    assert allowed["x-keystile-key-id"] == keys["writer_id"]
-
-
-def test_caddy_passes_429_and_retry_after_through(caddy_setup: Setup) -> None:
-    proxy, _, keys = caddy_setup
-    limited = {"Authorization": f"Bearer {keys['limited']}"}
-    assert httpx.get(f"{proxy.url}/orders", headers=limited).status_code == 200
-    refused = httpx.get(f"{proxy.url}/orders", headers=limited)
-    assert refused.status_code == 429
-    assert refused.headers["x-keystile-code"] == "RATE_LIMITED"
-    assert refused.headers["retry-after"] == "60"
-    assert refused.content == b""
