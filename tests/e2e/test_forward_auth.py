@@ -54,24 +54,12 @@ http {{
         location = /_keystile {{
             internal;
             proxy_pass http://keystile/v1/auth?api_id={api_id};
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URI $request_uri;
-            proxy_set_header X-Original-Method $request_method;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            include {dir}/keystile-auth.conf;
         }}
         location = /_keystile_docs_write {{
             internal;
             proxy_pass http://keystile/v1/auth?api_id={api_id}&permissions=docs.write;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URI $request_uri;
-            proxy_set_header X-Original-Method $request_method;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            include {dir}/keystile-auth.conf;
         }}
 
         location / {{
@@ -86,6 +74,17 @@ http {{
         }}
     }}
 }}
+"""
+
+# What every internal auth location sends Keystile: no body, the original URI, method and client.
+NGINX_AUTH = """
+proxy_pass_request_body off;
+proxy_set_header Content-Length "";
+proxy_set_header X-Original-URI $request_uri;
+proxy_set_header X-Original-Method $request_method;
+proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+proxy_http_version 1.1;
+proxy_set_header Connection "";
 """
 
 NGINX_IDENTITY = """
@@ -267,6 +266,7 @@ def _assert_common(url: str, api: Json, keys: dict[str, str]) -> None:
 def _nginx(workdir: Path, keystile: Server, api: Json, upstream: int) -> Proxy:
     port = free_port()
     (workdir / "identity.conf").write_text(NGINX_IDENTITY)
+    (workdir / "keystile-auth.conf").write_text(NGINX_AUTH)
     conf = workdir / "nginx.conf"
     conf.write_text(
         NGINX_CONF.format(
