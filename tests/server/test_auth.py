@@ -345,3 +345,16 @@ async def test_oversized_headers_are_431_without_a_body(client: httpx.AsyncClien
     assert response.status_code == 431
     assert response.headers["x-keystile-code"] == "headers_too_large"
     assert response.content == b""
+
+
+async def test_storage_out_of_reach_for_an_uncached_key_is_503(
+    client: httpx.AsyncClient, auth: Headers, api: Json, ks: Keystile, caplog: pytest.LogCaptureFixture
+) -> None:
+    plain = (await new_key(client, auth, api))["key"]
+    ks.ctx.verifier.clear()
+    await ks.storage.close()
+    response = await client.get(f"/v1/auth?api_id={api['id']}", headers=bearer(plain))
+    assert response.status_code == 503
+    assert response.headers["x-keystile-code"] == "storage_unavailable"
+    assert response.content == b""
+    assert plain not in caplog.text

@@ -242,11 +242,16 @@ class ForwardAuthEndpoint:
             result = verification.forward_cached(key, options.api_id, options.permissions, ip, options.cost, tags)
             if result is None:
                 result = await verification.forward(key, options.api_id, options.permissions, ip, options.cost, tags)
-        except KeystileError as exc:
-            status = status_of(exc)
-            if status == 500 or isinstance(exc, StorageError):
-                log.error("forward auth failed: %s (%s)", exc.code, exc.detail)
-            await send(_message(status if status != 500 else 503, [(b"x-keystile-code", exc.code.encode())]))
+        except Exception as exc:
+            if isinstance(exc, KeystileError) and (status := status_of(exc)) != 500:
+                code = exc.code
+                if isinstance(exc, StorageError):
+                    log.error("forward auth failed: %s (%s)", code, exc.detail)
+            else:
+                # A fault: logged with its traceback, answered without a word about it.
+                status, code = 500, "internal_error"
+                log.error("forward auth failed", exc_info=exc)
+            await send(_message(status, [(b"x-keystile-code", code.encode())]))
             await send(_EMPTY_BODY)
             return
         await self._answer(send, result, failures, ip)
