@@ -358,3 +358,30 @@ async def test_storage_out_of_reach_for_an_uncached_key_is_503(
     assert response.headers["x-keystile-code"] == "storage_unavailable"
     assert response.content == b""
     assert plain not in caplog.text
+
+
+async def test_a_peer_without_an_address_is_a_client_without_one(
+    client: httpx.AsyncClient, auth: Headers, api: Json, app: Any
+) -> None:
+    plain = (await new_key(client, auth, api))["key"]
+    restricted = (await new_key(client, auth, api, ip_allowlist=["10.0.0.0/8"]))["key"]
+    answers: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict[str, Any]) -> None:
+        answers.append(message)
+
+    for key in (plain, restricted):
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/v1/auth",
+            "query_string": f"api_id={api['id']}".encode(),
+            # A unix socket: no client address, so forwarding headers prove nothing either.
+            "headers": [(b"authorization", f"Bearer {key}".encode()), (b"x-forwarded-for", b"10.1.2.3")],
+            "client": None,
+        }
+        await app(scope, receive, send)
+    assert [m["status"] for m in answers if m["type"] == "http.response.start"] == [200, 403]

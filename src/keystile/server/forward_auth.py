@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl
 
 from keystile.core.credits import next_refill_moment
 from keystile.core.extract import extract_key
+from keystile.core.netaddr import parse_ip
 from keystile.core.permissions import parse_query
 from keystile.core.ratelimit import LimitState
 from keystile.core.verify import CachedKey, Code, VerifyResult
@@ -203,7 +204,10 @@ class ForwardAuthEndpoint:
         client = scope.get("client")
         peer = client[0] if client else None
         trusted = self._proxies.trusts(peer)
-        ip = self._proxies.client_ip(peer, forwarded_for, real_ip) if trusted else peer
+        if trusted:
+            ip = self._proxies.client_ip(peer, forwarded_for, real_ip)
+        else:
+            ip = peer if peer is not None and parse_ip(peer) is not None else None  # a unix socket has no address
         try:
             if ks is None:
                 raise StorageError("the server is starting and has not opened its storage yet", code="not_ready")
