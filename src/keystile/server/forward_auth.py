@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from keystile.core.credits import next_refill_moment
 from keystile.core.extract import extract_key
@@ -66,6 +66,7 @@ _WANTED = {
 }
 _EMPTY_BODY: Message = {"type": "http.response.body", "body": b"", "more_body": False}
 _CHALLENGE = (b"www-authenticate", b"Bearer")
+_OWNER_SAFE = "".join(chr(c) for c in range(32, 127) if chr(c) != "%")
 
 _STATUS = {
     Code.VALID: 200,
@@ -322,7 +323,7 @@ def _identity(entry: CachedKey, code: str) -> Headers:
         (b"x-keystile-api-id", key.api_id.encode()),
     ]
     # Always sent, empty without an owner: a proxy that copies it (Caddy 2.6) would otherwise pass its own
-    # placeholder on. Owner ids are the deployment's own external ids; only header-safe ones are passed on.
-    owner = (key.owner_id or "").encode("utf-8")
-    headers.append((b"x-keystile-owner-id", owner if all(32 <= b < 127 for b in owner) else b""))
+    # placeholder on. Header values are ASCII: other characters (and "%") are percent-encoded as UTF-8.
+    owner = quote(key.owner_id or "", safe=_OWNER_SAFE)
+    headers.append((b"x-keystile-owner-id", owner.encode("ascii")))
     return headers
