@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from keystile.core.credits import last_refill_moment, refill_due
+from keystile.core.credits import last_refill_moment, next_refill_moment, refill_due
 from keystile.core.models import Refill
 
 
@@ -46,3 +46,19 @@ def test_a_refill_is_due_once_per_moment() -> None:
     assert refill_due(refill, ms(2027, 3, 5, 0, 0, 1), now) is None, "already filled since midnight"
     assert refill_due(refill, None, now) == ms(2027, 3, 5)
     assert refill_due(None, None, now) is None
+
+
+@pytest.mark.parametrize(
+    ("refill", "now", "moment"),
+    [
+        (Refill(10, "daily"), ms(2027, 3, 5, 17, 30), ms(2027, 3, 6)),
+        (Refill(10, "daily"), ms(2027, 3, 5), ms(2027, 3, 6)),  # a refill that just happened is not the next
+        (Refill(10, "monthly", 2), ms(2027, 1, 1, 12), ms(2027, 1, 2)),
+        (Refill(10, "monthly", 1), ms(2027, 1, 5), ms(2027, 2, 1)),
+        (Refill(10, "monthly", 31), ms(2027, 1, 31, 1), ms(2027, 2, 28)),  # clamped to the month's last day
+        (Refill(10, "monthly", 15), ms(2027, 12, 20), ms(2028, 1, 15)),
+    ],
+)
+def test_the_next_refill_is_the_first_moment_after_now(refill: Refill, now: int, moment: int) -> None:
+    """What forward auth's Retry-After is for exhausted credits (SPEC V5)."""
+    assert next_refill_moment(refill, now) == moment

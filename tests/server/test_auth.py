@@ -14,6 +14,7 @@ import pytest
 
 from keystile.config import Settings
 from keystile.core.clock import ManualClock
+from keystile.errors import InvalidInput
 from keystile.server import create_app
 from keystile.service import Keystile
 
@@ -394,3 +395,23 @@ async def test_a_peer_without_an_address_is_a_client_without_one(
         }
         await app(scope, receive, send)
     assert [m["status"] for m in answers if m["type"] == "http.response.start"] == [200, 403]
+
+
+def test_forward_auth_settings_come_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "KEYSTILE_AUTH_API_IDS": "api_a, api_b,",
+            "KEYSTILE_AUTH_LIMITED_STATUS": "403",
+            "KEYSTILE_AUTH_FAILURES_PER_MINUTE": "0",
+        }
+    )
+    assert settings.auth_api_ids == ("api_a", "api_b")
+    assert settings.auth_limited_status == 403
+    assert settings.auth_failures_per_minute == 0
+    defaults = Settings()
+    assert (defaults.auth_api_ids, defaults.auth_limited_status, defaults.auth_failures_per_minute) == ((), 429, 100)
+    for variable, value in (("KEYSTILE_AUTH_LIMITED_STATUS", "500"), ("KEYSTILE_AUTH_FAILURES_PER_MINUTE", "-1")):
+        with pytest.raises(InvalidInput) as caught:
+            Settings.from_env({variable: value})
+        assert caught.value.code == "invalid_setting"
+        assert variable in caught.value.detail
