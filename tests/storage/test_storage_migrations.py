@@ -102,7 +102,9 @@ async def test_two_processes_starting_together_migrate_once(database_url: str, c
             # Each memory:// storage is a database of its own: both start empty.
             assert applied == [everything, everything]
         else:
-            assert sorted(applied, key=len) == [[], everything]
+            # Each migration is applied once, by whichever process takes the lock first: one may apply the first
+            # and the other the second (seen on a loaded machine), never both the same.
+            assert sorted(version for versions in applied for version in versions) == everything
         assert await first.pending_migrations() == await second.pending_migrations() == []
         rows = await first.driver.fetchall("SELECT version FROM keystile_migrations ORDER BY version")
         assert [row["version"] for row in rows] == everything
