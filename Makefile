@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: run test lint typecheck unit bench clean promtool
+.PHONY: run test lint typecheck unit bench clean promtool proxies
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
-unit: $(BIN)/.installed promtool
+unit: $(BIN)/.installed promtool proxies
 	$(BIN)/pytest
 
 # The metrics tests run Prometheus's `promtool check metrics` (Debian package `prometheus`). Installed once, quietly,
@@ -36,6 +36,17 @@ promtool:
 		apt-get install -y -qq prometheus >/dev/null 2>&1 || \
 		{ apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq prometheus >/dev/null 2>&1; } || \
 		echo "could not install promtool: apt-get install prometheus failed"; }
+
+# The forward-auth tests run Debian's nginx (auth_request) and Caddy (forward_auth) in front of a real server;
+# installed like promtool when missing (the packages' services are not started: the tests run their own).
+proxies:
+	@{ { command -v nginx || [ -x /usr/sbin/nginx ]; } && command -v caddy; } >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+		! command -v apt-get >/dev/null 2>&1 || { \
+		echo "installing nginx and caddy (Debian packages)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -qq nginx caddy >/dev/null 2>&1 || \
+		{ apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq nginx caddy >/dev/null 2>&1; } || \
+		echo "could not install nginx and caddy: apt-get install failed"; }
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'

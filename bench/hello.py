@@ -51,6 +51,20 @@ async def app_reading_body(scope: Scope, receive: Receive, send: Send) -> None:
         await _lifespan(receive, send)
 
 
+_EMPTY_START = {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]}
+_EMPTY_BODY = {"type": "http.response.body", "body": b""}
+
+
+async def app_empty(scope: Scope, receive: Receive, send: Send) -> None:
+    """A trivial verifier for nginx's ``auth_request``: 200 with an empty body to every request (P3's context:
+    what forward auth costs nginx when the verifier costs nothing)."""
+    if scope["type"] == "http":
+        await send(_EMPTY_START)
+        await send(_EMPTY_BODY)
+    elif scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+
+
 async def _lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()

@@ -259,9 +259,11 @@ def parse_wrk(output: str) -> WrkRun:
     )
 
 
-def run_wrk(wrk: str, url: str, env: dict[str, str], connections: int, duration_s: float) -> WrkRun:
-    """One wrk run of the shared request against ``url``."""
-    command = [wrk, "-t1", f"-c{connections}", f"-d{duration_s:g}s", "--latency", "-s", str(LUA_SCRIPT), url]
+def run_wrk(
+    wrk: str, url: str, env: dict[str, str], connections: int, duration_s: float, script: Path = LUA_SCRIPT
+) -> WrkRun:
+    """One wrk run of the shared request (``script``) against ``url``."""
+    command = [wrk, "-t1", f"-c{connections}", f"-d{duration_s:g}s", "--latency", "-s", str(script), url]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False, timeout=duration_s + 60)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
@@ -276,6 +278,25 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def group_cpu_seconds(group: int) -> float | None:
+    """User + system CPU time of every process in the process group ``group``; None without /proc."""
+    total = 0
+    try:
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = Path(entry.path, "stat").read_text()
+            except OSError:
+                continue  # the process ended while we looked
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[2]) == group:  # process group: granian's main process and its workers
+                total += int(fields[11]) + int(fields[12])
+    except OSError:
+        return None
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 class Server:
@@ -324,21 +345,7 @@ class Server:
 
     def cpu_seconds(self) -> float | None:
         """User + system CPU time of every process of the server (granian and its worker); None without /proc."""
-        total = 0
-        try:
-            for entry in os.scandir("/proc"):
-                if not entry.name.isdigit():
-                    continue
-                try:
-                    stat = Path(entry.path, "stat").read_text()
-                except OSError:
-                    continue  # the process ended while we looked
-                fields = stat[stat.rindex(")") + 2 :].split()
-                if int(fields[2]) == self.process.pid:  # process group: granian's main process and its workers
-                    total += int(fields[11]) + int(fields[12])
-        except OSError:
-            return None
-        return total / os.sysconf("SC_CLK_TCK")
+        return group_cpu_seconds(self.process.pid)
 
     def measure(self, wrk: str, env: dict[str, str], connections: int, duration_s: float) -> WrkRun:
         """One wrk run against this server, with the CPU time the server spent on it."""

@@ -1,4 +1,4 @@
-"""Run Keystile's benchmarks (SPEC P1, P2, P5) and print their ratios against the SPEC's targets.
+"""Run Keystile's benchmarks (SPEC P1, P2, P3, P5) and print their ratios against the SPEC's targets.
 
 ``make bench`` installs the bench extras and runs this. Each benchmark measures its own baseline in the same
 run, so the ratios mean something on a shared, noisy machine where the absolute numbers do not. A missed target
@@ -13,6 +13,7 @@ import platform
 import sys
 import time
 
+import forward_auth
 import http_verify
 import limits_verify
 import verify_inprocess
@@ -24,8 +25,8 @@ def _row(spec: str, what: str, measured: str, target: str, met: bool | None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Keystile benchmarks (SPEC P1, P2, P5)")
-    parser.add_argument("--only", choices=["p1", "p2", "p5"], help="run one benchmark")
+    parser = argparse.ArgumentParser(description="Keystile benchmarks (SPEC P1, P2, P3, P5)")
+    parser.add_argument("--only", choices=["p1", "p2", "p3", "p5"], help="run one benchmark")
     parser.add_argument("--keys", type=int, default=1000, help="P1: keys on each side (default 1000)")
     parser.add_argument("--duration", type=float, default=2.0, help="P2: seconds per wrk run (default 2)")
     parser.add_argument("--rounds", type=int, default=7, help="P2: hello/verify pairs (default 7)")
@@ -89,6 +90,42 @@ def main(argv: list[str] | None = None) -> int:
                 _row("P2", "  context: verify / hello world reading the body", f"{p2.reading_ratio:.2f}", "", None)
             )
             failed.extend(f"P2: {error}" for error in p2.errors)
+
+    if args.only in (None, "p3"):
+        print()
+        try:
+            p3 = forward_auth.run(duration_s=args.duration, rounds=args.rounds)
+        except (RuntimeError, OSError) as exc:
+            print(f"P3 forward-auth benchmark not run: {exc}")
+            rows.append(_row("P3", "nginx + /v1/auth / nginx alone (req/s)", "not run", "", None))
+            failed.append(f"P3: {exc}")
+        else:
+            print(p3.report())
+            rows.append(
+                _row(
+                    "P3",
+                    "nginx + /v1/auth / nginx alone (req/s)",
+                    f"{p3.p3_ratio:.2f}",
+                    f">= {forward_auth.TARGET_P3:g}",
+                    p3.p3_ratio >= forward_auth.TARGET_P3,
+                )
+            )
+            p99 = f"{p3.p99_ms('nginx_auth'):.2f} ms"
+            rows.append(_row("P3", "  p99 latency through nginx + /v1/auth", p99, "reported", None))
+            rows.append(_row("P3", "  context: nginx + empty verifier / alone", f"{p3.empty_ratio:.2f}", "", None))
+            share = f"{p3.verifier_ratio:.2f}"
+            rows.append(_row("P3", "  context: nginx + /v1/auth / + empty verifier", share, "", None))
+            rows.append(
+                _row(
+                    "P2",
+                    "GET /v1/auth / hello world (req/s)",
+                    f"{p3.p2_ratio:.2f}",
+                    f">= {forward_auth.TARGET_P2:g}",
+                    p3.p2_ratio >= forward_auth.TARGET_P2,
+                )
+            )
+            rows.append(_row("P2", "  p99 latency of GET /v1/auth", f"{p3.p99_ms('auth'):.2f} ms", "reported", None))
+            failed.extend(f"P3: {error}" for error in p3.errors)
 
     if args.only in (None, "p5"):
         print()

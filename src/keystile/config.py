@@ -60,6 +60,13 @@ class Settings:
     rollups_retention_days: int = 400
     leaks_public_keys: Path | None = None
     """GitHub's secret scanning public keys (JSON or PEM) that sign ``POST /v1/leaks``; none: the route is off."""
+    auth_api_ids: tuple[str, ...] = ()
+    """The APIs whose keys forward auth (``/v1/auth``, SPEC V5) may verify; empty: any API named by ``api_id``.
+    With exactly one, it is the default ``api_id``."""
+    auth_limited_status: int = 429
+    """What ``/v1/auth`` answers for ``RATE_LIMITED``/``USAGE_EXCEEDED``: 429, or 403 for nginx's auth_request."""
+    auth_failures_per_minute: int = 100
+    """Failed ``/v1/auth`` attempts (401s) allowed per client IP and minute before it answers 429; 0: no limit."""
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -107,6 +114,7 @@ _INTS = {
     "events_flush_ms": (1, 3_600_000),
     "events_retention_days": (1, 36_500),
     "rollups_retention_days": (1, 36_500),
+    "auth_failures_per_minute": (0, 1_000_000),
 }
 _SWITCHES = {"on": True, "true": True, "1": True, "yes": True, "off": False, "false": False, "0": False, "no": False}
 _CHOICES = {
@@ -155,6 +163,13 @@ def _coerce(field: str, variable: str, value: Any) -> Any:
                 code="invalid_setting",
             )
         return "off" if text.lower() == "off" else text
+    if field == "auth_limited_status":
+        if str(value).strip() not in ("429", "403"):
+            raise InvalidInput(f"{variable} must be 429 or 403", code="invalid_setting")
+        return int(value)
+    if field == "auth_api_ids":
+        items = value.split(",") if isinstance(value, str) else list(value)
+        return tuple(dict.fromkeys(item.strip() for item in items if item.strip()))
     if field == "trusted_proxies":
         items = value.split(",") if isinstance(value, str) else list(value)
         try:

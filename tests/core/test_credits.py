@@ -64,3 +64,19 @@ def test_the_next_refill_is_the_first_moment_after_now(
     refill: Refill, now: tuple[int, ...], moment: tuple[int, ...]
 ) -> None:
     assert next_refill_moment(refill, ms(*now)) == ms(*moment)
+
+
+@pytest.mark.parametrize(
+    ("refill", "now", "moment"),
+    [
+        (Refill(10, "daily"), ms(2027, 3, 5, 17, 30), ms(2027, 3, 6)),
+        (Refill(10, "daily"), ms(2027, 3, 5), ms(2027, 3, 6)),  # a refill that just happened is not the next
+        (Refill(10, "monthly", 2), ms(2027, 1, 1, 12), ms(2027, 1, 2)),
+        (Refill(10, "monthly", 1), ms(2027, 1, 5), ms(2027, 2, 1)),
+        (Refill(10, "monthly", 31), ms(2027, 1, 31, 1), ms(2027, 2, 28)),  # clamped to the month's last day
+        (Refill(10, "monthly", 15), ms(2027, 12, 20), ms(2028, 1, 15)),
+    ],
+)
+def test_the_next_refill_after_a_refill_is_a_whole_interval_later(refill: Refill, now: int, moment: int) -> None:
+    """What forward auth's Retry-After is for exhausted credits (SPEC V5)."""
+    assert next_refill_moment(refill, now) == moment

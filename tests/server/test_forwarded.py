@@ -1,48 +1,43 @@
-"""Who the client is behind trusted proxies: ``X-Forwarded-*`` believed only from them, read from the right."""
+"""Who the client is behind proxies (SPEC V5, X1): forwarding headers believed from trusted peers only, and the
+rightmost untrusted hop of X-Forwarded-For taken as the client."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from keystile.server.forwarded import TrustedProxies, forwarded_chain
+from keystile.server.forwarded import TrustedProxies
 
-PROXIES = TrustedProxies(["127.0.0.0/8", "10.0.0.0/8"])
-
-
-def _scope(peer: str | None, **headers: str) -> dict[str, Any]:
-    return {
-        "client": (peer, 1234) if peer else None,
-        "headers": [(name.replace("_", "-").encode(), value.encode()) for name, value in headers.items()],
-    }
+PROXIES = TrustedProxies(["127.0.0.0/8", "::1/128", "10.0.5.0/24"])
 
 
 @pytest.mark.parametrize(
-    ("scope", "client"),
+    ("peer", "forwarded_for", "real_ip", "client"),
     [
-        (_scope("192.0.2.1"), "192.0.2.1"),
-        (_scope("192.0.2.1", x_forwarded_for="6.6.6.6"), "192.0.2.1"),  # not a trusted proxy: its word is ignored
-        (_scope("127.0.0.1"), "127.0.0.1"),
-        (_scope("127.0.0.1", x_forwarded_for="203.0.113.9"), "203.0.113.9"),
-        (_scope("127.0.0.1", x_forwarded_for="6.6.6.6, 203.0.113.9, 10.1.1.1"), "203.0.113.9"),
-        (_scope("127.0.0.1", x_forwarded_for="10.2.2.2, 10.1.1.1"), "10.2.2.2"),
-        (_scope("127.0.0.1", x_forwarded_for="garbage, 10.1.1.1"), "10.1.1.1"),
-        (_scope(None), None),
+        ("127.0.0.1", b"203.0.113.7", None, "203.0.113.7"),
+        ("127.0.0.1", b"198.51.100.1, 203.0.113.7", None, "203.0.113.7"),  # the left one is the client's claim
+        ("127.0.0.1", b"203.0.113.7, 10.0.5.3", None, "203.0.113.7"),  # our own proxy chain is walked through
+        ("127.0.0.1", b"10.0.5.9, 10.0.5.3", None, "10.0.5.9"),  # all ours: the leftmost is the nearest we know
+        ("127.0.0.1", b"garbage, 10.0.5.3", None, "10.0.5.3"),  # a hop that is no address ends the walk
+        ("127.0.0.1", b"2001:db8::1", None, "2001:db8::1"),
+        ("127.0.0.1", None, b"203.0.113.7", "203.0.113.7"),
+        ("127.0.0.1", None, b"not an ip", "127.0.0.1"),
+        ("127.0.0.1", None, None, "127.0.0.1"),
+        ("::1", b"203.0.113.7", None, "203.0.113.7"),
+        ("203.0.113.50", b"10.1.2.3", b"10.1.2.3", "203.0.113.50"),  # not a proxy of ours: headers ignored
+        (None, b"10.1.2.3", None, None),
     ],
-    ids=["peer", "untrusted-peer", "trusted-alone", "one-hop", "spoofed-left", "all-trusted", "garbage", "socket"],
 )
-def test_the_client_is_the_first_untrusted_address_from_the_right(scope: dict[str, Any], client: str | None) -> None:
-    assert PROXIES.client(scope) == client
+def test_the_client_address(
+    peer: str | None, forwarded_for: bytes | None, real_ip: bytes | None, client: str | None
+) -> None:
+    assert PROXIES.client_ip(peer, forwarded_for, real_ip) == client
+    assert PROXIES.client_ip(peer, forwarded_for, real_ip) == client  # memoised alike
 
 
-def test_forwarded_headers_are_read_only_from_trusted_proxies() -> None:
-    assert PROXIES.forwarded(_scope("10.0.0.1", x_forwarded_proto="https, http"), b"x-forwarded-proto") == "https"
-    assert PROXIES.forwarded(_scope("192.0.2.1", x_forwarded_proto="https"), b"x-forwarded-proto") is None
-
-
-def test_the_chain_sent_on_extends_a_trusted_one_and_replaces_any_other() -> None:
-    headers = [(b"x-forwarded-for", b"203.0.113.9")]
-    assert forwarded_chain(headers, "127.0.0.1", trusted=True) == "203.0.113.9, 127.0.0.1"
-    assert forwarded_chain(headers, "192.0.2.1", trusted=False) == "192.0.2.1"
-    assert forwarded_chain([], "192.0.2.1", trusted=True) == "192.0.2.1"
+def test_only_configured_networks_are_trusted() -> None:
+    assert PROXIES.trusts("127.0.0.1")
+    assert PROXIES.trusts("10.0.5.200")
+    assert PROXIES.trusts("::ffff:10.0.5.1")  # IPv4-mapped IPv6 is the IPv4 address
+    assert not PROXIES.trusts("10.0.6.1")
+    assert not PROXIES.trusts(None)
+    assert not PROXIES.trusts("unix:/run/keystile.sock")

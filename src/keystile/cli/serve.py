@@ -58,6 +58,9 @@ SETTING_FLAGS: list[tuple[str, Any, str]] = [
     ("events_retention_days", int, "Days raw events are kept [default: 30]."),
     ("rollups_retention_days", int, "Days hourly and daily event counts are kept [default: 400]."),
     ("leaks_public_keys", _PATH, "GitHub's secret scanning public keys (JSON or PEM) for POST /v1/leaks."),
+    ("auth_api_ids", str, "Comma-separated APIs whose keys /v1/auth may verify [default: any named by api_id]."),
+    ("auth_limited_status", click.Choice(["429", "403"]), "/v1/auth status for RATE_LIMITED [default: 429]."),
+    ("auth_failures_per_minute", int, "Failed /v1/auth attempts per client IP a minute [default: 100; 0: off]."),
 ]
 
 

@@ -283,6 +283,7 @@ class Operations:
 
 NOT_FOR_CLIENTS: dict[tuple[str, str], str] = {
     ("POST", "/v1/leaks"): "called by GitHub's secret scanning, with a body GitHub signs, never with a root key",
+    ("GET", "/v1/auth"): "called by a reverse proxy (nginx, Caddy, Traefik, Envoy) with the caller's own request",
 }
 """Routes that have no client method, and why: they are not called by an application with a root key."""
 

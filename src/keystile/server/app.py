@@ -1,5 +1,5 @@
-"""The ASGI application: a raw-ASGI front that serves ``POST /v1/keys/verify`` itself and hands the rest to
-Starlette.
+"""The ASGI application: a raw-ASGI front that serves ``POST /v1/keys/verify`` and forward auth (``/v1/auth``)
+itself and hands the rest to Starlette.
 
 ``create_app(settings)`` builds it (nothing happens at import time); ``app_from_env`` is the factory that
 ``granian --interface asgi --factory keystile.server.app:app_from_env`` calls in each worker. Size limits and
@@ -24,6 +24,7 @@ from keystile.config import Settings
 from keystile.errors import InvalidInput, KeystileError, NotFound
 from keystile.observability.logs import REQUEST_ID, log_request
 from keystile.server.fastpath import VerifyEndpoint
+from keystile.server.forward_auth import AUTH_PATH, ForwardAuthEndpoint
 from keystile.server.http import (
     PROBLEM_JSON,
     REQUEST_ID_SCOPE_KEY,
@@ -54,12 +55,13 @@ VERIFY_PATH = "/v1/keys/verify"
 class KeystileApp:
     """The outer ASGI callable: transport security, verification fast path, limits, request ids, then Starlette."""
 
-    __slots__ = ("hsts", "plain_http", "runtime", "starlette", "verify")
+    __slots__ = ("auth", "hsts", "plain_http", "runtime", "starlette", "verify")
 
     def __init__(self, runtime: Runtime, starlette: Starlette, verify: VerifyEndpoint) -> None:
         self.runtime = runtime
         self.starlette = starlette
         self.verify = verify
+        self.auth = ForwardAuthEndpoint(runtime)
         # SPEC S1: HSTS on every answer over HTTPS; without TLS, a warning when keys come over plain HTTP.
         self.hsts, self.plain_http = transport_security(runtime.settings, frozenset({VERIFY_PATH}))
 
@@ -73,6 +75,10 @@ class KeystileApp:
             send = with_header(send, self.hsts)
         if scope["path"] == VERIFY_PATH and scope["method"] == "POST":
             await self.verify(scope, receive, send)  # does its own limits; a request id only on errors
+            return
+        path: str = scope["path"]
+        if path[:8] == AUTH_PATH and (len(path) == 8 or path[8] == "/"):
+            await self.auth(scope, receive, send)  # any method; answers never have a body
             return
         headers = scope["headers"]
         request_id = scope[REQUEST_ID_SCOPE_KEY] = request_id_from(headers)

@@ -1,8 +1,11 @@
-"""Who is really calling: the peer of the connection, and what trusted proxies say about the client behind them.
+"""Who is really asking: the client address and original request behind a trusted proxy (SPEC V5, X1).
 
-``X-Forwarded-*`` headers are believed only from peers in ``KEYSTILE_TRUSTED_PROXIES`` (default: loopback), since
-anyone else can write them. ``X-Forwarded-For`` is read from the right: each address a trusted proxy appended is
-skipped, and the first one that is not trusted is the client (the leftmost entries are whatever the client sent).
+A proxy in front of Keystile (nginx ``auth_request``, Traefik, Caddy, Envoy) calls it in the client's place and
+says who the client was in ``X-Forwarded-For`` / ``X-Real-IP``, and what it asked for in ``X-Original-URI`` /
+``X-Forwarded-Uri`` and ``X-Original-Method`` / ``X-Forwarded-Method``. Anyone can send those headers, so they
+are believed only when the direct peer is one of ``KEYSTILE_TRUSTED_PROXIES``; otherwise the peer itself is the
+client. In a chain of proxies (``X-Forwarded-For: client, proxy1, proxy2``) the client is the rightmost address
+that is not a trusted proxy: entries left of it were written by the client itself and prove nothing.
 """
 
 from __future__ import annotations
@@ -12,38 +15,55 @@ from collections.abc import Iterable
 from keystile.core.netaddr import Network, allowed, compile_allowlist, parse_ip
 from keystile.server.http import Headers, Scope, header
 
+_MEMO_LIMIT = 1024
+_UNKNOWN = object()
+
 
 class TrustedProxies:
-    """The networks whose ``X-Forwarded-*`` headers are believed."""
+    """The networks whose forwarding headers are believed, with the decisions memoised per address."""
 
-    __slots__ = ("_networks",)
+    __slots__ = ("_clients", "_memo", "_networks")
 
     def __init__(self, cidrs: Iterable[str]) -> None:
         self._networks: tuple[Network, ...] = compile_allowlist(cidrs)
+        self._memo: dict[str, bool] = {}
+        self._clients: dict[tuple[str | None, bytes | None, bytes | None], str | None] = {}
 
     def trusts(self, address: str | None) -> bool:
-        """Whether ``address`` (an IP as text) is a trusted proxy."""
+        """Whether ``address`` (a peer or a hop of ``X-Forwarded-For``) is a trusted proxy."""
         if address is None:
             return False
-        parsed = parse_ip(address)
-        return parsed is not None and allowed(self._networks, parsed)
+        trusted = self._memo.get(address)
+        if trusted is None:
+            parsed = parse_ip(address)
+            trusted = parsed is not None and allowed(self._networks, parsed)
+            if len(self._memo) >= _MEMO_LIMIT:
+                self._memo.clear()
+            self._memo[address] = trusted
+        return trusted
+
+    def client_ip(self, peer: str | None, forwarded_for: bytes | None, real_ip: bytes | None) -> str | None:
+        """The client's address: from the forwarding headers when ``peer`` is trusted, else ``peer``.
+
+        A hop that is not an IP address ends the walk: the hop to its right (a trusted proxy) is the client as far
+        as anyone can tell.
+        """
+        if not self.trusts(peer):
+            return peer
+        # The same clients come through the same proxies again and again.
+        memo = (peer, forwarded_for, real_ip)
+        client = self._clients.get(memo, _UNKNOWN)
+        if client is _UNKNOWN:
+            client = self._walk(peer, forwarded_for, real_ip)
+            if len(self._clients) >= _MEMO_LIMIT:
+                self._clients.clear()
+            self._clients[memo] = client
+        return client  # type: ignore[return-value]
 
     def client(self, scope: Scope) -> str | None:
-        """The client's IP address: the peer's, or what trusted proxies in front of it say it was."""
-        address = peer(scope)
-        if not self.trusts(address):
-            return address
-        chain = header(scope["headers"], b"x-forwarded-for")
-        if chain is None:
-            return address
-        for hop in reversed(chain.decode("latin-1").split(",")):
-            hop = hop.strip()
-            if parse_ip(hop) is None:
-                break  # garbage: trust nothing further left of it
-            address = hop
-            if not self.trusts(hop):
-                break
-        return address
+        """The client's IP address of an ASGI request: the peer's, or what trusted proxies in front of it say."""
+        headers = scope["headers"]
+        return self.client_ip(peer(scope), header(headers, b"x-forwarded-for"), header(headers, b"x-real-ip"))
 
     def forwarded(self, scope: Scope, name: bytes) -> str | None:
         """An ``X-Forwarded-*`` header's value (``name`` lower-case), when a trusted proxy sent it."""
@@ -54,6 +74,23 @@ class TrustedProxies:
             return None
         # A chain of proxies may have appended values; the first is what the client used.
         return value.decode("latin-1").split(",")[0].strip() or None
+
+    def _walk(self, peer: str | None, forwarded_for: bytes | None, real_ip: bytes | None) -> str | None:
+        if forwarded_for:
+            client = peer
+            for hop in reversed(forwarded_for.decode("latin-1").split(",")):
+                hop = hop.strip()
+                if parse_ip(hop) is None:
+                    return client
+                client = hop
+                if not self.trusts(hop):
+                    return hop
+            return client  # every hop is a proxy of ours: the leftmost is as close to the client as we get
+        if real_ip:
+            text = real_ip.decode("latin-1").strip()
+            if parse_ip(text) is not None:
+                return text
+        return peer
 
 
 def peer(scope: Scope) -> str | None:

@@ -8,6 +8,7 @@ and records nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from time import perf_counter_ns
 
 from keystile.core.models import ROOT_API_ID
@@ -73,6 +74,40 @@ class VerificationService:
             )
         if events is not None:
             events.record(started, result, request.api_id, request.ip, request.tags, request_id)
+        return result
+
+    def forward_cached(
+        self, key: str, api_id: str, permissions: str | None, ip: str | None, cost: int | None, tags: Sequence[str]
+    ) -> VerifyResult | None:
+        """Forward auth (SPEC V5): verify a key for a request to the API ``api_id`` from the cache alone, or
+        ``None`` when storage must be asked (then await :meth:`forward`). No root key: the proxy that asks is
+        trusted by the network, and ``api_id`` confines the answer to one API (root keys are never verified).
+
+        Raises ``InvalidInput`` for a bad ``ip`` or permission query.
+        """
+        events = self._events
+        started = perf_counter_ns() if events is not None else 0
+        if api_id == ROOT_API_ID:
+            result: VerifyResult | None = NOT_FOUND
+        else:
+            result = self._verifier.verify_cached(key, api_id=api_id, permissions=permissions, ip=ip, cost=cost)
+        if result is not None and events is not None:
+            events.record(started, result, api_id, ip, tags, None)
+        return result
+
+    async def forward(
+        self, key: str, api_id: str, permissions: str | None, ip: str | None, cost: int | None, tags: Sequence[str]
+    ) -> VerifyResult:
+        """:meth:`forward_cached`, asking storage when needed; raises as it does, and ``StorageError`` when
+        storage is needed and unreachable."""
+        events = self._events
+        started = perf_counter_ns() if events is not None else 0
+        if api_id == ROOT_API_ID:
+            result = NOT_FOUND
+        else:
+            result = await self._verifier.verify(key, api_id=api_id, permissions=permissions, ip=ip, cost=cost)
+        if events is not None:
+            events.record(started, result, api_id, ip, tags, None)
         return result
 
 

@@ -6,6 +6,7 @@ from keystile.server.routes import (
     analytics,
     apis,
     audit,
+    auth,
     identities,
     keys,
     leaks,
@@ -20,6 +21,7 @@ from keystile.server.routing import Operation
 OPERATIONS: list[Operation] = [
     *apis.OPERATIONS,
     *keys.OPERATIONS,
+    *auth.OPERATIONS,
     *identities.OPERATIONS,
     *ratelimit.OPERATIONS,
     *roles.OPERATIONS,

@@ -1,0 +1,329 @@
+"""Forward auth, ``/v1/auth`` for any method (SPEC V5): nginx ``auth_request``, Traefik ForwardAuth, Caddy
+``forward_auth`` and Envoy ``ext_authz`` (HTTP) ask it whether a request may pass.
+
+A raw ASGI handler like the verification fast path. The answer is all in the status and headers; there is never
+a body (one makes nginx drop its upstream connection on every request):
+
+=======  =========================================================================================
+status   when
+=======  =========================================================================================
+200      ``VALID``: ``X-Keystile-Key-Id``, ``-Owner-Id``, ``-Api-Id``, ``RateLimit-*`` (IETF draft)
+401      no key, ``NOT_FOUND``, ``REVOKED``, ``DISABLED``, ``EXPIRED``, ``ambiguous_credentials``;
+         ``WWW-Authenticate: Bearer``
+403      ``FORBIDDEN``, ``INSUFFICIENT_PERMISSIONS``
+429      ``RATE_LIMITED``, ``USAGE_EXCEEDED``, ``too_many_failures`` (``Retry-After``; 403 with
+         ``KEYSTILE_AUTH_LIMITED_STATUS=403``)
+400/503  the proxy's configuration is wrong (``api_id`` missing, a bad option) / storage is unreachable
+=======  =========================================================================================
+
+The reason is always in ``X-Keystile-Code``. Options are in the endpoint's own query string (``api_id``,
+``permissions``, ``cost``), so they come from the proxy's configuration, never from the client. The key is read
+from the original request's ``Authorization`` / ``X-API-Key`` headers (proxies pass them on) and the ``api_key``
+parameter of the original URI. Envoy appends the original path to its ``path_prefix``: ``/v1/auth/<path>?<query>``
+is the original request itself, with options from the settings only. See docs/forward-auth.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from urllib.parse import parse_qsl, quote
+
+from keystile.core.credits import next_refill_moment
+from keystile.core.extract import extract_key
+from keystile.core.netaddr import parse_ip
+from keystile.core.permissions import parse_query
+from keystile.core.ratelimit import LimitState
+from keystile.core.verify import CachedKey, Code, VerifyResult
+from keystile.errors import InvalidInput, KeystileError, StorageError
+from keystile.server.failures import FailureLimiter
+from keystile.server.forwarded import TrustedProxies
+from keystile.server.http import HEADER_OVERHEAD, Message, Receive, Scope, Send
+from keystile.server.problems import status_of
+from keystile.server.runtime import Runtime
+
+log = logging.getLogger("keystile.server")
+
+AUTH_PATH = "/v1/auth"
+_ENVOY_PREFIX = AUTH_PATH + "/"
+_MAX_COST = 10**9
+_MEMO_LIMIT = 256
+_TAG = "forward_auth"
+
+Headers = list[tuple[bytes, bytes]]
+# The request headers this endpoint reads, by kind: one dict lookup per header.
+_CREDENTIALS, _FORWARDED_FOR, _REAL_IP, _URI, _METHOD = range(5)
+_WANTED = {
+    b"authorization": _CREDENTIALS,
+    b"x-api-key": _CREDENTIALS,
+    b"x-forwarded-for": _FORWARDED_FOR,
+    b"x-real-ip": _REAL_IP,
+    b"x-original-uri": _URI,
+    b"x-forwarded-uri": _URI,
+    b"x-original-method": _METHOD,
+    b"x-forwarded-method": _METHOD,
+}
+_EMPTY_BODY: Message = {"type": "http.response.body", "body": b"", "more_body": False}
+_CHALLENGE = (b"www-authenticate", b"Bearer")
+_OWNER_SAFE = "".join(chr(c) for c in range(32, 127) if chr(c) != "%")
+
+_STATUS = {
+    Code.VALID: 200,
+    Code.NOT_FOUND: 401,
+    Code.REVOKED: 401,
+    Code.DISABLED: 401,
+    Code.EXPIRED: 401,
+    Code.FORBIDDEN: 403,
+    Code.INSUFFICIENT_PERMISSIONS: 403,
+    Code.RATE_LIMITED: 429,
+    Code.USAGE_EXCEEDED: 429,
+}
+
+
+def _message(status: int, headers: Headers) -> Message:
+    return {"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0"), *headers]}
+
+
+class Options:
+    """The options of one proxy configuration: the API, a permission query and the credits to spend."""
+
+    __slots__ = ("api_id", "cost", "permissions")
+
+    def __init__(self, api_id: str, permissions: str | None, cost: int | None) -> None:
+        self.api_id = api_id
+        self.permissions = permissions
+        self.cost = cost
+
+
+def parse_options(query: bytes, default_api: str | None, allowed_apis: frozenset[str]) -> Options:
+    """The options of ``/v1/auth``'s own query string; raises :class:`InvalidInput` for a missing ``api_id``, an
+    API forward auth may not verify keys of, an unknown option, a bad cost or permission query."""
+    api_id = permissions = None
+    cost = None
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if name == "api_id":
+            api_id = value
+        elif name == "permissions":
+            permissions = value or None
+        elif name == "cost":
+            if not value.isdigit() or int(value) > _MAX_COST:
+                raise InvalidInput(f"cost must be a whole number from 0 to {_MAX_COST}", code="invalid_option")
+            cost = int(value)
+        else:
+            # An unknown option is a typo in the proxy's configuration; better loud than ignored. api_key is not
+            # read here either: the key comes from the original request.
+            raise InvalidInput(f"/v1/auth has no option {name[:40]!r}", code="invalid_option")
+    api_id = api_id or default_api
+    if not api_id:
+        raise InvalidInput("/v1/auth needs ?api_id=<the API whose keys may pass>", code="missing_api_id")
+    if allowed_apis and api_id not in allowed_apis:
+        raise InvalidInput("forward auth may not verify keys of this API", code="api_not_allowed")
+    if permissions is not None:
+        parse_query(permissions)  # a QuerySyntaxError, a 400 naming the position
+    return Options(api_id, permissions, cost)
+
+
+def _limit_headers(states: Sequence[LimitState], now_ms: float) -> Headers:
+    """``RateLimit-Limit/-Remaining/-Reset`` of the tightest limit (IETF draft: Reset in seconds)."""
+    if not states:
+        return []
+    tightest = min(states, key=lambda s: (s.remaining, -s.reset_at))
+    reset = max(0, math.ceil((tightest.reset_at - now_ms) / 1000))
+    return [
+        (b"ratelimit-limit", b"%d" % tightest.limit),
+        (b"ratelimit-remaining", b"%d" % tightest.remaining),
+        (b"ratelimit-reset", b"%d" % reset),
+    ]
+
+
+def _retry_after_ms(entry: CachedKey, states: Sequence[LimitState], now_ms: float) -> float:
+    """When an empty limit has a unit back: a full bucket's reset less the other ``limit - 1`` units' time."""
+    wait = 0.0
+    for s in states:
+        if s.remaining == 0 and s.name in entry.limits:
+            interval_ms = entry.limits[s.name][0].duration_ms / s.limit
+            wait = max(wait, s.reset_at - now_ms - (s.limit - 1) * interval_ms)
+    return wait
+
+
+class ForwardAuthEndpoint:
+    """The raw ASGI handler of ``/v1/auth`` (and ``/v1/auth/<original path>``, Envoy's form)."""
+
+    __slots__ = ("_allowed", "_default_api", "_failures", "_limited", "_options", "_proxies", "_runtime", "_tags")
+
+    def __init__(self, runtime: Runtime) -> None:
+        settings = runtime.settings
+        self._runtime = runtime
+        self._proxies = TrustedProxies(settings.trusted_proxies)
+        self._allowed = frozenset(settings.auth_api_ids)
+        self._default_api = settings.auth_api_ids[0] if len(settings.auth_api_ids) == 1 else None
+        self._limited = settings.auth_limited_status
+        self._options: dict[bytes, Options] = {}
+        self._tags: dict[bytes, tuple[str, ...]] = {}
+        self._failures: FailureLimiter | None = None
+
+    def _options_of(self, query: bytes) -> Options:
+        options = self._options.get(query)
+        if options is None:
+            options = parse_options(query, self._default_api, self._allowed)
+            if len(self._options) >= _MEMO_LIMIT:
+                self._options.clear()
+            self._options[query] = options
+        return options
+
+    def _tags_of(self, method: bytes) -> tuple[str, ...]:
+        tags = self._tags.get(method)
+        if tags is None:
+            text = method.decode("latin-1").upper()
+            tags = (_TAG, f"method:{text}") if text.isalpha() and len(text) <= 16 else (_TAG,)
+            if len(self._tags) < _MEMO_LIMIT:
+                self._tags[method] = tags
+        return tags
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        runtime = self._runtime
+        ks = runtime.keystile
+        headers = scope["headers"]
+        forwarded_for = real_ip = original_uri = original_method = None
+        credentials: Headers = []
+        size = 0
+        for name, value in headers:
+            size += len(name) + len(value) + HEADER_OVERHEAD
+            wanted = _WANTED.get(name)
+            if wanted is not None:
+                if wanted == _CREDENTIALS:
+                    credentials.append((name, value))
+                elif wanted == _FORWARDED_FOR:
+                    forwarded_for = value if forwarded_for is None else forwarded_for + b"," + value
+                elif wanted == _REAL_IP:
+                    real_ip = value
+                elif wanted == _URI:
+                    original_uri = value
+                else:
+                    original_method = value
+        client = scope.get("client")
+        peer = client[0] if client else None
+        trusted = self._proxies.trusts(peer)
+        if trusted:
+            ip = self._proxies.client_ip(peer, forwarded_for, real_ip)
+        else:
+            ip = peer if peer is not None and parse_ip(peer) is not None else None  # a unix socket has no address
+        try:
+            if ks is None:
+                raise StorageError("the server is starting and has not opened its storage yet", code="not_ready")
+            if size > runtime.max_headers:
+                raise InvalidInput("the request headers are too large", code="headers_too_large")
+            path: str = scope["path"]
+            if path == AUTH_PATH:
+                options = self._options_of(scope["query_string"])
+                original_query = b""
+                if trusted and original_uri is not None:
+                    original_query = original_uri.partition(b"?")[2]
+            else:  # Envoy: /v1/auth/<original path>?<original query>
+                options = self._options_of(b"")
+                original_query = scope["query_string"]
+            failures = self._failures
+            if failures is None:
+                failures = self._failures = FailureLimiter(
+                    ks.ctx.verifier.spender, ks.ctx.clock, runtime.settings.auth_failures_per_minute
+                )
+            if failures.enabled and (wait := failures.blocked_for(ip)):
+                await self._refuse(send, "too_many_failures", wait)
+                return
+            try:
+                found = extract_key(credentials, original_query)
+            except KeystileError as exc:  # ambiguous_credentials
+                await self._unauthorized(send, failures, ip, exc.code)
+                return
+            if found is None:
+                await send(_message(401, [_CHALLENGE, (b"x-keystile-code", b"missing_key")]))
+                await send(_EMPTY_BODY)
+                return
+            method = original_method if trusted and original_method is not None else scope["method"].encode()
+            tags = self._tags_of(method)
+            key = found[0]
+            verification = ks.verification
+            result = verification.forward_cached(key, options.api_id, options.permissions, ip, options.cost, tags)
+            if result is None:
+                result = await verification.forward(key, options.api_id, options.permissions, ip, options.cost, tags)
+        except Exception as exc:
+            if isinstance(exc, KeystileError) and (status := status_of(exc)) != 500:
+                code = exc.code
+                if isinstance(exc, StorageError):
+                    log.error("forward auth failed: %s (%s)", code, exc.detail)
+            else:
+                # A fault: logged with its traceback, answered without a word about it.
+                status, code = 500, "internal_error"
+                log.error("forward auth failed", exc_info=exc)
+            await send(_message(status, [(b"x-keystile-code", code.encode())]))
+            await send(_EMPTY_BODY)
+            return
+        await self._answer(send, result, failures, ip)
+
+    async def _answer(self, send: Send, result: VerifyResult, failures: FailureLimiter, ip: str | None) -> None:
+        code = result.code
+        status = _STATUS[code]
+        entry = result.entry
+        if status == 401 or entry is None:
+            await self._unauthorized(send, failures, ip, code)
+            return
+        spent = result.spent
+        if status == 429:
+            now_ms = self._runtime.ks.ctx.clock.now() * 1000
+            states = spent.ratelimits if spent is not None else ()
+            if code == Code.RATE_LIMITED:
+                wait = _retry_after_ms(entry, states, now_ms)
+            elif entry.credits is not None and entry.credits.refill is not None:
+                wait = next_refill_moment(entry.credits.refill, int(now_ms)) - now_ms
+            else:
+                wait = 0.0  # credits that never refill: no time to retry at
+            await self._refuse(send, code, wait, _limit_headers(states, now_ms))
+            return
+        if spent is not None and spent.ratelimits:
+            now_ms = self._runtime.ks.ctx.clock.now() * 1000
+            start = _message(status, [*_identity(entry, code), *_limit_headers(spent.ratelimits, now_ms)])
+        else:
+            # The answer depends on the entry and the code only: built once per cached key.
+            answers = entry.extra
+            if answers is None:
+                answers = entry.extra = {}
+            start = answers.get(("auth", code))
+            if start is None:
+                start = answers[("auth", code)] = _message(status, _identity(entry, code))
+        await send(start)
+        await send(_EMPTY_BODY)
+
+    async def _unauthorized(self, send: Send, failures: FailureLimiter, ip: str | None, code: str) -> None:
+        # The same answer whatever the reason, but for its code: nothing about the key (SPEC S2).
+        wait = await failures.fail(ip) if failures.enabled else 0.0
+        if wait:
+            await self._refuse(send, "too_many_failures", wait)
+            return
+        await send(_message(401, [_CHALLENGE, (b"x-keystile-code", code.encode())]))
+        await send(_EMPTY_BODY)
+
+    async def _refuse(self, send: Send, code: str, wait_ms: float, extra: Headers | None = None) -> None:
+        headers: Headers = [(b"x-keystile-code", code.encode())]
+        if wait_ms > 0:
+            headers.append((b"retry-after", b"%d" % max(1, math.ceil(wait_ms / 1000))))
+        if extra:
+            headers.extend(extra)
+        await send(_message(self._limited, headers))
+        await send(_EMPTY_BODY)
+
+
+def _identity(entry: CachedKey, code: str) -> Headers:
+    if code != Code.VALID:
+        return [(b"x-keystile-code", code.encode())]
+    key = entry.key
+    headers = [
+        (b"x-keystile-code", b"VALID"),
+        (b"x-keystile-key-id", key.id.encode()),
+        (b"x-keystile-api-id", key.api_id.encode()),
+    ]
+    # Always sent, empty without an owner: a proxy that copies it (Caddy 2.6) would otherwise pass its own
+    # placeholder on. Header values are ASCII: other characters (and "%") are percent-encoded as UTF-8.
+    owner = quote(key.owner_id or "", safe=_OWNER_SAFE)
+    headers.append((b"x-keystile-owner-id", owner.encode("ascii")))
+    return headers
