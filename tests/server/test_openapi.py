@@ -28,6 +28,7 @@ PUBLIC = {
     "/v1/auth": "forward auth trusts the network (SPEC V5)",
 }
 
+
 def _refs(node: Any) -> set[str]:
     if isinstance(node, dict):
         found = {node["$ref"]} if isinstance(node.get("$ref"), str) else set()
