@@ -55,6 +55,10 @@ class _Conn:
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         await _guard(self._conn.executemany(sql, list(rows)))
 
+    async def copy_records(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        # COPY in the binary format: several times cheaper per row than an INSERT for bulk writes.
+        await _guard(self._conn.copy_records_to_table(table, records=rows, columns=list(columns)))
+
 
 class PostgresDriver:
     """A pool of connections to one PostgreSQL database; create it with :meth:`connect`."""
@@ -92,6 +96,9 @@ class PostgresDriver:
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         await self._with_conn(lambda c: c.executemany(sql, rows))
+
+    async def copy_records(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        await self._with_conn(lambda c: c.copy_records(table, columns, rows))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[_Conn]:

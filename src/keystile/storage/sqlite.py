@@ -96,6 +96,10 @@ class _Calls:
         batch = list(rows)
         await self._call(lambda: self._conn.executemany(text, batch))
 
+    async def copy_records(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+        await self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
 
 async def _inline(fn: Callable[[], T]) -> T:
     return fn()
