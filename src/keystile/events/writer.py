@@ -71,15 +71,17 @@ class EventStats:
 
 class _EventIds:
     """``evt_`` ids as :func:`keystile.core.ids.new_id` makes them, but increasing within a millisecond too, so
-    that events recorded in one millisecond list in the order they happened."""
+    that events recorded in one millisecond list in the order they happened: the first id of a millisecond takes
+    80 random bits, the next ones of the same millisecond add one (as monotonic ULIDs do; it also spares a
+    ``getrandom`` system call per event, a sizeable share of the writer's work per event)."""
 
     def __init__(self) -> None:
         self._last = 0
 
     def __call__(self, at_ms: int) -> str:
-        value = ((at_ms & 0xFFFF_FFFF_FFFF) << 80) | secrets.randbits(80)
-        if value >> 80 == self._last >> 80 and value <= self._last:
-            value = self._last + 1
+        at_ms &= 0xFFFF_FFFF_FFFF
+        last = self._last
+        value = last + 1 if at_ms == last >> 80 else (at_ms << 80) | secrets.randbits(80)
         self._last = value
         return "evt_" + base62.encode(value, ID_LENGTH)
 
