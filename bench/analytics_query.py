@@ -22,7 +22,7 @@ Run::
     .venv/bin/python bench/analytics_query.py --database-url postgresql://postgres@127.0.0.1:5432/<db>
     .venv/bin/python bench/analytics_query.py --events 1000000      # loads its own throwaway database first
 
-The database is migrated first (a migration added since the load is applied).
+The database is migrated first (a migration added since the load is applied) unless ``--no-migrate``.
 """
 
 from __future__ import annotations
@@ -98,14 +98,15 @@ async def hottest_key(conn: asyncpg.Connection) -> tuple[str, int]:
     return row["key_id"], int(row["n"])
 
 
-async def measure(url: str, *, runs: int, raw_runs: int) -> int:
+async def measure(url: str, *, runs: int, raw_runs: int, migrate: bool = True) -> int:
     clock = SystemClock()
     storage = await open_storage(url, clock)
     conn = await asyncpg.connect(url)
     try:
-        applied = await storage.migrate()
-        if applied:
-            print(f"applied migrations {applied}")
+        if migrate:
+            applied = await storage.migrate()
+            if applied:
+                print(f"applied migrations {applied}")
         ks = Keystile.create(storage, Settings(database_url=url), clock)
         events = await conn.fetchval("SELECT COUNT(*) FROM events")
         rollups = await conn.fetchval("SELECT COUNT(*) FROM event_rollups")
@@ -229,7 +230,7 @@ def _ms(value: str) -> int:
 
 async def run(args: argparse.Namespace) -> int:
     if args.database_url is not None:
-        return await measure(args.database_url, runs=args.runs, raw_runs=args.raw_runs)
+        return await measure(args.database_url, runs=args.runs, raw_runs=args.raw_runs, migrate=not args.no_migrate)
     async with throwaway_database(None, keep=args.keep) as url:
         clock = SystemClock()
         storage = await open_storage(url, clock)
@@ -249,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", help="a database loaded by bench/load_events.py")
     parser.add_argument("--events", type=int, default=1_000_000, help="without --database-url: events to load")
     parser.add_argument("--keep", action="store_true", help="without --database-url: keep the loaded database")
+    parser.add_argument("--no-migrate", action="store_true", help="measure the database as it is (no migration)")
     parser.add_argument("--runs", type=int, default=200, help="timed runs of each query (default 200)")
     parser.add_argument("--raw-runs", type=int, default=5, help="timed runs of the raw-events count (default 5)")
     args = parser.parse_args(argv)
