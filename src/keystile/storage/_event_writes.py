@@ -13,6 +13,7 @@ waits long.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -52,24 +53,54 @@ _UPSERT_POSTGRESQL = f"""
 _LAST_USED = "UPDATE keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)"
 
 
-def rollup_rows(events: Iterable[VerificationEvent]) -> list[RollupRow]:
-    """The batch's counts per minute, hour and day bucket and per (api, key, owner, outcome), sorted."""
-    counts: dict[tuple[str, int, str, str, str, str], int] = {}
-    for event in events:
-        api_id, key_id, owner_id = event.api_id or "", event.key_id or "", event.owner_id or ""
-        for granularity, size in BUCKETS:
-            group = (granularity, event.ts - event.ts % size, api_id, key_id, owner_id, event.outcome)
-            counts[group] = counts.get(group, 0) + 1
-    return [(*group, count) for group, count in sorted(counts.items())]
+PREPARE_SLICE = 500
+"""Events prepared between two yields to the event loop: preparing a whole batch at once held it for several
+milliseconds (the p99 latency of verifications, bench/events_verify.py)."""
 
 
-def last_used(events: Iterable[VerificationEvent]) -> list[tuple[str, int]]:
-    """``(key_id, newest ts)`` for every key in the batch, sorted by key id (the order rows are locked in)."""
-    newest: dict[str, int] = {}
-    for event in events:
-        if event.key_id is not None and event.ts > newest.get(event.key_id, -1):
-            newest[event.key_id] = event.ts
-    return sorted(newest.items())
+class _Batch:
+    """A batch as storage writes it, accumulated slice by slice: event rows by table, counts per rollup bucket and
+    group, and each key's newest event."""
+
+    def __init__(self, *, partitioned: bool) -> None:
+        self._partitioned = partitioned
+        self.tables: dict[str, list[tuple[Any, ...]]] = {}
+        """Event rows (values of :data:`COLUMNS`) by the table they go to: their day's partition on PostgreSQL
+        (COPY writes into a partition directly, not through the parent), else ``events``."""
+        self._minutes: dict[tuple[int, str, str, str, str], int] = {}
+        self._newest: dict[str, int] = {}
+
+    def add(self, events: Iterable[VerificationEvent]) -> None:
+        minutes, newest, partitioned = self._minutes, self._newest, self._partitioned
+        rows: list[tuple[Any, ...]] | None = None
+        table_day = -1
+        for event in events:
+            ts, key_id = event.ts, event.key_id
+            day = ts // DAY_MS if partitioned else 0
+            if day != table_day or rows is None:
+                table_day = day
+                rows = self.tables.setdefault(partition_name(day) if partitioned else "events", [])
+            rows.append((
+                event.id, ts, event.request_id, event.api_id, key_id, event.owner_id, event.outcome, event.ip,
+                dump(list(event.tags)) if event.tags else "[]", event.latency_us,
+            ))  # fmt: skip
+            group = (ts - ts % 60_000, event.api_id or "", key_id or "", event.owner_id or "", event.outcome)
+            minutes[group] = minutes.get(group, 0) + 1
+            if key_id is not None and ts > newest.get(key_id, -1):
+                newest[key_id] = ts
+
+    def rollups(self) -> list[RollupRow]:
+        """The counts per minute, hour and day bucket and per (api, key, owner, outcome), sorted."""
+        counts: dict[tuple[str, int, str, str, str, str], int] = {}
+        for (minute, api_id, key_id, owner_id, outcome), count in self._minutes.items():
+            for granularity, size in BUCKETS:
+                at = (granularity, minute - minute % size, api_id, key_id, owner_id, outcome)
+                counts[at] = counts.get(at, 0) + count
+        return [(*group, count) for group, count in sorted(counts.items())]
+
+    def last_used(self) -> list[tuple[str, int]]:
+        """``(key_id, newest ts)`` for every key in the batch, sorted by key id (the order rows are locked in)."""
+        return sorted(self._newest.items())
 
 
 def partition_name(day: int) -> str:
@@ -106,11 +137,15 @@ class EventWrites:
         days = {event.ts // DAY_MS for event in events} if self._postgresql else set()
         try:
             await self._ensure_partitions(days)
-            rows = _event_rows(events, partitioned=self._postgresql)
-            rollups = rollup_rows(events)
-            used = last_used(events)
+            batch = _Batch(partitioned=self._postgresql)
+            for start in range(0, len(events), PREPARE_SLICE):
+                if start:
+                    await asyncio.sleep(0)
+                batch.add(events[start : start + PREPARE_SLICE])
+            rollups = batch.rollups()
+            used = batch.last_used()
             async with self._driver.transaction() as tx:
-                for table, table_rows in rows.items():
+                for table, table_rows in batch.tables.items():
                     await tx.copy_records(table, COLUMNS, table_rows)
                 if self._postgresql:
                     await tx.execute(_UPSERT_POSTGRESQL, *_columns(rollups, 7))
@@ -210,24 +245,6 @@ class EventWrites:
             total += count
             if count < DELETE_CHUNK:
                 return total
-
-
-def _event_rows(events: Sequence[VerificationEvent], *, partitioned: bool) -> dict[str, list[tuple[Any, ...]]]:
-    """The events as rows of :data:`COLUMNS`, by the table they go to: their day's partition on PostgreSQL (COPY
-    writes into a partition directly, not through the parent), else ``events``."""
-    tables: dict[str, list[tuple[Any, ...]]] = {}
-    rows: list[tuple[Any, ...]] | None = None
-    table_day = -1
-    for event in events:
-        day = event.ts // DAY_MS if partitioned else 0
-        if day != table_day or rows is None:
-            table_day = day
-            rows = tables.setdefault(partition_name(day) if partitioned else "events", [])
-        rows.append((
-            event.id, event.ts, event.request_id, event.api_id, event.key_id, event.owner_id, event.outcome, event.ip,
-            dump(list(event.tags)), event.latency_us,
-        ))  # fmt: skip
-    return tables
 
 
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:

@@ -23,6 +23,8 @@ from keystile.storage._driver import Dialect, Executor, Row
 
 T = TypeVar("T")
 _PLACEHOLDER = re.compile(r"\$(\d+)")
+COPY_SLICE = 500
+"""Rows :meth:`_Calls.copy_records` inserts between two yields to the event loop (a millisecond or two)."""
 _PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
@@ -97,8 +99,20 @@ class _Calls:
         await self._call(lambda: self._conn.executemany(text, batch))
 
     async def copy_records(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-        await self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+        # On the event loop's thread, a slice at a time, letting other tasks run in between. Through the writer
+        # thread, each row's binding (with the GIL) and step (without) handed the GIL back and forth with the
+        # loop's thread, which cost more than the insert itself (bench/events_verify.py). Commits, which may
+        # checkpoint and wait for the disk, stay in the writer thread.
+        marks = ", ".join("?" * len(columns))
+        text = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+        conn = self._conn
+        for start in range(0, len(rows), COPY_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            try:
+                conn.executemany(text, rows[start : start + COPY_SLICE])
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
 
 
 async def _inline(fn: Callable[[], T]) -> T:
