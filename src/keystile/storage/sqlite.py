@@ -69,10 +69,15 @@ def _connect(target: str, *, uri: bool = False) -> sqlite3.Connection:
 class _Calls:
     """Statement execution on one connection, optionally through a thread (the writer)."""
 
-    def __init__(self, conn: sqlite3.Connection, sql: _Sql, run: Callable[[Callable[[], Any]], Any]) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, sql: _Sql, run: Callable[[Callable[[], Any]], Any], *, may_yield: bool = False
+    ) -> None:
         self._conn = conn
         self._sql = sql
         self._run = run
+        self._may_yield = may_yield
+        """Whether a transaction on this connection may let other tasks run midway: not when reads share the
+        connection (in memory), or they would see the transaction's rows before its commit."""
 
     async def _call(self, fn: Callable[[], T]) -> T:
         try:
@@ -107,7 +112,7 @@ class _Calls:
         text = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
         conn = self._conn
         for start in range(0, len(rows), COPY_SLICE):
-            if start:
+            if start and self._may_yield:
                 await asyncio.sleep(0)
             try:
                 conn.executemany(text, rows[start : start + COPY_SLICE])
@@ -140,7 +145,7 @@ class SqliteDriver(_Calls):
         except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open the SQLite database at {path}: {exc}") from exc
         super().__init__(reader, sql, _inline)
-        self._writer = _Calls(self._writer_conn, sql, self._in_writer)
+        self._writer = _Calls(self._writer_conn, sql, self._in_writer, may_yield=path is not None)
 
     async def _in_writer(self, fn: Callable[[], T]) -> T:
         if self._thread is None:
