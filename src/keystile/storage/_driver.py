@@ -50,10 +50,4 @@ class Driver(Executor, Protocol):
         """Hold a lock, until ``tx`` ends, that keeps other processes from migrating at the same time."""
         ...
 
-    def schema_lock(self) -> AbstractAsyncContextManager[None]:
-        """Hold the lock of :meth:`lock_schema` across several transactions (all of a run's migrations), so that
-        one process applies them all while the others wait. Transactions run meanwhile must not ask for
-        :meth:`lock_schema` themselves."""
-        ...
-
     async def close(self) -> None: ...

@@ -1,7 +1,9 @@
 """Versioned schema migrations: ``NNNN_name.sql`` files per dialect, shipped as package data.
 
-Applied versions are recorded with a checksum of their text in ``keystile_migrations``; each migration runs in
-its own transaction together with that record, so a failed migration leaves no trace. A database whose schema
+Applied versions are recorded with a checksum of their text in ``keystile_migrations``. The pending migrations of
+a run are applied in one transaction with their records, under the schema lock: a failed migration leaves no trace
+(nor do the others of its run), and processes starting together do not take turns (the first applies them all, the
+others then find nothing pending). A database whose schema
 is newer than this code, or whose applied migration text differs from ours, is refused rather than guessed at.
 """
 
@@ -47,12 +49,10 @@ async def _applied(driver: Driver) -> dict[int, str]:
     return {row["version"]: row["checksum"] for row in rows}
 
 
-async def pending(driver: Driver, *, locked: bool = False) -> list[Migration]:
-    """Migrations not yet applied; raises :class:`MigrationError` for a schema this code cannot use. ``locked``:
-    the caller holds :meth:`~keystile.storage._driver.Driver.schema_lock`."""
+async def pending(driver: Driver) -> list[Migration]:
+    """Migrations not yet applied; raises :class:`MigrationError` for a schema this code cannot use."""
     async with driver.transaction() as tx:
-        if not locked:
-            await driver.lock_schema(tx)
+        await driver.lock_schema(tx)
         await tx.execute(_TABLE)
     applied = await _applied(driver)
     shipped = available(driver.dialect)
@@ -70,22 +70,23 @@ async def pending(driver: Driver, *, locked: bool = False) -> list[Migration]:
 
 async def migrate(driver: Driver, now_ms: int) -> list[int]:
     """Apply every pending migration; returns the versions applied."""
-    done = []
-    # One lock across every migration of the run: processes starting together do not take turns applying them
-    # (each would apply some); the first applies all, the others then find nothing pending.
-    async with driver.schema_lock():
-        for migration in await pending(driver, locked=True):
-            async with driver.transaction() as tx:
-                row = await tx.fetchone("SELECT 1 FROM keystile_migrations WHERE version = $1", migration.version)
-                if row is not None:
-                    continue  # another process applied it (one holding the lock per transaction: older code)
-                await driver.run_script(tx, migration.script)
-                await tx.execute(
-                    "INSERT INTO keystile_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)",
-                    migration.version,
-                    migration.name,
-                    migration.checksum,
-                    now_ms,
-                )
+    done: list[int] = []
+    migrations = await pending(driver)
+    if not migrations:
+        return done
+    async with driver.transaction() as tx:
+        await driver.lock_schema(tx)
+        for migration in migrations:
+            row = await tx.fetchone("SELECT 1 FROM keystile_migrations WHERE version = $1", migration.version)
+            if row is not None:
+                continue  # another process applied it while we waited for the lock
+            await driver.run_script(tx, migration.script)
+            await tx.execute(
+                "INSERT INTO keystile_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)",
+                migration.version,
+                migration.name,
+                migration.checksum,
+                now_ms,
+            )
             done.append(migration.version)
     return done

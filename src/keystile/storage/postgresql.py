@@ -16,7 +16,6 @@ from keystile.storage._driver import Dialect, Executor, Row
 
 T = TypeVar("T")
 MIGRATION_TIMEOUT_S = 24 * 3600.0
-_SCHEMA_LOCK = 7300184635  # advisory lock id: one process migrates at a time
 _CONNECT_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError, TimeoutError)
 
 
@@ -127,23 +126,10 @@ class PostgresDriver:
         else:
             await tx.execute(script)
 
-    @asynccontextmanager
-    async def schema_lock(self) -> AsyncIterator[None]:
-        # A session lock on a connection of its own, held while other connections run the migrations.
-        try:
-            async with self._pool.acquire() as conn:
-                await conn.execute(f"SELECT pg_advisory_lock({_SCHEMA_LOCK})", timeout=MIGRATION_TIMEOUT_S)
-                try:
-                    yield
-                finally:
-                    await conn.execute(f"SELECT pg_advisory_unlock({_SCHEMA_LOCK})")
-        except (asyncpg.PostgresError, *_CONNECT_ERRORS) as exc:
-            raise _translate(exc) from exc
-
     async def lock_schema(self, tx: Executor) -> None:
         # Processes starting together must not migrate at once; the lock ends with the transaction. Waiting for it
         # is not bound by the command timeout either: the other process may be running a long migration.
-        await self.run_script(tx, f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
+        await self.run_script(tx, "SELECT pg_advisory_xact_lock(7300184635)")
 
     async def close(self) -> None:
         await self._pool.close()

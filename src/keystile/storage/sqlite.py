@@ -190,11 +190,6 @@ class SqliteDriver(_Calls):
         for statement in _statements(script):
             await tx.execute(statement)
 
-    @asynccontextmanager
-    async def schema_lock(self) -> AsyncIterator[None]:
-        """Nothing to hold: each migration's ``BEGIN IMMEDIATE`` takes the database's one write lock."""
-        yield
-
     async def lock_schema(self, tx: Executor) -> None:
         """Nothing to do: ``BEGIN IMMEDIATE`` already holds the database's one write lock."""
 
