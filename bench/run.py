@@ -1,4 +1,4 @@
-"""Run Keystile's benchmarks (SPEC P1, P2, P3, P5) and print their ratios against the SPEC's targets.
+"""Run Keystile's benchmarks (SPEC P1, P2, P3, P5, P6) and print their ratios against the SPEC's targets.
 
 ``make bench`` installs the bench extras and runs this. Each benchmark measures its own baseline in the same
 run, so the ratios mean something on a shared, noisy machine where the absolute numbers do not. A missed target
@@ -13,6 +13,7 @@ import platform
 import sys
 import time
 
+import events_verify
 import forward_auth
 import http_verify
 import limits_verify
@@ -25,8 +26,8 @@ def _row(spec: str, what: str, measured: str, target: str, met: bool | None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Keystile benchmarks (SPEC P1, P2, P3, P5)")
-    parser.add_argument("--only", choices=["p1", "p2", "p3", "p5"], help="run one benchmark")
+    parser = argparse.ArgumentParser(description="Keystile benchmarks (SPEC P1, P2, P3, P5, P6)")
+    parser.add_argument("--only", choices=["p1", "p2", "p3", "p5", "p6"], help="run one benchmark")
     parser.add_argument("--keys", type=int, default=1000, help="P1: keys on each side (default 1000)")
     parser.add_argument("--duration", type=float, default=2.0, help="P2: seconds per wrk run (default 2)")
     parser.add_argument("--rounds", type=int, default=7, help="P2: hello/verify pairs (default 7)")
@@ -150,6 +151,40 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(_row("P5", "  same, from server CPU time per request", f"{p5.cpu_ratio:.2f}", "", None))
             rows.append(_row("P5", "  context: Redis limits + database credits", f"{p5.database_ratio:.2f}", "", None))
             failed.extend(f"P5: {error}" for error in p5.errors)
+
+    if args.only in (None, "p6"):
+        print()
+        try:
+            p6 = events_verify.run(duration_s=args.duration)
+        except (RuntimeError, OSError) as exc:
+            print(f"P6 benchmark not run: {exc}")
+            rows.append(_row("P6", "verify with events on / events off", "not run", "", None))
+            failed.append(f"P6: {exc}")
+        else:
+            print(p6.report())
+            rows.append(
+                _row(
+                    "P6",
+                    "verify with events on / events off",
+                    f"{p6.ratio:.2f}",
+                    f">= {events_verify.TARGET_RATIO:g}",
+                    p6.ratio >= events_verify.TARGET_RATIO,
+                )
+            )
+            if p6.cpu_ratio is not None:
+                rows.append(_row("P6", "  same, from server CPU time per request", f"{p6.cpu_ratio:.2f}", "", None))
+            rows.append(_row("P6", "  events lost (answered, not stored)", f"{p6.lost:,}", "0", p6.lost == 0))
+            dropped = "-" if p6.dropped is None else f"{p6.dropped:,}"
+            rows.append(
+                _row(
+                    "P6",
+                    "  events dropped by the buffer (/metrics)",
+                    dropped,
+                    "0",
+                    None if p6.dropped is None else p6.dropped == 0,
+                )
+            )
+            failed.extend(f"P6: {error}" for error in p6.errors)
 
     print()
     print("Summary (ratios measured in this run; absolute numbers above are for context only)")

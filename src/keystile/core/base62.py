@@ -5,6 +5,8 @@ from __future__ import annotations
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _INDEX = {c: i for i, c in enumerate(ALPHABET)}
 CHARSET = frozenset(ALPHABET)
+_PAIRS = tuple(a + b for a in ALPHABET for b in ALPHABET)
+"""Every two-digit string, by value: encoding takes two digits per division (half the big-integer divisions)."""
 
 
 def encode(number: int, width: int = 0) -> str:
@@ -12,11 +14,12 @@ def encode(number: int, width: int = 0) -> str:
     if number < 0:
         raise ValueError("base62 encodes non-negative integers only")
     digits: list[str] = []
-    while number:
-        number, rest = divmod(number, 62)
-        digits.append(ALPHABET[rest])
-    text = "".join(reversed(digits)) or "0"
-    return text.rjust(width, "0")
+    while number >= 3844:
+        number, rest = divmod(number, 3844)
+        digits.append(_PAIRS[rest])
+    digits.append(_PAIRS[number] if number >= 62 else ALPHABET[number])
+    digits.reverse()
+    return "".join(digits).rjust(width, "0")
 
 
 def decode(text: str) -> int:

@@ -25,6 +25,11 @@ class Executor(Protocol):
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
 
+    async def copy_records(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Insert ``rows`` (values of ``columns``) into ``table`` in bulk: PostgreSQL's ``COPY``, else an
+        ``executemany`` of ``INSERT``. ``table`` and ``columns`` are trusted names, never a caller's input."""
+        ...
+
 
 class Driver(Executor, Protocol):
     dialect: Dialect

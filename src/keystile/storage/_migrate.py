@@ -1,7 +1,9 @@
 """Versioned schema migrations: ``NNNN_name.sql`` files per dialect, shipped as package data.
 
-Applied versions are recorded with a checksum of their text in ``keystile_migrations``; each migration runs in
-its own transaction together with that record, so a failed migration leaves no trace. A database whose schema
+Applied versions are recorded with a checksum of their text in ``keystile_migrations``. The pending migrations of
+a run are applied in one transaction with their records, under the schema lock: a failed migration leaves no trace
+(nor do the others of its run), and processes starting together do not take turns (the first applies them all, the
+others then find nothing pending). A database whose schema
 is newer than this code, or whose applied migration text differs from ours, is refused rather than guessed at.
 """
 
@@ -68,10 +70,13 @@ async def pending(driver: Driver) -> list[Migration]:
 
 async def migrate(driver: Driver, now_ms: int) -> list[int]:
     """Apply every pending migration; returns the versions applied."""
-    done = []
-    for migration in await pending(driver):
-        async with driver.transaction() as tx:
-            await driver.lock_schema(tx)
+    done: list[int] = []
+    migrations = await pending(driver)
+    if not migrations:
+        return done
+    async with driver.transaction() as tx:
+        await driver.lock_schema(tx)
+        for migration in migrations:
             row = await tx.fetchone("SELECT 1 FROM keystile_migrations WHERE version = $1", migration.version)
             if row is not None:
                 continue  # another process applied it while we waited for the lock
@@ -83,5 +88,5 @@ async def migrate(driver: Driver, now_ms: int) -> list[int]:
                 migration.checksum,
                 now_ms,
             )
-        done.append(migration.version)
+            done.append(migration.version)
     return done

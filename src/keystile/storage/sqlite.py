@@ -23,6 +23,8 @@ from keystile.storage._driver import Dialect, Executor, Row
 
 T = TypeVar("T")
 _PLACEHOLDER = re.compile(r"\$(\d+)")
+COPY_SLICE = 500
+"""Rows :meth:`_Calls.copy_records` inserts between two yields to the event loop (a millisecond or two)."""
 _PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
@@ -67,10 +69,15 @@ def _connect(target: str, *, uri: bool = False) -> sqlite3.Connection:
 class _Calls:
     """Statement execution on one connection, optionally through a thread (the writer)."""
 
-    def __init__(self, conn: sqlite3.Connection, sql: _Sql, run: Callable[[Callable[[], Any]], Any]) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, sql: _Sql, run: Callable[[Callable[[], Any]], Any], *, may_yield: bool = False
+    ) -> None:
         self._conn = conn
         self._sql = sql
         self._run = run
+        self._may_yield = may_yield
+        """Whether a transaction on this connection may let other tasks run midway: not when reads share the
+        connection (in memory), or they would see the transaction's rows before its commit."""
 
     async def _call(self, fn: Callable[[], T]) -> T:
         try:
@@ -95,6 +102,22 @@ class _Calls:
         text = self._sql(sql)
         batch = list(rows)
         await self._call(lambda: self._conn.executemany(text, batch))
+
+    async def copy_records(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        # On the event loop's thread, a slice at a time, letting other tasks run in between. Through the writer
+        # thread, each row's binding (with the GIL) and step (without) handed the GIL back and forth with the
+        # loop's thread, which cost more than the insert itself (bench/events_verify.py). Commits, which may
+        # checkpoint and wait for the disk, stay in the writer thread.
+        marks = ", ".join("?" * len(columns))
+        text = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+        conn = self._conn
+        for start in range(0, len(rows), COPY_SLICE):
+            if start and self._may_yield:
+                await asyncio.sleep(0)
+            try:
+                conn.executemany(text, rows[start : start + COPY_SLICE])
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
 
 
 async def _inline(fn: Callable[[], T]) -> T:
@@ -122,7 +145,7 @@ class SqliteDriver(_Calls):
         except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open the SQLite database at {path}: {exc}") from exc
         super().__init__(reader, sql, _inline)
-        self._writer = _Calls(self._writer_conn, sql, self._in_writer)
+        self._writer = _Calls(self._writer_conn, sql, self._in_writer, may_yield=path is not None)
 
     async def _in_writer(self, fn: Callable[[], T]) -> T:
         if self._thread is None:
