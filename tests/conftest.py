@@ -20,16 +20,10 @@ from keystile.core.clock import ManualClock
 from keystile.service import Keystile
 from keystile.service.authz import Actor, Principal
 from keystile.storage import SqlStorage, open_storage
+from tests.availability import missing as service_missing
 
 PG_ADMIN_DSN = os.environ.get("KEYSTILE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-
-
-def service_missing(what: str) -> None:
-    """Skip locally, but fail under CI: a missing service must never pass silently there."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{what} is required when CI=true", pytrace=False)
-    pytest.skip(f"{what} is not available")
 
 
 async def _admin(sql: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from keystile.core import keys as keyformat
-from tests.e2e.server import require_tool
+from tests.availability import require_tool
 
 from .helpers import Shell, create_api, create_key, init
 

@@ -6,7 +6,6 @@ import asyncio
 import atexit
 import os
 import re
-import shutil
 import signal
 import socket
 import ssl
@@ -17,26 +16,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
-import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ROOT_KEY_RE = re.compile(r"\bks_root_[0-9A-Za-z]{38}\b")
 START_TIMEOUT_S = 60.0
 REDIS_URL = os.environ.get("KEYSTILE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def missing(what: str) -> None:
-    """Skip locally, but fail under ``CI=true``: a missing service or tool must never pass silently there."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{what} is required when CI=true", pytrace=False)
-    pytest.skip(f"{what} is not available")
-
-
-def require_tool(name: str) -> None:
-    """Skip without ``name`` on PATH locally; under ``CI=true`` its absence fails the run."""
-    if shutil.which(name) is None:
-        missing(name)
 
 
 def redis_available() -> bool:

@@ -25,8 +25,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from keystile.core import keys as keyformat
+from tests.availability import missing
 
-from .server import REDIS_URL, Server, missing, redis_available, serve
+from .server import REDIS_URL, Server, redis_available, serve
 from .tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]

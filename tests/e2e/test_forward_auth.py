@@ -22,7 +22,9 @@ from typing import Any
 import httpx
 import pytest
 
-from .server import Server, free_port, missing, serve
+from tests.availability import missing
+
+from .server import Server, free_port, serve
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from .server import REDIS_URL, Server, missing, post_many, redis_available, serve
+from tests.availability import missing
+
+from .server import REDIS_URL, Server, post_many, redis_available, serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 

@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from .server import ROOT_KEY_RE, Server, cli, require_tool, serve
+from tests.availability import require_tool
+
+from .server import ROOT_KEY_RE, Server, cli, serve
 
 pytestmark = pytest.mark.e2e
 

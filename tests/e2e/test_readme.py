@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from .server import REPO, Server, free_port, require_tool
+from tests.availability import require_tool
+
+from .server import REPO, Server, free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -17,18 +17,12 @@ import redis
 
 from keystile.core.clock import ManualClock
 from keystile.limits.connection import RedisConnection
+from tests.availability import missing as service_missing
 
 from .redis_server import RedisServer
 
 REDIS_URL = os.environ.get("KEYSTILE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 START_TIMEOUT_S = 10.0
-
-
-def service_missing(what: str) -> None:
-    """Skip locally, but fail under CI: a missing service must never pass silently there."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{what} is required when CI=true", pytrace=False)
-    pytest.skip(f"{what} is not available")
 
 
 def delete_prefix(url: str, prefix: str) -> None:

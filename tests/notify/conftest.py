@@ -12,14 +12,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from tests.availability import missing as service_missing
+
 REDIS_URL = os.environ.get("KEYSTILE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def service_missing(what: str) -> None:
-    """Skip locally, but fail under CI: a missing service must never pass silently there."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{what} is required when CI=true", pytrace=False)
-    pytest.skip(f"{what} is not available")
 
 
 @pytest.fixture(scope="session")

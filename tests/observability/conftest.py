@@ -6,7 +6,6 @@ When ``CI=true`` a missing ``redis-server`` or ``promtool`` fails instead of ski
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -26,16 +25,10 @@ from keystile.server import create_app
 from keystile.server.http import ASGIApp
 from keystile.service import Actor, Keystile
 from keystile.storage import open_storage
+from tests.availability import missing
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 START_TIMEOUT_S = 10.0
-
-
-def missing(what: str) -> None:
-    """Skip locally, but fail under ``CI=true``: a missing service or tool must never pass silently there."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{what} is required when CI=true", pytrace=False)
-    pytest.skip(f"{what} is not available")
 
 
 def samples(text: str) -> Samples:
