@@ -9,6 +9,7 @@ import pytest
 from keystile.core.verify import ALL_CODES
 from keystile.proxy._headers import response_headers, strip_key_parameter, upstream_headers
 from keystile.proxy._refusals import refusal
+from keystile.server.answers import STATUS
 
 
 def _h(*pairs: tuple[str, str]) -> list[tuple[bytes, bytes]]:
@@ -72,15 +73,9 @@ def test_the_client_gets_the_upstream_answer_without_hop_by_hop_headers_and_its_
     )
 
 
+# Verification codes get forward auth's statuses (tests/server/test_answers.py); these are the proxy's own.
 EXPECTED_STATUSES = {
-    "NOT_FOUND": 401,
-    "REVOKED": 401,
-    "DISABLED": 401,
-    "EXPIRED": 401,
-    "FORBIDDEN": 403,
-    "INSUFFICIENT_PERMISSIONS": 403,
-    "RATE_LIMITED": 429,
-    "USAGE_EXCEEDED": 429,
+    **{code: status for code, status in STATUS.items() if code != "VALID"},
     "missing_key": 401,
     "ambiguous_credentials": 401,
     "upstream_unavailable": 502,
