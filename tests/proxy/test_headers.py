@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 
-from keystile.core.clock import ManualClock
 from keystile.core.verify import ALL_CODES
-from keystile.proxy._headers import (
-    ratelimit_headers,
-    response_headers,
-    retry_after_s,
-    strip_key_parameter,
-    upstream_headers,
-)
+from keystile.proxy._headers import response_headers, strip_key_parameter, upstream_headers
 from keystile.proxy._refusals import refusal
-from keystile.schemas import ApiCreate, CreditsSpec, KeyCreate, RateLimitSpec, RefillSpec, VerifyRequest
-from keystile.service import Actor, Keystile
-from keystile.service.authz import Principal
+from keystile.server.answers import STATUS
 
 
 def _h(*pairs: tuple[str, str]) -> list[tuple[bytes, bytes]]:
@@ -83,15 +73,9 @@ def test_the_client_gets_the_upstream_answer_without_hop_by_hop_headers_and_its_
     )
 
 
+# Verification codes get forward auth's statuses (tests/server/test_answers.py); these are the proxy's own.
 EXPECTED_STATUSES = {
-    "NOT_FOUND": 401,
-    "REVOKED": 401,
-    "DISABLED": 401,
-    "EXPIRED": 401,
-    "FORBIDDEN": 403,
-    "INSUFFICIENT_PERMISSIONS": 403,
-    "RATE_LIMITED": 429,
-    "USAGE_EXCEEDED": 429,
+    **{code: status for code, status in STATUS.items() if code != "VALID"},
     "missing_key": 401,
     "ambiguous_credentials": 401,
     "upstream_unavailable": 502,
@@ -107,41 +91,3 @@ def test_refusals_are_problems_with_the_statuses_of_forward_auth() -> None:
         assert answer == status
         assert json.loads(body)["code"] == code.lower()
         assert (b"x-keystile-code", code.encode()) in headers
-
-
-async def test_retry_after_is_when_an_exhausted_limit_has_room_again(
-    ks: Keystile, root: tuple[Actor, str], clock: ManualClock
-) -> None:
-    actor = root[0]
-    api = await ks.apis.create(actor, ApiCreate(name="limited"))
-    spec = KeyCreate(ratelimits=[RateLimitSpec(name="api", limit=10, duration_ms=60_000)])
-    _, key = await ks.keys.create(actor, api.id, spec)
-    anyone = Principal("test", None)
-    results = [await ks.verification.verify(anyone, VerifyRequest(key=key)) for _ in range(11)]
-    assert [result.code for result in results] == ["VALID"] * 10 + ["RATE_LIMITED"]
-    now_ms = clock.now() * 1000
-
-    # 10 a minute: one more request fits 6 s after the bucket was emptied.
-    assert retry_after_s(results[-1], now_ms) == 6
-    assert ratelimit_headers(results[-1], now_ms) == _h(
-        ("ratelimit-limit", "10"), ("ratelimit-remaining", "0"), ("ratelimit-reset", "60")
-    )
-    clock.advance(5)
-    assert retry_after_s(results[-1], clock.now() * 1000) == 1
-
-
-@pytest.mark.parametrize(("refill", "expected_s"), [(None, 60), (RefillSpec(amount=5, interval="daily"), None)])
-async def test_retry_after_out_of_credits_is_the_next_refill_or_a_minute(
-    ks: Keystile, root: tuple[Actor, str], clock: ManualClock, refill: RefillSpec | None, expected_s: int | None
-) -> None:
-    actor = root[0]
-    api = await ks.apis.create(actor, ApiCreate(name="metered"))
-    _, key = await ks.keys.create(actor, api.id, KeyCreate(credits=CreditsSpec(remaining=1, refill=refill)))
-    anyone = Principal("test", None)
-    assert (await ks.verification.verify(anyone, VerifyRequest(key=key))).code == "VALID"
-    refused = await ks.verification.verify(anyone, VerifyRequest(key=key))
-    assert refused.code == "USAGE_EXCEEDED"
-    now_ms = clock.now() * 1000
-
-    until_midnight_s = math.ceil((86_400_000 - now_ms % 86_400_000) / 1000)
-    assert retry_after_s(refused, now_ms) == (expected_s or until_midnight_s)

@@ -60,7 +60,7 @@ def _last_seen(upstream: Upstream, before: int) -> dict[str, object]:
 def test_a_valid_key_reaches_the_upstream_without_the_key_and_with_the_callers_identity(
     deployment: Deployment, upstream: Upstream, proxy: Server
 ) -> None:
-    key, key_id = deployment.key("--owner-id", "alice")
+    key, key_id = deployment.key("--owner-id", "jürgen 50%")
     port = proxy.url.rsplit(":", 1)[1]
     channels = [
         ({"Authorization": f"Bearer {key}"}, ""),
@@ -80,7 +80,7 @@ def test_a_valid_key_reaches_the_upstream_without_the_key_and_with_the_callers_i
         assert key not in json.dumps(seen), "the upstream never sees the key"
         assert "x-api-key" not in got
         assert got["x-keystile-key-id"] == key_id
-        assert got["x-keystile-owner-id"] == "alice"
+        assert got["x-keystile-owner-id"] == "j%C3%BCrgen 50%25"  # as forward auth sends it: ASCII, lossless
         assert got["x-keystile-api-id"] == deployment.api_id
         assert got["x-forwarded-for"] == "127.0.0.1"
         assert got["x-forwarded-proto"] == "http"

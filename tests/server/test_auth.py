@@ -232,6 +232,11 @@ async def test_credits_are_spent_by_cost_and_exhausted_ones_are_429(
     shown = (await client.get(f"/v1/keys/{key['id']}", headers=auth)).json()
     assert shown["credits"]["remaining"] == 1
 
+    never_refilled = await new_key(client, auth, api, credits={"remaining": 0})
+    refused = await client.get(url, headers=bearer(never_refilled["key"]))
+    assert (refused.status_code, refused.headers["x-keystile-code"]) == (429, "USAGE_EXCEEDED")
+    assert refused.headers["retry-after"] == "60"  # every 429 has one (SPEC V5): a minute, as the proxy says
+
 
 async def test_options_are_checked_and_misconfiguration_is_loud(
     client: httpx.AsyncClient, auth: Headers, api: Json, other_api: Json, connect: Callable[..., Any]

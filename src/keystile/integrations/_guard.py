@@ -10,7 +10,6 @@ unknown, revoked, disabled or expired key alike (S2: the answer does not say whi
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -18,10 +17,13 @@ from typing import Any
 from keystile.core.extract import extract_key
 from keystile.core.netaddr import parse_ip
 from keystile.core.permissions import Grants, evaluate, parse_query
+from keystile.core.ratelimit import LimitState
 from keystile.core.timefmt import from_rfc3339
+from keystile.core.verify import Code
 from keystile.errors import Forbidden, KeystileError, RateLimited, StorageError, Unauthenticated
 from keystile.integrations._verifiers import KeyVerifier
 from keystile.schemas import RateLimitState, VerifyRequest, VerifyResponse
+from keystile.server.answers import STATUS, room_after_ms, whole_seconds
 
 log = logging.getLogger("keystile.integrations")
 
@@ -29,7 +31,6 @@ MISSING_KEY = "this API needs a key: send it as Authorization: Bearer <key>"
 INVALID_KEY = "the API key is not valid"
 # VerifyRequest.key's limit: a longer string cannot be a key, and a server would refuse the whole request (400).
 MAX_KEY_LENGTH = 4096
-_INVALID = frozenset({"NOT_FOUND", "REVOKED", "DISABLED", "EXPIRED"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,24 +73,27 @@ def verified_key(answer: VerifyResponse) -> VerifiedKey:
 
 
 def rejection(answer: VerifyResponse, now: float) -> KeystileError:
-    """The error answering a key that did not verify (``answer.valid`` is false) at ``now`` (epoch seconds)."""
+    """The error answering a key that did not verify (``answer.valid`` is false) at ``now`` (epoch seconds).
+
+    The status is forward auth's (:mod:`keystile.server.answers`); every 401 is the same ``invalid_key`` (S2)."""
     code = answer.code
-    if code in _INVALID:
+    status = STATUS.get(code, 401)  # a code this version does not know (a newer server's): still a refusal
+    if status == 401:
         return Unauthenticated(INVALID_KEY, code="invalid_key")
-    if code == "FORBIDDEN":
+    if code == Code.FORBIDDEN:
         return Forbidden("this key may not be used from this address", code="ip_not_allowed")
-    if code == "INSUFFICIENT_PERMISSIONS":
+    if status == 403:
         return Forbidden("this key lacks a permission this route needs", code="insufficient_permissions")
-    if code == "RATE_LIMITED":
-        retry_after = _retry_after(answer.ratelimits or [], now)
+    if code == Code.RATE_LIMITED:
+        retry_after = whole_seconds(room_after_ms(_states(answer.ratelimits or ()), now * 1000, {}))
         return RateLimited("too many requests with this key; retry later", retry_after=retry_after)
+    # A VerifyResponse does not say when credits are refilled: no Retry-After rather than a wrong one.
     return RateLimited("this key has no credits left", code="usage_exceeded")
 
 
-def _retry_after(limits: Iterable[RateLimitState], now: float) -> int:
-    """Whole seconds until every exhausted limit has capacity again (at least 1)."""
-    resets = [from_rfc3339(limit.reset_at) / 1000 for limit in limits if limit.remaining == 0 and limit.reset_at]
-    return max(1, math.ceil(max(resets, default=now) - now))
+def _states(limits: Iterable[RateLimitState]) -> list[LimitState]:
+    """The wire's limit states (``reset_at`` in RFC 3339) as the verifier reports them (epoch milliseconds)."""
+    return [LimitState(s.name, s.limit, s.remaining, from_rfc3339(s.reset_at)) for s in limits if s.reset_at]
 
 
 async def authenticate(

@@ -20,19 +20,13 @@ import httpx
 
 from keystile.config import Settings
 from keystile.core.extract import extract_key
-from keystile.core.verify import VerifyResult
+from keystile.core.verify import Code, VerifyResult
 from keystile.errors import StorageError, Unauthenticated
-from keystile.proxy._headers import (
-    identity_headers,
-    ratelimit_headers,
-    response_headers,
-    retry_after_s,
-    strip_key_parameter,
-    upstream_headers,
-)
+from keystile.proxy._headers import response_headers, strip_key_parameter, upstream_headers
 from keystile.proxy._options import ProxyOptions
 from keystile.proxy._refusals import send_refusal
 from keystile.schemas import VerifyCredits, VerifyRequest
+from keystile.server.answers import identity_headers, ratelimit_headers, retry_after_s
 from keystile.server.forwarded import TrustedProxies, forwarded_chain, peer
 from keystile.server.http import (
     ClientDisconnected,
@@ -128,10 +122,11 @@ class ProxyApp:
             return
         ks = self.keystile
         now_ms = ks.ctx.clock.now() * 1000 if ks is not None else 0.0
-        limits = ratelimit_headers(result, now_ms)
+        states = result.spent.ratelimits if result.spent is not None else ()
+        limits = ratelimit_headers(states, now_ms)
         if not result.valid:
-            if result.code in ("RATE_LIMITED", "USAGE_EXCEEDED"):
-                limits.append((b"retry-after", b"%d" % retry_after_s(result, now_ms)))
+            if result.code in (Code.RATE_LIMITED, Code.USAGE_EXCEEDED):
+                limits.append((b"retry-after", b"%d" % retry_after_s(result.code, result.entry, states, now_ms)))
             await send_refusal(send, result.code, request_id, limits)
             return
         await self._forward(scope, receive, send, request_id, result, limits)
@@ -208,7 +203,8 @@ class ProxyApp:
         """Who the caller is, its rate-limit state, where the request came from, and its request id."""
         headers = scope["headers"]
         address = peer(scope)
-        added = [*identity_headers(result), *limits, (b"x-request-id", request_id.encode())]
+        assert result.entry is not None, "a VALID result names its key"
+        added = [*identity_headers(result.entry), *limits, (b"x-request-id", request_id.encode())]
         chain = forwarded_chain(headers, address, self._trusted.trusts(address))
         if chain is not None:
             added.append((b"x-forwarded-for", chain.encode("latin-1")))

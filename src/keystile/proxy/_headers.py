@@ -5,18 +5,16 @@ Towards the upstream: the key is removed from every channel it can travel by (SP
 anything a client sent as ``X-Keystile-*`` or
 ``RateLimit-*`` go too (the upstream must be able to believe those); then the caller's
 identity, its rate-limit state and ``X-Forwarded-*`` are added. Back to the client: hop-by-hop headers are removed
-and the rate-limit state is added unless the upstream set its own.
+and the rate-limit state is added unless the upstream set its own. The values of the identity and rate-limit
+headers are forward auth's (:mod:`keystile.server.answers`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from urllib.parse import unquote_plus
 
-from keystile.core.credits import next_refill_moment
 from keystile.core.extract import QUERY_PARAMETER
-from keystile.core.verify import CachedKey, Code, VerifyResult
 from keystile.server.http import Headers
 
 HeaderList = list[tuple[bytes, bytes]]
@@ -47,7 +45,6 @@ _REQUEST_DROPS = HOP_BY_HOP | {
 }
 _IDENTITY_PREFIX = b"x-keystile-"
 _RATELIMIT_PREFIX = b"ratelimit-"
-NO_REFILL_RETRY_S = 60
 
 
 def _connection_tokens(headers: Headers) -> set[bytes]:
@@ -91,66 +88,6 @@ def strip_key_parameter(query_string: bytes) -> bytes:
         if unquote_plus(part.partition(b"=")[0].decode("latin-1")) != QUERY_PARAMETER
     ]
     return b"&".join(kept)
-
-
-def identity_headers(result: VerifyResult) -> HeaderList:
-    """``X-Keystile-Key-Id``, ``-Owner-Id`` (when the key has an owner) and ``-Api-Id`` of a verified key."""
-    entry = result.entry
-    if entry is None:
-        return []
-    key = entry.key
-    found = [(b"x-keystile-key-id", key.id.encode()), (b"x-keystile-api-id", key.api_id.encode())]
-    if key.owner_id is not None:
-        found.append((b"x-keystile-owner-id", _header_safe(key.owner_id)))
-    return found
-
-
-def _header_safe(text: str) -> bytes:
-    # An owner id is free text: keep it on one line, and in latin-1 as HTTP/1.1 header values are.
-    return text.replace("\r", " ").replace("\n", " ").encode("latin-1", "replace")
-
-
-def ratelimit_headers(result: VerifyResult, now_ms: float) -> HeaderList:
-    """``RateLimit-Limit``, ``-Remaining`` and ``-Reset`` (seconds until the bucket is full again) of the limit
-    with the least capacity left (IETF draft-ietf-httpapi-ratelimit-headers); none when no limit applied."""
-    spent = result.spent
-    if spent is None or not spent.ratelimits:
-        return []
-    tightest = min(spent.ratelimits, key=lambda state: (state.remaining, -state.reset_at))
-    reset_s = max(0, math.ceil((tightest.reset_at - now_ms) / 1000))
-    return [
-        (b"ratelimit-limit", b"%d" % tightest.limit),
-        (b"ratelimit-remaining", b"%d" % tightest.remaining),
-        (b"ratelimit-reset", b"%d" % reset_s),
-    ]
-
-
-def retry_after_s(result: VerifyResult, now_ms: float) -> int:
-    """Seconds until a refused request could pass: when an exhausted limit has room for one more request, or,
-    out of credits, when they are refilled (a minute when they never are: only someone adding credits helps)."""
-    entry, spent = result.entry, result.spent
-    wait_ms = 1000.0
-    if result.code == Code.USAGE_EXCEEDED:
-        credits = entry.credits if entry is not None else None
-        if credits is None or credits.refill is None:
-            return NO_REFILL_RETRY_S
-        return max(1, math.ceil((next_refill_moment(credits.refill, int(now_ms)) - now_ms) / 1000))
-    if entry is not None and spent is not None:
-        waits = [_next_room_ms(entry, state.name, state.limit, state.reset_at, now_ms) for state in spent.ratelimits]
-        waits = [wait for wait in waits if wait > 0]
-        if waits:
-            wait_ms = max(waits)
-    return max(1, math.ceil(wait_ms / 1000))
-
-
-def _next_room_ms(entry: CachedKey, name: str, limit: int, reset_at: float, now_ms: float) -> float:
-    # GCRA: the bucket is full at reset_at and regains one request every duration / limit, so it has room for one
-    # once it is within limit - 1 of those intervals of being full.
-    found = entry.limits.get(name)
-    if found is None or limit <= 0:
-        return reset_at - now_ms
-    interval = found[0].duration_ms / limit
-    return reset_at - now_ms - (limit - 1) * interval
 
 
 def response_headers(headers: Iterable[tuple[bytes, bytes]], added: HeaderList) -> HeaderList:

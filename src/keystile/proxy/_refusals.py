@@ -16,22 +16,26 @@ from __future__ import annotations
 
 from keystile.core.verify import Code
 from keystile.schemas import Problem
+from keystile.server.answers import STATUS
 from keystile.server.http import PROBLEM_JSON, Send, send_bytes
 from keystile.server.problems import TYPE_BASE, encode_problem
 
 HeaderList = list[tuple[bytes, bytes]]
 
-# SPEC V2 code -> (status, title, detail). Details say what to do, never anything about the key itself.
-_VERIFICATION: dict[str, tuple[int, str, str]] = {
-    Code.NOT_FOUND: (401, "Unauthorized", "the API key is not valid here"),
-    Code.REVOKED: (401, "Unauthorized", "the API key has been revoked"),
-    Code.DISABLED: (401, "Unauthorized", "the API key is disabled"),
-    Code.EXPIRED: (401, "Unauthorized", "the API key has expired"),
-    Code.FORBIDDEN: (403, "Forbidden", "the API key may not be used from this address"),
-    Code.INSUFFICIENT_PERMISSIONS: (403, "Forbidden", "the API key lacks a permission this API requires"),
-    Code.RATE_LIMITED: (429, "Too many requests", "the API key's rate limit is reached; retry later"),
-    Code.USAGE_EXCEEDED: (429, "Too many requests", "the API key has no credits left"),
+_TITLES = {401: "Unauthorized", 403: "Forbidden", 429: "Too many requests"}
+# SPEC V2 code -> detail; the status is forward auth's (keystile.server.answers). Details say what to do, never
+# anything about the key itself.
+_DETAILS = {
+    Code.NOT_FOUND: "the API key is not valid here",
+    Code.REVOKED: "the API key has been revoked",
+    Code.DISABLED: "the API key is disabled",
+    Code.EXPIRED: "the API key has expired",
+    Code.FORBIDDEN: "the API key may not be used from this address",
+    Code.INSUFFICIENT_PERMISSIONS: "the API key lacks a permission this API requires",
+    Code.RATE_LIMITED: "the API key's rate limit is reached; retry later",
+    Code.USAGE_EXCEEDED: "the API key has no credits left",
 }
+_VERIFICATION = {code: (STATUS[code], _TITLES[STATUS[code]], detail) for code, detail in _DETAILS.items()}
 _OTHER: dict[str, tuple[int, str, str]] = {
     "missing_key": (
         401,

@@ -26,17 +26,14 @@ is the original request itself, with options from the settings only. See docs/fo
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Sequence
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl
 
-from keystile.core.credits import next_refill_moment
 from keystile.core.extract import extract_key
 from keystile.core.netaddr import parse_ip
 from keystile.core.permissions import parse_query
-from keystile.core.ratelimit import LimitState
 from keystile.core.verify import CachedKey, Code, VerifyResult
 from keystile.errors import InvalidInput, KeystileError, StorageError
+from keystile.server.answers import STATUS, identity_headers, ratelimit_headers, retry_after_s, whole_seconds
 from keystile.server.failures import FailureLimiter
 from keystile.server.forwarded import TrustedProxies
 from keystile.server.http import HEADER_OVERHEAD, Message, Receive, Scope, Send
@@ -66,19 +63,7 @@ _WANTED = {
 }
 _EMPTY_BODY: Message = {"type": "http.response.body", "body": b"", "more_body": False}
 _CHALLENGE = (b"www-authenticate", b"Bearer")
-_OWNER_SAFE = "".join(chr(c) for c in range(32, 127) if chr(c) != "%")
-
-_STATUS = {
-    Code.VALID: 200,
-    Code.NOT_FOUND: 401,
-    Code.REVOKED: 401,
-    Code.DISABLED: 401,
-    Code.EXPIRED: 401,
-    Code.FORBIDDEN: 403,
-    Code.INSUFFICIENT_PERMISSIONS: 403,
-    Code.RATE_LIMITED: 429,
-    Code.USAGE_EXCEEDED: 429,
-}
+_VALID = (b"x-keystile-code", b"VALID")
 
 
 def _message(status: int, headers: Headers) -> Message:
@@ -122,29 +107,6 @@ def parse_options(query: bytes, default_api: str | None, allowed_apis: frozenset
     if permissions is not None:
         parse_query(permissions)  # a QuerySyntaxError, a 400 naming the position
     return Options(api_id, permissions, cost)
-
-
-def _limit_headers(states: Sequence[LimitState], now_ms: float) -> Headers:
-    """``RateLimit-Limit/-Remaining/-Reset`` of the tightest limit (IETF draft: Reset in seconds)."""
-    if not states:
-        return []
-    tightest = min(states, key=lambda s: (s.remaining, -s.reset_at))
-    reset = max(0, math.ceil((tightest.reset_at - now_ms) / 1000))
-    return [
-        (b"ratelimit-limit", b"%d" % tightest.limit),
-        (b"ratelimit-remaining", b"%d" % tightest.remaining),
-        (b"ratelimit-reset", b"%d" % reset),
-    ]
-
-
-def _retry_after_ms(entry: CachedKey, states: Sequence[LimitState], now_ms: float) -> float:
-    """When an empty limit has a unit back: a full bucket's reset less the other ``limit - 1`` units' time."""
-    wait = 0.0
-    for s in states:
-        if s.remaining == 0 and s.name in entry.limits:
-            interval_ms = entry.limits[s.name][0].duration_ms / s.limit
-            wait = max(wait, s.reset_at - now_ms - (s.limit - 1) * interval_ms)
-    return wait
 
 
 class ForwardAuthEndpoint:
@@ -229,7 +191,7 @@ class ForwardAuthEndpoint:
                     ks.ctx.verifier.spender, ks.ctx.clock, runtime.settings.auth_failures_per_minute
                 )
             if failures.enabled and (wait := failures.blocked_for(ip)):
-                await self._refuse(send, "too_many_failures", wait)
+                await self._refuse(send, "too_many_failures", whole_seconds(wait))
                 return
             try:
                 found = extract_key(credentials, original_query)
@@ -263,7 +225,7 @@ class ForwardAuthEndpoint:
 
     async def _answer(self, send: Send, result: VerifyResult, failures: FailureLimiter, ip: str | None) -> None:
         code = result.code
-        status = _STATUS[code]
+        status = STATUS[code]
         entry = result.entry
         if status == 401 or entry is None:
             await self._unauthorized(send, failures, ip, code)
@@ -272,17 +234,13 @@ class ForwardAuthEndpoint:
         if status == 429:
             now_ms = self._runtime.ks.ctx.clock.now() * 1000
             states = spent.ratelimits if spent is not None else ()
-            if code == Code.RATE_LIMITED:
-                wait = _retry_after_ms(entry, states, now_ms)
-            elif entry.credits is not None and entry.credits.refill is not None:
-                wait = next_refill_moment(entry.credits.refill, int(now_ms)) - now_ms
-            else:
-                wait = 0.0  # credits that never refill: no time to retry at
-            await self._refuse(send, code, wait, _limit_headers(states, now_ms))
+            await self._refuse(
+                send, code, retry_after_s(code, entry, states, now_ms), ratelimit_headers(states, now_ms)
+            )
             return
         if spent is not None and spent.ratelimits:
             now_ms = self._runtime.ks.ctx.clock.now() * 1000
-            start = _message(status, [*_identity(entry, code), *_limit_headers(spent.ratelimits, now_ms)])
+            start = _message(status, [*_identity(entry, code), *ratelimit_headers(spent.ratelimits, now_ms)])
         else:
             # The answer depends on the entry and the code only: built once per cached key.
             answers = entry.extra
@@ -298,15 +256,13 @@ class ForwardAuthEndpoint:
         # The same answer whatever the reason, but for its code: nothing about the key (SPEC S2).
         wait = await failures.fail(ip) if failures.enabled else 0.0
         if wait:
-            await self._refuse(send, "too_many_failures", wait)
+            await self._refuse(send, "too_many_failures", whole_seconds(wait))
             return
         await send(_message(401, [_CHALLENGE, (b"x-keystile-code", code.encode())]))
         await send(_EMPTY_BODY)
 
-    async def _refuse(self, send: Send, code: str, wait_ms: float, extra: Headers | None = None) -> None:
-        headers: Headers = [(b"x-keystile-code", code.encode())]
-        if wait_ms > 0:
-            headers.append((b"retry-after", b"%d" % max(1, math.ceil(wait_ms / 1000))))
+    async def _refuse(self, send: Send, code: str, retry_after: int, extra: Headers | None = None) -> None:
+        headers: Headers = [(b"x-keystile-code", code.encode()), (b"retry-after", b"%d" % retry_after)]
         if extra:
             headers.extend(extra)
         await send(_message(self._limited, headers))
@@ -316,14 +272,4 @@ class ForwardAuthEndpoint:
 def _identity(entry: CachedKey, code: str) -> Headers:
     if code != Code.VALID:
         return [(b"x-keystile-code", code.encode())]
-    key = entry.key
-    headers = [
-        (b"x-keystile-code", b"VALID"),
-        (b"x-keystile-key-id", key.id.encode()),
-        (b"x-keystile-api-id", key.api_id.encode()),
-    ]
-    # Always sent, empty without an owner: a proxy that copies it (Caddy 2.6) would otherwise pass its own
-    # placeholder on. Header values are ASCII: other characters (and "%") are percent-encoded as UTF-8.
-    owner = quote(key.owner_id or "", safe=_OWNER_SAFE)
-    headers.append((b"x-keystile-owner-id", owner.encode("ascii")))
-    return headers
+    return [_VALID, *identity_headers(entry)]
