@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from keystile.core.ids import MAX_ID_MS, first_id
 from keystile.core.models import EventRow
 from keystile.core.ports import Granularity, Pruned
 from keystile.errors import StorageError
@@ -190,8 +191,13 @@ class EventWrites:
                 return Pruned(skipped=True)
             dropped = found
         else:
+            # By id, whose first characters are the event's time (the primary key serves the range: SQLite keeps no
+            # index on ts, migration 0004), and by ts too.
             deleted = await self._delete_chunks(
-                "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE ts < $1 LIMIT $2)", raw_before_ms
+                """DELETE FROM events WHERE rowid IN (
+                        SELECT rowid FROM events WHERE id < $1 AND ts < $2 LIMIT $3)""",
+                first_id("evt", min(max(raw_before_ms, 0), MAX_ID_MS)),
+                raw_before_ms,
             )
         rollups = 0
         for granularity, size in BUCKETS:
