@@ -66,6 +66,18 @@ async def test_each_filter_finds_exactly_its_events_newest_first(
         assert await read_all(d, EventFilter(**where), limit=1000) == expected, where
 
 
+async def test_a_time_range_holds_its_first_millisecond_and_not_its_end(deployment: Deployment) -> None:
+    # Events at both edges of the range and one millisecond on either side: since is inclusive, until exclusive.
+    d = deployment
+    key = d.triples()[0]
+    edges = [event(ts, api_id=key[0], key_id=key[1]) for ts in (T0 - 1, T0, T0 + 1, T0 + HOUR - 1, T0 + HOUR)]
+    await write_events(d.ks.storage, edges)
+
+    for where in ({"since": T0, "until": T0 + HOUR}, {"since": T0, "until": T0 + HOUR, "key_id": key[1]}):
+        listed = await read_all(d, EventFilter(**where), limit=2)
+        assert listed == newest_first(edges, **where) == [e.id for e in reversed(edges[1:4])], where
+
+
 async def test_pages_follow_each_other_without_gaps_or_duplicates(
     deployment: Deployment, logged: list[VerificationEvent]
 ) -> None:

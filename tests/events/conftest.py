@@ -10,7 +10,7 @@ from typing import Any, cast
 import pytest
 
 from keystile.core.clock import ManualClock
-from keystile.core.models import Api, EventFilter, Key, VerificationEvent
+from keystile.core.models import Api, EventFilter, EventRow, Key, VerificationEvent
 from keystile.core.ports import Storage
 from keystile.errors import StorageError
 from keystile.schemas import ApiCreate, KeyCreate, RateLimitSpec, VerifyRequest
@@ -68,9 +68,9 @@ async def world(ks: Keystile, root: tuple[Actor, str], clock: ManualClock) -> Wo
 
 @dataclass
 class FlakyStorage:
-    """The real storage, whose ``write_events`` fails the next ``fail`` times: before writing (storage down), or
-    after writing with ``lose_ack`` (a commit whose acknowledgement was lost on the way back, which no real
-    database can be made to do on cue). ``attempts`` keeps the ids of every batch tried."""
+    """The real storage, whose ``write_event_rows`` (the event writer's call) fails the next ``fail`` times: before
+    writing (storage down), or after writing with ``lose_ack`` (a commit whose acknowledgement was lost on the way
+    back, which no real database can be made to do on cue). ``attempts`` keeps the ids of every batch tried."""
 
     inner: Storage
     fail: int = 0
@@ -78,16 +78,16 @@ class FlakyStorage:
     refuse: bool = False
     attempts: list[list[str]] = field(default_factory=list)
 
-    async def write_events(self, events: Sequence[VerificationEvent]) -> None:
-        self.attempts.append([event.id for event in events])
+    async def write_event_rows(self, rows: Sequence[EventRow]) -> None:
+        self.attempts.append([row[0] for row in rows])
         if self.refuse:
             raise ValueError("a bug in a storage adapter")
         if self.fail:
             self.fail -= 1
             if self.lose_ack:
-                await self.inner.write_events(events)
+                await self.inner.write_event_rows(rows)
             raise StorageError("PostgreSQL unreachable: ConnectionResetError")
-        await self.inner.write_events(events)
+        await self.inner.write_event_rows(rows)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

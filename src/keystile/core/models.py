@@ -182,6 +182,21 @@ class VerificationEvent:
     tags: tuple[str, ...] = ()
 
 
+EventRow = tuple[str, int, str | None, str | None, str | None, str | None, str, str | None, str, int]
+"""A :class:`VerificationEvent` as storage writes it: ``(id, ts, request_id, api_id, key_id, owner_id, outcome,
+ip, tags as JSON text, latency_us)``. The event writer makes these straight from what a verification recorded
+(an object per event on the way cost more than the rest of its preparation)."""
+
+
+def event_row(event: VerificationEvent) -> EventRow:
+    """``event`` as an :data:`EventRow`."""
+    tags = json.dumps(list(event.tags), ensure_ascii=False, separators=(",", ":")) if event.tags else "[]"
+    return (
+        event.id, event.ts, event.request_id, event.api_id, event.key_id, event.owner_id, event.outcome, event.ip,
+        tags, event.latency_us,
+    )  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class EventFilter:
     """Filters of the verification log (SPEC O2); ``since`` inclusive, ``until`` exclusive (epoch ms)."""

@@ -20,6 +20,7 @@ from keystile.core.models import (
     AuditFilter,
     Credits,
     EventFilter,
+    EventRow,
     Identity,
     Key,
     KeyBundle,
@@ -177,6 +178,10 @@ class Storage(Protocol):
 
         Raises StorageError (nothing written), and Conflict when an event id is already stored (the batch was
         written before: a commit whose acknowledgement was lost)."""
+        ...
+
+    async def write_event_rows(self, rows: Sequence[EventRow]) -> None:
+        """:meth:`write_events` for events already made into rows (the event writer's batches)."""
         ...
 
     async def prune_events(self, raw_before_ms: int, rollups_before_ms: int) -> Pruned:

@@ -12,7 +12,10 @@ make new series), so verifications whose key was not found count under the API `
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Sequence
+from functools import partial
+from operator import attrgetter, itemgetter
 from typing import Any
 
 LATENCY_BUCKETS_S = (
@@ -21,6 +24,10 @@ LATENCY_BUCKETS_S = (
 """Upper bounds of the latency histogram's buckets: a verification from the cache takes microseconds, one that
 reads storage milliseconds."""
 _BOUNDS_NS = tuple(round(bound * 1e9) for bound in LATENCY_BUCKETS_S)
+_bucket = partial(bisect_left, _BOUNDS_NS)
+_LATENCY = itemgetter(1)
+_RESULT = itemgetter(2)
+_ENTRY_CODE = attrgetter("entry", "code")
 
 
 class VerificationTally:
@@ -36,22 +43,21 @@ class VerificationTally:
         self.latency_count = 0
         self.latency_sum_ns = 0
 
-    def add(self, records: Iterable[Any]) -> None:
-        """Count records as :class:`~keystile.events.recorder.EventRecorder` makes them."""
-        by_outcome = self.by_outcome
+    def add(self, records: Sequence[Any]) -> None:
+        """Count records as :class:`~keystile.events.recorder.EventRecorder` makes them.
+
+        In C loops (``map``, ``Counter``): by key entry and outcome first, a handful of groups whose API is then
+        looked up once each, instead of a Python loop over every record (bench/events_verify.py)."""
+        latencies = list(map(_LATENCY, records))
         buckets = self.latency_buckets
-        count = total_ns = 0
-        for record in records:
-            latency_ns = record[1]
-            result = record[2]
-            entry = result.entry
-            label = (entry.key.api_id if entry is not None else "", result.code)
-            by_outcome[label] = by_outcome.get(label, 0) + 1
-            buckets[bisect_left(_BOUNDS_NS, latency_ns)] += 1
-            count += 1
-            total_ns += latency_ns
-        self.latency_count += count
-        self.latency_sum_ns += total_ns
+        for index, count in Counter(map(_bucket, latencies)).items():
+            buckets[index] += count
+        by_outcome = self.by_outcome
+        for (entry, code), count in Counter(map(_ENTRY_CODE, map(_RESULT, records))).items():
+            label = (entry.key.api_id if entry is not None else "", code)
+            by_outcome[label] = by_outcome.get(label, 0) + count
+        self.latency_count += len(latencies)
+        self.latency_sum_ns += sum(latencies)
 
     def cumulative_buckets(self) -> list[tuple[str, int]]:
         """``(le, verifications at or below it)`` for every bound and ``+Inf``, as Prometheus histograms say."""

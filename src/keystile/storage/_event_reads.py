@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from keystile.core.ids import MAX_ID_MS, first_id
 from keystile.core.models import EventFilter, VerificationEvent
 from keystile.core.ports import Granularity, GroupBy, RollupCount
 from keystile.storage._driver import Driver, Row
@@ -80,10 +81,16 @@ async def list_events(
     sql.filters(where, only)
     if before is not None:
         sql.conditions.append(f"id < {sql.arg(before)}")
+    # An event's id carries its time: a time range is also a range of ids, which the indexes that end with id
+    # (and the primary key) serve, so SQLite keeps no index on ts (migration 0004).
     if where.since is not None:
         sql.conditions.append(f"ts >= {sql.arg(where.since)}")
+        if 0 <= where.since <= MAX_ID_MS:
+            sql.conditions.append(f"id >= {sql.arg(first_id('evt', where.since))}")
     if where.until is not None:
         sql.conditions.append(f"ts < {sql.arg(where.until)}")
+        if 0 <= where.until <= MAX_ID_MS:
+            sql.conditions.append(f"id < {sql.arg(first_id('evt', where.until))}")
     rows = await driver.fetchall(
         f"SELECT {EVENT_COLUMNS} FROM events {sql.clause} ORDER BY id DESC LIMIT {sql.arg(limit)}", *sql.args
     )

@@ -18,11 +18,11 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from keystile.core.models import VerificationEvent
+from keystile.core.ids import MAX_ID_MS, first_id
+from keystile.core.models import EventRow
 from keystile.core.ports import Granularity, Pruned
 from keystile.errors import StorageError
 from keystile.storage._driver import Driver
-from keystile.storage._rows import dump
 
 DAY_MS = 86_400_000
 BUCKETS: tuple[tuple[Granularity, int], ...] = (("minute", 60_000), ("hour", 3_600_000), ("day", DAY_MS))
@@ -64,27 +64,25 @@ class _Batch:
 
     def __init__(self, *, partitioned: bool) -> None:
         self._partitioned = partitioned
-        self.tables: dict[str, list[tuple[Any, ...]]] = {}
+        self.tables: dict[str, list[EventRow]] = {}
         """Event rows (values of :data:`COLUMNS`) by the table they go to: their day's partition on PostgreSQL
         (COPY writes into a partition directly, not through the parent), else ``events``."""
         self._minutes: dict[tuple[int, str, str, str, str], int] = {}
         self._newest: dict[str, int] = {}
 
-    def add(self, events: Iterable[VerificationEvent]) -> None:
+    def add(self, rows: Iterable[EventRow]) -> None:
         minutes, newest, partitioned = self._minutes, self._newest, self._partitioned
-        rows: list[tuple[Any, ...]] | None = None
+        table: list[EventRow] = [] if partitioned else self.tables.setdefault("events", [])
         table_day = -1
-        for event in events:
-            ts, key_id = event.ts, event.key_id
-            day = ts // DAY_MS if partitioned else 0
-            if day != table_day or rows is None:
-                table_day = day
-                rows = self.tables.setdefault(partition_name(day) if partitioned else "events", [])
-            rows.append((
-                event.id, ts, event.request_id, event.api_id, key_id, event.owner_id, event.outcome, event.ip,
-                dump(list(event.tags)) if event.tags else "[]", event.latency_us,
-            ))  # fmt: skip
-            group = (ts - ts % 60_000, event.api_id or "", key_id or "", event.owner_id or "", event.outcome)
+        for row in rows:
+            ts, key_id = row[1], row[4]
+            if partitioned:
+                day = ts // DAY_MS
+                if day != table_day:
+                    table_day = day
+                    table = self.tables.setdefault(partition_name(day), [])
+            table.append(row)
+            group = (ts - ts % 60_000, row[3] or "", key_id or "", row[5] or "", row[6])
             minutes[group] = minutes.get(group, 0) + 1
             if key_id is not None and ts > newest.get(key_id, -1):
                 newest[key_id] = ts
@@ -129,12 +127,12 @@ class EventWrites:
         self._days: set[int] = set()
         """Days whose partition this process has seen to exist (PostgreSQL)."""
 
-    async def write(self, events: Sequence[VerificationEvent]) -> None:
-        """Write one batch in one transaction (see the module docstring). Raises StorageError, and Conflict when
-        an event id is already stored (a batch whose commit was not acknowledged, written again)."""
+    async def write(self, events: Sequence[EventRow]) -> None:
+        """Write one batch of event rows in one transaction (see the module docstring). Raises StorageError, and
+        Conflict when an event id is already stored (a batch whose commit was not acknowledged, written again)."""
         if not events:
             return
-        days = {event.ts // DAY_MS for event in events} if self._postgresql else set()
+        days = {row[1] // DAY_MS for row in events} if self._postgresql else set()
         try:
             await self._ensure_partitions(days)
             batch = _Batch(partitioned=self._postgresql)
@@ -193,8 +191,13 @@ class EventWrites:
                 return Pruned(skipped=True)
             dropped = found
         else:
+            # By id, whose first characters are the event's time (the primary key serves the range: SQLite keeps no
+            # index on ts, migration 0004), and by ts too.
             deleted = await self._delete_chunks(
-                "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE ts < $1 LIMIT $2)", raw_before_ms
+                """DELETE FROM events WHERE rowid IN (
+                        SELECT rowid FROM events WHERE id < $1 AND ts < $2 LIMIT $3)""",
+                first_id("evt", min(max(raw_before_ms, 0), MAX_ID_MS)),
+                raw_before_ms,
             )
         rollups = 0
         for granularity, size in BUCKETS:

@@ -19,12 +19,14 @@ from keystile.core.models import (
     AuditFilter,
     Credits,
     EventFilter,
+    EventRow,
     Identity,
     Key,
     KeyBundle,
     KeyFilter,
     Role,
     VerificationEvent,
+    event_row,
 )
 from keystile.core.ports import CreditDelta, Granularity, GroupBy, Pruned, RollupCount
 from keystile.errors import Conflict
@@ -703,7 +705,10 @@ class SqlStorage:
         return await _event_reads.count_rollups(self.driver, granularity, group_by, where, only=only, limit=limit)
 
     async def write_events(self, events: Sequence[VerificationEvent]) -> None:
-        await self._event_writes.write(events)
+        await self._event_writes.write([event_row(event) for event in events])
+
+    async def write_event_rows(self, rows: Sequence[EventRow]) -> None:
+        await self._event_writes.write(rows)
 
     async def prune_events(self, raw_before_ms: int, rollups_before_ms: int) -> Pruned:
         return await self._event_writes.prune(raw_before_ms, rollups_before_ms)
