@@ -120,7 +120,8 @@ async def test_each_event_carries_what_its_verification_knew(world: World) -> No
     first = stored["req-1"]
     assert (first.api_id, first.key_id, first.owner_id, first.outcome) == (world.api.id, alice.id, "alice", "VALID")
     assert (first.ip, first.tags) == ("203.0.113.7", ("path=/docs", "x" * 128))
-    assert 0 <= first.latency_us < 10_000_000
+    assert isinstance(first.latency_us, int)
+    assert first.latency_us >= 0  # measured, not a speed target
     assert stored["req-2"].outcome == "INSUFFICIENT_PERMISSIONS"
     # A key of another API than the one asked for is not found, and its key is not revealed.
     foreign = [e for e in stored.values() if e.key_id is None and e.api_id == world.api.id]

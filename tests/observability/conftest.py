@@ -7,16 +7,12 @@ When ``CI=true`` a missing ``redis-server`` or ``promtool`` fails instead of ski
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from keystile.config import Settings
@@ -26,6 +22,7 @@ from keystile.server.http import ASGIApp
 from keystile.service import Actor, Keystile
 from keystile.storage import open_storage
 from tests.availability import missing
+from tests.limits.redis_server import RedisServer
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 START_TIMEOUT_S = 10.0
@@ -103,46 +100,6 @@ def promtool() -> str:
         missing("promtool (apt-get install prometheus)")
     assert found is not None
     return found
-
-
-class RedisServer:
-    """A ``redis-server`` of a test's own on a free port, without persistence, to stop and start again."""
-
-    def __init__(self, workdir: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port: int = sock.getsockname()[1]
-        self.workdir = workdir
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start the server and wait until it answers."""
-        self._process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        client = redis.Redis(port=self.port, socket_timeout=1)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        try:
-            while True:
-                try:
-                    client.ping()
-                    return
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline or self._process.poll() is not None:
-                        raise RuntimeError(f"redis-server on port {self.port} did not start") from None
-                    time.sleep(0.01)  # polling for the server to come up, not waiting for time to pass
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.wait(timeout=10)
-            self._process = None
 
 
 @pytest.fixture

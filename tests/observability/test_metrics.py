@@ -14,8 +14,9 @@ from keystile.core import keys as keyformat
 from keystile.core.clock import ManualClock
 from keystile.server import create_app
 from keystile.service import Keystile
+from tests.limits.redis_server import RedisServer
 
-from .conftest import RedisServer, bearer, samples, scrape, value
+from .conftest import bearer, samples, scrape, value
 
 NAME_RE = re.compile(r"(keystile|process|python)_[a-z0-9_]+")
 

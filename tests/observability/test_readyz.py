@@ -11,8 +11,7 @@ import pytest
 from keystile.config import Settings
 from keystile.server import create_app
 from keystile.service import Keystile
-
-from .conftest import RedisServer
+from tests.limits.redis_server import RedisServer
 
 
 @pytest.fixture
