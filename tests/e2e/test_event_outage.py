@@ -28,7 +28,7 @@ from keystile.core import keys as keyformat
 from tests.availability import missing
 
 from .server import REDIS_URL, Server, redis_available, serve
-from .tcp_proxy import TcpProxy
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 

@@ -1,7 +1,16 @@
-"""A TCP proxy that a test can cut: the way to take a database away from a running server for a while, for real.
+"""A TCP proxy that a test owns and can break: the way to take PostgreSQL or Redis away from a running server for
+a while, for real, without touching the machine's shared services.
 
-While cut, every open connection is shut down (the server reads end-of-file in the middle of its conversation)
-and new ones are accepted and closed at once; :meth:`TcpProxy.restore` lets them through again on the same port.
+Three states:
+
+- **flowing**: bytes go both ways;
+- **cut** (:meth:`TcpProxy.cut`): every open connection is shut down (the server reads end-of-file in the middle of
+  its conversation) and new ones are accepted and closed at once, as when the database restarts;
+- **blackholed** (:meth:`TcpProxy.blackhole`): connections stay open and new ones are accepted, but no byte goes
+  through in either direction, as when a network partition or a frozen server swallows packets. Nothing is lost:
+  what was sent meanwhile goes through on :meth:`TcpProxy.restore`, as TCP would retransmit it.
+
+:meth:`TcpProxy.restore` lets everything through again on the same port.
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ class TcpProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self._cut = threading.Event()
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
         self.connections = 0
@@ -30,13 +41,20 @@ class TcpProxy:
     def cut(self) -> None:
         """Shut every open connection down and refuse new ones until :meth:`restore`."""
         self._cut.set()
+        self._flowing.set()  # a blackholed pump must see its socket closed, not wait for the restore
         with self._lock:
             for sock in self._open:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
 
+    def blackhole(self) -> None:
+        """Hold every byte in both directions (connections stay open, new ones are accepted) until
+        :meth:`restore`."""
+        self._flowing.clear()
+
     def restore(self) -> None:
         self._cut.clear()
+        self._flowing.set()
 
     def close(self) -> None:
         self.cut()
@@ -64,23 +82,30 @@ class TcpProxy:
             threading.Thread(target=self._serve, args=(client, upstream), daemon=True).start()
 
     def _serve(self, client: socket.socket, upstream: socket.socket) -> None:
-        back = threading.Thread(target=_pump, args=(upstream, client), daemon=True)
+        back = threading.Thread(target=self._pump, args=(upstream, client), daemon=True)
         back.start()
-        _pump(client, upstream)
+        self._pump(client, upstream)
         back.join()
         with self._lock:
             self._open -= {client, upstream}
         client.close()
         upstream.close()
 
-
-def _pump(source: socket.socket, sink: socket.socket) -> None:
-    """Copy until either side ends, then end both (so that the other direction's pump ends too)."""
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    for sock in (source, sink):
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        """Copy while flowing until either side ends, then end both (so that the other direction's pump ends
+        too)."""
+        try:
+            while True:
+                self._flowing.wait()
+                data = source.recv(65536)
+                if not data:
+                    break
+                self._flowing.wait()  # bytes read while blackholed wait here for the restore
+                if self._cut.is_set():
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
