@@ -26,9 +26,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from keystile.core import keys as keyformat
 from tests.availability import missing
+from tests.tcp_proxy import TcpProxy
 
 from .server import REDIS_URL, Server, redis_available, serve
-from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
