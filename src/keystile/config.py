@@ -32,6 +32,9 @@ class Settings:
 
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     database_url: str = ""
+    database_timeout_ms: int = 5_000
+    """The deadline of each round trip to PostgreSQL (connecting, a query); a database that does not answer
+    within it counts as unreachable."""
     redis_url: str | None = None
     redis_prefix: str = "keystile:"
     host: str = "127.0.0.1"
@@ -107,6 +110,7 @@ _INTS = {
     "port": (1, 65535),
     "workers": (1, 256),
     "cache_ttl_ms": (0, 86_400_000),
+    "database_timeout_ms": (10, 3_600_000),
     "cache_size": (1, 100_000_000),
     "max_body_bytes": (1024, 1024**3),
     "max_header_bytes": (1024, 1024 * 1024),

@@ -35,6 +35,7 @@ _PATH = click.Path(path_type=Path)
 SETTING_FLAGS: list[tuple[str, Any, str]] = [
     ("data_dir", click.Path(path_type=Path, file_okay=False), "Where the SQLite database and master key live."),
     ("database_url", str, "sqlite:///path, postgresql://user:pass@host/db or memory://."),
+    ("database_timeout_ms", int, "Deadline of each PostgreSQL round trip [default: 5000]."),
     ("host", str, "Address to listen on [default: 127.0.0.1]."),
     ("port", int, "Port to listen on [default: 8787]."),
     ("workers", int, "Worker processes [default: 1; more need --redis-url]."),

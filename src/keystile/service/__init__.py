@@ -70,6 +70,8 @@ class Keystile:
             storage,
             clock,
             ttl_s=ttl_ms / 1000,
+            # While the notification channel is lost, changes no longer reach the cache (SPEC V6).
+            fallback_ttl_s=DEFAULT_CACHE_TTL_MS / 1000,
             size=settings.cache_size,
             spender=spender or LocalSpender(storage),
         )
@@ -94,7 +96,7 @@ class Keystile:
         from keystile.storage import open_storage
 
         clock = clock or SystemClock()
-        storage = await open_storage(settings.database_url, clock)
+        storage = await open_storage(settings.database_url, clock, timeout_s=settings.database_timeout_ms / 1000)
         try:
             backends = await open_backends(settings, storage, clock)
         except BaseException:

@@ -21,8 +21,9 @@ from keystile.storage._sql import SqlStorage
 SCHEMES = ("sqlite", "memory", "postgresql", "postgres")
 
 
-async def open_storage(url: str, clock: Clock) -> SqlStorage:
-    """Open the storage a URL names (without migrating it).
+async def open_storage(url: str, clock: Clock, *, timeout_s: float | None = None) -> SqlStorage:
+    """Open the storage a URL names (without migrating it). ``timeout_s``: the deadline of each round trip to a
+    database server (PostgreSQL; default 5 s).
 
     Raises :class:`InvalidInput` for an unknown scheme and :class:`~keystile.errors.StorageError` when the
     database cannot be opened or reached.
@@ -39,7 +40,9 @@ async def open_storage(url: str, clock: Clock) -> SqlStorage:
     if scheme in ("postgresql", "postgres"):
         from keystile.storage.postgresql import PostgresDriver
 
-        return SqlStorage(await PostgresDriver.connect(url), clock)
+        if timeout_s is None:
+            return SqlStorage(await PostgresDriver.connect(url), clock)
+        return SqlStorage(await PostgresDriver.connect(url, timeout_s=timeout_s), clock)
     raise InvalidInput(
         f"unknown database URL scheme {scheme!r}: use sqlite:///path, postgresql://… or memory://",
         code="invalid_database_url",

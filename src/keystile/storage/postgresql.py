@@ -1,21 +1,33 @@
 """PostgreSQL through asyncpg: a connection pool, every call awaited (SPEC X2, X3).
 
 asyncpg is imported here only, so SQLite users never load it. Its errors are translated at this edge.
+
+Every round trip has a deadline (``timeout_s``: connecting, taking a connection from the pool, each command), so a
+database that stops answering without closing its connections (a partition, a frozen server) fails calls instead
+of holding them. A call that finds the database unreachable opens a circuit breaker: until its backoff is over,
+calls fail at once, and then one trial call at a time goes out until one succeeds. So during an outage each caller
+fails fast (and verification serves its cached keys), and recovery needs no restart.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import asyncpg
 
+from keystile.core.breaker import Breaker
+from keystile.core.clock import Clock, SystemClock
 from keystile.errors import Conflict, InvalidInput, StorageError
 from keystile.storage._driver import Dialect, Executor, Row
 
 T = TypeVar("T")
 MIGRATION_TIMEOUT_S = 24 * 3600.0
+DEFAULT_TIMEOUT_S = 5.0
+FIRST_BACKOFF_S = 0.25
+MAX_BACKOFF_S = 2.0
 _CONNECT_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError, TimeoutError)
 
 
@@ -70,25 +82,64 @@ class PostgresDriver:
 
     dialect: Dialect = "postgresql"
 
-    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+    def __init__(self, pool: asyncpg.Pool[Any], timeout_s: float, clock: Clock) -> None:
         self._pool = pool
+        self._timeout = timeout_s
+        self.breaker = Breaker(clock, FIRST_BACKOFF_S, MAX_BACKOFF_S)
 
     @classmethod
-    async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> PostgresDriver:
-        """Open the pool; raises :class:`StorageError` when the server cannot be reached."""
+    async def connect(
+        cls,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        clock: Clock | None = None,
+    ) -> PostgresDriver:
+        """Open the pool, with ``timeout_s`` as the deadline of every round trip; raises :class:`StorageError`
+        when the server cannot be reached. ``clock`` times the breaker's backoff (real time by default: it is
+        about the network, not the domain's time, which tests move by hand)."""
         try:
-            pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=30)
+            pool = await asyncpg.create_pool(
+                dsn, min_size=min_size, max_size=max_size, command_timeout=timeout_s, timeout=timeout_s
+            )
         except (asyncpg.PostgresError, *_CONNECT_ERRORS) as exc:
             raise StorageError(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from exc
         assert pool is not None
-        return cls(pool)
+        return cls(pool, timeout_s, clock or SystemClock())
+
+    def _admit(self) -> None:
+        if not self.breaker.admit():
+            raise StorageError(
+                f"PostgreSQL unreachable (it failed {self.breaker.wait_s() * 1000:.0f} ms before the next try)"
+            )
+
+    def _failed(self, exc: BaseException) -> BaseException:
+        """Tell the breaker how a call ended in ``exc``; returns the exception to raise."""
+        cause = exc.__cause__ if isinstance(exc, StorageError) and exc.__cause__ is not None else exc
+        if isinstance(cause, _CONNECT_ERRORS):
+            self.breaker.failed()
+        elif isinstance(exc, Exception):
+            self.breaker.succeeded()  # the server answered, if only with an error (or the caller's code raised)
+        else:
+            self.breaker.abandoned()  # cancelled: no word about the database either way
+        if isinstance(exc, (asyncpg.PostgresError, *_CONNECT_ERRORS)):
+            return _translate(exc)
+        return exc
 
     async def _with_conn(self, fn: Callable[[_Conn], Awaitable[T]]) -> T:
+        self._admit()
         try:
-            async with self._pool.acquire() as conn:
-                return await fn(_Conn(conn))
-        except (asyncpg.PostgresError, *_CONNECT_ERRORS) as exc:
-            raise _translate(exc) from exc
+            async with self._pool.acquire(timeout=self._timeout) as conn:
+                result = await fn(_Conn(conn))
+        except BaseException as exc:
+            raised = self._failed(exc)
+            if raised is exc:
+                raise
+            raise raised from exc
+        self.breaker.succeeded()
+        return result
 
     async def fetchone(self, sql: str, *args: Any) -> Row | None:
         return await self._with_conn(lambda c: c.fetchone(sql, *args))
@@ -107,11 +158,16 @@ class PostgresDriver:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[_Conn]:
+        self._admit()
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
+            async with self._pool.acquire(timeout=self._timeout) as conn, conn.transaction():
                 yield _Conn(conn)
-        except (asyncpg.PostgresError, *_CONNECT_ERRORS) as exc:
-            raise _translate(exc) from exc
+        except BaseException as exc:
+            raised = self._failed(exc)
+            if raised is exc:
+                raise
+            raise raised from exc
+        self.breaker.succeeded()
 
     async def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[Row | None]:
         """Run ``statements`` in one transaction; returns each statement's first row."""
@@ -132,4 +188,8 @@ class PostgresDriver:
         await self.run_script(tx, "SELECT pg_advisory_xact_lock(7300184635)")
 
     async def close(self) -> None:
-        await self._pool.close()
+        # Gracefully when the database answers; a shutdown must not hang on one that does not.
+        try:
+            await asyncio.wait_for(self._pool.close(), self._timeout)
+        except TimeoutError:
+            self._pool.terminate()
