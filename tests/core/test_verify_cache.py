@@ -298,6 +298,97 @@ async def test_a_change_that_arrives_during_a_failing_read_is_not_served_stale(
     assert verifier.stats["stale_served"] == 0
 
 
+@pytest.mark.parametrize("signal", ["lost", "all"])
+async def test_a_lost_channel_keeps_cached_keys_verifying_while_storage_is_down(
+    world: World, storage: SqlStorage, counting: CountingStorage, verifier: Verifier, signal: str
+) -> None:
+    # Issue 8, finding 1: a database outage drops the LISTEN connection, the bus says so, and the cache used to
+    # empty itself, leaving nothing to serve (SPEC V6: losing the channel never empties the cache).
+    api = await world.api()
+    _, plain = await world.key(api.id, permissions=("docs.read",))
+    assert (await verifier.verify(plain)).code == Code.VALID
+    held = len(verifier)
+
+    verifier.apply_changes([Change(signal)])  # type: ignore[arg-type]
+    await storage.close()
+
+    assert len(verifier) == held
+    assert (await verifier.verify(plain, permissions="docs.read")).code == Code.VALID
+    assert (await verifier.verify(plain, permissions="admin")).code == Code.INSUFFICIENT_PERMISSIONS
+    assert verifier.stats["stale_served"] == 2
+
+
+@pytest.mark.parametrize("signal", ["lost", "all"])
+async def test_after_a_lost_channel_every_cached_key_is_asked_of_storage_again(
+    world: World, counting: CountingStorage, verifier: Verifier, signal: str
+) -> None:
+    api = await world.api()
+    key, plain = await world.key(api.id)
+    _, other = await world.key(api.id)
+    await verifier.verify(plain)
+    await verifier.verify(other)
+    await world.update(key, revoked_at=1)  # a change whose message this process missed
+    counting.calls.clear()
+
+    verifier.apply_changes([Change(signal)])  # type: ignore[arg-type]
+
+    assert (await verifier.verify(plain)).code == Code.REVOKED
+    assert (await verifier.verify(other)).code == Code.VALID
+    assert counting.calls == ["load_for_verify", "load_for_verify"]
+    counting.calls.clear()
+    await verifier.verify(other)
+    assert counting.calls == [], "revalidated once, then cached again"
+
+
+async def test_while_the_channel_is_lost_entries_live_the_fallback_ttl(
+    world: World, clock: ManualClock, counting: CountingStorage
+) -> None:
+    verifier = Verifier(counting, clock, ttl_s=60.0, fallback_ttl_s=TTL)
+    api = await world.api()
+    _, plain = await world.key(api.id)
+    await verifier.verify(plain)
+    verifier.apply_changes([Change("lost")])
+    await verifier.verify(plain)  # revalidated
+    counting.calls.clear()
+
+    clock.advance(TTL - 0.1)
+    verifier.apply_changes([Change("lost")])  # said again at each failed reconnection: changes nothing
+    await verifier.verify(plain)
+    assert counting.calls == []
+    clock.advance(0.2)
+    await verifier.verify(plain)
+    assert counting.calls == ["load_for_verify"], "no change can reach the cache: the short TTL applies"
+
+    verifier.apply_changes([Change("all")])  # the channel is back
+    await verifier.verify(plain)
+    counting.calls.clear()
+    clock.advance(TTL * 2)
+    await verifier.verify(plain)
+    assert counting.calls == [], "changes are pushed again: the long TTL applies"
+
+
+async def test_entries_kept_after_a_lost_channel_still_obey_changes_and_the_size_bound(
+    world: World, storage: SqlStorage, clock: ManualClock, counting: CountingStorage
+) -> None:
+    verifier = Verifier(counting, clock, ttl_s=TTL, size=3)
+    first, second = await world.api(), await world.api()
+    plains = [(await world.key(first.id))[1] for _ in range(2)] + [(await world.key(second.id))[1]]
+    for plain in plains:
+        await verifier.verify(plain)
+    verifier.apply_changes([Change("lost")])
+    verifier.apply_changes([Change("api", first.id)])  # say, its allowlist changed: no fallback for its keys
+    assert len(verifier) == 1
+    fresh = [(await world.key(second.id))[1] for _ in range(3)]
+    for plain in fresh:
+        await verifier.verify(plain)
+    assert len(verifier) == 3, "fallbacks count toward the bound, and go first"
+    await storage.close()
+    with pytest.raises(StorageError):
+        await verifier.verify(plains[2])  # evicted
+    with pytest.raises(StorageError):
+        await verifier.verify(plains[0])  # dropped by the API's change
+
+
 async def test_the_cache_evicts_the_least_recently_used_key(
     world: World, counting: CountingStorage, clock: ManualClock
 ) -> None:

@@ -237,13 +237,17 @@ class Change:
 
     ``kind`` ``"key"``: ``ref`` is the hex digest of one key. ``kind`` ``"api"``: ``ref`` is an API id and every
     cached key of that API is dropped (its allowlist or roles changed). ``kind`` ``"owner"``: ``ref`` is an
-    ``owner_id`` whose identity changed, and every cached key of that owner is dropped. ``kind`` ``"all"``: drop
-    everything (a subscriber that may have missed messages, say). ``kind`` ``"credits"``: ``ref`` is the id of a
-    balance written other than by spending (set, add, subtract, a patch): a copy kept elsewhere (a Redis credit
-    counter) must be reloaded; cached keys are dropped by their own ``"key"`` changes.
+    ``owner_id`` whose identity changed, and every cached key of that owner is dropped. ``kind`` ``"all"``:
+    anything may have changed (a subscriber that may have missed messages, a change too big to send): every cached
+    key is asked of storage again before it is trusted, and served as it was only while storage is unreachable.
+    ``kind`` ``"lost"``: this process's notification channel is down, so changes made elsewhere no longer reach
+    it; as ``all``, and entries live the short fallback TTL until the next ``all`` (never sent over the wire).
+    ``kind`` ``"credits"``: ``ref`` is the id of a balance written other than by spending (set, add, subtract, a
+    patch): a copy kept elsewhere (a Redis credit counter) must be reloaded; cached keys are dropped by their own
+    ``"key"`` changes.
     """
 
-    kind: Literal["key", "api", "owner", "all", "credits"]
+    kind: Literal["key", "api", "owner", "all", "lost", "credits"]
     ref: str = ""
 
 

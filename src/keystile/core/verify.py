@@ -4,12 +4,19 @@ A verification hashes the key and looks the digest up in an in-process LRU cache
 miss or an entry older than the TTL reaches storage. A key that storage does not know is remembered briefly in a
 second, smaller cache, so that a flood of random keys can neither reach the database nor evict real keys.
 Writes invalidate entries through :meth:`Verifier.apply_changes` (wired to the change bus).
+
+A change that names a key drops its entry. A change that cannot say what changed (``all``: the notification
+channel is back after missing messages; ``lost``: it is gone) keeps every entry, but only as a fallback: each is
+asked of storage again before it is trusted, and served unchecked only while storage cannot be reached (counted in
+``stale_served``). While the channel is lost, entries live the short fallback TTL, since no change would reach
+them. So losing the channel, or the database with it, costs cached keys nothing (SPEC V6).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +34,8 @@ log = logging.getLogger("keystile.verify")
 
 _sha256 = hashlib.sha256
 _MEMO_LIMIT = 64
+# Serving stale entries is logged at most this often (with the count since), not once a request.
+_STALE_LOG_EVERY_S = 10.0
 
 
 class Code:
@@ -195,22 +204,35 @@ class Verifier:
         clock: Clock,
         *,
         ttl_s: float = 5.0,
+        fallback_ttl_s: float | None = None,
         size: int = 100_000,
         negative_ttl_s: float = 1.0,
         negative_size: int = 10_000,
         spender: Spender | None = None,
     ) -> None:
+        """``ttl_s``: how long an entry is trusted; ``fallback_ttl_s`` (default ``ttl_s``): how long while the
+        notification channel is lost (a ``lost`` change until the next ``all``)."""
         self._storage = storage
         self.spender: Spender | None = spender
         self._clock = clock
+        self._live_ttl = ttl_s
+        self._fallback_ttl = min(ttl_s, fallback_ttl_s) if fallback_ttl_s is not None else ttl_s
         self._ttl = ttl_s
         self._size = size
         self._negative_ttl = negative_ttl_s
         self._negative_size = negative_size
         self._cache: OrderedDict[bytes, CachedKey] = OrderedDict()
+        # Entries to be asked of storage again before use: kept to be served while storage is unreachable.
+        self._stale: OrderedDict[bytes, CachedKey] = OrderedDict()
         self._unknown: OrderedDict[bytes, float] = OrderedDict()
         # Bumped by every change; a storage read that a change overtook is not cached (see _load).
         self._generation = 0
+        self.channel_lost = False
+        """Whether the notification channel is down (entries then live the fallback TTL)."""
+        # The last key loaded: compiled again, and dropped, when storage does not know a digest (see _load).
+        self._decoy: KeyBundle | None = None
+        self._stale_logged_at = -math.inf
+        self._stale_unlogged = 0
         self.hits = self.misses = self.negative_hits = self.stale_served = 0
 
     @property
@@ -360,34 +382,52 @@ class Verifier:
         if parsed is not None and not keyformat.has_valid_checksum(parsed):
             return None  # a typo or a made-up key: no storage call
         digest = _sha256(key.encode()).digest()
-        stale = self._cache.get(digest)
+        stale = self._cache.get(digest) or self._stale.get(digest)
         self.misses += 1
         generation = self._generation
         try:
             bundle = await self._storage.load_for_verify(digest)
         except StorageError:
-            if stale is None or self._cache.get(digest) is not stale:
+            if stale is None or (self._cache.get(digest) is not stale and self._stale.get(digest) is not stale):
                 raise  # nothing cached, or a change dropped the entry while storage was failing
             # Serving a stale entry beats failing every request while the database is away; counted and logged.
-            self.stale_served += 1
-            log.warning("storage unreachable; serving a cached key past its TTL", extra={"key_id": stale.key.id})
+            self._served_stale(stale)
             return stale
         if generation != self._generation:
             # A change arrived while storage was answering, so the answer may predate it: use it for this
             # request, but caching it would hide the change (a revocation, say) for a whole TTL.
             self._cache.pop(digest, None)
+            self._stale.pop(digest, None)
             return CachedKey(bundle, 0.0) if bundle is not None else None
+        self._stale.pop(digest, None)
         if bundle is None:
             self._cache.pop(digest, None)
             self._remember_unknown(digest)
+            if self._decoy is not None:
+                # The work a key that exists costs, thrown away: existence must not show in timing (SPEC S2).
+                CachedKey(self._decoy, 0.0)
             return None
+        self._decoy = bundle
         entry = CachedKey(bundle, self._clock.monotonic() + self._ttl)
         self._cache[digest] = entry
         self._cache.move_to_end(digest)
-        if len(self._cache) > self._size:
-            self._cache.popitem(last=False)
+        if len(self._cache) + len(self._stale) > self._size:
+            (self._stale or self._cache).popitem(last=False)
         self._unknown.pop(digest, None)
         return entry
+
+    def _served_stale(self, entry: CachedKey) -> None:
+        self.stale_served += 1
+        self._stale_unlogged += 1
+        now = self._clock.monotonic()
+        if now - self._stale_logged_at >= _STALE_LOG_EVERY_S:
+            log.warning(
+                "storage unreachable; served %d verification(s) from cache entries past their TTL",
+                self._stale_unlogged,
+                extra={"key_id": entry.key.id},
+            )
+            self._stale_logged_at = now
+            self._stale_unlogged = 0
 
     def _remember_unknown(self, digest: bytes) -> None:
         self._unknown[digest] = self._clock.monotonic() + self._negative_ttl
@@ -398,28 +438,50 @@ class Verifier:
     # -- invalidation ---------------------------------------------------------------------------------------
 
     def apply_changes(self, changes: Sequence[Change]) -> None:
-        """Drop what ``changes`` make stale (a change-bus listener)."""
+        """Drop what ``changes`` make stale (a change-bus listener); ``all`` and ``lost`` keep entries as
+        fallbacks to revalidate (see the module docstring)."""
         self._generation += 1
         for change in changes:
-            if change.kind == "key":
+            kind = change.kind
+            if kind == "key":
                 digest = bytes.fromhex(change.ref)
                 self._cache.pop(digest, None)
+                self._stale.pop(digest, None)
                 self._unknown.pop(digest, None)
-            elif change.kind == "all":
-                self._cache.clear()
-                self._unknown.clear()
-            elif change.kind == "credits":
+            elif kind == "all":
+                self.channel_lost = False
+                self._ttl = self._live_ttl
+                self._revalidate_all()
+            elif kind == "lost":
+                if not self.channel_lost:  # said again at every failed reconnection: once is enough
+                    self.channel_lost = True
+                    self._ttl = self._fallback_ttl
+                    self._revalidate_all()
+            elif kind == "credits":
                 continue  # a balance's counters live with the spender; the keys sharing it come as "key" changes
             else:
-                field = "api_id" if change.kind == "api" else "owner_id"
-                for digest in [d for d, entry in self._cache.items() if getattr(entry.key, field) == change.ref]:
-                    del self._cache[digest]
+                field = "api_id" if kind == "api" else "owner_id"
+                for entries in (self._cache, self._stale):
+                    for digest in [d for d, entry in entries.items() if getattr(entry.key, field) == change.ref]:
+                        del entries[digest]
+
+    def _revalidate_all(self) -> None:
+        # Messages may have been missed: trust no entry without asking storage again, but keep them all for when
+        # storage cannot answer. O(1) but for an earlier batch of fallbacks not yet revalidated.
+        if self._stale:
+            self._stale.update(self._cache)
+        else:
+            self._stale = self._cache
+        self._cache = OrderedDict()
+        self._unknown.clear()
 
     def clear(self) -> None:
         """Forget everything cached."""
         self._generation += 1
         self._cache.clear()
+        self._stale.clear()
         self._unknown.clear()
 
     def __len__(self) -> int:
-        return len(self._cache)
+        """Entries held, fallbacks to revalidate included (what the cache's size bounds)."""
+        return len(self._cache) + len(self._stale)

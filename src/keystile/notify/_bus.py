@@ -5,9 +5,10 @@ process never serves what it has itself just changed. It then goes out as one or
 :data:`MAX_PAYLOAD` bytes, PostgreSQL's NOTIFY limit being 8000) that carry the sending process's ``origin``,
 so that a process skips its own messages when they come back.
 
-A subscription that drops may have missed messages, so listeners get ``Change("all")``: when it drops, after
-every failed attempt to reconnect (at most a second apart, so that while it is down no cache entry outlives a
-second), and once more when it is back. A publish that fails is kept and sent again in the background.
+A subscription that drops may have missed messages, so listeners get ``Change("lost")`` when it drops (and again
+after every failed attempt to reconnect, at most a second apart) and ``Change("all")`` when it is back: caches then
+ask storage again before trusting an entry, live a short TTL while the channel is down, and keep serving their
+entries while storage cannot be reached (SPEC V6). A publish that fails is kept and sent again in the background.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ MAX_BACKOFF_S = 1.0
 RESEND_S = 0.5
 MAX_OUTBOX = 10_000
 ALL = (Change("all"),)
+LOST = (Change("lost"),)
 
 
 def encode(origin: str, changes: Sequence[Change], limit: int = MAX_PAYLOAD) -> list[str]:
@@ -186,7 +188,7 @@ class NotifyingBus:
                 self.reconnects += 1
                 backoff = FIRST_BACKOFF_S
             self.connected = False
-            self._deliver(ALL)
+            self._deliver(LOST)
             await self._pause(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_S)
 

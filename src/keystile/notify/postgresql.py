@@ -2,7 +2,8 @@
 
 Changes are published with ``pg_notify`` on the storage's own pool, after the transaction that made them has
 committed (the services publish after commit), and heard on a dedicated connection that LISTENs; a query every
-few quiet seconds finds a connection that died without closing.
+quiet second, with a one-second deadline, finds a connection that died without closing or a database that stopped
+answering, so that the caches fall back to their short TTL within about two seconds (SPEC V6).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from keystile.notify._bus import NotifyingBus
 from keystile.storage._driver import Executor
 
 CHANNEL = "keystile_changes"
-QUIET_S = 5.0
+QUIET_S = 1.0
 _ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 

@@ -94,7 +94,8 @@ class _Queries:
             f" {IDENTITY_COLUMNS}, {identity_ratelimits} AS i_rl"
             " FROM keys k LEFT JOIN credits c ON c.id = k.credit_id JOIN apis a ON a.id = k.api_id"
             " LEFT JOIN identities i ON i.owner_id = k.owner_id LEFT JOIN credits ic ON ic.id = i.credit_id"
-            " WHERE k.digest = $1"
+            # The key asked for, else the decoy (see SqlStorage.load_for_verify): the same joins either way.
+            " WHERE k.id = COALESCE((SELECT id FROM keys WHERE digest = $1), $2)"
         )
         self.identity_select = (
             f"SELECT {IDENTITY_COLUMNS}, {identity_ratelimits} AS i_rl"
@@ -511,6 +512,8 @@ class SqlStorage:
         # its trips instead.
         self._credit_group = _GroupCommit(driver) if driver.dialect == "sqlite" else None
         self._event_writes = EventWrites(driver)
+        # A real key, the last one loaded for a verification, that a lookup of an unknown digest loads instead.
+        self._decoy_id = ""
 
     @property
     def dialect(self) -> Dialect:
@@ -534,11 +537,18 @@ class SqlStorage:
             yield SqlTransaction(tx, self._q)
 
     async def load_for_verify(self, digest: bytes) -> KeyBundle | None:
-        row = await self.driver.fetchone(self._q.verify_select, digest)
+        # Look up, then decide (SPEC S2): a digest no key has loads a decoy, a real key, through the same joins
+        # and the same decoding, so that the first probe of a key that exists (revoked, or another API's) takes as
+        # long as that of one that does not.
+        row = await self.driver.fetchone(self._q.verify_select, digest, self._decoy_id)
         if row is None:
-            return None
+            return None  # no decoy yet (nothing loaded since start), or it was deleted since
         roles = {name: tuple(perms) for name, perms in (load(row["role_perms"]) or {}).items()}
-        return KeyBundle(key_from_row(row), api_from_row(row, "a_"), roles, identity_from_row(row))
+        bundle = KeyBundle(key_from_row(row), api_from_row(row, "a_"), roles, identity_from_row(row))
+        if bundle.key.digest != digest:
+            return None
+        self._decoy_id = bundle.key.id
+        return bundle
 
     async def get_identity(self, owner_id: str) -> Identity | None:
         row = await self.driver.fetchone(self._q.identity_select, owner_id)
