@@ -66,7 +66,8 @@ class Server:
             self.process = subprocess.Popen(
                 list(command),
                 cwd=workdir,
-                env={**os.environ, **env, "KEYSTILE_PORT": str(port)},
+                # PYTHONFAULTHANDLER: a server that hangs on stop prints every thread's stack on SIGABRT (see stop).
+                env={**os.environ, "PYTHONFAULTHANDLER": "1", **env, "KEYSTILE_PORT": str(port)},
                 stdout=out,
                 stderr=err,
                 start_new_session=True,
@@ -113,8 +114,13 @@ class Server:
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+                # Hung: have every process of the group print its threads' stacks to stderr, for the report.
+                os.killpg(self.process.pid, signal.SIGABRT)
+                try:
+                    self.process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                    self.process.wait(timeout=10)
         return self.process.returncode
 
 

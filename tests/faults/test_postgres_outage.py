@@ -189,8 +189,8 @@ def test_a_database_outage_costs_cached_keys_nothing_and_heals_by_itself(
                 uncached.append(verify(unseen["key"])(on_a))
                 credits.append(verify(metered["key"])(on_a))
         finally:
+            answers = load.stop()  # before the restore: what A answers once it can hear B again is checked below
             proxy.restore()
-        answers = load.stop()
 
         # Cached keys: every verification of the load answered as before the outage (bob's revocation was made
         # where A could not hear of it: served from A's cache until the database is back, as documented).
