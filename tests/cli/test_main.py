@@ -87,7 +87,6 @@ def test_listening_url_shows_the_scheme_and_brackets_ipv6(tmp_path: Path) -> Non
     [
         (["--database-url", "memory://"], "memory://"),
         (["--tls-cert", "/nonexistent/cert.pem"], "both --tls-cert and --tls-key"),
-        (["--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"], "is not a file"),
         (["--port", "0"], "KEYSTILE_PORT"),
         (["--port", "http"], "'http' is not a valid integer"),
     ],
@@ -96,6 +95,14 @@ def test_serve_refuses_settings_it_cannot_honour_before_starting(shell: Shell, a
     result = shell("serve", *args)
     assert result.exit_code == 2
     assert message in result.stderr
+    assert not shell.data_dir.exists()
+
+
+def test_serve_refuses_a_missing_tls_file_naming_its_setting(shell: Shell) -> None:
+    result = shell("serve", "--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem")
+    assert result.exit_code == 8
+    assert "cannot read /nonexistent/cert.pem" in plain_error(result)
+    assert "--tls-cert or KEYSTILE_TLS_CERT" in plain_error(result)
     assert not shell.data_dir.exists()
 
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import os
 import sqlite3
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+from keystile.core.clock import ManualClock
+from keystile.storage import open_storage
 from keystile.storage._migrate import available
 
 from .helpers import ROOT_KEY, Shell, init, plain_error
@@ -124,3 +131,62 @@ def test_an_invalid_setting_exits_2_naming_the_variable(ready: Shell) -> None:
     result = ready("apis", "list", env={"KEYSTILE_CACHE_SIZE": "lots"})
     assert result.exit_code == 2
     assert "KEYSTILE_CACHE_SIZE" in plain_error(result)
+
+
+@pytest.fixture(params=[0o022, 0o000], ids=["umask-022", "umask-000"])
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    """Run the test under this umask: Keystile's files must not depend on it."""
+    before = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(before)
+
+
+def _sidecars(database: Path) -> list[Path]:
+    return [database.with_name(database.name + suffix) for suffix in ("-wal", "-shm")]
+
+
+@pytest.mark.usefixtures("umask")
+def test_init_makes_a_private_data_dir_and_database_whatever_the_umask(shell: Shell) -> None:
+    init(shell)
+
+    assert mode(shell.data_dir) == 0o700
+    assert mode(shell.data_dir / "keystile.db") == 0o600
+    assert {path.name: mode(path) for path in shell.data_dir.iterdir()} == {
+        "keystile.db": 0o600,
+        "master.key": 0o600,
+    }
+
+
+@pytest.mark.usefixtures("umask")
+def test_a_database_made_by_migrate_and_its_wal_and_shm_files_are_private(tmp_path: Path) -> None:
+    database = tmp_path / "elsewhere" / "keystile.db"
+    shell = Shell(tmp_path / "data", f"sqlite:///{database}")
+    shell.ok("migrate")
+    assert mode(database.parent) == 0o700
+    assert mode(database) == 0o600
+
+    async def write_and_look() -> dict[str, int]:
+        storage = await open_storage(shell.database_url, ManualClock())
+        try:
+            await storage.migrate()  # takes the write lock: SQLite makes the -wal and -shm files
+            return {path.name: mode(path) for path in _sidecars(database) if path.exists()}
+        finally:
+            await storage.close()
+
+    assert asyncio.run(write_and_look()) == {"keystile.db-wal": 0o600, "keystile.db-shm": 0o600}
+
+
+def test_init_warns_about_a_data_dir_and_database_others_can_read_and_leaves_their_modes(shell: Shell) -> None:
+    init(shell)
+    database = shell.data_dir / "keystile.db"
+    shell.data_dir.chmod(0o755)
+    database.chmod(0o644)
+
+    result = shell.ok("init")
+
+    assert f"{shell.data_dir} can be entered by other users; chmod 700 it" in result.stderr
+    assert f"{database} can be read by other users; chmod 600 it" in result.stderr
+    assert mode(shell.data_dir) == 0o755  # a warning, not a silent chmod of the user's files
+    assert mode(database) == 0o644

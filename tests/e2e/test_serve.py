@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,3 +103,24 @@ def test_the_server_stops_cleanly_on_interrupt(tmp_path: Path) -> None:
     running = serve(tmp_path)
     assert running.stop() == 0
     assert "Traceback" not in running.stderr()
+
+
+def test_the_first_serve_makes_private_files_whatever_the_umask(tmp_path: Path) -> None:
+    before = os.umask(0)  # inherited by the server process
+    try:
+        running = serve(tmp_path)
+    finally:
+        os.umask(before)
+    try:
+        created = httpx.post(f"{running.url}/v1/apis", json={"name": "written"}, headers=_auth(running))
+        assert created.status_code == 201
+        data = tmp_path / "keystile-data"
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        assert {path.name: stat.S_IMODE(path.stat().st_mode) for path in data.iterdir()} == {
+            "keystile.db": 0o600,
+            "keystile.db-wal": 0o600,
+            "keystile.db-shm": 0o600,
+            "master.key": 0o600,
+        }
+    finally:
+        running.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from .conftest import Grant
 from .helpers import Headers, bearer, problem
@@ -104,3 +105,73 @@ async def test_revoking_an_unknown_or_non_root_key_is_404(client: httpx.AsyncCli
 
     problem(await client.post("/v1/root-keys/rk_nothing/revoke", headers=auth), 404, "root_key_not_found")
     problem(await client.post(f"/v1/root-keys/{key['id']}/revoke", headers=auth), 404, "root_key_not_found")
+
+
+EVERY_BACKEND = pytest.mark.parametrize(
+    "database_url", ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+
+
+async def _listed(client: httpx.AsyncClient, headers: Headers) -> set[str]:
+    response = await client.get("/v1/root-keys", headers=headers)
+    assert response.status_code == 200
+    assert response.json()["next_cursor"] is None
+    return {item["id"] for item in response.json()["items"]}
+
+
+@EVERY_BACKEND
+async def test_a_lesser_root_key_neither_sees_nor_revokes_a_stronger_one(
+    client: httpx.AsyncClient, auth: Headers
+) -> None:
+    """SPEC K6: it answers as for a root key that does not exist, so the stronger key's existence is not leaked."""
+    first_id = (await client.get("/v1/root-keys", headers=auth)).json()["items"][0]["id"]
+    lesser = (
+        await client.post("/v1/root-keys", json={"permissions": ["root_keys.write", "keys.read"]}, headers=auth)
+    ).json()
+    weaker = (await client.post("/v1/root-keys", json={"permissions": ["keys.read"]}, headers=auth)).json()
+    stronger = (await client.post("/v1/root-keys", json={"permissions": ["keys.write"]}, headers=auth)).json()
+
+    assert await _listed(client, bearer(lesser["key"])) == {lesser["id"], weaker["id"]}
+    for target in (first_id, stronger["id"]):
+        refused = problem(
+            await client.post(f"/v1/root-keys/{target}/revoke", headers=bearer(lesser["key"])),
+            404,
+            "root_key_not_found",
+        )
+        unknown = problem(
+            await client.post("/v1/root-keys/rk_0000000000000000000000/revoke", headers=bearer(lesser["key"])),
+            404,
+            "root_key_not_found",
+        )
+        assert refused["detail"] == unknown["detail"].replace("rk_0000000000000000000000", target)
+    assert await _listed(client, auth) == {first_id, lesser["id"], weaker["id"], stronger["id"]}
+    # 403 (it lacks root_keys.write), not 401: the stronger key was not revoked.
+    assert (await client.get("/v1/root-keys", headers=bearer(stronger["key"]))).status_code == 403
+    assert (await client.get("/v1/apis", headers=auth)).status_code == 200
+
+    revoked = await client.post(f"/v1/root-keys/{weaker['id']}/revoke", headers=bearer(lesser["key"]))
+    assert revoked.status_code == 200
+    own = await client.post(f"/v1/root-keys/{lesser['id']}/revoke", headers=bearer(lesser["key"]))
+    assert own.status_code == 200
+    assert own.json()["revoked_at"] is not None
+
+
+@EVERY_BACKEND
+async def test_a_global_permission_covers_the_same_permission_scoped_to_an_api(
+    client: httpx.AsyncClient, auth: Headers, api: Json
+) -> None:
+    holder = (
+        await client.post("/v1/root-keys", json={"permissions": ["root_keys.write", "keys.write"]}, headers=auth)
+    ).json()
+    scoped = (
+        await client.post("/v1/root-keys", json={"permissions": [f"api.{api['id']}.keys.write"]}, headers=auth)
+    ).json()
+    wider = (await client.post("/v1/root-keys", json={"permissions": [f"api.{api['id']}.*"]}, headers=auth)).json()
+
+    assert await _listed(client, bearer(holder["key"])) == {holder["id"], scoped["id"]}
+    problem(
+        await client.post(f"/v1/root-keys/{wider['id']}/revoke", headers=bearer(holder["key"])),
+        404,
+        "root_key_not_found",
+    )
+    assert (await client.post(f"/v1/root-keys/{scoped['id']}/revoke", headers=bearer(holder["key"]))).status_code == 200

@@ -9,6 +9,9 @@ code   meaning
 3      not found (no such API, key or root key)
 4      conflict (the object or file already exists, or clashes with the current state)
 5      storage unavailable, or a schema that needs ``keystile init`` / ``keystile migrate``
+6      ``serve`` / ``proxy``: the port is in use (by another program, or another keystile serve)
+7      ``serve`` / ``proxy``: cannot listen on that address (not one of this machine's, or not permitted)
+8      ``serve`` / ``proxy``: the TLS certificate or key cannot be used
 =====  ==========================================================================================
 """
 
@@ -27,6 +30,9 @@ USAGE = 2
 NOT_FOUND = 3
 CONFLICT = 4
 STORAGE = 5
+PORT_IN_USE = 6
+CANNOT_LISTEN = 7
+BAD_TLS = 8
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -35,7 +41,10 @@ Exit codes:
   2  usage error or invalid input
   3  not found
   4  conflict (already exists)
-  5  storage unavailable, or migrations pending (run keystile init or keystile migrate)"""
+  5  storage unavailable, or migrations pending (run keystile init or keystile migrate)
+  6  serve, proxy: the port is in use
+  7  serve, proxy: cannot listen on that address
+  8  serve, proxy: the TLS certificate or key cannot be used"""
 
 _META = "keystile.fields"
 # JSON pointers of request fields, as the flags that set them, so that a message points at what was typed.
@@ -93,6 +102,18 @@ class Clash(CliError):
 
 class Unavailable(CliError):
     exit_code = STORAGE
+
+
+class PortInUse(CliError):
+    exit_code = PORT_IN_USE
+
+
+class CannotListen(CliError):
+    exit_code = CANNOT_LISTEN
+
+
+class BadTls(CliError):
+    exit_code = BAD_TLS
 
 
 def error_class(error: KeystileError) -> type[CliError]:

@@ -50,18 +50,33 @@ class SecretFile:
             self.path.unlink()
 
 
+def ensure_private_dir(path: Path) -> bool:
+    """Create the directory ``path`` with mode 0700 whatever the umask, unless it exists; True if created.
+
+    An existing directory keeps its mode (it may be the user's): :func:`loosely_guarded` finds one to warn about.
+    """
+    try:
+        path.mkdir(parents=True, mode=0o700)
+    except FileExistsError:
+        if not path.is_dir():
+            raise
+        return False
+    path.chmod(0o700)
+    return True
+
+
 def ensure_master_key(path: Path) -> bool:
     """Create the master key file (32 random bytes, base64, mode 0600) unless it exists; True if created."""
     if path.exists():
         return False
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ensure_private_dir(path.parent)
     key = base64.b64encode(secrets.token_bytes(MASTER_KEY_BYTES)).decode()
     SecretFile(path).write(key + "\n")
     return True
 
 
 def loosely_guarded(path: Path) -> bool:
-    """Whether a secret file can be read by users other than its owner."""
+    """Whether a secret file (or the directory of one) is open to users other than its owner."""
     try:
         mode = path.stat().st_mode
     except OSError:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from keystile.cli._listen import AddressSettings, check_address
 from keystile.cli._runtime import options, run
 from keystile.cli.serve import checked, export, listening_url, setting_flags_except, start
 from keystile.observability.logs import logging_config
@@ -32,6 +33,7 @@ _NOT_FLAGS = (
     "rollups_retention_days",
     "leaks_public_keys",
 )
+_ADDRESS = AddressSettings("--listen or KEYSTILE_PROXY_LISTEN", "--listen or KEYSTILE_PROXY_LISTEN")
 
 
 @click.command()
@@ -71,6 +73,7 @@ def proxy(
     proxy_options = ProxyOptions.from_env(os.environ, **given)
     host, port = proxy_options.address()
     settings = checked(dataclasses.replace(options().settings(**flags), host=host, port=port))
+    check_address(settings, _ADDRESS)
     logging.config.dictConfig(logging_config(settings.log_level))
 
     async def ready(ks: Keystile) -> None:
@@ -79,8 +82,8 @@ def proxy(
     run(ready, settings=settings)
     export(settings, os.environ)
     proxy_options.export(os.environ)
-    click.echo(f"Keystile proxy listening on {listening_url(settings)}, forwarding to {proxy_options.upstream}")
-    start(settings, APP_FACTORY)
+    announce = f"Keystile proxy listening on {listening_url(settings)}, forwarding to {proxy_options.upstream}"
+    start(settings, APP_FACTORY, announce=announce, names=_ADDRESS)
 
 
 async def _check(ks: Keystile, proxy_options: ProxyOptions) -> None:

@@ -5,6 +5,9 @@ resolved here, flags included, are exported as ``KEYSTILE_*`` variables before g
 
 Logs are JSON lines on stderr (``keystile.observability.logs``), in this process and in granian's workers;
 stdout carries what ``serve`` tells the terminal (the first root key, the address).
+
+Settings the server cannot honour (a busy port, an address the machine lacks, unusable TLS files) are refused
+before the first-run setup, in one line with an exit code of its own (``keystile.cli._listen``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any, TypeVar
 import click
 
 from keystile.cli._errors import BadInput
+from keystile.cli._listen import SERVE_ADDRESS, AddressSettings, check_address, check_tls, listen_failure, os_error_of
 from keystile.cli._output import warn
 from keystile.cli._runtime import options
 from keystile.cli.rootkeys import ROOT_KEY_FILE_HELP
@@ -107,7 +111,10 @@ def listening_url(settings: Settings) -> str:
 
 
 def checked(settings: Settings) -> Settings:
-    """Refuse settings ``serve`` cannot honour, and run one worker without Redis (SPEC L2)."""
+    """Refuse settings ``serve`` cannot honour (BadInput, BadTls), and run one worker without Redis (SPEC L2).
+
+    The address is checked apart, by :func:`check_address`, just before the server is set up.
+    """
     if settings.database_url.startswith("memory:"):
         raise BadInput(
             "memory:// lives inside one process, so the server's workers could not share it; "
@@ -116,9 +123,8 @@ def checked(settings: Settings) -> Settings:
         )
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise BadInput("HTTPS needs both --tls-cert and --tls-key", code="invalid_setting")
-    for path in (settings.tls_cert, settings.tls_key):
-        if path is not None and not path.is_file():
-            raise BadInput(f"{path} is not a file", code="invalid_setting")
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        check_tls(settings.tls_cert, settings.tls_key)
     if settings.workers > 1 and not settings.redis_url:
         warn(
             f"running 1 worker instead of {settings.workers}: without --redis-url, rate limits would live in each "
@@ -128,8 +134,11 @@ def checked(settings: Settings) -> Settings:
     return settings
 
 
-def start(settings: Settings, target: str = APP_FACTORY) -> None:
-    """Run granian on the app factory ``target`` in this process until it is interrupted."""
+def start(
+    settings: Settings, target: str = APP_FACTORY, *, announce: str, names: AddressSettings = SERVE_ADDRESS
+) -> None:
+    """Run granian on the app factory ``target`` in this process until it is interrupted; print ``announce``
+    once it has bound its address. Raises a CliError (named by ``names``) when it cannot bind it."""
     from granian import Granian
     from granian.constants import Interfaces
     from granian.log import LogLevels
@@ -152,7 +161,15 @@ def start(settings: Settings, target: str = APP_FACTORY) -> None:
         log_access=False,
         **tls,
     )
-    server.serve()
+    server.on_startup(lambda: click.echo(announce))
+    try:
+        server.serve()
+    except RuntimeError as exc:
+        # check_address found the address free, but another program took it before granian bound it.
+        number = os_error_of(exc)
+        if number is None:
+            raise
+        raise listen_failure(number, settings, names) from None
 
 
 @click.command()
@@ -165,9 +182,9 @@ def serve(root_key_file: Path | None, **flags: Any) -> None:
     once); pending migrations are applied. Every flag has a KEYSTILE_* environment variable; flags win.
     """
     settings = checked(options().settings(**flags))
+    check_address(settings)
     logging.config.dictConfig(logging_config(settings.log_level))
     report, sink = set_up(settings, root_key_file=root_key_file, only_on_first_run=True)
     show_setup(report, settings, sink, as_json=False, first_run=True)
     export(settings, os.environ)
-    click.echo(f"Keystile listening on {listening_url(settings)}")
-    start(settings)
+    start(settings, announce=f"Keystile listening on {listening_url(settings)}")

@@ -15,7 +15,7 @@ import click
 
 from keystile.cli._output import emit_json, json_option, say, warn
 from keystile.cli._runtime import options, run
-from keystile.cli._secrets import SecretFile, ensure_master_key, loosely_guarded
+from keystile.cli._secrets import SecretFile, ensure_master_key, ensure_private_dir, loosely_guarded
 from keystile.cli.rootkeys import ROOT_KEY_FILE_HELP, deliver_root_key
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def set_up(
     """
     from keystile.service import CLI_ACTOR
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ensure_private_dir(settings.data_dir)
     sink = SecretFile(root_key_file) if root_key_file is not None else None
 
     async def work(ks: Keystile) -> SetupReport:
@@ -90,6 +90,7 @@ def show_setup(
         say(f"Master key created at {settings.master_key_file} (mode 0600).", as_json=as_json)
     elif loosely_guarded(settings.master_key_file):
         warn(f"{settings.master_key_file} can be read by other users; chmod 600 it.")
+    _warn_about_loose_files(settings)
     root: dict[str, Any] | None = None
     if report.root_key is not None:
         key, plain = report.root_key
@@ -110,6 +111,20 @@ def show_setup(
                 "active_root_key": report.active_root_key,
             }
         )
+
+
+def _warn_about_loose_files(settings: Settings) -> None:
+    """Warn about a data directory or SQLite database that other users can get at. Keystile makes them private;
+    one that existed before (the user's directory, or an older Keystile's database) is left as it is."""
+    from keystile.storage import sqlite_path
+
+    if loosely_guarded(settings.data_dir):
+        warn(f"{settings.data_dir} can be entered by other users; chmod 700 it.")
+    if settings.database_url.startswith("sqlite:"):
+        database = sqlite_path(settings.database_url)
+        for path in (database, *(database.with_name(database.name + end) for end in ("-wal", "-shm"))):
+            if loosely_guarded(path):
+                warn(f"{path} can be read by other users; chmod 600 it.")
 
 
 def _versions(versions: list[int]) -> str:

@@ -25,6 +25,12 @@ def principal_of(entry: CachedKey) -> Principal:
     return principal
 
 
+def within(principal: Principal, key: Key) -> bool:
+    """Whether ``principal`` holds every permission of the root key ``key`` (its own key, always), and so may see
+    and revoke it, as it may only create root keys within its own permissions."""
+    return key.id == principal.id or all(holds(principal, permission) for permission in key.permissions)
+
+
 class RootKeyService:
     def __init__(self, ctx: Context, keys: KeyService) -> None:
         self._ctx = ctx
@@ -82,18 +88,31 @@ class RootKeyService:
         return key, plain
 
     async def list(self, principal: Principal, *, cursor: str | None, limit: int | None) -> Page[Key]:
+        """Root keys newest first: only those whose permissions ``principal`` holds all of (``*`` sees all)."""
         principal.require("root_keys.write")
         size = page_limit(limit)
-        items = await self._ctx.storage.list_keys(
-            ROOT_API_ID, KeyFilter(), at_ms=self._ctx.now(), after=cursor, limit=size + 1
-        )
-        return paged(items, size, lambda key: key.id)
+        at_ms = self._ctx.now()
+        shown: list[Key] = []
+        after = cursor
+        # Keys outside the caller's permissions are skipped, so fetch on until the page (and one more, which says
+        # that another page exists) is full or the keys run out.
+        while len(shown) <= size:
+            batch = await self._ctx.storage.list_keys(
+                ROOT_API_ID, KeyFilter(), at_ms=at_ms, after=after, limit=size + 1
+            )
+            shown.extend(key for key in batch if within(principal, key))
+            if len(batch) <= size:
+                break
+            after = batch[-1].id
+        return paged(shown, size, lambda key: key.id)
 
     async def revoke(self, actor: Actor, root_key_id: str) -> Key:
-        """Revoke a root key (it may be the caller's own)."""
+        """Revoke a root key (it may be the caller's own); raises :class:`NotFound` for one that does not exist
+        or has a permission the caller lacks."""
         actor.principal.require("root_keys.write")
         key = await self._ctx.storage.get_key(root_key_id) if looks_like_id(root_key_id, "rk") else None
-        if key is None or key.api_id != ROOT_API_ID:
+        # NOT_FOUND, not FORBIDDEN, for a stronger root key: a refusal would tell that it exists (SPEC K6).
+        if key is None or key.api_id != ROOT_API_ID or not within(actor.principal, key):
             raise not_found("root key", root_key_id, "rk", "root_key_not_found")
         return await self._keys.mark_revoked(actor, root_key_id, "root_key.revoke")
 

@@ -5,11 +5,15 @@ thread. Writes go through one writer thread, so the loop never waits on a disk s
 serialises transactions within the process (SQLite has one writer anyway; ``busy_timeout`` covers other
 processes such as the CLI). The file is in WAL mode with ``synchronous=NORMAL``: durable across a process crash,
 and a commit costs microseconds instead of a full fsync.
+
+The database holds key digests and the audit log, so a new one is made readable by its owner only (0600, in a
+new directory 0700), whatever the umask; SQLite gives its -wal and -shm files the database file's mode.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -54,6 +58,28 @@ class _Sql:
 
 def _lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file 0600 (and its directory 0700) unless it exists; SQLite would make it 0644.
+
+    Existing files and directories keep their modes: ``keystile init`` and ``serve`` warn about loose ones.
+    """
+    try:
+        path.parent.mkdir(parents=True, mode=0o700)
+    except FileExistsError:
+        if not path.parent.is_dir():
+            raise
+    else:
+        path.parent.chmod(0o700)  # whatever the umask
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+    finally:
+        os.close(fd)
 
 
 def _connect(target: str, *, uri: bool = False) -> sqlite3.Connection:
@@ -138,7 +164,7 @@ class SqliteDriver(_Calls):
                 self._writer_conn = _connect(":memory:")
                 self._thread: ThreadPoolExecutor | None = None
             else:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                _create_private(path)
                 self._writer_conn = _connect(str(path))
                 self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keystile-sqlite-writer")
             reader = _connect(str(path)) if path is not None else self._writer_conn
