@@ -108,9 +108,13 @@ class Server:
         return str(found[0])
 
     def stop(self) -> int:
-        """Stop the server as Ctrl-C would, and return its exit code."""
+        """Stop the server as a process manager would, and return its exit code.
+
+        SIGINT goes to the main process only, which stops its workers: granian's sync (WSGI) workers sometimes
+        miss their stop when they get the terminal's SIGINT and their parent's SIGTERM at once, and then the
+        whole stop waited for the kill below (issue 9: Flask examples took 30 s each to stop)."""
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)
+            os.kill(self.process.pid, signal.SIGINT)
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
