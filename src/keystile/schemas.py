@@ -16,24 +16,81 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 
 from keystile.core import keys as keyformat
 from keystile.core.models import Api, AuditEntry, Credits, Identity, Key, RateLimit, Role, VerificationEvent
+from keystile.core.netaddr import MAX_ALLOWLIST
+from keystile.core.permissions import GRANT_RE, MAX_SLUG_LENGTH
 from keystile.core.ports import Granularity, GroupBy, RollupCount
 from keystile.core.timefmt import to_rfc3339
 
 T = TypeVar("T")
 
-Name = Annotated[str, Meta(min_length=1, max_length=255, description="A human-readable name.")]
+# Constraints the services check themselves, each with its own problem code, are documented through
+# ``extra_json_schema``: msgspec puts them in the OpenAPI document without checking them a second time.
+NO_NUL = {"pattern": r"^[^\x00]*$"}
+"""Text that PostgreSQL can store: no U+0000 (the services refuse it with ``invalid_character``)."""
+GRANT_PATTERN = f"^(?:{GRANT_RE.pattern})$"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+_H = "[0-9A-Fa-f]{1,4}"
+_IPV6 = (
+    rf"(?:(?:{_H}:){{7}}{_H}|(?:{_H}:){{1,7}}:|(?:{_H}:){{1,6}}:{_H}|(?:{_H}:){{1,5}}(?::{_H}){{1,2}}"
+    rf"|(?:{_H}:){{1,4}}(?::{_H}){{1,3}}|(?:{_H}:){{1,3}}(?::{_H}){{1,4}}|(?:{_H}:){{1,2}}(?::{_H}){{1,5}}"
+    rf"|{_H}:(?::{_H}){{1,6}}|:(?:(?::{_H}){{1,7}}|:)|::[fF]{{4}}:{_IPV4})"
+)
+CIDR_PATTERN = rf"^(?:{_IPV4}(?:/(?:3[0-2]|[12]?[0-9]))?|{_IPV6}(?:/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)$"
+"""IPv4 or IPv6 networks (``10.0.0.0/8``, ``2001:db8::/32``) and single addresses, as documented; the parser
+also takes the rarer spellings of :mod:`ipaddress` (a netmask instead of a prefix length)."""
+
+Name = Annotated[
+    str, Meta(min_length=1, max_length=255, extra_json_schema=NO_NUL, description="A human-readable name.")
+]
 LimitName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$", description="A rate limit's name.")]
 RoleName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$", description="A role's name.")]
 OwnerId = Annotated[
     str,
-    Meta(min_length=1, max_length=256, description="External id of the user or application holding keys."),
+    Meta(
+        min_length=1,
+        max_length=256,
+        extra_json_schema=NO_NUL,
+        description="External id of the user or application holding keys.",
+    ),
 ]
-Permission = Annotated[str, Meta(min_length=1, max_length=128, description="A permission such as `docs.read`.")]
-Cidr = Annotated[str, Meta(max_length=64, description="An IPv4 or IPv6 network in CIDR notation.")]
+Permission = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_SLUG_LENGTH,
+        extra_json_schema={"pattern": GRANT_PATTERN},
+        description="A permission such as `docs.read`: letters, digits and `_:.-`, optionally ending in `.*` "
+        "(`docs.*` grants every `docs.` permission), or `*` alone.",
+    ),
+]
+Cidr = Annotated[
+    str,
+    Meta(
+        max_length=64,
+        extra_json_schema={"pattern": CIDR_PATTERN},
+        description="An IPv4 or IPv6 network in CIDR notation, or a single address.",
+    ),
+]
+Allowlist = Annotated[
+    list[Cidr],
+    Meta(
+        extra_json_schema={"maxItems": MAX_ALLOWLIST},
+        description=f"Client networks allowed to use the keys (at most {MAX_ALLOWLIST}); empty: any client.",
+    ),
+]
+FreeJson = Annotated[
+    dict[str, Any],
+    Meta(
+        description="Free JSON, at most 16 KiB encoded and 64 levels deep; no text (member names included) may "
+        "contain U+0000."
+    ),
+]
 Prefix = Annotated[
     str,
     Meta(
         pattern=r"^[a-z0-9]{1,12}(_[a-z0-9]{1,12})?$",
+        extra_json_schema={"not": {"enum": sorted(keyformat.RESERVED_PREFIXES)}},
         description="Key prefix: 1-12 lowercase letters or digits, optionally `_live`/`_test` style second part.",
     ),
 ]
@@ -80,6 +137,22 @@ class CreditsSpec(_In):
     refill: RefillSpec | None = None
 
 
+class RefillPatch(_In):
+    """A JSON Merge Patch of a refill: absent fields stay, ``day: null`` removes the day."""
+
+    amount: Count | UnsetType = UNSET
+    interval: Literal["daily", "monthly"] | UnsetType = UNSET
+    day: Annotated[int, Meta(ge=1, le=31)] | UnsetType | None = UNSET
+
+
+class CreditsPatch(_In):
+    """A JSON Merge Patch of credits, merged into the current balance (which needs ``remaining`` when there is
+    none yet); ``refill: null`` removes the refill, ``credits: null`` makes the credits unlimited."""
+
+    remaining: Count | UnsetType = UNSET
+    refill: RefillPatch | UnsetType | None = UNSET
+
+
 class RateLimitOut(Struct):
     name: str
     limit: int
@@ -114,7 +187,7 @@ class ApiCreate(_In):
     default_ratelimits: list[RateLimitSpec] = []
     max_key_age_days: MaxKeyAge | None = None
     recoverable: bool = False
-    ip_allowlist: list[Cidr] = []
+    ip_allowlist: Allowlist = []
     expire_stale_after_days: StaleExpiry | None = None
 
 
@@ -126,7 +199,7 @@ class ApiPatch(_In):
     default_ratelimits: list[RateLimitSpec] | UnsetType | None = UNSET
     max_key_age_days: MaxKeyAge | UnsetType | None = UNSET
     recoverable: bool | UnsetType = UNSET
-    ip_allowlist: list[Cidr] | UnsetType | None = UNSET
+    ip_allowlist: Allowlist | UnsetType | None = UNSET
     expire_stale_after_days: StaleExpiry | UnsetType | None = UNSET
 
 
@@ -149,14 +222,14 @@ class ApiOut(Struct):
 class KeyCreate(_In):
     name: Name | None = None
     owner_id: OwnerId | None = None
-    meta: dict[str, Any] = {}
+    meta: FreeJson = {}
     permissions: list[Permission] = []
     roles: list[RoleName] = []
     expires_at: Timestamp | None = None
     enabled: bool = True
     credits: CreditsSpec | None = None
     ratelimits: list[RateLimitSpec] = []
-    ip_allowlist: list[Cidr] = []
+    ip_allowlist: Allowlist = []
 
 
 class KeyPatch(_In):
@@ -165,14 +238,14 @@ class KeyPatch(_In):
 
     name: Name | UnsetType | None = UNSET
     owner_id: OwnerId | UnsetType | None = UNSET
-    meta: dict[str, Any] | UnsetType | None = UNSET
+    meta: FreeJson | UnsetType | None = UNSET
     permissions: list[Permission] | UnsetType | None = UNSET
     roles: list[RoleName] | UnsetType | None = UNSET
     expires_at: Timestamp | UnsetType | None = UNSET
     enabled: bool | UnsetType = UNSET
-    credits: dict[str, Any] | UnsetType | None = UNSET
+    credits: CreditsPatch | UnsetType | None = UNSET
     ratelimits: list[RateLimitSpec] | UnsetType | None = UNSET
-    ip_allowlist: list[Cidr] | UnsetType | None = UNSET
+    ip_allowlist: Allowlist | UnsetType | None = UNSET
 
 
 class BulkKeyCreate(_In):
@@ -234,7 +307,7 @@ class CreditsChange(_In):
 
 class IdentityCreate(_In):
     owner_id: OwnerId
-    meta: dict[str, Any] = {}
+    meta: FreeJson = {}
     ratelimits: list[RateLimitSpec] = []
     credits: CreditsSpec | None = None
 
@@ -243,9 +316,9 @@ class IdentityPatch(_In):
     """A JSON Merge Patch (RFC 7396) of an identity: ``meta`` and ``credits`` merge member by member, ``null``
     removes (credits become unlimited, rate limits none)."""
 
-    meta: dict[str, Any] | UnsetType | None = UNSET
+    meta: FreeJson | UnsetType | None = UNSET
     ratelimits: list[RateLimitSpec] | UnsetType | None = UNSET
-    credits: dict[str, Any] | UnsetType | None = UNSET
+    credits: CreditsPatch | UnsetType | None = UNSET
 
 
 class IdentityOut(Struct):
@@ -393,7 +466,17 @@ class VerifyRequest(_In):
     permissions: Annotated[str, Meta(max_length=4096, description="A permission query (SPEC V3).")] | None = None
     credits: VerifyCredits | None = None
     ratelimits: list[VerifyRateLimit] | None = None
-    ip: Annotated[str, Meta(max_length=64)] | None = None
+    ip: (
+        Annotated[
+            str,
+            Meta(
+                max_length=64,
+                extra_json_schema={"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
+                description="The client's IP address, checked against allowlists.",
+            ),
+        ]
+        | None
+    ) = None
     tags: Annotated[list[Annotated[str, Meta(max_length=128)]], Meta(max_length=20)] | None = None
 
 
@@ -431,6 +514,32 @@ class VerifyResponse(Struct, omit_defaults=False):
     expires_at: TimeOut | None = None
     credits: RemainingOut | None = None
     ratelimits: list[RateLimitState] | None = None
+
+
+# -- rules across fields, for the OpenAPI document ------------------------------------------------------------
+
+RULES: dict[type, dict[str, Any]] = {
+    # ApiService refuses it (invalid_rotation_policy): keys turn stale at max_key_age_days, then expire.
+    ApiCreate: {
+        "if": {"properties": {"expire_stale_after_days": {"type": "integer"}}, "required": ["expire_stale_after_days"]},
+        "then": {"properties": {"max_key_age_days": {"type": "integer"}}, "required": ["max_key_age_days"]},
+    },
+    # credits_from_spec refuses it (invalid_refill).
+    RefillSpec: {
+        "if": {"properties": {"interval": {"const": "daily"}}},
+        "then": {"properties": {"day": {"type": "null"}}},
+    },
+    RefillPatch: {
+        "if": {"properties": {"interval": {"const": "daily"}}, "required": ["interval"]},
+        "then": {"properties": {"day": {"type": "null"}}},
+    },
+    # KeyService.change_credits refuses it: only `set` takes null (unlimited).
+    CreditsChange: {
+        "if": {"properties": {"op": {"enum": ["add", "subtract"]}}},
+        "then": {"properties": {"amount": {"type": "integer"}}},
+    },
+}
+"""What the OpenAPI document adds to a struct's schema: rules between its fields that the services enforce."""
 
 
 class Status(Struct):

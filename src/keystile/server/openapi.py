@@ -14,7 +14,19 @@ from typing import Any
 import msgspec
 
 from keystile import __version__
-from keystile.schemas import Problem
+from keystile.errors import InvalidInput
+from keystile.schemas import (
+    NO_NUL,
+    RULES,
+    ApiOut,
+    BulkKeysCreated,
+    IdentityOut,
+    KeyCreated,
+    Problem,
+    RoleName,
+    RoleOut,
+    RootKeyCreated,
+)
 from keystile.server.routing import Operation, Param
 
 REF = "#/components/schemas/{name}"
@@ -23,9 +35,18 @@ _PATH_PARAM = re.compile(r"\{(\w+)\}")
 _GENERIC_NAME = re.compile(r"^(\w+?)_(\w+)_$")
 _KINDS: dict[str, dict[str, Any]] = {
     "string": {"type": "string"},
-    "integer": {"type": "integer", "minimum": 1, "maximum": 1000},
+    "integer": {"type": "integer"},
     "boolean": {"type": "boolean"},
     "date-time": {"type": "string", "format": "date-time"},
+}
+_ID = "^{kind}_[0-9A-Za-z]{{1,40}}$"
+# Path parameters by name, as the services find them: a value of another shape is simply not found (404).
+_PATH_SCHEMAS: dict[str, dict[str, Any]] = {
+    "api_id": {"type": "string", "pattern": _ID.format(kind="api")},
+    "key_id": {"type": "string", "pattern": _ID.format(kind="key")},
+    "root_key_id": {"type": "string", "pattern": _ID.format(kind="rk")},
+    "owner_id": {"type": "string", "minLength": 1, "maxLength": 256, **NO_NUL},
+    "name": msgspec.json.schema(RoleName),
 }
 _ERRORS = {
     400: "The request is malformed or breaks a rule (`field`, `position` or `index` say where).",
@@ -41,10 +62,21 @@ _DEFAULT_ERROR = (
     "(500), storage unreachable (503)."
 )
 _SUCCESS = {200: "OK", 201: "Created", 204: "No content"}
+# What a created object lets a client call next (OpenAPI links): the path parameters it supplies. Every operation
+# whose path takes exactly these parameters is linked from the operations that create the object.
+_CREATED: dict[Any, dict[str, str]] = {
+    ApiOut: {"api_id": "$response.body#/id"},
+    KeyCreated: {"key_id": "$response.body#/id"},
+    RootKeyCreated: {"root_key_id": "$response.body#/id"},
+    IdentityOut: {"owner_id": "$response.body#/owner_id"},
+    RoleOut: {"api_id": "$response.body#/api_id", "name": "$response.body#/name"},
+    BulkKeysCreated: {"key_id": "$response.body#/items/0/id"},
+}
 DESCRIPTION = (
     "Keystile issues, verifies and revokes API keys. Management routes take a root key as "
     "`Authorization: Bearer <root key>`. Errors are RFC 9457 `application/problem+json` documents with a stable "
-    "`code`. Times are RFC 3339 UTC strings; lists are newest first and page with `cursor`/`next_cursor`."
+    "`code`. Times are RFC 3339 UTC strings; lists are newest first and page with `cursor`/`next_cursor`. Whole "
+    "numbers are JSON integers: `5`, never `5.0` or `5e0` (a 400 `invalid_request` naming the field)."
 )
 
 
@@ -67,7 +99,7 @@ def _rename_refs(node: Any) -> Any:
 
 def _parameters(operation: Operation) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": name, "in": "path", "required": True, "schema": _PATH_SCHEMAS.get(name, {"type": "string"})}
         for name in _PATH_PARAM.findall(operation.path)
     ]
     params.extend(_query(param) for param in operation.query)
@@ -80,7 +112,7 @@ def _query(param: Param) -> dict[str, Any]:
         "in": "query",
         "required": False,
         "description": param.description,
-        "schema": _KINDS[param.kind],
+        "schema": {**_KINDS[param.kind], **param.schema},
     }
 
 
@@ -91,7 +123,18 @@ def _problem(description: str) -> dict[str, Any]:
     }
 
 
-def _operation(op: Operation, schema: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+def _links(op: Operation, operations: Sequence[Operation]) -> dict[str, Any]:
+    supplied = _CREATED.get(op.response) if op.status == 201 else None
+    if supplied is None:
+        return {}
+    return {
+        other.operation_id: {"operationId": other.operation_id, "parameters": supplied}
+        for other in operations
+        if set(_PATH_PARAM.findall(other.path)) == set(supplied)
+    }
+
+
+def _operation(op: Operation, schema: dict[Any, dict[str, Any]], links: dict[str, Any]) -> dict[str, Any]:
     doc: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary, "tags": [op.tag]}
     description = op.description
     if op.permission is not None:
@@ -106,19 +149,60 @@ def _operation(op: Operation, schema: dict[Any, dict[str, Any]]) -> dict[str, An
             "required": True,
             "content": {content_type: {"schema": schema[op.body]} for content_type in op.body_types},
         }
+    doc["responses"] = dict(op.responses) if op.responses is not None else _responses(op, schema)
+    if links:
+        doc["responses"][str(op.status)]["links"] = links
+    doc["security"] = [] if op.public else [{SECURITY_SCHEME: []}]
+    return doc
+
+
+def _responses(op: Operation, schema: dict[Any, dict[str, Any]]) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status in (op.status, *op.also):
         answer: dict[str, Any] = {"description": _SUCCESS.get(status, "OK")}
         if op.response is not None:
-            media = "text/html" if op.response is str else "application/json"
-            answer["content"] = {media: {"schema": schema[op.response]}}
+            answer["content"] = {op.media_type: {"schema": schema[op.response]}}
         responses[str(status)] = answer
     for status in op.errors:
         responses[str(status)] = _problem(_ERRORS[status])
     responses["default"] = _problem(_DEFAULT_ERROR)
-    doc["responses"] = responses
-    doc["security"] = [] if op.public else [{SECURITY_SCHEME: []}]
-    return doc
+    return responses
+
+
+def root_permission_schema() -> dict[str, Any]:
+    """The root-key permissions the service accepts, as a JSON schema: the vocabulary, or one of its API-scoped
+    permissions as ``api.<api_id>.<permission>``. Asked of the validator itself, so the two cannot drift."""
+    from keystile.service.authz import ROOT_PERMISSIONS, validate_root_permission
+
+    def accepted(permission: str) -> bool:
+        try:
+            validate_root_permission(permission)
+        except InvalidInput:
+            return False
+        return True
+
+    groups = dict.fromkeys(permission.split(".")[0] for permission in ROOT_PERMISSIONS)
+    vocabulary = [*ROOT_PERMISSIONS, *(f"{group}.*" for group in groups), "*"]
+    scoped = [permission for permission in vocabulary if accepted(f"api.api_0.{permission}")]
+    return {
+        "type": "string",
+        "anyOf": [
+            {"enum": vocabulary},
+            {"pattern": f"^api\\.api_[0-9A-Za-z]{{1,40}}\\.(?:{'|'.join(re.escape(p) for p in scoped)})$"},
+        ],
+        "description": "A root-key permission such as `keys.write`, a group wildcard such as `keys.*`, `*`, or "
+        "one scoped to an API: `api.<api_id>.<permission>` (for `apis`, `keys` and `analytics` permissions).",
+    }
+
+
+def _components(raw: dict[str, Any]) -> dict[str, Any]:
+    components = {_rename(name): _rename_refs(value) for name, value in sorted(raw.items())}
+    for struct, rules in RULES.items():
+        if struct.__name__ in components:
+            components[struct.__name__].update(rules)
+    if "RootKeyCreate" in components:
+        components["RootKeyCreate"]["properties"]["permissions"]["items"] = root_permission_schema()
+    return components
 
 
 def build_document(operations: Sequence[Operation]) -> dict[str, Any]:
@@ -130,14 +214,14 @@ def build_document(operations: Sequence[Operation]) -> dict[str, Any]:
     schema = {t: _rename_refs(ref) for t, ref in zip(types, refs, strict=True)}
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
-        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, schema)
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, schema, _links(op, operations))
     return {
         "openapi": "3.1.0",
         "info": {"title": "Keystile", "version": __version__, "description": DESCRIPTION},
         "tags": [{"name": tag} for tag in dict.fromkeys(op.tag for op in operations)],
         "paths": paths,
         "components": {
-            "schemas": {_rename(name): _rename_refs(value) for name, value in sorted(components.items())},
+            "schemas": _components(components),
             "securitySchemes": {
                 SECURITY_SCHEME: {
                     "type": "http",

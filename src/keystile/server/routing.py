@@ -7,8 +7,8 @@ and turns every exception into a problem, so handlers hold nothing but the call 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from starlette.requests import Request
@@ -37,10 +37,12 @@ class Param:
     name: str
     kind: ParamKind
     description: str
+    schema: Mapping[str, Any] = field(default_factory=dict)
+    """What the OpenAPI document adds to the kind's schema: the bounds, pattern or values the service enforces."""
 
 
 CURSOR = Param("cursor", "string", "The `next_cursor` of the previous page.")
-LIMIT = Param("limit", "integer", "Items per page: 1 to 1,000, default 50.")
+LIMIT = Param("limit", "integer", "Items per page: 1 to 1,000, default 50.", {"minimum": 1, "maximum": 1000})
 
 Handler = Callable[["Call"], Awaitable[Response]]
 
@@ -65,6 +67,10 @@ class Operation:
     query: tuple[Param, ...] = ()
     errors: tuple[int, ...] = (400, 401, 403, 404)
     description: str = ""
+    media_type: str = "application/json"
+    """The media type of a ``response`` that is not JSON (``str``: an HTML page, Prometheus text)."""
+    responses: Mapping[str, Any] | None = None
+    """The documented answers, verbatim, of a route that does not answer JSON (forward auth: headers only)."""
 
     @property
     def public(self) -> bool:

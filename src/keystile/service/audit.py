@@ -9,6 +9,8 @@ from keystile.service.authz import Principal
 from keystile.service.context import Context, page_limit, paged
 from keystile.service.validate import check_json
 
+MAX_CURSOR_DIGITS = 18
+
 
 class AuditService:
     def __init__(self, ctx: Context) -> None:
@@ -24,7 +26,8 @@ class AuditService:
         size = page_limit(limit)
         before = None
         if cursor is not None:
-            if not cursor.isdigit():
+            # ASCII digits only (str.isdigit takes "²" too) and at most 18 of them: seq is a 64-bit integer.
+            if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= MAX_CURSOR_DIGITS):
                 raise InvalidInput("not a cursor of this list", code="invalid_cursor", field="cursor")
             before = int(cursor)
         items = await self._ctx.storage.list_audit(where, before=before, limit=size + 1)

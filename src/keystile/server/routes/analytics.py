@@ -7,7 +7,7 @@ from starlette.responses import Response
 from keystile.schemas import VerificationSeries, series_out
 from keystile.server.routes.logs import FILTERS, event_filter
 from keystile.server.routing import Call, Operation, Param
-from keystile.service.analytics import BUCKET_MS, MAX_BUCKETS, MAX_COUNTS
+from keystile.service.analytics import BUCKET_MS, GRANULARITIES, GROUPINGS, MAX_BUCKETS, MAX_COUNTS
 
 
 async def verification_counts(call: Call) -> Response:
@@ -32,8 +32,18 @@ OPERATIONS = [
         response=VerificationSeries,
         query=(
             *FILTERS,
-            Param("granularity", "string", f"The bucket size: {', '.join(BUCKET_MS)} (default `hour`)."),
-            Param("group_by", "string", "Count per `outcome` (the default), per `key` or per `owner`."),
+            Param(
+                "granularity",
+                "string",
+                f"The bucket size: {', '.join(BUCKET_MS)} (default `hour`).",
+                {"enum": list(GRANULARITIES)},
+            ),
+            Param(
+                "group_by",
+                "string",
+                "Count per `outcome` (the default), per `key` or per `owner`.",
+                {"enum": list(GROUPINGS)},
+            ),
             Param(
                 "since",
                 "date-time",

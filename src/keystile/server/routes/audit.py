@@ -5,8 +5,12 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from keystile.core.models import AuditFilter
-from keystile.schemas import AuditOut, Page, audit_out
+from keystile.schemas import NO_NUL, AuditOut, Page, audit_out
 from keystile.server.routing import CURSOR, LIMIT, Call, Operation, Param
+from keystile.service.audit import MAX_CURSOR_DIGITS
+
+AUDIT_CURSOR = f"^[0-9]{{1,{MAX_CURSOR_DIGITS}}}$"
+"""The ``seq`` of an entry: digits that fit a signed 64-bit integer."""
 
 
 async def list_audit(call: Call) -> Response:
@@ -32,12 +36,12 @@ OPERATIONS = [
         "audit.read",
         response=Page[AuditOut],
         query=(
-            Param("actor", "string", "Only entries of this actor (a root key id, or `cli`)."),
-            Param("action", "string", "Only entries of this action, such as `key.create`."),
-            Param("target", "string", "Only entries about this object id."),
+            Param("actor", "string", "Only entries of this actor (a root key id, or `cli`).", NO_NUL),
+            Param("action", "string", "Only entries of this action, such as `key.create`.", NO_NUL),
+            Param("target", "string", "Only entries about this object id.", NO_NUL),
             Param("since", "date-time", "Only entries at or after this RFC 3339 time."),
             Param("until", "date-time", "Only entries before this RFC 3339 time."),
-            CURSOR,
+            Param(CURSOR.name, CURSOR.kind, CURSOR.description, {"pattern": AUDIT_CURSOR}),
             LIMIT,
         ),
         errors=(400, 401, 403),

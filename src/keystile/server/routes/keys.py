@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from keystile.core.models import KeyFilter
 from keystile.schemas import (
+    NO_NUL,
     BulkKeyCreate,
     BulkKeysCreated,
     CreditsChange,
@@ -97,12 +98,12 @@ async def verify_key(call: Call) -> Response:  # pragma: no cover - the fast pat
 
 TAG = "Keys"
 LIST_FILTERS = (
-    Param("owner_id", "string", "Only keys of this owner."),
+    Param("owner_id", "string", "Only keys of this owner.", NO_NUL),
     Param("enabled", "boolean", "Only enabled (`true`) or disabled (`false`) keys."),
     Param("expired", "boolean", "Only expired (`true`) or unexpired (`false`) keys."),
     Param("revoked", "boolean", "Only revoked (`true`) or unrevoked (`false`) keys."),
     Param("stale", "boolean", "Only keys older (`true`) or younger (`false`) than the API's `max_key_age_days`."),
-    Param("q", "string", "Search by name or by the key's start (`ks_3Fx9`)."),
+    Param("q", "string", "Search by name or by the key's start (`ks_3Fx9`).", NO_NUL),
     CURSOR,
     LIMIT,
 )

@@ -7,7 +7,8 @@ from typing import Any
 from starlette.responses import Response
 
 from keystile.core.models import EventFilter
-from keystile.schemas import EventOut, Page, event_out
+from keystile.core.verify import ALL_CODES
+from keystile.schemas import NO_NUL, EventOut, Page, event_out
 from keystile.server.routing import CURSOR, LIMIT, Call, Operation, Param
 
 
@@ -31,16 +32,12 @@ async def list_logs(call: Call) -> Response:
     return call.json(Page([event_out(event) for event in page.items], page.next_cursor))
 
 
+_ANY_ID = {"minLength": 1, **NO_NUL}
 FILTERS = (
-    Param("api_id", "string", "Only verifications of this API."),
-    Param("key_id", "string", "Only verifications of this key."),
-    Param("owner_id", "string", "Only verifications of keys of this owner."),
-    Param(
-        "outcome",
-        "string",
-        "Only verifications with this code: `VALID`, `NOT_FOUND`, `REVOKED`, `DISABLED`, `EXPIRED`, `FORBIDDEN`, "
-        "`INSUFFICIENT_PERMISSIONS`, `RATE_LIMITED` or `USAGE_EXCEEDED`.",
-    ),
+    Param("api_id", "string", "Only verifications of this API.", _ANY_ID),
+    Param("key_id", "string", "Only verifications of this key.", _ANY_ID),
+    Param("owner_id", "string", "Only verifications of keys of this owner.", _ANY_ID),
+    Param("outcome", "string", "Only verifications with this code.", {"enum": list(ALL_CODES)}),
 )
 OPERATIONS = [
     Operation(
@@ -55,7 +52,7 @@ OPERATIONS = [
             *FILTERS,
             Param("since", "date-time", "Only verifications at or after this RFC 3339 time."),
             Param("until", "date-time", "Only verifications before this RFC 3339 time."),
-            CURSOR,
+            Param(CURSOR.name, CURSOR.kind, CURSOR.description, {"pattern": "^evt_[0-9A-Za-z]{1,40}$"}),
             LIMIT,
         ),
         description=(

@@ -61,6 +61,8 @@ OPERATIONS = [
         metrics,
         "Prometheus metrics of this process (text format 0.0.4)",
         TAG,
+        response=str,
+        media_type="text/plain; version=0.0.4",
         errors=(),
         description=(
             "Answers `text/plain; version=0.0.4` (the Prometheus text format): verifications by outcome and API, "
@@ -69,5 +71,7 @@ OPERATIONS = [
         ),
     ),
     Operation("GET", "/openapi.json", openapi_json, "This OpenAPI 3.1 document", TAG, response=dict, errors=()),
-    Operation("GET", "/docs", docs, "The API reference as an HTML page", TAG, response=str, errors=()),
+    Operation(
+        "GET", "/docs", docs, "The API reference as an HTML page", TAG, response=str, media_type="text/html", errors=()
+    ),
 ]
