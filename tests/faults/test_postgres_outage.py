@@ -49,7 +49,7 @@ def proxy(fresh_pg_url: str) -> Iterator[TcpProxy]:
 def _env(tmp: Path, database_url: str) -> dict[str, str]:
     return {
         "KEYSTILE_DATABASE_URL": database_url,
-        "KEYSTILE_DATA_DIR": str(tmp),
+        "KEYSTILE_DATA_DIR": str(tmp / "data"),
         "KEYSTILE_DATABASE_TIMEOUT_MS": str(DATABASE_TIMEOUT_MS),
         "KEYSTILE_EVENTS_FLUSH_MS": "200",
         "KEYSTILE_REDIS_URL": "",
