@@ -79,7 +79,10 @@ def expiry(expires_at: str | None, expires_in: int | None) -> str | None:
     if expires_in is not None:
         from keystile.core.timefmt import to_rfc3339
 
-        return to_rfc3339(int(time.time() * 1000) + expires_in)
+        try:
+            return to_rfc3339(int(time.time() * 1000) + expires_in)
+        except ValueError:
+            raise click.UsageError("--expires-in reaches past 9999-12-31T23:59:59.999Z") from None
     return expires_at
 
 

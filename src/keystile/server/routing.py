@@ -149,9 +149,9 @@ def _parse(param: Param, text: str) -> Any:
     if param.kind == "date-time":
         try:
             return from_rfc3339(text)
-        except ValueError:
+        except ValueError as exc:
             raise InvalidInput(
-                f"{param.name} must be an RFC 3339 time such as 2030-01-01T00:00:00Z",
+                f"{param.name}: {exc}",  # what is wrong, never the text itself (a client may paste a key anywhere)
                 code="invalid_parameter",
                 field=param.name,
             ) from None

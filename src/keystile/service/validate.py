@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 import msgspec
 
+from keystile.core.timefmt import from_datetime
 from keystile.errors import InvalidInput
 
 T = TypeVar("T")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
 MAX_DEPTH = 64
 """How deep JSON input (a body, a key's meta) may nest."""
 _PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
@@ -79,13 +78,16 @@ def json_size(value: Any) -> int:
     return len(msgspec.json.encode(value))
 
 
-def to_ms(moment: datetime) -> int:
+def to_ms(moment: datetime, field: str) -> int:
     """An aware datetime (as decoded from an RFC 3339 time) in integer milliseconds since the epoch.
 
-    Exact: ``int(moment.timestamp() * 1000)`` goes through a float, which after 2038-01-19 cannot hold every
-    millisecond, so an expiry would be stored 1 ms early and drift on every merge patch.
+    Raises :class:`InvalidInput` naming ``field`` (a JSON pointer) for an instant that cannot be written back as
+    an RFC 3339 UTC time with a four-digit year (``9999-12-31T23:59:59-01:00`` is in year 10000).
     """
-    return (moment - _EPOCH) // _MS
+    try:
+        return from_datetime(moment)
+    except ValueError as exc:
+        raise InvalidInput(f"{exc} at {field}", code="invalid_request", field=field) from None
 
 
 def _too_deep(pointer: str) -> InvalidInput:

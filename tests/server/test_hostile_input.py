@@ -1,0 +1,141 @@
+"""Hostile input over HTTP (SPEC S4): times past what four digits of a year can write, digits that are not ASCII,
+repeated forward-auth options, bodies that end badly and request ids that carry keys. None of it may answer 500,
+store anything or put a key where only the client's text should be."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+import pytest
+
+from .helpers import Headers, problem
+
+Json = dict[str, Any]
+
+# UTC years 10000 and 0000: each is a valid RFC 3339 text whose instant no 4-digit UTC year can write.
+OUT_OF_RANGE = ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"]
+EDGES = {
+    "0001-01-01T00:00:00Z": "0001-01-01T00:00:00.000Z",
+    "0001-01-01T00:59:59+00:59": "0001-01-01T00:00:59.000Z",
+    "9999-12-31T23:59:59.999Z": "9999-12-31T23:59:59.999Z",
+    "9999-12-31T22:59:59-01:00": "9999-12-31T23:59:59.000Z",
+}
+
+
+def no_fault(caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing was logged as a fault (a 500 logs its traceback)."""
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+# -- times at the edge of the representable range (finding 2) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("moment", OUT_OF_RANGE)
+async def test_creating_a_key_that_expires_outside_years_1_to_9999_is_400_and_stores_nothing(
+    client: httpx.AsyncClient, auth: Headers, api: Json, moment: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    response = await client.post(f"/v1/apis/{api['id']}/keys", json={"expires_at": moment}, headers=auth)
+
+    assert problem(response, 400, "invalid_request")["field"] == "/expires_at"
+    assert (await client.get(f"/v1/apis/{api['id']}/keys", headers=auth)).json()["items"] == []
+    no_fault(caplog)
+
+
+@pytest.mark.parametrize("moment", OUT_OF_RANGE)
+async def test_bulk_create_names_the_key_whose_expiry_is_out_of_range(
+    client: httpx.AsyncClient, auth: Headers, api: Json, moment: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = {"keys": [{"name": "fine"}, {"expires_at": moment}]}
+    response = await client.post(f"/v1/apis/{api['id']}/keys/bulk", json=body, headers=auth)
+
+    refused = problem(response, 400, "invalid_request")
+    assert (refused["field"], refused["index"]) == ("/keys/1/expires_at", 1)
+    assert (await client.get(f"/v1/apis/{api['id']}/keys", headers=auth)).json()["items"] == []
+    no_fault(caplog)
+
+
+@pytest.mark.parametrize("moment", OUT_OF_RANGE)
+async def test_patching_an_expiry_out_of_range_is_400_and_changes_nothing(
+    client: httpx.AsyncClient, auth: Headers, key: Json, moment: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    response = await client.patch(f"/v1/keys/{key['id']}", json={"expires_at": moment}, headers=auth)
+
+    assert problem(response, 400, "invalid_request")["field"] == "/expires_at"
+    assert (await client.get(f"/v1/keys/{key['id']}", headers=auth)).json()["expires_at"] is None
+    no_fault(caplog)
+
+
+@pytest.mark.parametrize("moment", OUT_OF_RANGE)
+async def test_rerolling_into_an_expiry_out_of_range_is_400_and_keeps_the_old_key(
+    client: httpx.AsyncClient, auth: Headers, key: Json, moment: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    response = await client.post(f"/v1/keys/{key['id']}/reroll", json={"expires_at": moment}, headers=auth)
+
+    assert problem(response, 400, "invalid_request")["field"] == "/expires_at"
+    kept = (await client.get(f"/v1/keys/{key['id']}", headers=auth)).json()
+    assert (kept["rotated_to"], kept["expires_at"]) == (None, None)
+    no_fault(caplog)
+
+
+@pytest.mark.parametrize("moment", OUT_OF_RANGE)
+async def test_a_root_key_expiring_out_of_range_is_400_and_not_created(
+    client: httpx.AsyncClient, auth: Headers, moment: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = {"permissions": ["keys.read"], "expires_at": moment}
+    response = await client.post("/v1/root-keys", json=body, headers=auth)
+
+    assert problem(response, 400, "invalid_request")["field"] == "/expires_at"
+    assert len((await client.get("/v1/root-keys", headers=auth)).json()["items"]) == 1  # the first one only
+    no_fault(caplog)
+
+
+async def test_times_at_the_edges_are_kept_and_written_with_four_digit_years(
+    client: httpx.AsyncClient, auth: Headers, api: Json, key: Json
+) -> None:
+    for given, written in EDGES.items():
+        created = await client.post(f"/v1/apis/{api['id']}/keys", json={"expires_at": given}, headers=auth)
+        assert created.status_code == 201, created.text
+        assert created.json()["expires_at"] == written
+        patched = await client.patch(f"/v1/keys/{key['id']}", json={"expires_at": given}, headers=auth)
+        assert patched.json()["expires_at"] == written
+        root = await client.post(
+            "/v1/root-keys", json={"permissions": ["keys.read"], "expires_at": given}, headers=auth
+        )
+        assert root.json()["expires_at"] == written
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("until=9999-12-31T23:59:59Z", "until"),  # the hour it ends in ends in year 10000
+        ("until=0001-01-01T00:00:00Z", "until"),  # the default 24 hours before it start in year 0
+        ("since=0001-01-01T00:00:00Z&until=0001-01-01T00:00:00.001Z&granularity=day", None),  # fine
+        ("until=9999-12-31T23:00:00Z", None),  # fine: ends on the last hour of 9999
+        ("until=10000-01-01T00:00:00Z", "until"),
+        ("since=0000-12-31T00:00:00Z", "since"),
+    ],
+)
+async def test_analytics_ranges_past_the_representable_years_are_400(
+    client: httpx.AsyncClient, auth: Headers, query: str, field: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    response = await client.get(f"/v1/analytics/verifications?{query}", headers=auth)
+
+    if field is None:
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert len(body["since"]) == len(body["until"]) == len("2030-01-01T00:00:00.000Z")
+    else:
+        assert problem(response, 400, "invalid_parameter")["field"] == field
+    no_fault(caplog)
+
+
+@pytest.mark.parametrize("moment", [*OUT_OF_RANGE, "10000-01-01T00:00:00Z"])
+async def test_log_and_audit_filters_outside_the_representable_years_are_400(
+    client: httpx.AsyncClient, auth: Headers, moment: str
+) -> None:
+    for path in ("/v1/logs", "/v1/audit"):
+        for name in ("since", "until"):
+            response = await client.get(path, params={name: moment}, headers=auth)
+            assert problem(response, 400, "invalid_parameter")["field"] == name
