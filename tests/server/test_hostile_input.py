@@ -4,13 +4,18 @@ store anything or put a key where only the client's text should be."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
 import httpx
 import pytest
 
-from .helpers import Headers, problem
+from keystile.config import Settings
+from keystile.server import create_app
+from keystile.service import Keystile
+
+from .helpers import Headers, bearer, problem
 
 Json = dict[str, Any]
 
@@ -139,3 +144,58 @@ async def test_log_and_audit_filters_outside_the_representable_years_are_400(
         for name in ("since", "until"):
             response = await client.get(path, params={name: moment}, headers=auth)
             assert problem(response, 400, "invalid_parameter")["field"] == name
+
+
+# -- digits that are not ASCII (finding 3) ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cost", ["%C2%B2", "%D9%A3", "%EF%BC%93", "9" * 5000, "%2B1", "%201"])
+async def test_forward_auth_takes_a_cost_in_ascii_digits_only(
+    client: httpx.AsyncClient, api: Json, key: Json, cost: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    response = await client.get(f"/v1/auth?api_id={api['id']}&cost={cost}", headers=bearer(key["key"]))
+
+    assert response.status_code == 400
+    assert response.headers["x-keystile-code"] == "invalid_option"
+    no_fault(caplog)
+
+
+# -- repeated or empty forward-auth options (finding 4) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        "api_id={api}&permissions=admin&permissions=",  # the last one would have checked nothing
+        "api_id={api}&permissions=admin&permissions=docs.read",
+        "api_id={api}&api_id={other}",
+        "api_id={other}&api%5Fid={api}",  # the same name, percent-encoded
+        "api_id={api}&cost=0&cost=1",
+        "api_id={api}&permissions=",  # explicitly empty: a configuration that checks nothing by mistake
+        "api_id={api}&permissions",
+        "api_id=&api_id={api}",
+    ],
+)
+async def test_forward_auth_refuses_repeated_or_empty_options(
+    client: httpx.AsyncClient, auth: Headers, api: Json, other_api: Json, options: str
+) -> None:
+    plain = (await client.post(f"/v1/apis/{api['id']}/keys", json={}, headers=auth)).json()["key"]
+    query = options.format(api=api["id"], other=other_api["id"])
+
+    response = await client.get(f"/v1/auth?{query}", headers=bearer(plain))
+
+    assert response.status_code == 400, query
+    assert response.headers["x-keystile-code"] == "invalid_option"
+    assert response.content == b""
+
+
+async def test_an_explicitly_empty_api_id_does_not_fall_back_to_the_default(
+    ks: Keystile, settings: Settings, auth: Headers, api: Json, client: httpx.AsyncClient
+) -> None:
+    plain = (await client.post(f"/v1/apis/{api['id']}/keys", json={}, headers=auth)).json()["key"]
+    app = create_app(dataclasses.replace(settings, auth_api_ids=(api["id"],)), keystile=ks)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://k") as single:
+        assert (await single.get("/v1/auth", headers=bearer(plain))).status_code == 200
+        response = await single.get("/v1/auth?api_id=", headers=bearer(plain))
+    assert response.status_code == 400
+    assert response.headers["x-keystile-code"] == "invalid_option"
