@@ -13,9 +13,10 @@ import pytest
 
 from keystile.config import Settings
 from keystile.server import create_app
+from keystile.server.http import ASGIApp
 from keystile.service import Keystile
 
-from .helpers import Headers, bearer, problem
+from .helpers import Headers, asgi_call, bearer, problem
 
 Json = dict[str, Any]
 
@@ -158,6 +159,50 @@ async def test_forward_auth_takes_a_cost_in_ascii_digits_only(
     assert response.status_code == 400
     assert response.headers["x-keystile-code"] == "invalid_option"
     no_fault(caplog)
+
+
+@pytest.mark.parametrize("length", ["²".encode(), "٣".encode(), b"\xef\xbc\x93", b"+3", b"-1", b"3 ", b""])
+@pytest.mark.parametrize("path", ["/v1/keys/verify", "/v1/apis"])
+async def test_a_content_length_that_is_not_ascii_digits_is_not_believed(
+    app: ASGIApp, auth: Headers, key: Json, path: str, length: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = b'{"key": "%s"}' % key["key"].encode() if path == "/v1/keys/verify" else b'{"name": "x"}'
+    headers = [(b"authorization", auth["Authorization"].encode()), (b"content-length", length)]
+
+    answer = await asgi_call(app, "POST", path, headers, [{"type": "http.request", "body": body}])
+
+    assert answer.status in (200, 201), answer  # the body is read as it comes, not as declared
+    no_fault(caplog)
+
+
+@pytest.mark.parametrize("path", ["/v1/keys/verify", "/v1/apis"])
+async def test_a_content_length_of_thousands_of_digits_is_413(
+    app: ASGIApp, auth: Headers, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    headers = [(b"authorization", auth["Authorization"].encode()), (b"content-length", b"9" * 5000)]
+
+    answer = await asgi_call(app, "POST", path, headers, [{"type": "http.request", "body": b"{}"}])
+
+    assert answer.status == 413, answer
+    assert httpx.Response(413, content=answer.body).json()["code"] == "payload_too_large"
+    no_fault(caplog)
+
+
+@pytest.mark.parametrize("cursor", ["²", "٣", "9" * 5000, "9" * 40])
+async def test_an_audit_cursor_in_other_digits_is_400(
+    client: httpx.AsyncClient, auth: Headers, cursor: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    response = await client.get("/v1/audit", params={"cursor": cursor}, headers=auth)
+
+    assert problem(response, 400, "invalid_cursor")["field"] == "cursor"
+    no_fault(caplog)
+
+
+@pytest.mark.parametrize("limit", ["²", "٣", "\uff13", "9" * 5000])
+async def test_a_limit_in_other_digits_is_400(client: httpx.AsyncClient, auth: Headers, limit: str) -> None:
+    for path in ("/v1/apis", "/v1/audit", "/v1/logs", "/v1/root-keys"):
+        response = await client.get(path, params={"limit": limit}, headers=auth)
+        assert problem(response, 400, "invalid_parameter")["field"] == "limit"
 
 
 # -- repeated or empty forward-auth options (finding 4) ----------------------------------------------------------

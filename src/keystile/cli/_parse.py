@@ -16,9 +16,9 @@ import click
 
 from keystile.cli._errors import BadInput
 
-_DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w)")
+_DURATION = re.compile(r"([0-9]{1,15})(ms|s|m|h|d|w)")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
-_RATELIMIT = re.compile(r"([^=\s]+)=(\d+)/(\S+)")
+_RATELIMIT = re.compile(r"([^=\s]+)=([0-9]{1,15})/(\S+)")
 
 
 def duration_ms(text: str) -> int | None:

@@ -20,7 +20,9 @@ from keystile.schemas import RateLimitState, RemainingOut, VerifyRequest, Verify
 from keystile.server.auth import MISSING_ROOT_KEY
 from keystile.server.http import (
     HEADER_OVERHEAD,
+    HUGE_LENGTH,
     JSON,
+    MAX_LENGTH_DIGITS,
     ClientDisconnected,
     Message,
     Receive,
@@ -141,7 +143,10 @@ class VerifyEndpoint:
         try:
             if size > runtime.max_headers:
                 raise too_large_headers(runtime.max_headers)
-            expected = int(length) if length is not None and length.isdigit() else None
+            # http.parse_length, inlined on the hot path.
+            expected = None
+            if length is not None and length.isdigit():
+                expected = int(length) if len(length) <= MAX_LENGTH_DIGITS else HUGE_LENGTH
             if expected is not None and expected > runtime.max_body:
                 raise too_large_body(runtime.max_body)
             ks = runtime.keystile

@@ -26,6 +26,9 @@ JSON = b"application/json"
 PROBLEM_JSON = b"application/problem+json"
 # Counted per header on top of name and value: ": " and CRLF, as on the wire.
 HEADER_OVERHEAD = 4
+MAX_LENGTH_DIGITS = 18
+"""A declared length with more digits than this is larger than any body limit (and than 2**63)."""
+HUGE_LENGTH = 10**MAX_LENGTH_DIGITS
 
 _REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._\-]{1,128}")
 encode_json = msgspec.json.Encoder().encode
@@ -55,8 +58,19 @@ def declared_length(headers: Headers) -> int | None:
     """The ``Content-Length`` the client declared, or ``None`` (absent or not a number)."""
     for name, value in headers:
         if name == b"content-length":
-            return int(value) if value.isdigit() else None
+            return parse_length(value)
     return None
+
+
+def parse_length(value: bytes) -> int | None:
+    """A ``Content-Length`` value: ``None`` unless it is ASCII digits (``bytes.isdigit`` takes nothing else).
+
+    More digits than any limit has are :data:`HUGE_LENGTH`, so that the size check refuses them: ``int()`` of
+    thousands of digits raises ValueError.
+    """
+    if not value.isdigit():
+        return None
+    return int(value) if len(value) <= MAX_LENGTH_DIGITS else HUGE_LENGTH
 
 
 def header(headers: Headers, wanted: bytes) -> bytes | None:

@@ -9,6 +9,9 @@ from keystile.service.authz import Principal
 from keystile.service.context import Context, page_limit, paged
 from keystile.service.validate import check_json
 
+_CURSOR_DIGITS = 18
+"""A cursor is an entry's ``seq``: 18 digits stay below 2**63, the largest integer both databases hold."""
+
 
 class AuditService:
     def __init__(self, ctx: Context) -> None:
@@ -24,7 +27,9 @@ class AuditService:
         size = page_limit(limit)
         before = None
         if cursor is not None:
-            if not cursor.isdigit():
+            # ASCII digits that fit a 64-bit integer: "²".isdigit() is true and int() refuses it, and a longer
+            # number fails in the database.
+            if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= _CURSOR_DIGITS):
                 raise InvalidInput("not a cursor of this list", code="invalid_cursor", field="cursor")
             before = int(cursor)
         items = await self._ctx.storage.list_audit(where, before=before, limit=size + 1)

@@ -14,7 +14,7 @@ from keystile.errors import InvalidInput
 T = TypeVar("T")
 MAX_DEPTH = 64
 """How deep JSON input (a body, a key's meta) may nest."""
-_PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_PATH_PART = re.compile(r"\.([^.\[]+)|\[([0-9]+)\]")
 _NAMED_FIELD = re.compile(r"Object (?:missing required|contains unknown) field `([^`]+)`")
 
 
@@ -36,7 +36,7 @@ def _invalid(exc: msgspec.ValidationError | msgspec.DecodeError) -> InvalidInput
         return InvalidInput(message, code="invalid_request")
     extra: dict[str, Any] = {"field": pointer}
     parts = pointer.split("/")
-    if len(parts) > 2 and parts[1] == "keys" and parts[2].isdigit():
+    if len(parts) > 2 and parts[1] == "keys" and parts[2].isascii() and parts[2].isdigit():
         extra["index"] = int(parts[2])  # bulk bodies: say which key is wrong
     return InvalidInput(f"{text} at {pointer}", code="invalid_request", **extra)
 
