@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.server import Server, free_port
+from tests.e2e.server import Server, free_port, raw_exchange
 
 from .conftest import Deployment
 from .upstream import Upstream, pattern
@@ -122,6 +122,21 @@ def test_verifications_through_the_proxy_are_recorded_as_events(deployment: Depl
         time.sleep(0.2)
     assert [event["outcome"] for event in events] == ["VALID"] * 3
     assert all(event["ip"] == "127.0.0.1" for event in events)
+
+
+def test_a_chunked_body_with_a_bad_chunk_size_is_a_400_problem(
+    deployment: Deployment, upstream: Upstream, proxy: Server
+) -> None:
+    key, _ = deployment.key()
+    for body in (b"zz\r\nabc\r\n0\r\n\r\n", b"3\r\nabc\r\nzz\r\n"):
+        head = f"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {key}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        status, headers, answer = raw_exchange(proxy.url, head.encode() + body)
+
+        assert status == 400, answer
+        assert headers["content-type"] == PROBLEM
+        problem = json.loads(answer)
+        assert problem["code"] == "incomplete_body"
+        assert problem["request_id"] == headers["x-request-id"]
 
 
 def _chunks(total: int, size: int = MIB) -> Iterator[bytes]:

@@ -244,3 +244,22 @@ async def test_an_explicitly_empty_api_id_does_not_fall_back_to_the_default(
         response = await single.get("/v1/auth?api_id=", headers=bearer(plain))
     assert response.status_code == 400
     assert response.headers["x-keystile-code"] == "invalid_option"
+
+
+# -- bodies that end badly (finding 5; over a real socket in tests/e2e/test_hostile_bodies.py) ---------------
+
+
+@pytest.mark.parametrize("path", ["/v1/keys/verify", "/v1/apis"])
+async def test_a_body_that_ends_before_it_is_complete_is_a_400_problem(
+    app: ASGIApp, auth: Headers, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # What granian hands over when a chunked body has a bad chunk size, or the client leaves mid-body.
+    headers = [(b"authorization", auth["Authorization"].encode()), (b"x-request-id", b"trace-1")]
+    answer = await asgi_call(app, "POST", path, headers, [{"type": "http.request", "body": b'{"ke', "more_body": True}])
+
+    assert answer.status == 400, answer
+    assert answer.headers["content-type"] == "application/problem+json"
+    body = httpx.Response(400, content=answer.body).json()
+    assert (body["code"], body["request_id"]) == ("incomplete_body", "trace-1")
+    assert answer.headers["x-request-id"] == "trace-1"
+    no_fault(caplog)

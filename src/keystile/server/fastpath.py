@@ -23,7 +23,6 @@ from keystile.server.http import (
     HUGE_LENGTH,
     JSON,
     MAX_LENGTH_DIGITS,
-    ClientDisconnected,
     Message,
     Receive,
     Scope,
@@ -164,9 +163,9 @@ class VerifyEndpoint:
             result = ks.verification.verify_cached(principal, request, request_id)
             if result is None:
                 result = await ks.verification.verify(principal, request, request_id)
-        except ClientDisconnected:
-            return
         except Exception as exc:
+            # Bad input, a body that ended early (answered too: granian cannot tell a malformed chunked body from
+            # a client that left), a fault.
             await send_problem(send, exc, request_id_from(scope["headers"]))
             return
         entry = result.entry

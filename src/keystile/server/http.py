@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from keystile.errors import TooLarge
+from keystile.errors import InvalidInput, TooLarge
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -34,8 +34,19 @@ _REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._\-]{1,128}")
 encode_json = msgspec.json.Encoder().encode
 
 
-class ClientDisconnected(Exception):
-    """The client went away before its body arrived; there is no one to answer."""
+class IncompleteBody(InvalidInput):
+    """The request body ended before it was complete (400 ``incomplete_body``).
+
+    Granian hands the app ``http.disconnect`` both when the client leaves mid-body and when the body is malformed
+    (a chunk size that is not hexadecimal), so the two cannot be told apart: both are answered. A client that
+    left never reads the answer, and it costs no more than writing it (no log line, no trace).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the request body ended before it was complete: it was cut short or its chunked encoding is malformed",
+            code="incomplete_body",
+        )
 
 
 def too_large_body(limit: int) -> TooLarge:
@@ -97,11 +108,11 @@ async def read_body(receive: Receive, limit: int, expected: int | None = None) -
     """Read a request body of at most ``limit`` bytes; ``expected`` is the declared Content-Length, if any.
 
     Raises :class:`TooLarge` as soon as the body grows past the limit (the rest is never read) and
-    :class:`ClientDisconnected` when the client leaves first.
+    :class:`IncompleteBody` when it ends before it is complete.
     """
     message = await receive()
     if message["type"] != "http.request":
-        raise ClientDisconnected
+        raise IncompleteBody
     body: bytes = message.get("body", b"")
     if len(body) > limit:
         raise too_large_body(limit)
@@ -114,7 +125,7 @@ async def read_body(receive: Receive, limit: int, expected: int | None = None) -
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            raise ClientDisconnected
+            raise IncompleteBody
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
