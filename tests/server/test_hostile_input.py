@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from keystile.config import Settings
+from keystile.core import keys as keyformat
 from keystile.server import create_app
 from keystile.server.http import ASGIApp
 from keystile.service import Keystile
@@ -263,3 +264,83 @@ async def test_a_body_that_ends_before_it_is_complete_is_a_400_problem(
     assert (body["code"], body["request_id"]) == ("incomplete_body", "trace-1")
     assert answer.headers["x-request-id"] == "trace-1"
     no_fault(caplog)
+
+
+# -- request ids that carry keys (finding 8) ----------------------------------------------------------------------
+
+
+async def _logged_request_ids(client: httpx.AsyncClient, auth: Headers, ks: Keystile) -> list[str]:
+    await ks.events.flush()
+    return [item["request_id"] for item in (await client.get("/v1/logs", headers=auth)).json()["items"]]
+
+
+async def test_a_request_id_that_is_the_verified_key_is_replaced_everywhere(
+    client: httpx.AsyncClient, auth: Headers, key: Json, ks: Keystile, caplog: pytest.LogCaptureFixture
+) -> None:
+    imported_shape = "sk_live_" + "a1B2" * 6  # not Keystile's shape: only equality can tell
+    plain = key["key"]
+    for sent in (plain, imported_shape):
+        response = await client.post("/v1/keys/verify", json={"key": sent}, headers={**auth, "X-Request-Id": sent})
+        assert response.status_code == 200
+        assert sent not in response.headers.get("x-request-id", "")
+        failed = await client.post(
+            "/v1/keys/verify", json={"key": sent, "ip": "not an ip"}, headers={**auth, "X-Request-Id": sent}
+        )
+        refused = problem(failed, 400, "invalid_ip")
+        assert refused["request_id"] != sent
+        assert failed.headers["x-request-id"] == refused["request_id"]
+    logged = await _logged_request_ids(client, auth, ks)
+    assert len(logged) == 2
+    assert plain not in logged
+    assert imported_shape not in logged
+    assert plain not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "{key}",
+        "trace.{key}",
+        "{key}-1",
+        "{root}",
+        "x_{body}",  # what a key looks like after its prefix: 38 letters and digits after an underscore
+    ],
+)
+async def test_a_request_id_shaped_like_a_key_is_never_echoed_stored_or_logged(
+    client: httpx.AsyncClient,
+    auth: Headers,
+    key: Json,
+    ks: Keystile,
+    root: Any,
+    shape: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    other = keyformat.generate("ks")  # a key, but not the one being verified
+    sent = shape.format(key=other, root=root[1], body=other.rpartition("_")[2])
+    caplog.set_level(logging.DEBUG)
+
+    verified = await client.post("/v1/keys/verify", json={"key": key["key"]}, headers={**auth, "X-Request-Id": sent})
+    managed = await client.get("/v1/apis", headers={**auth, "X-Request-Id": sent})
+    refused = await client.get("/v1/apis", headers={"X-Request-Id": sent})
+
+    assert verified.status_code == 200
+    assert managed.headers["x-request-id"].startswith("req_")
+    assert problem(refused, 401, "missing_root_key")["request_id"].startswith("req_")
+    assert refused.headers["x-request-id"].startswith("req_")
+    logged = await _logged_request_ids(client, auth, ks)
+    assert logged
+    assert sent not in logged
+    assert other not in caplog.text
+    assert root[1] not in caplog.text
+
+
+@pytest.mark.parametrize("sane", ["trace-42.a_b", "req_" + "0" * 32, "0" * 128, "a_" + "0" * 37])
+async def test_a_sane_request_id_is_kept(
+    client: httpx.AsyncClient, auth: Headers, key: Json, ks: Keystile, sane: str
+) -> None:
+    verified = await client.post("/v1/keys/verify", json={"key": key["key"]}, headers={**auth, "X-Request-Id": sane})
+    managed = await client.get("/v1/apis", headers={**auth, "X-Request-Id": sane})
+
+    assert verified.status_code == 200
+    assert managed.headers["x-request-id"] == sane
+    assert await _logged_request_ids(client, auth, ks) == [sane]

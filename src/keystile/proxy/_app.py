@@ -84,7 +84,8 @@ class ProxyApp:
             self._plain_http(scope)
         elif self._hsts is not None:
             send = with_header(send, self._hsts)
-        request_id = request_id_from(scope["headers"])
+        # The key travels in the headers or the api_key parameter: neither may pass as the request id.
+        request_id = request_id_from(scope["headers"], query_string=scope.get("query_string", b""))
         started = False
 
         async def tracked(message: Message) -> None:

@@ -5,13 +5,15 @@ Nothing here imports Starlette, so the verification fast path stays a few functi
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import msgspec
 
+from keystile.core.extract import QUERY_PARAMETER
+from keystile.core.ids import accepted_request_id
 from keystile.errors import InvalidInput, TooLarge
 
 Scope = MutableMapping[str, Any]
@@ -30,7 +32,6 @@ MAX_LENGTH_DIGITS = 18
 """A declared length with more digits than this is larger than any body limit (and than 2**63)."""
 HUGE_LENGTH = 10**MAX_LENGTH_DIGITS
 
-_REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._\-]{1,128}")
 encode_json = msgspec.json.Encoder().encode
 
 
@@ -92,12 +93,34 @@ def header(headers: Headers, wanted: bytes) -> bytes | None:
     return None
 
 
-def request_id_from(headers: Headers) -> str:
-    """A sane incoming ``X-Request-Id`` (at most 128 of ``[A-Za-z0-9._-]``), else a new one."""
+def request_id_from(headers: Headers, key: str | None = None, query_string: bytes = b"") -> str:
+    """The client's ``X-Request-Id`` when :func:`~keystile.core.ids.accepted_request_id` accepts it, else a new
+    one. Besides ``key`` (the key the request carries, when known), the credentials in the request's own
+    ``Authorization`` and ``X-API-Key`` headers and its ``api_key`` parameter never pass as its request id."""
     incoming = header(headers, b"x-request-id")
-    if incoming is not None and _REQUEST_ID_RE.fullmatch(incoming):
-        return incoming.decode()
+    if incoming is not None:
+        text = accepted_request_id(incoming.decode("latin-1"), key)
+        if text is not None and not _carries_credential(text, headers, query_string):
+            return text
     return new_request_id()
+
+
+def _carries_credential(text: str, headers: Headers, query_string: bytes) -> bool:
+    """Whether ``text`` contains a credential of the request: only asked when a client sent a request id."""
+    for name, value in headers:
+        if name == b"authorization":
+            credential = value.strip().rpartition(b" ")[2]
+        elif name == b"x-api-key":
+            credential = value.strip()
+        else:
+            continue
+        if credential and credential.decode("latin-1") in text:
+            return True
+    if QUERY_PARAMETER.encode() in query_string:
+        for param, given in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+            if param == QUERY_PARAMETER and given.strip() and given.strip() in text:
+                return True
+    return False
 
 
 def new_request_id() -> str:
