@@ -23,7 +23,7 @@ NOTIFIED_CACHE_TTL_MS = 60_000
 DEFAULT_TRUSTED_PROXIES = ("127.0.0.0/8", "::1/128")
 DEFAULT_HSTS = "max-age=63072000"
 """Two years, as browsers' preload lists ask (SPEC S1)."""
-_HSTS_RE = re.compile(r"max-age=\d{1,10}(\s*;\s*(includeSubDomains|preload))*", re.IGNORECASE)
+_HSTS_RE = re.compile(r"max-age=[0-9]{1,10}([ \t]*;[ \t]*(includeSubDomains|preload))*", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)

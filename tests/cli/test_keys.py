@@ -212,8 +212,12 @@ def test_unknown_ids_exit_3(ready: Shell, args: list[str], message: str) -> None
         (["--credits", "-1"], "--credits"),
         (["--expires-at", "2030-01-01"], "--expires-at"),
         (["--expires-in", "soon"], "'soon' is not a duration"),
+        (["--expires-in", "\u0663d"], "is not a duration"),  # Arabic-Indic 3: ASCII digits only
+        (["--expires-in", "999999999999999w"], "past 9999-12-31"),
+        (["--expires-at", "9999-12-31T23:59:59-01:00"], "9999-12-31T23:59:59.999Z"),
         (["--expires-at", "2030-01-01T00:00:00Z", "--expires-in", "1d"], "not both"),
         (["--ratelimit", "api=100"], "NAME=LIMIT/DURATION"),
+        (["--ratelimit", "api=\u0661\u0660\u0660/1m"], "NAME=LIMIT/DURATION"),
         (["--meta", "[1, 2]"], "expected a JSON object"),
         (["--meta", "{"], "not valid JSON"),
         (["--ip", "10.0.0.300/8"], "CIDR"),

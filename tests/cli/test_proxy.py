@@ -16,6 +16,8 @@ from .helpers import Shell, create_api, init, plain_error
         (["--upstream", "ftp://example.org"], "http:// or https://"),
         (["--upstream", "http://127.0.0.1:9000?x=1"], "without a query"),
         (["--upstream", "http://127.0.0.1:9000", "--listen", "8788"], "HOST:PORT"),
+        (["--upstream", "http://127.0.0.1:9000", "--listen", "127.0.0.1:²"], "HOST:PORT"),
+        (["--upstream", "http://127.0.0.1:9000", "--listen", "127.0.0.1:٨٧٨٨"], "HOST:PORT"),
         (["--upstream", "http://127.0.0.1:9000", "--cost", "-1"], "--cost"),
         (["--upstream", "http://127.0.0.1:9000", "--upstream-timeout", "0"], "--upstream-timeout"),
         (["--upstream", "http://127.0.0.1:9000", "--permissions", "docs.read AND ("], "invalid_permission_query"),

@@ -3,6 +3,8 @@ only calls that are safe to repeat are retried, and only when the connection fai
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import httpx
 import pytest
 
@@ -90,7 +92,9 @@ async def test_a_body_over_the_limit_is_payload_too_large(client: AsyncClient) -
     assert caught.value.status == 413
 
 
-def _answer(status: int, body: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
+def _answer(
+    status: int, body: bytes, headers: Mapping[str, str] | Mapping[bytes, bytes] | None = None
+) -> httpx.Response:
     return httpx.Response(status, content=body, headers=headers, request=httpx.Request("GET", BASE_URL))
 
 
@@ -112,6 +116,15 @@ def test_statuses_the_api_rarely_answers_map_to_their_errors(
     assert isinstance(error, base)
     assert (error.status, error.code, error.request_id) == (status, "c", "req_1")
     assert error.retry_after == 7
+
+
+@pytest.mark.parametrize("retry_after", ["²", "٣", "9" * 5000, "Wed, 21 Oct 2037 07:28:00 GMT", "-1", ""])
+def test_a_retry_after_that_is_not_ascii_seconds_is_ignored(retry_after: str) -> None:
+    body = b'{"type":"t","title":"T","status":429,"detail":"d","code":"c","request_id":"req_1"}'
+    headers = {b"retry-after": retry_after.encode()}  # bytes, as they come off the wire
+    error = error_from(_answer(429, body, headers))
+    assert isinstance(error, TooManyRequests)
+    assert error.retry_after is None
 
 
 def test_an_answer_that_is_not_a_problem_still_becomes_an_error_of_its_status() -> None:

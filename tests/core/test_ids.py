@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keystile.core.ids import ID_LENGTH, looks_like_id, new_id
+from keystile.core import keys as keyformat
+from keystile.core.ids import ID_LENGTH, accepted_request_id, looks_like_id, new_id
 
 MAX_MS = 2**48 - 1
 
@@ -47,3 +49,41 @@ def test_looks_like_id_accepts_ids_of_the_named_kind_only() -> None:
     assert not looks_like_id("key_", "key")
     assert not looks_like_id("key_abc/../x", "key")
     assert not looks_like_id("key_" + "a" * 41, "key")
+
+
+# -- request ids a client may choose ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sane", ["trace-42.a_b", "req_" + "0" * 32, "r" * 128, "a_" + "0" * 37, "0" * 128])
+def test_a_sane_request_id_is_accepted(sane: str) -> None:
+    assert accepted_request_id(sane) == sane
+    assert accepted_request_id(sane, key="ks_" + "A" * 38) == sane
+
+
+@pytest.mark.parametrize(
+    "insane",
+    ["", "r" * 129, "no spaces", "trace\r\nx", "ünïcode", "٣", "a/b", "a;b"],
+)
+def test_a_request_id_of_another_shape_is_refused(insane: str) -> None:
+    assert accepted_request_id(insane) is None
+
+
+def test_a_request_id_holding_a_key_shape_or_the_requests_key_is_refused() -> None:
+    key = keyformat.generate("ks")
+    root = keyformat.generate(keyformat.ROOT_PREFIX)
+    for value in (key, root, f"trace.{key}", f"{key}-2", "_" + key.rpartition("_")[2], "x_" + "Z" * 40):
+        assert accepted_request_id(value) is None, value
+    imported = "sk_live_" + "a1B2" * 6  # another shape: only the request's own key can tell
+    assert accepted_request_id(imported) == imported
+    assert accepted_request_id(imported, key=imported) is None
+    assert accepted_request_id(f"trace-{imported}", key=imported) is None
+
+
+@given(st.text(max_size=200), st.one_of(st.none(), st.text(min_size=1, max_size=60)))
+def test_an_accepted_request_id_is_safe_whatever_is_sent(value: str, key: str | None) -> None:
+    accepted = accepted_request_id(value, key)
+    if accepted is not None:
+        assert accepted == value
+        assert re.fullmatch(r"[A-Za-z0-9._\-]{1,128}", accepted)
+        assert not re.search(r"_[0-9A-Za-z]{38}", accepted)
+        assert key is None or key not in accepted

@@ -152,6 +152,29 @@ def cli(*args: str, workdir: Path, env: Mapping[str, str] | None = None, stdin: 
     return done.stdout
 
 
+def raw_exchange(url: str, data: bytes, *, leave: bool = False) -> tuple[int, dict[str, str], bytes]:
+    """Send ``data`` as it is over a new connection (what no HTTP client sends: a malformed chunked body, a body
+    cut short) and read one answer: status, headers (lower-case names) and a Content-Length body. With ``leave``
+    the connection is closed at once, unread (status 0)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(data)
+        if leave:
+            return 0, {}, b""
+        received = b""
+        while b"\r\n\r\n" not in received:
+            chunk = sock.recv(65536)
+            assert chunk, f"the server closed the connection without answering: {received!r}"
+            received += chunk
+        head, _, body = received.partition(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+        length = int(headers.get("content-length", "0"))
+        while len(body) < length and (chunk := sock.recv(65536)):
+            body += chunk
+        return int(status_line.split()[1]), headers, body[:length]
+
+
 async def post_many(
     url: str, path: str, bodies: list[bytes], headers: dict[str, str], connections: int = 32
 ) -> list[tuple[int, bytes]]:

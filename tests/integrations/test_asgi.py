@@ -63,6 +63,21 @@ async def test_a_good_key_reaches_the_app_with_its_identity(http: httpx.AsyncCli
     assert answer.json() == {"key_id": key_id, "owner_id": "alice", "credits": None}
 
 
+async def test_a_refusal_never_echoes_the_requests_key_as_its_request_id(http: httpx.AsyncClient) -> None:
+    imported = "sk_live_" + "a1B2" * 6  # not Keystile's shape: only the request's own key tells
+    for url, headers in (
+        ("/whoami", {"X-API-Key": imported}),
+        ("/whoami", _bearer(imported)),
+        (f"/whoami?api_key={imported}", {}),
+    ):
+        answer = await http.get(url, headers={**headers, "X-Request-Id": imported})
+        _problem(answer, 401, "invalid_key")
+        assert answer.headers["x-request-id"].startswith("req_")
+        assert imported not in answer.text
+    kept = await http.get("/whoami", headers={"X-API-Key": imported, "X-Request-Id": "trace-9"})
+    assert kept.headers["x-request-id"] == "trace-9"
+
+
 async def test_keys_that_do_not_verify_get_problem_answers(
     http: httpx.AsyncClient, make_key: MakeKey, ks: Keystile, root: tuple[Actor, str]
 ) -> None:

@@ -98,3 +98,17 @@ def test_the_wsgi_middleware_guards_any_wsgi_app(deployed: tuple[BlockingVerifie
     assert refused.headers["X-Request-Id"].startswith("req_")
     assert client.get("/open/anything").status_code == 200
     assert seen[-1] is None
+
+
+def test_a_refusal_never_echoes_the_requests_key_as_its_request_id(
+    deployed: tuple[BlockingVerifier, dict[str, str]],
+) -> None:
+    blocking, _ = deployed
+    client = WerkzeugClient(KeystileWSGIMiddleware(lambda environ, start_response: [], blocking))
+    imported = "sk_live_" + "a1B2" * 6  # not Keystile's shape: only the request's own key tells
+    by_header = client.get("/notes", headers={"X-Request-Id": imported, "X-API-Key": imported})
+    by_query = client.get("/notes", headers={"X-Request-Id": imported}, query_string={"api_key": imported})
+    for refused in (by_header, by_query):
+        assert refused.status_code == 401
+        assert refused.headers["X-Request-Id"].startswith("req_")
+        assert imported not in refused.get_data(as_text=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.server import Server, free_port
+from tests.e2e.server import Server, free_port, raw_exchange
 
 from .conftest import Deployment
 from .upstream import Upstream, pattern
@@ -122,6 +122,46 @@ def test_verifications_through_the_proxy_are_recorded_as_events(deployment: Depl
         time.sleep(0.2)
     assert [event["outcome"] for event in events] == ["VALID"] * 3
     assert all(event["ip"] == "127.0.0.1" for event in events)
+
+
+def test_a_request_id_that_carries_the_key_never_reaches_the_upstream_or_the_events(
+    deployment: Deployment, upstream: Upstream, proxy: Server
+) -> None:
+    key, key_id = deployment.key()
+    for channel in ({"X-API-Key": key}, {"Authorization": f"Bearer {key}"}):
+        for sent in (key, f"trace.{key}", "x_" + key.rpartition("_")[2]):
+            before = len(upstream.seen)
+            answer = httpx.get(f"{proxy.url}/rid", headers={**channel, "X-Request-Id": sent})
+            assert answer.status_code == 200
+            seen = _last_seen(upstream, before)
+            assert _headers(seen)["x-request-id"].startswith("req_")
+            assert key.rpartition("_")[2] not in json.dumps(seen)
+    kept = httpx.get(f"{proxy.url}/rid", headers={"X-API-Key": key, "X-Request-Id": "trace-7"})
+    assert kept.status_code == 200
+    assert _headers(upstream.seen[-1])["x-request-id"] == "trace-7"
+    deadline = time.monotonic() + 20
+    events: list[dict[str, object]] = []
+    while time.monotonic() < deadline and len(events) < 7:
+        events = json.loads(deployment.cli("logs", "--key-id", key_id, "--json"))["items"]
+        time.sleep(0.2)
+    assert len(events) == 7
+    assert [event["request_id"] for event in events].count("trace-7") == 1
+    assert key.rpartition("_")[2] not in json.dumps(events)
+
+
+def test_a_chunked_body_with_a_bad_chunk_size_is_a_400_problem(
+    deployment: Deployment, upstream: Upstream, proxy: Server
+) -> None:
+    key, _ = deployment.key()
+    for body in (b"zz\r\nabc\r\n0\r\n\r\n", b"3\r\nabc\r\nzz\r\n"):
+        head = f"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {key}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        status, headers, answer = raw_exchange(proxy.url, head.encode() + body)
+
+        assert status == 400, answer
+        assert headers["content-type"] == PROBLEM
+        problem = json.loads(answer)
+        assert problem["code"] == "incomplete_body"
+        assert problem["request_id"] == headers["x-request-id"]
 
 
 def _chunks(total: int, size: int = MIB) -> Iterator[bytes]:

@@ -159,3 +159,7 @@ def test_the_hsts_setting_takes_a_header_value_or_off() -> None:
     assert Settings.from_env({"KEYSTILE_HSTS": "OFF"}).hsts == "off"
     with pytest.raises(InvalidInput, match="KEYSTILE_HSTS"):
         Settings.from_env({"KEYSTILE_HSTS": "max-age=1\r\nSet-Cookie: x"})
+    with pytest.raises(InvalidInput, match="KEYSTILE_HSTS"):
+        Settings.from_env({"KEYSTILE_HSTS": "max-age=\u0663"})  # not ASCII digits: not a header value
+    with pytest.raises(InvalidInput, match="KEYSTILE_HSTS"):
+        Settings.from_env({"KEYSTILE_HSTS": "max-age=1\r\n; preload"})

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
+from keystile.core.timefmt import MAX_MS, MIN_MS
 from keystile.errors import InvalidInput
-from keystile.schemas import ApiCreate, KeyCreate
+from keystile.schemas import ApiCreate, BulkKeyCreate, KeyCreate
 from keystile.service import Keystile
-from keystile.service.validate import MAX_DEPTH, check_json, decode, merge_patch
+from keystile.service.validate import MAX_DEPTH, check_json, decode, merge_patch, to_ms
 
 if TYPE_CHECKING:
     from tests.service.conftest import Admin
@@ -80,3 +84,36 @@ async def test_a_patch_that_nests_too_deep_is_refused_before_it_is_merged(
     assert caught.value.code == "too_deeply_nested"
 
     assert (await ks.keys.get(admin.actor.principal, key.id)).meta == {"kept": True}
+
+
+@given(
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)),
+    st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59),
+    st.text(alphabet="0123456789", max_size=9),
+)
+@example(datetime(9999, 12, 31, 23, 59, 59), -60, "")
+@example(datetime(1, 1, 1), 60, "")
+@example(datetime(9999, 12, 31, 23, 59, 59), 0, "9999999")  # rounds up into year 10000
+def test_a_body_time_is_kept_or_refused_as_invalid_input_naming_its_field(
+    local: datetime, offset_minutes: int, digits: str
+) -> None:
+    sign = "-" if offset_minutes < 0 else "+"
+    hours, minutes = divmod(abs(offset_minutes), 60)
+    text = f"{local.year:04d}-{local:%m-%dT%H:%M:%S}{'.' + digits if digits else ''}{sign}{hours:02d}:{minutes:02d}"
+    body = b'{"keys": [{}, {"expires_at": "%s"}]}' % text.encode()
+    # The instant by integer arithmetic; msgspec rounds the fraction to microseconds, so it may be 1 ms later.
+    whole = (local.replace(microsecond=0) - datetime(1, 1, 1)) // timedelta(milliseconds=1) + MIN_MS
+    expected = whole - offset_minutes * 60_000 + (int(digits[:3].ljust(3, "0")) if digits else 0)
+    try:
+        spec = decode(body, BulkKeyCreate).keys[1]
+        assert spec.expires_at is not None
+        ms = to_ms(spec.expires_at, "/keys/1/expires_at")
+    except InvalidInput as exc:
+        # What the routes answer as a 400 problem naming the field.
+        refused = exc
+    else:
+        assert MIN_MS <= ms <= MAX_MS
+        assert ms - expected in (0, 1)
+        return
+    assert not MIN_MS <= expected <= MAX_MS - 1
+    assert (refused.code, refused.extra["field"]) == ("invalid_request", "/keys/1/expires_at")

@@ -16,9 +16,9 @@ import click
 
 from keystile.cli._errors import BadInput
 
-_DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w)")
+_DURATION = re.compile(r"([0-9]{1,15})(ms|s|m|h|d|w)")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
-_RATELIMIT = re.compile(r"([^=\s]+)=(\d+)/(\S+)")
+_RATELIMIT = re.compile(r"([^=\s]+)=([0-9]{1,15})/(\S+)")
 
 
 def duration_ms(text: str) -> int | None:
@@ -79,7 +79,10 @@ def expiry(expires_at: str | None, expires_in: int | None) -> str | None:
     if expires_in is not None:
         from keystile.core.timefmt import to_rfc3339
 
-        return to_rfc3339(int(time.time() * 1000) + expires_in)
+        try:
+            return to_rfc3339(int(time.time() * 1000) + expires_in)
+        except ValueError:
+            raise click.UsageError("--expires-in reaches past 9999-12-31T23:59:59.999Z") from None
     return expires_at
 
 

@@ -182,8 +182,9 @@ def error_from(response: httpx.Response) -> ApiError:
             code=f"http_{response.status_code}",
             request_id=request_id,
         )
-    retry_after = response.headers.get("retry-after")
-    seconds = int(retry_after) if retry_after is not None and retry_after.isdigit() else None
+    retry_after = response.headers.get("retry-after", "")
+    # Whole seconds in ASCII digits (an HTTP date, "²" or "٣" are not): str.isdigit() alone lets "²" reach int().
+    seconds = int(retry_after) if retry_after.isascii() and retry_after.isdigit() and len(retry_after) <= 10 else None
     return error_class(response.status_code)(problem, retry_after=seconds)
 
 

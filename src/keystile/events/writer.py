@@ -12,14 +12,13 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import secrets
 from collections.abc import Sequence
 from typing import Any
 
 from keystile.core import base62
 from keystile.core.clock import Clock, now_ms
-from keystile.core.ids import ID_LENGTH
+from keystile.core.ids import ID_LENGTH, accepted_request_id
 from keystile.core.models import EventRow, VerificationEvent
 from keystile.core.ports import Storage
 from keystile.errors import Conflict, StorageError
@@ -35,7 +34,6 @@ MAX_BACKOFF_S = 10.0
 _MAX_TEXT = 128
 _CONVERT_SLICE = 500
 _MAX_LATENCY_US = 2**31 - 1
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,128}")
 
 
 class EventStats:
@@ -229,7 +227,7 @@ class EventWriter:
         """Recorded verifications as the rows storage writes, in one loop (no event object on the way, no call
         per record but the id's: each cost as much as the rest of the conversion, bench/events_verify.py)."""
         ids = self._ids
-        match_request_id = _REQUEST_ID.fullmatch
+        accept_request_id = accepted_request_id
         rows: list[EventRow] = []
         append = rows.append
         for ts_s, latency_ns, result, api_id, ip, tags, request_id in records:
@@ -242,7 +240,9 @@ class EventWriter:
             else:
                 api_id = _text(api_id)
                 key_id = owner_id = None
-            if request_id is None or match_request_id(request_id) is None:
+            if request_id is not None:
+                request_id = accept_request_id(request_id)  # checked by the server already; kept as the last word
+            if request_id is None:
                 request_id = event_id
             if ip is not None and (len(ip) > _MAX_TEXT or not ip.isascii() or "\x00" in ip):
                 ip = _text(ip)  # else stored as it is: the common case, without a call

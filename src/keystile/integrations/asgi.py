@@ -76,7 +76,9 @@ class KeystileMiddleware:
             if kind == "websocket":
                 await send({"type": "websocket.close", "code": _POLICY_VIOLATION, "reason": exc.code})
             else:
-                await send_problem(send, exc, request_id_from(scope["headers"]))
+                await send_problem(
+                    send, exc, request_id_from(scope["headers"], query_string=scope.get("query_string", b""))
+                )
             return
         state: dict[str, Any] = scope.setdefault("state", {})
         state[STATE_KEY] = key

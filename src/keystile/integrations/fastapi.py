@@ -100,7 +100,9 @@ def require_key(
                 api_id=api_id,
             )
         except KeystileError as exc:
-            raise KeyRejected(exc, request_id_from(scope["headers"])) from None
+            raise KeyRejected(
+                exc, request_id_from(scope["headers"], query_string=scope.get("query_string", b""))
+            ) from None
 
     return verified_key
 

@@ -93,7 +93,8 @@ def environ_headers(environ: dict[str, Any]) -> list[tuple[bytes, bytes]]:
 
 def problem_answer(error: KeystileError, environ: dict[str, Any]) -> tuple[bytes, int, list[tuple[str, str]]]:
     """The body, status and headers answering ``error`` as problem+json."""
-    request_id = request_id_from(environ_headers(environ) + _request_id_header(environ))
+    query = str(environ.get("QUERY_STRING", "")).encode("latin-1")
+    request_id = request_id_from(environ_headers(environ) + _request_id_header(environ), query_string=query)
     status, problem, headers = problem_for_exception(error, request_id)
     pairs = [(name.decode(), value.decode()) for name, value in headers]
     pairs += [("Content-Type", "application/problem+json"), ("X-Request-Id", request_id)]

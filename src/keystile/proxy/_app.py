@@ -29,7 +29,7 @@ from keystile.schemas import VerifyCredits, VerifyRequest
 from keystile.server.answers import identity_headers, ratelimit_headers, retry_after_s
 from keystile.server.forwarded import TrustedProxies, forwarded_chain, peer
 from keystile.server.http import (
-    ClientDisconnected,
+    IncompleteBody,
     Message,
     Receive,
     Scope,
@@ -84,7 +84,8 @@ class ProxyApp:
             self._plain_http(scope)
         elif self._hsts is not None:
             send = with_header(send, self._hsts)
-        request_id = request_id_from(scope["headers"])
+        # The key travels in the headers or the api_key parameter: neither may pass as the request id.
+        request_id = request_id_from(scope["headers"], query_string=scope.get("query_string", b""))
         started = False
 
         async def tracked(message: Message) -> None:
@@ -94,12 +95,14 @@ class ProxyApp:
 
         try:
             await self._handle(scope, receive, tracked, request_id)
-        except ClientDisconnected:
-            return
         except Exception as exc:
             if started:
+                if isinstance(exc, IncompleteBody):
+                    return  # the client is gone (or its body broke) mid-answer: nobody left to tell
                 raise  # an answer has begun: cut the connection, so the client sees it incomplete
-            await send_problem(send, exc, request_id)  # a 500 that says nothing; the log has the traceback
+            # A body that ended early is a 400 (granian cannot tell a malformed chunked body from a client that
+            # left); anything unexpected a 500 that says nothing, with the traceback in the log.
+            await send_problem(send, exc, request_id)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         headers = scope["headers"]
@@ -164,7 +167,7 @@ class ProxyApp:
         outgoing = upstream_headers(scope["headers"], self._added_headers(scope, request_id, result, limits))
         first = await receive()
         if first["type"] != "http.request":
-            raise ClientDisconnected
+            raise IncompleteBody
         # Whether a body follows is known from the first message (HTTP/2 requests need not declare a length).
         body = first.get("body", b"")
         content = _request_body(body, receive) if body or first.get("more_body", False) else b""
@@ -272,14 +275,14 @@ def new_client(options: ProxyOptions) -> httpx.AsyncClient:
 
 
 async def _request_body(first: bytes, receive: Receive) -> AsyncIterator[bytes]:
-    """The client's body, from its ``first`` chunk on, chunk by chunk as it arrives; raises ClientDisconnected
+    """The client's body, from its ``first`` chunk on, chunk by chunk as it arrives; raises IncompleteBody
     when the client leaves."""
     if first:
         yield first
     while True:
         message: Message = await receive()
         if message["type"] != "http.request":
-            raise ClientDisconnected
+            raise IncompleteBody
         chunk = message.get("body", b"")
         if chunk:
             yield chunk

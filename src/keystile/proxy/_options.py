@@ -57,7 +57,7 @@ class ProxyOptions:
         """``--listen`` as ``(host, port)``; raises InvalidInput."""
         host, _, port = self.listen.rpartition(":")
         host = host.removeprefix("[").removesuffix("]")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not host or not (port.isascii() and port.isdigit() and len(port) <= 5) or not 0 < int(port) < 65536:
             raise InvalidInput("--listen must be HOST:PORT, like 127.0.0.1:8788", code="invalid_setting")
         return host, int(port)
 

@@ -2,8 +2,8 @@
 
 Per request: one pass over the headers (size limit, root key, content length), a receive loop, a module-level
 msgspec decoder, a cache-only root-key check and a cache-only verification (storage is awaited only on a miss),
-then two ``send`` calls with messages that were encoded once per cached key and answer code. Request ids and
-logging happen only on errors.
+then two ``send`` calls with messages that were encoded once per cached key and answer code. A client's request
+id is checked only when one is sent; one is made up, and anything logged, only on errors.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import math
 
 import msgspec
 
+from keystile.core.ids import accepted_request_id
 from keystile.core.ports import Outcome
 from keystile.core.timefmt import to_rfc3339
 from keystile.core.verify import CachedKey
@@ -20,8 +21,9 @@ from keystile.schemas import RateLimitState, RemainingOut, VerifyRequest, Verify
 from keystile.server.auth import MISSING_ROOT_KEY
 from keystile.server.http import (
     HEADER_OVERHEAD,
+    HUGE_LENGTH,
     JSON,
-    ClientDisconnected,
+    MAX_LENGTH_DIGITS,
     Message,
     Receive,
     Scope,
@@ -127,7 +129,9 @@ class VerifyEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime = self._runtime
-        authorization = length = request_id = None
+        authorization = length = sent_id = None
+        key: str | None = None
+        request_id: str | None = None
         size = 0
         for name, value in scope["headers"]:
             size += len(name) + len(value) + HEADER_OVERHEAD
@@ -136,12 +140,14 @@ class VerifyEndpoint:
             elif name == b"content-length":
                 length = value
             elif name == b"x-request-id":
-                # Recorded with the event as sent; the event writer checks it, off the hot path.
-                request_id = value.decode("latin-1")
+                sent_id = value
         try:
             if size > runtime.max_headers:
                 raise too_large_headers(runtime.max_headers)
-            expected = int(length) if length is not None and length.isdigit() else None
+            # http.parse_length, inlined on the hot path.
+            expected = None
+            if length is not None and length.isdigit():
+                expected = int(length) if len(length) <= MAX_LENGTH_DIGITS else HUGE_LENGTH
             if expected is not None and expected > runtime.max_body:
                 raise too_large_body(runtime.max_body)
             ks = runtime.keystile
@@ -156,13 +162,17 @@ class VerifyEndpoint:
                 request = _decode_request(body)
             except msgspec.DecodeError:
                 request = decode(body, VerifyRequest)  # raises the InvalidInput that names the field
+            key = request.key
+            if sent_id is not None:
+                # Only when a client sent one: the same rule as everywhere, and never the key being verified.
+                request_id = accepted_request_id(sent_id.decode("latin-1"), key)
             result = ks.verification.verify_cached(principal, request, request_id)
             if result is None:
                 result = await ks.verification.verify(principal, request, request_id)
-        except ClientDisconnected:
-            return
         except Exception as exc:
-            await send_problem(send, exc, request_id_from(scope["headers"]))
+            # Bad input, a body that ended early (answered too: granian cannot tell a malformed chunked body from
+            # a client that left), a fault.
+            await send_problem(send, exc, request_id_from(scope["headers"], key))
             return
         entry = result.entry
         if entry is None:

@@ -45,6 +45,8 @@ log = logging.getLogger("keystile.server")
 AUTH_PATH = "/v1/auth"
 _ENVOY_PREFIX = AUTH_PATH + "/"
 _MAX_COST = 10**9
+_COST_DIGITS = len(str(_MAX_COST))
+_OPTIONS = frozenset({"api_id", "permissions", "cost"})
 _MEMO_LIMIT = 256
 _TAG = "forward_auth"
 
@@ -83,27 +85,35 @@ class Options:
 
 def parse_options(query: bytes, default_api: str | None, allowed_apis: frozenset[str]) -> Options:
     """The options of ``/v1/auth``'s own query string; raises :class:`InvalidInput` for a missing ``api_id``, an
-    API forward auth may not verify keys of, an unknown option, a bad cost or permission query."""
-    api_id = permissions = None
-    cost = None
+    API forward auth may not verify keys of, an unknown, repeated or empty option, a bad cost or permission query.
+
+    Repeated and empty options are refused rather than resolved (last one wins, empty means none): a proxy
+    configuration that appends the client's text to this query string would otherwise let the client choose
+    the API or drop the permission check (``?permissions=admin&permissions=``).
+    """
+    given: dict[str, str] = {}
     for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
-        if name == "api_id":
-            api_id = value
-        elif name == "permissions":
-            permissions = value or None
-        elif name == "cost":
-            if not value.isdigit() or int(value) > _MAX_COST:
-                raise InvalidInput(f"cost must be a whole number from 0 to {_MAX_COST}", code="invalid_option")
-            cost = int(value)
-        else:
+        if name not in _OPTIONS:
             # An unknown option is a typo in the proxy's configuration; better loud than ignored. api_key is not
             # read here either: the key comes from the original request.
             raise InvalidInput(f"/v1/auth has no option {name[:40]!r}", code="invalid_option")
-    api_id = api_id or default_api
+        if name in given:
+            raise InvalidInput(f"/v1/auth takes {name} once", code="invalid_option")
+        if not value:
+            raise InvalidInput(f"{name} is empty: give a value or leave the option out", code="invalid_option")
+        given[name] = value
+    cost = None
+    if (text := given.get("cost")) is not None:
+        # ASCII digits only: str.isdigit() also takes "²", which int() refuses, and int() takes "٣".
+        if not (text.isascii() and text.isdigit() and len(text) <= _COST_DIGITS) or int(text) > _MAX_COST:
+            raise InvalidInput(f"cost must be a whole number from 0 to {_MAX_COST}", code="invalid_option")
+        cost = int(text)
+    api_id = given.get("api_id", default_api)
     if not api_id:
         raise InvalidInput("/v1/auth needs ?api_id=<the API whose keys may pass>", code="missing_api_id")
     if allowed_apis and api_id not in allowed_apis:
         raise InvalidInput("forward auth may not verify keys of this API", code="api_not_allowed")
+    permissions = given.get("permissions")
     if permissions is not None:
         parse_query(permissions)  # a QuerySyntaxError, a 400 naming the position
     return Options(api_id, permissions, cost)

@@ -5,14 +5,16 @@ Nothing here imports Starlette, so the verification fast path stays a few functi
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import msgspec
 
-from keystile.errors import TooLarge
+from keystile.core.extract import QUERY_PARAMETER
+from keystile.core.ids import accepted_request_id
+from keystile.errors import InvalidInput, TooLarge
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -26,13 +28,26 @@ JSON = b"application/json"
 PROBLEM_JSON = b"application/problem+json"
 # Counted per header on top of name and value: ": " and CRLF, as on the wire.
 HEADER_OVERHEAD = 4
+MAX_LENGTH_DIGITS = 18
+"""A declared length with more digits than this is larger than any body limit (and than 2**63)."""
+HUGE_LENGTH = 10**MAX_LENGTH_DIGITS
 
-_REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._\-]{1,128}")
 encode_json = msgspec.json.Encoder().encode
 
 
-class ClientDisconnected(Exception):
-    """The client went away before its body arrived; there is no one to answer."""
+class IncompleteBody(InvalidInput):
+    """The request body ended before it was complete (400 ``incomplete_body``).
+
+    Granian hands the app ``http.disconnect`` both when the client leaves mid-body and when the body is malformed
+    (a chunk size that is not hexadecimal), so the two cannot be told apart: both are answered. A client that
+    left never reads the answer, and it costs no more than writing it (no log line, no trace).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the request body ended before it was complete: it was cut short or its chunked encoding is malformed",
+            code="incomplete_body",
+        )
 
 
 def too_large_body(limit: int) -> TooLarge:
@@ -55,8 +70,19 @@ def declared_length(headers: Headers) -> int | None:
     """The ``Content-Length`` the client declared, or ``None`` (absent or not a number)."""
     for name, value in headers:
         if name == b"content-length":
-            return int(value) if value.isdigit() else None
+            return parse_length(value)
     return None
+
+
+def parse_length(value: bytes) -> int | None:
+    """A ``Content-Length`` value: ``None`` unless it is ASCII digits (``bytes.isdigit`` takes nothing else).
+
+    More digits than any limit has are :data:`HUGE_LENGTH`, so that the size check refuses them: ``int()`` of
+    thousands of digits raises ValueError.
+    """
+    if not value.isdigit():
+        return None
+    return int(value) if len(value) <= MAX_LENGTH_DIGITS else HUGE_LENGTH
 
 
 def header(headers: Headers, wanted: bytes) -> bytes | None:
@@ -67,12 +93,34 @@ def header(headers: Headers, wanted: bytes) -> bytes | None:
     return None
 
 
-def request_id_from(headers: Headers) -> str:
-    """A sane incoming ``X-Request-Id`` (at most 128 of ``[A-Za-z0-9._-]``), else a new one."""
+def request_id_from(headers: Headers, key: str | None = None, query_string: bytes = b"") -> str:
+    """The client's ``X-Request-Id`` when :func:`~keystile.core.ids.accepted_request_id` accepts it, else a new
+    one. Besides ``key`` (the key the request carries, when known), the credentials in the request's own
+    ``Authorization`` and ``X-API-Key`` headers and its ``api_key`` parameter never pass as its request id."""
     incoming = header(headers, b"x-request-id")
-    if incoming is not None and _REQUEST_ID_RE.fullmatch(incoming):
-        return incoming.decode()
+    if incoming is not None:
+        text = accepted_request_id(incoming.decode("latin-1"), key)
+        if text is not None and not _carries_credential(text, headers, query_string):
+            return text
     return new_request_id()
+
+
+def _carries_credential(text: str, headers: Headers, query_string: bytes) -> bool:
+    """Whether ``text`` contains a credential of the request: only asked when a client sent a request id."""
+    for name, value in headers:
+        if name == b"authorization":
+            credential = value.strip().rpartition(b" ")[2]
+        elif name == b"x-api-key":
+            credential = value.strip()
+        else:
+            continue
+        if credential and credential.decode("latin-1") in text:
+            return True
+    if QUERY_PARAMETER.encode() in query_string:
+        for param, given in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+            if param == QUERY_PARAMETER and given.strip() and given.strip() in text:
+                return True
+    return False
 
 
 def new_request_id() -> str:
@@ -83,11 +131,11 @@ async def read_body(receive: Receive, limit: int, expected: int | None = None) -
     """Read a request body of at most ``limit`` bytes; ``expected`` is the declared Content-Length, if any.
 
     Raises :class:`TooLarge` as soon as the body grows past the limit (the rest is never read) and
-    :class:`ClientDisconnected` when the client leaves first.
+    :class:`IncompleteBody` when it ends before it is complete.
     """
     message = await receive()
     if message["type"] != "http.request":
-        raise ClientDisconnected
+        raise IncompleteBody
     body: bytes = message.get("body", b"")
     if len(body) > limit:
         raise too_large_body(limit)
@@ -100,7 +148,7 @@ async def read_body(receive: Receive, limit: int, expected: int | None = None) -
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            raise ClientDisconnected
+            raise IncompleteBody
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

@@ -18,7 +18,7 @@ from keystile.core.timefmt import from_rfc3339
 from keystile.errors import InvalidInput
 from keystile.observability.logs import ROOT_KEY_ID_SCOPE_KEY
 from keystile.server.auth import actor_for, authenticate
-from keystile.server.http import REQUEST_ID_SCOPE_KEY, ClientDisconnected, encode_json, read_body, request_id_from
+from keystile.server.http import REQUEST_ID_SCOPE_KEY, encode_json, read_body, request_id_from
 from keystile.server.problems import problem_for_exception
 from keystile.server.runtime import Runtime
 from keystile.service import Actor, Keystile
@@ -155,9 +155,9 @@ def _parse(param: Param, text: str) -> Any:
     if param.kind == "date-time":
         try:
             return from_rfc3339(text)
-        except ValueError:
+        except ValueError as exc:
             raise InvalidInput(
-                f"{param.name} must be an RFC 3339 time such as 2030-01-01T00:00:00Z",
+                f"{param.name}: {exc}",  # what is wrong, never the text itself (a client may paste a key anywhere)
                 code="invalid_parameter",
                 field=param.name,
             ) from None
@@ -193,8 +193,6 @@ def endpoint(operations: Sequence[Operation], runtime: Runtime) -> Callable[[Req
                 call._actor = actor_for(principal, scope)
             call.params = parse_query(operation.query, request)
             return await operation.handler(call)
-        except ClientDisconnected:
-            return Response(status_code=400)  # nobody is left to read it
         except Exception as exc:
             return problem_response(exc, request_id)
 

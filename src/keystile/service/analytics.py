@@ -14,6 +14,7 @@ from typing import TypeVar, get_args
 from keystile.core.ids import looks_like_id
 from keystile.core.models import ROOT_API_ID, EventFilter, VerificationEvent
 from keystile.core.ports import Granularity, GroupBy, RollupCount
+from keystile.core.timefmt import MAX_MS, MIN_MS, RANGE
 from keystile.core.verify import ALL_CODES
 from keystile.errors import InvalidInput
 from keystile.schemas import Page
@@ -88,6 +89,17 @@ class AnalyticsService:
         since = where.since - where.since % size if where.since is not None else until - DEFAULT_BUCKETS[grain] * size
         if since >= until:
             raise InvalidInput("since must be before until", code="invalid_parameter", field="since")
+        # Widened to whole buckets, the range must still be writable: the hour of 9999-12-31T23:59Z ends in 10000.
+        if until > MAX_MS:
+            raise InvalidInput(
+                f"until, widened to the end of its {grain}, must lie within {RANGE}",
+                code="invalid_parameter",
+                field="until",
+            )
+        if since < MIN_MS:
+            field = "since" if where.since is not None else "until"
+            message = f"the range must start within {RANGE}; give a later {field}"
+            raise InvalidInput(message, code="invalid_parameter", field=field)
         buckets = (until - since) // size
         if buckets > MAX_BUCKETS:
             raise InvalidInput(

@@ -10,6 +10,7 @@ from keystile.service.context import Context, page_limit, paged
 from keystile.service.validate import check_json
 
 MAX_CURSOR_DIGITS = 18
+"""A cursor is an entry's ``seq``: 18 digits stay below 2**63, the largest integer both databases hold."""
 
 
 class AuditService:
@@ -26,7 +27,8 @@ class AuditService:
         size = page_limit(limit)
         before = None
         if cursor is not None:
-            # ASCII digits only (str.isdigit takes "²" too) and at most 18 of them: seq is a 64-bit integer.
+            # ASCII digits that fit a 64-bit integer: "²".isdigit() is true and int() refuses it, and a longer
+            # number fails in the database.
             if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= MAX_CURSOR_DIGITS):
                 raise InvalidInput("not a cursor of this list", code="invalid_cursor", field="cursor")
             before = int(cursor)

@@ -78,7 +78,7 @@ class RootKeyService:
             updated_at=now,
             name=spec.name,
             permissions=permissions,
-            expires_at=to_ms(spec.expires_at) if spec.expires_at else None,
+            expires_at=to_ms(spec.expires_at, "/expires_at") if spec.expires_at else None,
         )
         async with self._ctx.storage.transaction() as tx:
             await tx.insert_keys([key])

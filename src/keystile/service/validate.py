@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 import msgspec
 
+from keystile.core.timefmt import from_datetime
 from keystile.errors import InvalidInput
 
 T = TypeVar("T")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
 MAX_DEPTH = 64
 """How deep JSON input (a body, a key's meta) may nest."""
-_PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_PATH_PART = re.compile(r"\.([^.\[]+)|\[([0-9]+)\]")
 _NAMED_FIELD = re.compile(r"Object (?:missing required|contains unknown) field `([^`]+)`")
 
 
@@ -37,7 +36,7 @@ def _invalid(exc: msgspec.ValidationError | msgspec.DecodeError) -> InvalidInput
         return InvalidInput(message, code="invalid_request")
     extra: dict[str, Any] = {"field": pointer}
     parts = pointer.split("/")
-    if len(parts) > 2 and parts[1] == "keys" and parts[2].isdigit():
+    if len(parts) > 2 and parts[1] == "keys" and parts[2].isascii() and parts[2].isdigit():
         extra["index"] = int(parts[2])  # bulk bodies: say which key is wrong
     return InvalidInput(f"{text} at {pointer}", code="invalid_request", **extra)
 
@@ -79,13 +78,16 @@ def json_size(value: Any) -> int:
     return len(msgspec.json.encode(value))
 
 
-def to_ms(moment: datetime) -> int:
+def to_ms(moment: datetime, field: str) -> int:
     """An aware datetime (as decoded from an RFC 3339 time) in integer milliseconds since the epoch.
 
-    Exact: ``int(moment.timestamp() * 1000)`` goes through a float, which after 2038-01-19 cannot hold every
-    millisecond, so an expiry would be stored 1 ms early and drift on every merge patch.
+    Raises :class:`InvalidInput` naming ``field`` (a JSON pointer) for an instant that cannot be written back as
+    an RFC 3339 UTC time with a four-digit year (``9999-12-31T23:59:59-01:00`` is in year 10000).
     """
-    return (moment - _EPOCH) // _MS
+    try:
+        return from_datetime(moment)
+    except ValueError as exc:
+        raise InvalidInput(f"{exc} at {field}", code="invalid_request", field=field) from None
 
 
 def _too_deep(pointer: str) -> InvalidInput:
