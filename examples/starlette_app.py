@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from keystile.http.asgi import ASGIApp
 from keystile.integrations import KeystileMiddleware, KeyVerifier, key_of, verifier_from_env
-from keystile.server.http import ASGIApp
 
 
 async def health(request: Request) -> JSONResponse:

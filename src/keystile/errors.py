@@ -14,7 +14,7 @@
     └── StorageError            the database could not be reached or failed (503)
         └── MigrationError      the schema is missing, newer than this code, or a migration failed
 
-HTTP statuses and exit codes are assigned at the edges (``keystile.server.problems``, ``keystile.cli``), never
+HTTP statuses and exit codes are assigned at the edges (``keystile.http.problems``, ``keystile.cli``), never
 here. Messages are written for the user who made the request and never contain a key.
 """
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from keystile.core.models import EventFilter
+from keystile.core.verify import KeyCheck
 from keystile.errors import Conflict
-from keystile.schemas import VerifyRequest
 from keystile.storage import SqlStorage
 
 from .conftest import Deployment
@@ -21,7 +21,7 @@ async def test_verifications_recorded_in_one_millisecond_list_in_the_order_they_
     d = deployment
     # The manual clock stands still: all of these happen in the same millisecond.
     for index in range(300):
-        await d.ks.verification.verify(d.admin, VerifyRequest(key=f"sk_unknown_{index}"), f"req-{index:03d}")
+        await d.ks.verification.verify(d.admin, KeyCheck(f"sk_unknown_{index}"), f"req-{index:03d}")
     assert await d.ks.events.flush() == 300
 
     listed = await storage.list_events(EventFilter(), before=None, limit=500)

@@ -9,8 +9,8 @@ import pytest
 
 from keystile import AsyncClient
 from keystile.config import Settings
+from keystile.http.asgi import ASGIApp
 from keystile.server import create_app
-from keystile.server.http import ASGIApp
 from keystile.service import Actor, Keystile
 
 BASE_URL = "http://keystile.test"

@@ -12,9 +12,9 @@ from keystile.config import Settings
 from keystile.core import keys as keyformat
 from keystile.core.clock import ManualClock
 from keystile.core.ports import Change
-from keystile.core.verify import Code, Verifier
+from keystile.core.verify import Code, KeyCheck, Verifier
 from keystile.errors import StorageError
-from keystile.schemas import ApiCreate, KeyCreate, VerifyRequest
+from keystile.schemas import ApiCreate, KeyCreate
 from keystile.service import Actor, Keystile
 from keystile.storage import SqlStorage
 
@@ -461,7 +461,7 @@ async def test_verifying_through_the_services_makes_no_storage_call_once_warm(
     key, plain = await ks.keys.create(
         actor, api.id, KeyCreate(permissions=["a", "b", "c"], ip_allowlist=["10.1.0.0/16"])
     )
-    request = VerifyRequest(key=plain, api_id=api.id, permissions="a AND (b OR c)", ip="10.1.2.3")
+    request = KeyCheck(plain, api_id=api.id, permissions="a AND (b OR c)", ip="10.1.2.3")
     assert (await ks.verification.verify(actor.principal, request)).code == Code.VALID
 
     counting.calls.clear()

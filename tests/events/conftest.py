@@ -13,6 +13,7 @@ from keystile.core.clock import ManualClock
 from keystile.core.models import Api, EventFilter, EventRow, Key, VerificationEvent
 from keystile.core.ports import Storage
 from keystile.errors import StorageError
+from keystile.http.verify import check_of
 from keystile.schemas import ApiCreate, KeyCreate, RateLimitSpec, VerifyRequest
 from keystile.service import Actor, Keystile
 
@@ -35,7 +36,7 @@ class World:
         """Verify the key ``name`` (an unknown key for ``None``) as ``POST /v1/keys/verify`` does."""
         key = self.plain[name] if name is not None else "ks_" + "0" * 40
         result = await self.ks.verification.verify(
-            self.actor.principal, VerifyRequest(key=key, **fields), request_id=request_id
+            self.actor.principal, check_of(VerifyRequest(key=key, **fields)), request_id=request_id
         )
         return result.code
 

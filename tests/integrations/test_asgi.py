@@ -13,9 +13,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from keystile.core.clock import ManualClock
+from keystile.http.asgi import Message
 from keystile.integrations import KeystileMiddleware, KeyVerifier, LocalVerifier, VerifiedKey, key_of
 from keystile.integrations.fastapi import require_key, setup
-from keystile.server.http import Message
 from keystile.service import Actor, Keystile
 
 from .conftest import MakeKey

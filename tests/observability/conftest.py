@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from keystile.config import Settings
 from keystile.core.clock import ManualClock
+from keystile.http.asgi import ASGIApp
 from keystile.server import create_app
-from keystile.server.http import ASGIApp
 from keystile.service import Actor, Keystile
 from keystile.storage import open_storage
 from tests.availability import missing

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from keystile.core.verify import ALL_CODES
 from keystile.proxy._headers import response_headers, strip_key_parameter, upstream_headers
-from keystile.proxy._refusals import refusal
-from keystile.server.answers import STATUS
 
 
 def _h(*pairs: tuple[str, str]) -> list[tuple[bytes, bytes]]:
@@ -71,23 +66,3 @@ def test_the_client_gets_the_upstream_answer_without_hop_by_hop_headers_and_its_
     assert response_headers(upstream, added) == _h(
         ("content-type", "text/plain"), ("ratelimit-limit", "7"), ("ratelimit-remaining", "9")
     )
-
-
-# Verification codes get forward auth's statuses (tests/server/test_answers.py); these are the proxy's own.
-EXPECTED_STATUSES = {
-    **{code: status for code, status in STATUS.items() if code != "VALID"},
-    "missing_key": 401,
-    "ambiguous_credentials": 401,
-    "upstream_unavailable": 502,
-    "upstream_timeout": 504,
-}
-
-
-def test_refusals_are_problems_with_the_statuses_of_forward_auth() -> None:
-    # Every code a verification can refuse with has a status (a new code would fail here, not answer 500).
-    assert set(EXPECTED_STATUSES) >= set(ALL_CODES) - {"VALID"}
-    for code, status in EXPECTED_STATUSES.items():
-        answer, body, headers = refusal(code, "req_1")
-        assert answer == status
-        assert json.loads(body)["code"] == code.lower()
-        assert (b"x-keystile-code", code.encode()) in headers

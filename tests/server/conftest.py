@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from keystile.config import Settings
+from keystile.http.asgi import ASGIApp
 from keystile.schemas import RootKeyCreate
 from keystile.server import create_app
-from keystile.server.http import ASGIApp
 from keystile.service import Actor, Keystile
 
 from .helpers import Headers, bearer

@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 
 import httpx
 
-from keystile.server.http import ASGIApp, Message
+from keystile.http.asgi import ASGIApp, Message
 
 Headers = dict[str, str]
 

@@ -86,10 +86,10 @@ async def test_a_fault_is_500_without_a_trace_and_is_logged(
 async def test_a_fault_on_the_verify_path_is_500_without_a_trace(
     client: httpx.AsyncClient, auth: Headers, ks: Keystile, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(*args: Any, **kwargs: Any) -> Any:
+    async def broken(*args: Any, **kwargs: Any) -> Any:
         raise ZeroDivisionError("secret detail")
 
-    monkeypatch.setattr(ks.verification, "verify_cached", broken)
+    monkeypatch.setattr(ks.verification, "verify", broken)
 
     response = await client.post("/v1/keys/verify", json={"key": "k"}, headers=auth)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from keystile.server.forwarded import TrustedProxies, forwarded_chain
+from keystile.http.forwarded import TrustedProxies, forwarded_chain
 
 PROXIES = TrustedProxies(["127.0.0.0/8", "10.0.0.0/8"])
 

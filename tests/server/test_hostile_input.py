@@ -13,8 +13,8 @@ import pytest
 
 from keystile.config import Settings
 from keystile.core import keys as keyformat
+from keystile.http.asgi import ASGIApp
 from keystile.server import create_app
-from keystile.server.http import ASGIApp
 from keystile.service import Keystile
 
 from .helpers import Headers, asgi_call, bearer, problem

@@ -11,8 +11,8 @@ import jsonschema_rs
 import pytest
 from starlette.routing import Route
 
+from keystile.http.asgi import ASGIApp
 from keystile.server import KeystileApp
-from keystile.server.http import ASGIApp
 
 from .helpers import Headers, bearer, problem
 

@@ -12,8 +12,8 @@ import httpx
 
 from keystile.config import Settings
 from keystile.core.clock import SystemClock
+from keystile.http.asgi import ASGIApp
 from keystile.server import create_app
-from keystile.server.http import ASGIApp
 from keystile.service import Keystile
 from keystile.storage import open_storage
 

@@ -14,9 +14,9 @@ import pytest
 from keystile.config import Settings
 from keystile.core.clock import ManualClock
 from keystile.errors import InvalidInput
+from keystile.http.forwarded import TrustedProxies
+from keystile.http.transport import PlainHttpWatch, plain_key_sender
 from keystile.server import create_app
-from keystile.server.forwarded import TrustedProxies
-from keystile.server.transport import PlainHttpWatch, plain_key_sender
 from keystile.service import Keystile
 
 from .helpers import Headers

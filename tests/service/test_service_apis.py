@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from keystile.core.models import AuditFilter, KeyFilter
+from keystile.core.verify import KeyCheck
 from keystile.errors import InvalidInput, NotFound
-from keystile.schemas import ApiCreate, KeyCreate, RateLimitSpec, RoleSpec, VerifyRequest, api_out, to_builtins
+from keystile.schemas import ApiCreate, KeyCreate, RateLimitSpec, RoleSpec, api_out, to_builtins
 from keystile.service import Keystile
 from keystile.service.authz import Actor
 from keystile.storage import SqlStorage
@@ -43,12 +44,12 @@ async def test_deleting_an_api_deletes_its_keys_and_roles(ks: Keystile, storage:
     for key, plain in created:
         with pytest.raises(NotFound):
             await ks.keys.get(principal, key.id)
-        assert (await ks.verification.verify(principal, VerifyRequest(key=plain))).code == "NOT_FOUND"
+        assert (await ks.verification.verify(principal, KeyCheck(plain))).code == "NOT_FOUND"
     assert await storage.count_keys(api.id) == 0
     assert await storage.list_roles(api.id) == []
     assert [row["key_id"] for row in await storage.driver.fetchall("SELECT key_id FROM ratelimits")] == []
     assert (await ks.keys.get(principal, kept.id)).id == kept.id
-    assert (await ks.verification.verify(principal, VerifyRequest(key=kept_plain))).code == "VALID"
+    assert (await ks.verification.verify(principal, KeyCheck(kept_plain))).code == "VALID"
     with pytest.raises(NotFound):
         await ks.apis.delete(admin.actor, api.id)
 

@@ -16,7 +16,8 @@ from keystile.config import Settings
 from keystile.core.clock import ManualClock
 from keystile.core.models import KeyBundle
 from keystile.core.ports import Storage
-from keystile.schemas import ApiCreate, KeyCreate, RoleSpec, VerifyRequest
+from keystile.core.verify import KeyCheck
+from keystile.schemas import ApiCreate, KeyCreate, RoleSpec
 from keystile.service import Keystile
 from keystile.storage import SqlStorage
 
@@ -33,7 +34,7 @@ class Check:
         self.plain = plain
 
     async def code(self, *, permissions: str | None = None, ip: str | None = None) -> str:
-        request = VerifyRequest(key=self.plain, permissions=permissions, ip=ip)
+        request = KeyCheck(self.plain, permissions=permissions, ip=ip)
         return (await self.ks.verification.verify(self.admin.actor.principal, request)).code
 
     def cached(self) -> bool:
@@ -218,10 +219,10 @@ async def test_a_revocation_that_overtakes_a_storage_read_is_not_lost(
     principal = admin.actor.principal
 
     paused.hold = True
-    in_flight = asyncio.create_task(ks.verification.verify(principal, VerifyRequest(key=plain)))
+    in_flight = asyncio.create_task(ks.verification.verify(principal, KeyCheck(plain)))
     await paused.reading.wait()  # the read has the key as it was before the revocation
     await ks.keys.revoke(admin.actor, key.id)
     paused.resume.set()
 
     assert (await in_flight).code == "VALID", "it started before the revocation"
-    assert (await ks.verification.verify(principal, VerifyRequest(key=plain))).code == "REVOKED"
+    assert (await ks.verification.verify(principal, KeyCheck(plain))).code == "REVOKED"

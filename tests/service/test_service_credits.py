@@ -11,8 +11,9 @@ import pytest
 
 from keystile.core.models import AuditFilter
 from keystile.core.ports import Change
+from keystile.core.verify import KeyCheck
 from keystile.errors import Conflict, Forbidden, InvalidInput, NotFound
-from keystile.schemas import ApiCreate, CreditsChange, CreditsSpec, KeyCreate, RerollSpec, VerifyRequest
+from keystile.schemas import ApiCreate, CreditsChange, CreditsSpec, KeyCreate, RerollSpec
 from keystile.service import Keystile
 from keystile.service.validate import convert
 from keystile.storage import SqlStorage
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 async def verify(ks: Keystile, admin: Admin, plain: str) -> tuple[str, int | None]:
     """Verify a key (spending one credit if it is good): its code and the credits left."""
-    result = await ks.verification.verify(admin.actor.principal, VerifyRequest(key=plain))
+    result = await ks.verification.verify(admin.actor.principal, KeyCheck(plain))
     return result.code, result.spent.remaining if result.spent is not None else None
 
 

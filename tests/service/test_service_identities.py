@@ -10,6 +10,7 @@ import pytest
 from keystile.core.clock import ManualClock
 from keystile.core.models import AuditFilter
 from keystile.errors import Conflict, Forbidden, InvalidInput, NotFound
+from keystile.http.verify import check_of
 from keystile.schemas import (
     ApiCreate,
     CreditsSpec,
@@ -31,7 +32,9 @@ async def verify(
     ks: Keystile, admin: Admin, plain: str, ratelimits: list[VerifyRateLimit] | None = None
 ) -> tuple[str, int | None, dict[str, int]]:
     """Verify; the code, the credits left, and each limit's remaining capacity by name."""
-    result = await ks.verification.verify(admin.actor.principal, VerifyRequest(key=plain, ratelimits=ratelimits))
+    result = await ks.verification.verify(
+        admin.actor.principal, check_of(VerifyRequest(key=plain, ratelimits=ratelimits))
+    )
     spent = result.spent
     remaining = spent.remaining if spent is not None else None
     limits = {state.name: state.remaining for state in spent.ratelimits} if spent is not None else {}

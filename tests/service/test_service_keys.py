@@ -10,6 +10,7 @@ import pytest
 from keystile.core.clock import ManualClock
 from keystile.core.models import AuditFilter, KeyFilter
 from keystile.core.timefmt import from_rfc3339, to_rfc3339
+from keystile.core.verify import KeyCheck
 from keystile.errors import InvalidInput, NotFound
 from keystile.schemas import (
     ApiCreate,
@@ -18,7 +19,6 @@ from keystile.schemas import (
     RateLimitSpec,
     RefillSpec,
     RoleSpec,
-    VerifyRequest,
     key_out,
     to_builtins,
 )
@@ -324,7 +324,7 @@ async def test_a_deleted_key_is_gone_for_good(ks: Keystile, admin: Admin, api_id
         await ks.keys.update(admin.actor, key.id, {"name": "x"})
     with pytest.raises(NotFound):
         await ks.keys.revoke(admin.actor, key.id)
-    assert (await ks.verification.verify(admin.actor.principal, VerifyRequest(key=plain))).code == "NOT_FOUND"
+    assert (await ks.verification.verify(admin.actor.principal, KeyCheck(plain))).code == "NOT_FOUND"
     assert (await ks.keys.list(admin.actor.principal, api_id, KeyFilter())).items == []
 
 

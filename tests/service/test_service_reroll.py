@@ -13,6 +13,7 @@ import pytest
 from keystile.config import Settings
 from keystile.core.clock import ManualClock
 from keystile.core.models import AuditFilter
+from keystile.core.verify import KeyCheck
 from keystile.errors import Conflict, Forbidden, NotFound
 from keystile.schemas import (
     ApiCreate,
@@ -22,7 +23,6 @@ from keystile.schemas import (
     RateLimitSpec,
     RerollSpec,
     RoleSpec,
-    VerifyRequest,
     key_out,
 )
 from keystile.service import CLI_ACTOR, Keystile
@@ -35,7 +35,7 @@ HOUR_MS = 3_600_000
 
 
 async def verify(ks: Keystile, admin: Admin, plain: str) -> tuple[str, int | None]:
-    result = await ks.verification.verify(admin.actor.principal, VerifyRequest(key=plain))
+    result = await ks.verification.verify(admin.actor.principal, KeyCheck(plain))
     return result.code, result.spent.remaining if result.spent is not None else None
 
 

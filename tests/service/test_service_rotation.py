@@ -9,8 +9,9 @@ import pytest
 
 from keystile.core.clock import ManualClock
 from keystile.core.models import KeyFilter
+from keystile.core.verify import KeyCheck
 from keystile.errors import InvalidInput
-from keystile.schemas import ApiCreate, KeyCreate, VerifyRequest
+from keystile.schemas import ApiCreate, KeyCreate
 from keystile.service import Keystile
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ DAY_S = 86_400
 
 
 async def code(ks: Keystile, admin: Admin, plain: str) -> str:
-    return (await ks.verification.verify(admin.actor.principal, VerifyRequest(key=plain))).code
+    return (await ks.verification.verify(admin.actor.principal, KeyCheck(plain))).code
 
 
 async def listed(ks: Keystile, admin: Admin, api_id: str, stale: bool | None) -> list[str]:

@@ -12,34 +12,8 @@ from keystile.cli._parse import read_key
 from keystile.cli._runtime import run
 
 if TYPE_CHECKING:
-    from keystile.core.verify import VerifyResult
     from keystile.schemas import VerifyResponse
     from keystile.service import Keystile
-
-
-def verify_response(result: VerifyResult) -> VerifyResponse:
-    """The wire answer of a verification (SPEC V1): ``NOT_FOUND`` carries ``valid`` and ``code`` only."""
-    from keystile.core.timefmt import to_rfc3339
-    from keystile.schemas import RemainingOut, VerifyResponse
-
-    code: Any = result.code  # one of the verifier's codes, which VerifyResponse.code spells out as a Literal
-    if result.entry is None:
-        return VerifyResponse(valid=result.valid, code=code)
-    key = result.entry.key
-    return VerifyResponse(
-        valid=result.valid,
-        code=code,
-        key_id=key.id,
-        api_id=key.api_id,
-        name=key.name,
-        owner_id=key.owner_id,
-        meta=key.meta,
-        permissions=list(key.permissions),
-        roles=list(key.roles),
-        expires_at=to_rfc3339(key.expires_at),
-        credits=RemainingOut(key.credits.remaining) if key.credits is not None else None,
-        ratelimits=[],
-    )
 
 
 @click.command("verify")
@@ -66,7 +40,9 @@ def verify(key: str, api_id: str | None, permissions: str | None, ip: str | None
     request = convert(body, VerifyRequest)
 
     async def work(ks: Keystile) -> VerifyResponse:
-        return verify_response(await ks.verification.verify(CLI_ACTOR.principal, request))
+        from keystile.http.verify import check_of, response_of
+
+        return response_of(await ks.verification.verify(CLI_ACTOR.principal, check_of(request)))
 
     answer = run(work)
     if as_json:

@@ -18,6 +18,7 @@ Errors are the tree drawn in :mod:`keystile.client._errors`, part of :class:`key
 from __future__ import annotations
 
 from keystile.client._async import AsyncClient
+from keystile.client._config import ROOT_KEY_VARIABLE, URL_VARIABLE
 from keystile.client._errors import (
     ApiError,
     AuthenticationFailed,
@@ -34,6 +35,8 @@ from keystile.client._errors import (
 from keystile.client._sync import Client
 
 __all__ = [
+    "ROOT_KEY_VARIABLE",
+    "URL_VARIABLE",
     "ApiError",
     "AsyncClient",
     "AuthenticationFailed",

@@ -19,7 +19,6 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
 
 from keystile.core import keys as keyformat
 from keystile.core.clock import Clock
@@ -74,8 +73,8 @@ class CachedKey:
         "credits",
         "default_spend",
         "enabled",
+        "encoded",
         "expires_at",
-        "extra",
         "fresh_until",
         "grants",
         "key",
@@ -105,9 +104,9 @@ class CachedKey:
         self.grants = Grants(granted)
         self.memo: dict[str, bool] = {}
         self.fresh_until = fresh_until
-        # A free slot for the layer above: the server keeps encoded answers here, the services a root key's
-        # principal. Dropped with the entry, so it never outlives a change to the key.
-        self.extra: Any = None
+        # What the HTTP edge encodes about this key once rather than per request (answer bodies, header values),
+        # by names of its choosing. Dropped with the entry, so it never outlives a change to the key.
+        self.encoded: dict[str, bytes] | None = None
         self._compile_limits(bundle)
         # The VALID answer depends on nothing but the entry: built once, not on every verification.
         self.valid_result = VerifyResult(Code.VALID, self)
@@ -159,6 +158,40 @@ class CachedKey:
                 self.memo.clear()
             result = self.memo[query] = evaluate(parse_query(query), self.grants)
         return result
+
+
+class KeyCheck:
+    """One request to verify a key: every way into verification (the API, forward auth, the proxy, the
+    integrations, the CLI) builds one of these and hands it to the same service.
+
+    ``cost`` is the credits to spend (default 1); ``ratelimits`` the ``(name, cost)`` of named limits to apply
+    besides the auto-applied ones; ``ip`` the client's address (checked against allowlists); ``tags`` are recorded
+    with the event.
+    """
+
+    __slots__ = ("api_id", "cost", "ip", "key", "permissions", "ratelimits", "tags")
+
+    def __init__(
+        self,
+        key: str,
+        *,
+        api_id: str | None = None,
+        permissions: str | None = None,
+        ip: str | None = None,
+        cost: int | None = None,
+        ratelimits: Sequence[tuple[str, int]] | None = None,
+        tags: Sequence[str] = (),
+    ) -> None:
+        self.key = key
+        self.api_id = api_id
+        self.permissions = permissions
+        self.ip = ip
+        self.cost = cost
+        self.ratelimits = ratelimits
+        self.tags = tags
+
+    def __repr__(self) -> str:  # never the key
+        return f"KeyCheck(api_id={self.api_id!r}, permissions={self.permissions!r}, ip={self.ip!r})"
 
 
 class VerifyResult:
@@ -269,16 +302,8 @@ class Verifier:
         address, entry, unknown = self._lookup(key, ip, permissions)
         if entry is None:
             return NOT_FOUND if unknown else None
-        result = self._check(entry, api_id, apis, permissions, address)
-        if result is not entry.valid_result:
-            return result
-        spend = entry.spend_for(cost, ratelimits)
-        if spend is None:
-            return result
-        if self.spender is None:
-            return _unlimited(entry)
-        outcome = self.spender.spend_now(spend, self._clock.now() * 1000)
-        return VerifyResult(outcome.code, entry, outcome) if outcome is not None else None
+        decided = self._decide(entry, address, api_id, apis, permissions, cost, ratelimits)
+        return decided if type(decided) is VerifyResult else None
 
     async def verify(
         self,
@@ -303,6 +328,26 @@ class Verifier:
             entry = await self._load(key)
             if entry is None:
                 return NOT_FOUND
+        decided = self._decide(entry, address, api_id, apis, permissions, cost, ratelimits)
+        if isinstance(decided, VerifyResult):
+            return decided
+        assert self.spender is not None, "only a spender leaves something to spend"
+        spend, now_ms = decided
+        outcome = await self.spender.spend(spend, now_ms)
+        return VerifyResult(outcome.code, entry, outcome)
+
+    def _decide(
+        self,
+        entry: CachedKey,
+        address: tuple[int, int] | None,
+        api_id: str | None,
+        apis: frozenset[str] | None,
+        permissions: str | None,
+        cost: int | None,
+        ratelimits: Sequence[tuple[str, int]] | None,
+    ) -> VerifyResult | tuple[Spend, float]:
+        """The checks of SPEC V2 in order, then the spend when it can be made without waiting: the result, or
+        what is left to spend asynchronously (and the moment it is spent at)."""
         result = self._check(entry, api_id, apis, permissions, address)
         if result is not entry.valid_result:
             return result
@@ -314,7 +359,7 @@ class Verifier:
         now_ms = self._clock.now() * 1000
         outcome = self.spender.spend_now(spend, now_ms)
         if outcome is None:
-            outcome = await self.spender.spend(spend, now_ms)
+            return spend, now_ms
         return VerifyResult(outcome.code, entry, outcome)
 
     def _lookup(

@@ -1,10 +1,8 @@
 """The decision every integration shares: find the key in a request (SPEC V4), verify it, and either return who
 holds it or raise the error that becomes the answer.
 
-Answers (problem+json, SPEC S4): 401 ``missing_key`` (``WWW-Authenticate: Bearer``), 401 ``invalid_key`` for an
-unknown, revoked, disabled or expired key alike (S2: the answer does not say which), 401
-``ambiguous_credentials``, 403 ``ip_not_allowed`` and ``insufficient_permissions``, 429 ``rate_limited`` (with
-``Retry-After``) and ``usage_exceeded``, and 503 ``verification_unavailable`` when Keystile cannot be asked.
+Refusals are the one answer of :mod:`keystile.http.refusals` (problem+json, the same as ``keystile proxy``'s),
+and 503 ``verification_unavailable`` when Keystile cannot be asked.
 """
 
 from __future__ import annotations
@@ -14,21 +12,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from keystile.core.extract import extract_key
 from keystile.core.netaddr import parse_ip
 from keystile.core.permissions import Grants, evaluate, parse_query
 from keystile.core.ratelimit import LimitState
 from keystile.core.timefmt import from_rfc3339
 from keystile.core.verify import Code
-from keystile.errors import Forbidden, KeystileError, RateLimited, StorageError, Unauthenticated
+from keystile.errors import KeystileError, StorageError
+from keystile.http.answers import room_after_ms, whole_seconds
+from keystile.http.credentials import extract_key
+from keystile.http.refusals import refusal
 from keystile.integrations._verifiers import KeyVerifier
 from keystile.schemas import RateLimitState, VerifyRequest, VerifyResponse
-from keystile.server.answers import STATUS, room_after_ms, whole_seconds
 
 log = logging.getLogger("keystile.integrations")
 
-MISSING_KEY = "this API needs a key: send it as Authorization: Bearer <key>"
-INVALID_KEY = "the API key is not valid"
 # VerifyRequest.key's limit: a longer string cannot be a key, and a server would refuse the whole request (400).
 MAX_KEY_LENGTH = 4096
 
@@ -73,22 +70,13 @@ def verified_key(answer: VerifyResponse) -> VerifiedKey:
 
 
 def rejection(answer: VerifyResponse, now: float) -> KeystileError:
-    """The error answering a key that did not verify (``answer.valid`` is false) at ``now`` (epoch seconds).
-
-    The status is forward auth's (:mod:`keystile.server.answers`); every 401 is the same ``invalid_key`` (S2)."""
-    code = answer.code
-    status = STATUS.get(code, 401)  # a code this version does not know (a newer server's): still a refusal
-    if status == 401:
-        return Unauthenticated(INVALID_KEY, code="invalid_key")
-    if code == Code.FORBIDDEN:
-        return Forbidden("this key may not be used from this address", code="ip_not_allowed")
-    if status == 403:
-        return Forbidden("this key lacks a permission this route needs", code="insufficient_permissions")
-    if code == Code.RATE_LIMITED:
+    """The error answering a key that did not verify (``answer.valid`` is false) at ``now`` (epoch seconds): the
+    one answer of :mod:`keystile.http.refusals`."""
+    retry_after = None
+    if answer.code == Code.RATE_LIMITED:
         retry_after = whole_seconds(room_after_ms(_states(answer.ratelimits or ()), now * 1000, {}))
-        return RateLimited("too many requests with this key; retry later", retry_after=retry_after)
     # A VerifyResponse does not say when credits are refilled: no Retry-After rather than a wrong one.
-    return RateLimited("this key has no credits left", code="usage_exceeded")
+    return refusal(answer.code, retry_after)
 
 
 def _states(limits: Iterable[RateLimitState]) -> list[LimitState]:
@@ -112,9 +100,9 @@ async def authenticate(
     """
     found = extract_key(headers, query_string)
     if found is None:
-        raise Unauthenticated(MISSING_KEY, code="missing_key")
+        raise refusal("missing_key")
     if len(found[0]) > MAX_KEY_LENGTH:
-        raise Unauthenticated(INVALID_KEY, code="invalid_key")
+        raise refusal(Code.NOT_FOUND)
     ip = client_ip if client_ip is not None and parse_ip(client_ip) is not None else None
     request = VerifyRequest(key=found[0], api_id=api_id, permissions=permissions, ip=ip)
     try:
@@ -131,5 +119,5 @@ async def authenticate(
 def require(key: VerifiedKey, permissions: str | None) -> VerifiedKey:
     """``key`` when it satisfies ``permissions`` (a key verified earlier, by a middleware); raises Forbidden."""
     if permissions is not None and not key.allows(permissions):
-        raise Forbidden("this key lacks a permission this route needs", code="insufficient_permissions")
+        raise refusal(Code.INSUFFICIENT_PERMISSIONS)
     return key

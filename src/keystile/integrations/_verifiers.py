@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from keystile.client._config import ROOT_KEY_VARIABLE, URL_VARIABLE
+from keystile.client import ROOT_KEY_VARIABLE, URL_VARIABLE
 from keystile.config import Settings
 from keystile.schemas import VerifyRequest, VerifyResponse
 
@@ -54,27 +54,22 @@ class LocalVerifier:
     """
 
     def __init__(self, settings: Settings, *, keystile: Keystile | None = None) -> None:
-        from keystile.service.authz import Principal
+        from keystile.service.verification import OPERATOR
 
         self.settings = settings
         self._keystile = keystile
         self._owned = keystile is None
         self._lock = asyncio.Lock()
-        self._principal = Principal("local", None)
+        self._principal = OPERATOR
 
     async def verify(self, request: VerifyRequest) -> VerifyResponse:
         """Verify with every permission (this process holds the database, so it may verify keys of any API).
 
         Raises ``StorageError`` when the database cannot be reached, ``InvalidInput`` for a bad request."""
-        from keystile.server.fastpath import verify_response
+        from keystile.http.verify import check_of, response_of
 
         ks = self._keystile or await self._open()
-        result = ks.verification.verify_cached(self._principal, request)
-        if result is None:
-            result = await ks.verification.verify(self._principal, request)
-        if result.entry is None:
-            return VerifyResponse(valid=False, code="NOT_FOUND")
-        return verify_response(result.entry, result.code, result.spent)
+        return response_of(await ks.verification.verify(self._principal, check_of(request)))
 
     def now(self) -> float:
         """The time of the verifier's clock, in seconds since the epoch."""

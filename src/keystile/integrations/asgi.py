@@ -15,10 +15,10 @@ from collections.abc import Collection
 from typing import Any
 
 from keystile.errors import KeystileError
+from keystile.http.asgi import ASGIApp, Message, Receive, Scope, Send, request_id_from
+from keystile.http.problems import send_problem
 from keystile.integrations._guard import VerifiedKey, authenticate
 from keystile.integrations._verifiers import KeyVerifier
-from keystile.server.http import ASGIApp, Message, Receive, Scope, Send, request_id_from
-from keystile.server.problems import send_problem
 
 STATE_KEY = "keystile_key"
 _POLICY_VIOLATION = 1008

@@ -28,12 +28,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from keystile.errors import KeystileError
+from keystile.http.asgi import ASGIApp, Receive, Scope, Send, encode_json, request_id_from
+from keystile.http.problems import problem_for_exception
 from keystile.integrations._guard import VerifiedKey, authenticate, require
 from keystile.integrations._verifiers import KeyVerifier
 from keystile.integrations.asgi import closing, key_of
 from keystile.schemas import Problem
-from keystile.server.http import ASGIApp, Receive, Scope, Send, encode_json, request_id_from
-from keystile.server.problems import problem_for_exception
 
 _APP_STATE = "keystile_verifier"
 

@@ -16,10 +16,10 @@ from collections.abc import Callable, Collection, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from keystile.errors import KeystileError
+from keystile.http.asgi import encode_json, request_id_from
+from keystile.http.problems import problem_for_exception
 from keystile.integrations._guard import VerifiedKey, authenticate
 from keystile.integrations._verifiers import KeyVerifier
-from keystile.server.http import encode_json, request_id_from
-from keystile.server.problems import problem_for_exception
 
 T = TypeVar("T")
 ENVIRON_KEY = "keystile.key"

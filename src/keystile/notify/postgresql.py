@@ -16,7 +16,7 @@ import asyncpg
 
 from keystile.errors import StorageError
 from keystile.notify._bus import NotifyingBus
-from keystile.storage._driver import Executor
+from keystile.storage import Executor
 
 CHANNEL = "keystile_changes"
 QUIET_S = 1.0

@@ -19,16 +19,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from keystile.config import Settings
-from keystile.core.extract import extract_key
-from keystile.core.verify import Code, VerifyResult
-from keystile.errors import StorageError, Unauthenticated
-from keystile.proxy._headers import response_headers, strip_key_parameter, upstream_headers
-from keystile.proxy._options import ProxyOptions
-from keystile.proxy._refusals import send_refusal
-from keystile.schemas import VerifyCredits, VerifyRequest
-from keystile.server.answers import identity_headers, ratelimit_headers, retry_after_s
-from keystile.server.forwarded import TrustedProxies, forwarded_chain, peer
-from keystile.server.http import (
+from keystile.core.verify import Code, KeyCheck, VerifyResult
+from keystile.errors import KeystileError, StorageError
+from keystile.http.answers import identity_headers, ratelimit_headers, retry_after_s
+from keystile.http.asgi import (
     IncompleteBody,
     Message,
     Receive,
@@ -39,17 +33,22 @@ from keystile.server.http import (
     request_id_from,
     too_large_headers,
 )
-from keystile.server.problems import send_problem
-from keystile.server.transport import transport_security, with_header
-from keystile.service.authz import Principal
+from keystile.http.credentials import extract_key
+from keystile.http.forwarded import TrustedProxies, forwarded_chain, peer
+from keystile.http.problems import send_problem
+from keystile.http.refusals import refusal
+from keystile.http.transport import transport_security, with_header
+from keystile.proxy._headers import response_headers, strip_key_parameter, upstream_headers
+from keystile.proxy._options import ProxyOptions
+from keystile.service.verification import OPERATOR
 
 if TYPE_CHECKING:
     from keystile.service import Keystile
 
 log = logging.getLogger("keystile.proxy")
 
-# The proxy is configured by whoever runs it, like the CLI: it may verify keys of every API (``--api-id`` narrows).
-_OPERATOR = Principal("proxy", None)
+UPSTREAM_UNAVAILABLE = KeystileError("the upstream service could not be reached or failed", code="upstream_unavailable")
+UPSTREAM_TIMEOUT = KeystileError("the upstream service did not answer in time", code="upstream_timeout")
 
 
 class ProxyApp:
@@ -111,16 +110,10 @@ class ProxyApp:
             return
         try:
             found = extract_key(headers, scope.get("query_string", b""))
-        except Unauthenticated:
-            await send_refusal(send, "ambiguous_credentials", request_id)
-            return
-        if found is None:
-            await send_refusal(send, "missing_key", request_id)
-            return
-        client_ip = self._trusted.client(scope)
-        try:
-            result = await self._verify(found[0], client_ip, request_id)
-        except StorageError as exc:
+            if found is None:
+                raise refusal("missing_key")
+            result = await self._verify(found[0], self._trusted.client(scope), request_id)
+        except KeystileError as exc:  # refused (no key, two keys), bad input, storage unreachable
             await send_problem(send, exc, request_id)
             return
         ks = self.keystile
@@ -128,9 +121,10 @@ class ProxyApp:
         states = result.spent.ratelimits if result.spent is not None else ()
         limits = ratelimit_headers(states, now_ms)
         if not result.valid:
+            retry_after = None
             if result.code in (Code.RATE_LIMITED, Code.USAGE_EXCEEDED):
-                limits.append((b"retry-after", b"%d" % retry_after_s(result.code, result.entry, states, now_ms)))
-            await send_refusal(send, result.code, request_id, limits)
+                retry_after = retry_after_s(result.code, result.entry, states, now_ms)
+            await send_problem(send, refusal(result.code, retry_after), request_id, limits)
             return
         await self._forward(scope, receive, send, request_id, result, limits)
 
@@ -139,17 +133,8 @@ class ProxyApp:
         if ks is None:
             raise StorageError("the proxy is starting and has not opened its storage yet", code="not_ready")
         options = self.options
-        request = VerifyRequest(
-            key=key,
-            api_id=options.api_id,
-            permissions=options.permissions,
-            credits=VerifyCredits(cost=options.cost) if options.cost is not None else None,
-            ip=client_ip,
-        )
-        result = ks.verification.verify_cached(_OPERATOR, request, request_id)
-        if result is None:
-            result = await ks.verification.verify(_OPERATOR, request, request_id)
-        return result
+        check = KeyCheck(key, api_id=options.api_id, permissions=options.permissions, ip=client_ip, cost=options.cost)
+        return await ks.verification.verify(OPERATOR, check, request_id)
 
     # -- forwarding ---------------------------------------------------------------------------------------------
 
@@ -176,11 +161,11 @@ class ProxyApp:
             response = await client.send(request, stream=True)
         except httpx.TimeoutException:
             log.warning("the upstream did not answer in time", extra={"request_id": request_id})
-            await send_refusal(send, "upstream_timeout", request_id)
+            await send_problem(send, UPSTREAM_TIMEOUT, request_id)
             return
         except httpx.TransportError as exc:
             log.warning("the upstream could not be reached: %s", type(exc).__name__, extra={"request_id": request_id})
-            await send_refusal(send, "upstream_unavailable", request_id)
+            await send_problem(send, UPSTREAM_UNAVAILABLE, request_id)
             return
         try:
             await send(

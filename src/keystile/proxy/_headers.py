@@ -6,7 +6,7 @@ anything a client sent as ``X-Keystile-*`` or
 ``RateLimit-*`` go too (the upstream must be able to believe those); then the caller's
 identity, its rate-limit state and ``X-Forwarded-*`` are added. Back to the client: hop-by-hop headers are removed
 and the rate-limit state is added unless the upstream set its own. The values of the identity and rate-limit
-headers are forward auth's (:mod:`keystile.server.answers`).
+headers are forward auth's (:mod:`keystile.http.answers`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import unquote_plus
 
-from keystile.core.extract import QUERY_PARAMETER
-from keystile.server.http import Headers
+from keystile.http.asgi import Headers
+from keystile.http.credentials import QUERY_PARAMETER
 
 HeaderList = list[tuple[bytes, bytes]]
 

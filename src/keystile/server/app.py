@@ -22,10 +22,7 @@ from starlette.routing import Route
 
 from keystile.config import Settings
 from keystile.errors import InvalidInput, KeystileError, NotFound
-from keystile.observability.logs import REQUEST_ID, log_request
-from keystile.server.fastpath import VerifyEndpoint
-from keystile.server.forward_auth import AUTH_PATH, ForwardAuthEndpoint
-from keystile.server.http import (
+from keystile.http.asgi import (
     PROBLEM_JSON,
     REQUEST_ID_SCOPE_KEY,
     ASGIApp,
@@ -40,11 +37,14 @@ from keystile.server.http import (
     too_large_body,
     too_large_headers,
 )
-from keystile.server.problems import encode_problem, internal_problem, send_problem
+from keystile.http.problems import encode_problem, internal_problem, send_problem
+from keystile.http.transport import transport_security, with_header
+from keystile.observability.logs import REQUEST_ID, log_request
+from keystile.server.fastpath import VerifyEndpoint
+from keystile.server.forward_auth import AUTH_PATH, ForwardAuthEndpoint
 from keystile.server.routes import OPERATIONS
 from keystile.server.routing import Operation, endpoint, problem_response
 from keystile.server.runtime import Runtime
-from keystile.server.transport import transport_security, with_header
 from keystile.service import Keystile
 
 log = logging.getLogger("keystile.server")

@@ -28,17 +28,18 @@ from __future__ import annotations
 import logging
 from urllib.parse import parse_qsl
 
-from keystile.core.extract import extract_key
 from keystile.core.netaddr import parse_ip
 from keystile.core.permissions import parse_query
-from keystile.core.verify import CachedKey, Code, VerifyResult
+from keystile.core.verify import CachedKey, Code, KeyCheck, VerifyResult
 from keystile.errors import InvalidInput, KeystileError, StorageError
-from keystile.server.answers import STATUS, identity_headers, ratelimit_headers, retry_after_s, whole_seconds
+from keystile.http.answers import STATUS, identity_headers, ratelimit_headers, retry_after_s, whole_seconds
+from keystile.http.asgi import HEADER_OVERHEAD, Message, Receive, Scope, Send, too_large_headers
+from keystile.http.credentials import extract_key
+from keystile.http.forwarded import TrustedProxies
+from keystile.http.problems import status_of
 from keystile.server.failures import FailureLimiter
-from keystile.server.forwarded import TrustedProxies
-from keystile.server.http import HEADER_OVERHEAD, Message, Receive, Scope, Send
-from keystile.server.problems import status_of
 from keystile.server.runtime import Runtime
+from keystile.service.verification import OPERATOR
 
 log = logging.getLogger("keystile.server")
 
@@ -66,6 +67,7 @@ _WANTED = {
 _EMPTY_BODY: Message = {"type": "http.response.body", "body": b"", "more_body": False}
 _CHALLENGE = (b"www-authenticate", b"Bearer")
 _VALID = (b"x-keystile-code", b"VALID")
+_CODES = {code: code.encode() for code in STATUS}
 
 
 def _message(status: int, headers: Headers) -> Message:
@@ -185,7 +187,7 @@ class ForwardAuthEndpoint:
             if ks is None:
                 raise StorageError("the server is starting and has not opened its storage yet", code="not_ready")
             if size > runtime.max_headers:
-                raise InvalidInput("the request headers are too large", code="headers_too_large")
+                raise too_large_headers(runtime.max_headers)
             path: str = scope["path"]
             if path == AUTH_PATH:
                 options = self._options_of(scope["query_string"])
@@ -214,11 +216,10 @@ class ForwardAuthEndpoint:
                 return
             method = original_method if trusted and original_method is not None else scope["method"].encode()
             tags = self._tags_of(method)
-            key = found[0]
-            verification = ks.verification
-            result = verification.forward_cached(key, options.api_id, options.permissions, ip, options.cost, tags)
-            if result is None:
-                result = await verification.forward(key, options.api_id, options.permissions, ip, options.cost, tags)
+            check = KeyCheck(
+                found[0], api_id=options.api_id, permissions=options.permissions, ip=ip, cost=options.cost, tags=tags
+            )
+            result = await ks.verification.verify(OPERATOR, check)
         except Exception as exc:
             if isinstance(exc, KeystileError) and (status := status_of(exc)) != 500:
                 code = exc.code
@@ -252,13 +253,7 @@ class ForwardAuthEndpoint:
             now_ms = self._runtime.ks.ctx.clock.now() * 1000
             start = _message(status, [*_identity(entry, code), *ratelimit_headers(spent.ratelimits, now_ms)])
         else:
-            # The answer depends on the entry and the code only: built once per cached key.
-            answers = entry.extra
-            if answers is None:
-                answers = entry.extra = {}
-            start = answers.get(("auth", code))
-            if start is None:
-                start = answers[("auth", code)] = _message(status, _identity(entry, code))
+            start = _message(status, _identity(entry, code))
         await send(start)
         await send(_EMPTY_BODY)
 
@@ -281,5 +276,5 @@ class ForwardAuthEndpoint:
 
 def _identity(entry: CachedKey, code: str) -> Headers:
     if code != Code.VALID:
-        return [(b"x-keystile-code", code.encode())]
+        return [(b"x-keystile-code", _CODES.get(code) or code.encode())]
     return [_VALID, *identity_headers(entry)]

@@ -16,10 +16,10 @@ from starlette.responses import Response
 
 from keystile.core.timefmt import from_rfc3339
 from keystile.errors import InvalidInput
+from keystile.http.asgi import REQUEST_ID_SCOPE_KEY, encode_json, read_body, request_id_from
+from keystile.http.problems import problem_for_exception
 from keystile.observability.logs import ROOT_KEY_ID_SCOPE_KEY
 from keystile.server.auth import actor_for, authenticate
-from keystile.server.http import REQUEST_ID_SCOPE_KEY, encode_json, read_body, request_id_from
-from keystile.server.problems import problem_for_exception
 from keystile.server.runtime import Runtime
 from keystile.service import Actor, Keystile
 from keystile.service.validate import decode

@@ -16,13 +16,9 @@ from keystile.service.validate import check_json, to_ms
 _REJECTED = "the root key is missing, unknown, revoked or expired"
 
 
-def principal_of(entry: CachedKey) -> Principal:
-    """The principal of a verified root key, kept on its cache entry (dropped with it on any change)."""
-    principal = entry.extra
-    if principal is None:
-        principal = entry.extra = Principal(entry.key.id, entry.grants)
-    assert isinstance(principal, Principal)
-    return principal
+# Root keys' principals by their cache entry: built once per entry (their API scopes are memoised inside), and
+# never outliving a change to the key, which replaces the entry. Bounded: root keys are few, but entries churn.
+_PRINCIPALS_KEPT = 1024
 
 
 def within(principal: Principal, key: Key) -> bool:
@@ -35,24 +31,23 @@ class RootKeyService:
     def __init__(self, ctx: Context, keys: KeyService) -> None:
         self._ctx = ctx
         self._keys = keys
-
-    def authenticate_cached(self, key: str) -> Principal | None:
-        """The principal of a cached, valid root key; ``None`` when storage must be asked."""
-        result = self._ctx.verifier.verify_cached(key, api_id=ROOT_API_ID)
-        if result is None:
-            return None
-        if not result.valid or result.entry is None:
-            raise Unauthenticated(_REJECTED, code="invalid_root_key")
-        return principal_of(result.entry)
+        self._principals: dict[CachedKey, Principal] = {}
 
     async def authenticate(self, key: str) -> Principal:
-        """The principal of a root key; raises :class:`Unauthenticated` (one answer for every failure)."""
+        """The principal of a root key (from the cache when it is there); raises :class:`Unauthenticated` (one
+        answer for every failure) and ``StorageError`` when it is not cached and storage is unreachable."""
         if not key.startswith(keyformat.ROOT_PREFIX + "_"):
             raise Unauthenticated(_REJECTED, code="invalid_root_key")
         result = await self._ctx.verifier.verify(key, api_id=ROOT_API_ID)
-        if not result.valid or result.entry is None:
+        entry = result.entry
+        if not result.valid or entry is None:
             raise Unauthenticated(_REJECTED, code="invalid_root_key")
-        return principal_of(result.entry)
+        principal = self._principals.get(entry)
+        if principal is None:
+            if len(self._principals) >= _PRINCIPALS_KEPT:
+                self._principals.clear()
+            principal = self._principals[entry] = Principal(entry.key.id, entry.grants)
+        return principal
 
     async def create(self, actor: Actor, spec: RootKeyCreate) -> tuple[Key, str]:
         """Create a root key; a root key can never grant a permission it does not hold itself."""

@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 from keystile.core.clock import Clock
 from keystile.errors import InvalidInput
+from keystile.storage._driver import Executor
 from keystile.storage._sql import SqlStorage
 
 SCHEMES = ("sqlite", "memory", "postgresql", "postgres")
@@ -57,4 +58,4 @@ def sqlite_path(url: str) -> Path:
     return Path(path[1:])
 
 
-__all__ = ["SCHEMES", "SqlStorage", "open_storage", "sqlite_path"]
+__all__ = ["SCHEMES", "Executor", "SqlStorage", "open_storage", "sqlite_path"]

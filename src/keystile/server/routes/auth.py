@@ -52,10 +52,10 @@ RESPONSES = {
         },
     ),
     "400": _empty(
-        "A bad option: `missing_api_id`, `api_not_allowed`, `invalid_option`, a permission query that "
-        "does not parse, headers over the size limit.",
+        "A bad option: `missing_api_id`, `api_not_allowed`, `invalid_option`, a permission query that does not parse.",
         {},
     ),
+    "431": _empty("The request's headers add up to more than the size limit (`headers_too_large`).", {}),
     "401": _empty(
         "No key (`missing_key`), two different keys (`ambiguous_credentials`), or NOT_FOUND, REVOKED, DISABLED, "
         "EXPIRED.",

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from keystile.core import keys as keyformat
 from keystile.core.permissions import Grants
+from keystile.http.asgi import header, read_body
 from keystile.leaks.partner import (
     KEY_ID_HEADER,
     SIGNATURE_HEADER,
@@ -23,7 +24,6 @@ from keystile.leaks.partner import (
     token_hash,
 )
 from keystile.server.auth import actor_for
-from keystile.server.http import header, read_body
 from keystile.server.routing import Call, Operation
 from keystile.service import Principal
 from keystile.service.validate import decode

@@ -1,11 +1,14 @@
-"""Where keys travel in a request to a protected API (SPEC V4).
+"""Where keys travel in a request (SPEC V4, K6), parsed in one place.
+
+A root key comes as ``Authorization: Bearer <root key>`` (:func:`root_key`). A key to a protected API comes as:
 
 ``Authorization: Bearer <key>`` (preferred), ``X-API-Key: <key>``, or the query parameter ``api_key`` (accepted,
 but reported as a weaker channel: URLs end up in logs and browser history). There is no body channel. The same key
 in several places is fine; two different keys in one request are refused as ``ambiguous_credentials`` (as Kong's
 "duplicate API key"), rather than guessing which one the client meant.
 
-Forward auth (``/v1/auth``), the ASGI/WSGI middleware and the proxy all read keys through :func:`extract_key`.
+Forward auth (``/v1/auth``), the ASGI/WSGI middleware and the proxy all read keys through :func:`extract_key`;
+both parse the scheme through :func:`bearer`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,26 @@ from keystile.errors import Unauthenticated
 
 Channel = Literal["bearer", "header", "query"]
 QUERY_PARAMETER = "api_key"
+MISSING_ROOT_KEY = "this route needs a root key: send it as Authorization: Bearer <root key>"
 _AMBIGUOUS = "the request carries two different keys; send one"
+
+
+def bearer(value: bytes) -> str | None:
+    """The token of an ``Authorization`` header's value when its scheme is Bearer (in any case), else ``None``."""
+    scheme, _, token = value.strip().partition(b" ")
+    if scheme.lower() != b"bearer":
+        return None
+    token = token.strip()
+    return token.decode("latin-1") if token else None
+
+
+def root_key(authorization: bytes | None) -> str:
+    """The root key of a request's ``Authorization`` header; raises :class:`Unauthenticated`
+    (``missing_root_key``) when there is none."""
+    token = bearer(authorization) if authorization is not None else None
+    if token is None:
+        raise Unauthenticated(MISSING_ROOT_KEY, code="missing_root_key")
+    return token
 
 
 def extract_key(headers: Iterable[tuple[bytes, bytes]], query_string: bytes = b"") -> tuple[str, Channel] | None:
@@ -42,9 +64,9 @@ def extract_key(headers: Iterable[tuple[bytes, bytes]], query_string: bytes = b"
 
     for name, raw in headers:
         if name == b"authorization":
-            scheme, _, token = raw.decode("latin-1").strip().partition(" ")
-            if scheme.lower() == "bearer":
-                offer(token.strip(), "bearer")
+            token = bearer(raw)
+            if token is not None:
+                offer(token, "bearer")
         elif name == b"x-api-key":
             offer(raw.decode("latin-1").strip(), "header")
     if QUERY_PARAMETER.encode() in query_string:

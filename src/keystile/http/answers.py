@@ -110,10 +110,18 @@ def owner_header(owner_id: str | None) -> bytes:
 
 
 def identity_headers(entry: CachedKey) -> HeaderList:
-    """``X-Keystile-Key-Id``, ``-Api-Id`` and ``-Owner-Id`` of a verified key."""
-    key = entry.key
+    """``X-Keystile-Key-Id``, ``-Api-Id`` and ``-Owner-Id`` of a verified key (their values encoded once per cache
+    entry)."""
+    encoded = entry.encoded
+    if encoded is None:
+        encoded = entry.encoded = {}
+    owner = encoded.get("owner")
+    if owner is None:
+        key = entry.key
+        encoded["id"], encoded["api"] = key.id.encode(), key.api_id.encode()
+        owner = encoded["owner"] = owner_header(key.owner_id)
     return [
-        (b"x-keystile-key-id", key.id.encode()),
-        (b"x-keystile-api-id", key.api_id.encode()),
-        (b"x-keystile-owner-id", owner_header(key.owner_id)),
+        (b"x-keystile-key-id", encoded["id"]),
+        (b"x-keystile-api-id", encoded["api"]),
+        (b"x-keystile-owner-id", owner),
     ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from keystile.core.netaddr import Network, allowed, compile_allowlist, parse_ip
-from keystile.server.http import Headers, Scope, header
+from keystile.http.asgi import Headers, Scope, header
 
 _MEMO_LIMIT = 1024
 _UNKNOWN = object()

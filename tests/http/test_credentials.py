@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from keystile.core.extract import extract_key
 from keystile.errors import Unauthenticated
+from keystile.http.credentials import extract_key
 
 KEY = "ks_3Fx9aaaaaaaaaaaaaaaaaaaaaaaaaaaa000000"
 OTHER = "ks_9Zzzbbbbbbbbbbbbbbbbbbbbbbbbbbbb000000"

@@ -1,4 +1,4 @@
-"""What a verification result means over HTTP (keystile.server.answers), as units: the shells (forward auth, the
+"""What a verification result means over HTTP (keystile.http.answers), as units: the shells (forward auth, the
 proxy, the integrations) show it on the wire in their own tests."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from keystile.core.models import Api, Credits, Key, KeyBundle, RateLimit, Refill
 from keystile.core.ratelimit import Bucket, LimitState, MemoryRateLimiter
 from keystile.core.verify import ALL_CODES, CachedKey, Code
-from keystile.server.answers import (
+from keystile.http.answers import (
     NO_REFILL_RETRY_S,
     STATUS,
     identity_headers,

@@ -12,9 +12,9 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
-from keystile.core.extract import QUERY_PARAMETER
 from keystile.core.ids import accepted_request_id
 from keystile.errors import InvalidInput, TooLarge
+from keystile.http.credentials import QUERY_PARAMETER
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

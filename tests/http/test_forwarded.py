@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from keystile.server.forwarded import TrustedProxies
+from keystile.http.forwarded import TrustedProxies
 
 PROXIES = TrustedProxies(["127.0.0.0/8", "::1/128", "10.0.5.0/24"])
 

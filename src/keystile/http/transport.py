@@ -17,9 +17,9 @@ from collections.abc import Callable
 
 from keystile.config import Settings
 from keystile.core.clock import Clock, SystemClock
-from keystile.core.extract import QUERY_PARAMETER
-from keystile.server.forwarded import TrustedProxies, peer
-from keystile.server.http import Message, Scope, Send
+from keystile.http.asgi import Message, Scope, Send
+from keystile.http.credentials import QUERY_PARAMETER
+from keystile.http.forwarded import TrustedProxies, peer
 
 log = logging.getLogger("keystile.security")
 

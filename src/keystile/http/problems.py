@@ -20,8 +20,8 @@ from keystile.errors import (
     TooLarge,
     Unauthenticated,
 )
+from keystile.http.asgi import PROBLEM_JSON, Send, encode_json, send_bytes
 from keystile.schemas import Problem
-from keystile.server.http import PROBLEM_JSON, Send, encode_json, send_bytes
 
 log = logging.getLogger("keystile.server")
 
@@ -38,8 +38,21 @@ _STATUSES: tuple[tuple[type[KeystileError], int], ...] = (
     (StorageError, 503),
 )
 # Codes whose status is more precise than their class's.
-_CODE_STATUSES = {"headers_too_large": 431, "unsupported_media_type": 415, "method_not_allowed": 405}
-_TITLES = {405: "Method not allowed", 415: "Unsupported media type", 431: "Request headers too large"}
+_CODE_STATUSES = {
+    "headers_too_large": 431,
+    "unsupported_media_type": 415,
+    "method_not_allowed": 405,
+    # keystile proxy's upstream (a gateway's answers: RFC 9110 15.6.3, 15.6.5)
+    "upstream_unavailable": 502,
+    "upstream_timeout": 504,
+}
+_TITLES = {
+    405: "Method not allowed",
+    415: "Unsupported media type",
+    431: "Request headers too large",
+    502: "Bad gateway",
+    504: "Gateway timeout",
+}
 # 401s that carry no credentials at all: their challenge names no error (RFC 6750, section 3.1).
 _NO_CREDENTIALS = frozenset({"missing_root_key", "missing_key"})
 _EXTRA_FIELDS = {"field": str, "position": int, "index": int}
