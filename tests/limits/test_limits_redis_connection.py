@@ -90,10 +90,9 @@ async def test_a_wrong_password_makes_redis_unavailable(own_redis: RedisServer, 
 
 
 async def test_a_redis_that_stops_answering_fails_the_batch_at_its_deadline_then_recovers(
-    own_redis: RedisServer, memory: SqlStorage, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+    own_redis: RedisServer, memory: SqlStorage, clock: ManualClock
 ) -> None:
-    monkeypatch.setattr(connection, "TIMEOUT_S", 0.05)  # the deadline of a batch, in real time
-    conn = RedisConnection(own_redis.url, "t:", clock)
+    conn = RedisConnection(own_redis.url, "t:", clock, timeout_s=0.05)  # the deadline of a batch, in real time
     try:
         spender = RedisSpender(conn, memory, on_failure="closed")
         bucket = Bucket("k:key_s:api", "api", 5, 60_000)
@@ -105,7 +104,7 @@ async def test_a_redis_that_stops_answering_fails_the_batch_at_its_deadline_then
             assert conn.breaker.down
         finally:
             own_redis.resume()
-        monkeypatch.setattr(connection, "TIMEOUT_S", 1.0)  # a server just woken up may take longer than 50 ms
+        conn.timeout_s = 1.0  # a server just woken up may take longer than 50 ms
         clock.advance(PAST_BACKOFF_S)
         # A fresh bucket: the timed-out batch may still have run once the server woke up (as with any client).
         fresh = Bucket("k:key_t:api", "api", 3, 60_000)

@@ -17,7 +17,7 @@ would feel.
 Neither driver's exceptions leave this module: they become :class:`RedisUnavailable`, and each one opens a
 circuit breaker for a short, growing backoff during which calls fail at once without touching the network, so
 that a dead Redis costs the caller nothing; the first call after the backoff tries again, and a success closes
-the breaker (recovery needs no restart). A batch that gets no answer within :data:`TIMEOUT_S` fails (its calls
+the breaker (recovery needs no restart). A batch that gets no answer within ``timeout_s`` fails (its calls
 may still have run on a server that was only slow, as with any client).
 """
 
@@ -57,8 +57,8 @@ __all__ = [
 ]
 
 # A Redis that does not answer within this long counts as down (a verification waits at most this long once,
-# then the breaker answers for it).
-TIMEOUT_S = 1.0
+# then the breaker answers for it); KEYSTILE_REDIS_TIMEOUT_MS.
+DEFAULT_TIMEOUT_S = 0.25
 FIRST_BACKOFF_S = 0.1
 MAX_BACKOFF_S = 1.0
 # The most parts in one batched script call: a call of Redis blocks it for every part's work.
@@ -138,16 +138,17 @@ class RedisConnection:
     round trips when batched), ``errors`` (failed round trips and failed script calls).
     """
 
-    def __init__(self, url: str, prefix: str, clock: Clock) -> None:
+    def __init__(self, url: str, prefix: str, clock: Clock, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.prefix = prefix
+        self.timeout_s = timeout_s
         self.url = url
         self.clock = clock
         self.breaker = Breaker(clock)
         # No retries inside redis-py: a failure must reach the breaker at once, not after redis-py's backoff.
         self.client: aioredis.Redis = aioredis.Redis.from_url(
             url,
-            socket_timeout=TIMEOUT_S,
-            socket_connect_timeout=TIMEOUT_S,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
             socket_keepalive=True,
             retry=Retry(NoBackoff(), 0),
         )
@@ -252,28 +253,28 @@ class RedisConnection:
         loop = protocol.loop
         self._inflight.append(_Batch(calls, loop.time(), retrying))
         if self._watchdog is None:
-            self._watchdog = loop.call_later(TIMEOUT_S, self._watch)
+            self._watchdog = loop.call_later(self.timeout_s, self._watch)
         try:
             protocol.transport.write(b"".join([packed for packed, _, _ in calls]))
         except Exception as exc:  # a closing transport: the batch fails now rather than at its deadline
             self._fail(exc)
 
     def _watch(self) -> None:
-        """Each batch gets :data:`TIMEOUT_S` in all (one deadline per batch, not one per reply)."""
+        """Each batch gets ``timeout_s`` in all (one deadline per batch, not one per reply)."""
         self._watchdog = None
         if not self._inflight or self._protocol is None:
             return
         loop = self._protocol.loop
-        left = self._inflight[0].sent_at + TIMEOUT_S - loop.time()
+        left = self._inflight[0].sent_at + self.timeout_s - loop.time()
         if left > 0:
             self._watchdog = loop.call_later(left, self._watch)
         else:
-            self._fail(TimeoutError(f"no reply from Redis within {TIMEOUT_S:g} s"))
+            self._fail(TimeoutError(f"no reply from Redis within {self.timeout_s:g} s"))
 
     async def _connect(self) -> None:
         try:
             try:
-                async with asyncio.timeout(TIMEOUT_S):
+                async with asyncio.timeout(self.timeout_s):
                     protocol = await self._endpoint.connect(self)
             except (OSError, TimeoutError, ssl.SSLError) as exc:
                 self._fail(exc)
@@ -412,7 +413,7 @@ class RedisConnection:
             raise _translate(exc) from exc
 
     async def close(self) -> None:
-        """Let the calls made so far finish (each within :data:`TIMEOUT_S`), then close both connections."""
+        """Let the calls made so far finish (each within ``timeout_s``), then close both connections."""
         pending = self._pending()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)

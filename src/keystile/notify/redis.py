@@ -14,7 +14,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from keystile.limits.connection import TIMEOUT_S, RedisConnection, RedisUnavailable
+from keystile.limits.connection import RedisConnection, RedisUnavailable
 from keystile.notify._bus import NotifyingBus
 
 QUIET_S = 5.0
@@ -36,7 +36,7 @@ class RedisChangeBus(NotifyingBus):
     async def _listen(self, subscribed: Callable[[], None]) -> None:
         client: aioredis.Redis = aioredis.Redis.from_url(
             self._redis.url,
-            socket_connect_timeout=TIMEOUT_S,
+            socket_connect_timeout=self._redis.timeout_s,
             socket_keepalive=True,
             retry=Retry(NoBackoff(), 0),
             client_name=self.client_name,
