@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.availability import require_tool
 from tests.limits.redis_server import RedisServer
@@ -32,9 +33,9 @@ DEADLINE_S = DEADLINE_MS / 1000
 OUTAGE_S = 1.6
 """Long enough for four of the breaker's backoffs (0.1 s doubling) to end: each one used to mean another wait."""
 IN_FLIGHT = 8
-WAITED_S = DEADLINE_S / 2
-"""An answer this slow waited on Redis: one that does not takes milliseconds."""
-SCHEDULING_S = 0.3
+SCHEDULING_S = 1.0
+"""HTTP and scheduling delays of a real server on a shared machine, beyond the deadline (the in-process test
+holds /readyz to a tighter bound)."""
 RECOVERY_S = 10.0
 PREFIX = "e2e:"
 
@@ -68,20 +69,19 @@ def server(tmp_path: Path, proxy: TcpProxy) -> Iterator[Server]:
     assert running.stop() == 0, running.output()
 
 
-async def verify_for(http: httpx.AsyncClient, key: str, seconds: float) -> list[tuple[float, float, str]]:
-    """Verify ``key`` over :data:`IN_FLIGHT` connections for ``seconds``: (started, took, code) of each answer."""
-    answers: list[tuple[float, float, str]] = []
+async def verify_for(http: httpx.AsyncClient, key: str, seconds: float) -> list[str]:
+    """Verify ``key`` over :data:`IN_FLIGHT` connections for ``seconds``: the code of each answer."""
+    codes: list[str] = []
     end = time.monotonic() + seconds
 
     async def worker() -> None:
         while time.monotonic() < end:
-            started = time.monotonic()
             response = await http.post("/v1/keys/verify", json={"key": key})
             assert response.status_code == 200, response.text
-            answers.append((started, time.monotonic() - started, response.json()["code"]))
+            codes.append(response.json()["code"])
 
     await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
-    return answers
+    return codes
 
 
 async def readyz_during(http: httpx.AsyncClient, seconds: float) -> list[tuple[float, int, str]]:
@@ -96,21 +96,31 @@ async def readyz_during(http: httpx.AsyncClient, seconds: float) -> list[tuple[f
     return answers
 
 
-async def outage(
-    server: Server, proxy: TcpProxy, key: str
-) -> tuple[float, list[tuple[float, float, str]], list[tuple[float, int, str]]]:
+async def outage(server: Server, proxy: TcpProxy, key: str) -> tuple[list[str], list[tuple[float, int, str]]]:
     auth = {"Authorization": f"Bearer {server.root_key()}"}
     limits = httpx.Limits(max_connections=IN_FLIGHT + 1)
     async with httpx.AsyncClient(base_url=server.url, headers=auth, limits=limits, timeout=30) as http:
         before = await verify_for(http, key, 0.3)
-        assert {code for _, _, code in before} == {"VALID"}
-        began = time.monotonic()
+        assert set(before) == {"VALID"}
         proxy.blackhole()
         try:
             during, readyz = await asyncio.gather(verify_for(http, key, OUTAGE_S), readyz_during(http, OUTAGE_S))
         finally:
             proxy.restore()
-    return began, during, readyz
+    return during, readyz
+
+
+def waited(server: Server) -> int:
+    """Verifications that took the server more than a tenth of a second (its latency histogram, which counts the
+    time spent verifying, not HTTP's nor the machine's delays): those that waited on Redis."""
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    buckets = {
+        sample.labels["le"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "keystile_verification_duration_seconds_bucket"
+    }
+    return int(buckets["+Inf"] - buckets["0.1"])
 
 
 def test_a_silent_redis_costs_a_real_server_one_wait_and_it_recovers_by_itself(
@@ -122,12 +132,11 @@ def test_a_silent_redis_costs_a_real_server_one_wait_and_it_recovers_by_itself(
         limited = {"ratelimits": [{"name": "api", "limit": 1_000_000, "duration_ms": 60_000}]}
         key = http.post(f"/v1/apis/{api}/keys", json=limited).json()["key"]
 
-        began, during, readyz = asyncio.run(outage(server, proxy, key))
+        during, readyz = asyncio.run(outage(server, proxy, key))
 
         assert len(during) > 50, "the server kept answering"
-        waited = [(round(started - began, 3), round(took, 3)) for started, took, _ in during if took >= WAITED_S]
-        assert len(waited) <= IN_FLIGHT, f"verifications that waited on the silent Redis (when, how long): {waited}"
-        assert {code for _, _, code in during} == {"VALID"}, "fail open: local limits"
+        assert waited(server) <= IN_FLIGHT, "only the verifications under way when Redis went silent waited, once"
+        assert set(during) == {"VALID"}, "fail open: local limits"
         assert len(readyz) >= 4
         for took, status, code in readyz:
             assert (status, code) == (503, "redis_unavailable")
