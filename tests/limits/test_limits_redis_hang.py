@@ -39,8 +39,9 @@ OUTAGE_S = 1.6
 """Long enough for four of the breaker's backoffs to end (after 0.1, 0.2, 0.4 and 0.8 s)."""
 IN_FLIGHT = 8
 """Verifications under way at any moment: at most these can be waiting on Redis when it goes silent."""
-WAITED_S = DEADLINE_S / 2
-"""An answer this slow waited on Redis: one that does not takes milliseconds."""
+WAITED_S = DEADLINE_S * 3 / 4
+"""An answer this slow waited on Redis for (most of) the deadline: one that does not takes milliseconds, unless
+the machine, shared with other work, did not run this process for a while."""
 SCHEDULING_S = 0.3
 """The event loop's own delays on a busy machine (the load runs in this process), beyond the deadline."""
 RECOVERY_S = 10.0
@@ -98,6 +99,14 @@ class Service:
 
         await asyncio.gather(*(worker(n // IN_FLIGHT + (i < n % IN_FLIGHT)) for i in range(IN_FLIGHT)))
         return answers
+
+    async def backend_errors(self) -> float:
+        """What ``/metrics`` says: verifications that tried Redis and met a failure."""
+        metrics = await self.http.get("/metrics")
+        for line in metrics.text.splitlines():
+            if line.startswith("keystile_ratelimit_backend_errors_total "):
+                return float(line.split()[1])
+        return 0.0
 
     async def bus_connected(self) -> bool:
         """What ``/metrics`` says: whether this process hears the changes made by the others."""
@@ -236,6 +245,7 @@ async def test_a_verification_waits_for_a_lost_redis_at_most_once_and_readyz_ans
             readyz: list[tuple[float, int, str]] = []
             async with Load(svc, key["key"]).running() as load:
                 await load.reach(20)  # through Redis
+                errors = await svc.backend_errors()
                 began = time.monotonic()
                 fault.begin()
                 while time.monotonic() - began < OUTAGE_S:
@@ -244,10 +254,14 @@ async def test_a_verification_waits_for_a_lost_redis_at_most_once_and_readyz_ans
                     readyz.append((time.monotonic() - asked, response.status_code, response.json().get("code")))
                     await asyncio.sleep(0.1)  # the outage lasts real time: the deadline and probes are real time
                 ended = time.monotonic()
-                fault.end()
+                errors = await svc.backend_errors() - errors
+            # Redis comes back once the load has stopped: the TCP proxy's threads share this process's GIL with
+            # the load, and a Redis restored under it could be slow enough to count as down again.
+            fault.end()
 
             during = [a for a in load.answers if began < a.started < ended]
             assert len(during) > 50, "the load went on through the outage"
+            assert errors <= IN_FLIGHT, f"{errors:g} verifications tried the lost Redis (and may have waited for it)"
             slow = [(round(a.started - began, 3), round(a.took, 3)) for a in waited(load.answers, began, ended)]
             assert len(slow) <= IN_FLIGHT, (
                 f"{len(slow)} verifications waited on the lost Redis (when, for how long: {slow}); "

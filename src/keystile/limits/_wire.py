@@ -120,6 +120,8 @@ class Endpoint:
                 )
                 protocol.transport.write(b"".join([*self.handshake, TIME]))
                 reply = await opening.answered
+                if protocol.transport.is_closing():  # answered, then closed before this task resumed
+                    raise ConnectionError("Redis closed the connection")
         except BaseException:
             if protocol is not None:
                 protocol.transport.abort()
