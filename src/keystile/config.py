@@ -37,6 +37,8 @@ class Settings:
     within it counts as unreachable."""
     redis_url: str | None = None
     redis_prefix: str = "keystile:"
+    redis_timeout_ms: int = 250
+    """How long a Redis round trip may take before Redis counts as down (SPEC L2: fail open or closed at once)."""
     host: str = "127.0.0.1"
     port: int = 8787
     workers: int = 1
@@ -108,6 +110,7 @@ def _mask_url(url: str | None) -> str | None:
 
 _INTS = {
     "port": (1, 65535),
+    "redis_timeout_ms": (10, 60_000),
     "workers": (1, 256),
     "cache_ttl_ms": (0, 86_400_000),
     "database_timeout_ms": (10, 3_600_000),

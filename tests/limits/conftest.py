@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from keystile.core.clock import ManualClock
 from keystile.limits.connection import RedisConnection
@@ -59,6 +60,14 @@ async def conn(redis_url: str, prefix: str, clock: ManualClock) -> AsyncIterator
     connection = RedisConnection(redis_url, prefix, clock)
     yield connection
     await connection.close()
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A redis-py client of the shared Redis, to look at and change what the scripts wrote."""
+    plain = aioredis.Redis.from_url(redis_url)
+    yield plain
+    await plain.aclose()
 
 
 @pytest.fixture

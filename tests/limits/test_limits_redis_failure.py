@@ -1,8 +1,8 @@
 """When Redis fails (SPEC L2, L3): verification keeps answering as ``ratelimit_on_redis_failure`` says, credits
 never fail open, nothing raises, and limits go through Redis again once it is back, without a restart.
 
-Each test runs a Redis server of its own (never the shared one), stops it mid-run and starts it again; the
-circuit breaker's backoff runs on the manual clock, which the tests move instead of waiting.
+Each test runs a Redis server of its own (never the shared one), stops it mid-run and starts it again; instead
+of waiting for the background probe to find it back, the tests probe it themselves.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from keystile.storage import SqlStorage, open_storage
 from .redis_server import RedisServer
 
 BUCKET = Bucket("k:key_x:api", "api", 3, 60_000)
-PAST_BACKOFF_S = 2.0
 
 
 @pytest.fixture
@@ -67,9 +66,11 @@ async def test_fail_open_hands_limits_to_this_process_and_takes_them_back(
     assert spender.spend_now(spend, clock.now() * 1000) is not None, "no waiting on a Redis known to be down"
 
     own_redis.start()  # empty: its scripts and buckets are gone
-    clock.advance(PAST_BACKOFF_S)
+    assert await own_conn.probe()
     assert await spend_many(spender, spend, clock, 5) == {Code.VALID: 3, Code.RATE_LIMITED: 2}
-    assert await own_conn.client.exists("t:" + BUCKET.key) == 1, "limits are enforced through Redis again"
+    plain = aioredis.Redis(port=own_redis.port)
+    assert await plain.exists("t:" + BUCKET.key) == 1, "limits are enforced through Redis again"
+    await plain.aclose()
     assert spender.spend_now(spend, clock.now() * 1000) is None
 
 
@@ -89,7 +90,7 @@ async def test_fail_closed_refuses_while_redis_is_away_and_recovers(
     assert spender.stats["closed_refusals"] >= 4
 
     own_redis.start()
-    clock.advance(PAST_BACKOFF_S)
+    assert await own_conn.probe()
     assert await spend_many(spender, spend, clock, 4) == {Code.VALID: 3, Code.RATE_LIMITED: 1}
 
 
@@ -111,10 +112,32 @@ async def test_redis_credits_fall_back_to_the_database_and_stay_exact(
     assert await spender.writeback.flush() == 0, "a write-back without Redis fails quietly"
 
     own_redis.start()
-    clock.advance(PAST_BACKOFF_S)
+    assert await own_conn.probe()
     assert await spend_many(spender, spend, clock, 20) == {Code.VALID: 5, Code.USAGE_EXCEEDED: 15}
     await spender.writeback.flush()
     assert await memory.credit_state("cr_1") == (0, 0)
+
+
+async def test_a_write_back_given_up_on_takes_nothing_when_it_reaches_redis_late(
+    own_redis: RedisServer, own_conn: RedisConnection, memory: SqlStorage, clock: ManualClock
+) -> None:
+    spender = RedisSpender(own_conn, memory, credits_in_redis=True)
+    async with memory.driver.transaction() as tx:
+        await tx.execute("INSERT INTO credits (id, remaining, refilled_at, updated_at) VALUES ('cr_w', 10, 0, 0)")
+    spend = Spend((), Credits("cr_w", 10, None, 0), 1)
+    assert await spend_many(spender, spend, clock, 1) == {Code.VALID: 1}
+    assert spender.writeback is not None
+    assert await spender.writeback.flush() == 1  # Redis knows the write-back's scripts from now on
+    assert await spend_many(spender, spend, clock, 4) == {Code.VALID: 4}
+
+    own_redis.pause()
+    try:
+        assert await spender.writeback.flush() == 0, "the take timed out"
+    finally:
+        own_redis.resume()  # the server now reads the take given up on: too late to take anything
+    assert await own_conn.probe()
+    assert await spender.writeback.flush() == 4, "the spends are still in Redis, to be written back"
+    assert await memory.credit_state("cr_w") == (5, 0)
 
 
 async def test_a_counter_spent_around_while_redis_kept_its_data_is_reloaded(
@@ -139,7 +162,6 @@ async def test_a_counter_spent_around_while_redis_kept_its_data_is_reloaded(
 
     await admin.config_set("requirepass", "")
     await admin.aclose()
-    clock.advance(PAST_BACKOFF_S)
     assert await spend_many(spender, spend, clock, 20) == {Code.VALID: 5, Code.USAGE_EXCEEDED: 15}, (
         "the counter (7 in Redis) was reloaded from the database (5)"
     )
@@ -170,7 +192,7 @@ async def test_verification_keeps_answering_through_a_redis_outage(own_redis: Re
         own_redis.stop()
         assert await verify(5) == {Code.VALID: 4, Code.RATE_LIMITED: 1}, "local limits (4), database credits"
         own_redis.start()
-        clock.advance(PAST_BACKOFF_S)
+        assert await spender.redis.probe()
         assert await verify(3) == {Code.USAGE_EXCEEDED: 3}, "6 credits in all, whatever failed"
         assert await ks.storage.credit_state(key.credits.id) == (0, key.credits.refilled_at)
     finally:

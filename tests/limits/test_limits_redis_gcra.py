@@ -33,18 +33,19 @@ async def _tats(client: aioredis.Redis, keys: list[str]) -> list[int | None]:
 
 async def _compare(url: str, prefix: str, limits: list[tuple[int, int]], steps: list[tuple[list[int], int]]) -> None:
     conn = RedisConnection(url, prefix, ManualClock())
+    client = aioredis.Redis.from_url(url)
     spend = Script("spend")
     keys = [f"{prefix}b{i}" for i in range(len(limits))]
     try:
         for costs, elapsed_us in steps:
-            for key, tat in zip(keys, await _tats(conn.client, keys), strict=True):
+            for key, tat in zip(keys, await _tats(client, keys), strict=True):
                 if tat is not None:
-                    await conn.client.set(key, tat - elapsed_us, keepttl=True)
+                    await client.set(key, tat - elapsed_us, keepttl=True)
             buckets = [
                 Bucket(key, f"l{i}", limit, duration, costs[i])
                 for i, (key, (limit, duration)) in enumerate(zip(keys, limits, strict=True))
             ]
-            before = await _tats(conn.client, keys)
+            before = await _tats(client, keys)
             args: list[str | int | float | bytes] = [1, len(buckets), len(buckets)]  # a batch of one verification
             for b in buckets:
                 args += (b.limit, b.interval, b.cost)
@@ -56,8 +57,8 @@ async def _compare(url: str, prefix: str, limits: list[tuple[int, int]], steps: 
             assert got == [(s.remaining, s.reset_at) for s in expected.states]
             if not expected.allowed:
                 assert reply[5] / 1000 == expected.retry_after_ms
-            after = await _tats(conn.client, keys)
-            seconds, micros = await conn.client.time()
+            after = await _tats(client, keys)
+            seconds, micros = await client.time()
             for got_tat, want in zip(after, expected.tats if expected.allowed else before, strict=True):
                 if got_tat is None and want is not None:
                     # A bucket that is full again expires (its TTL rounded up to a whole millisecond).
@@ -66,6 +67,7 @@ async def _compare(url: str, prefix: str, limits: list[tuple[int, int]], steps: 
                     assert got_tat == want
     finally:
         await conn.close()
+        await client.aclose()
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -91,6 +93,7 @@ async def _compare_batch(
     url: str, prefix: str, limits: list[tuple[int, int]], parts: list[tuple[list[tuple[int, int]], int]]
 ) -> None:
     conn = RedisConnection(url, prefix, ManualClock())
+    client = aioredis.Redis.from_url(url)
     keys = [f"{prefix}b{i}" for i in range(len(limits))]
     try:
         batch_keys: list[str] = []
@@ -119,8 +122,8 @@ async def _compare_batch(
             ]
             if expected.allowed:
                 tats.update(zip([b.key for b in buckets], expected.tats, strict=True))
-        seconds, micros = await conn.client.time()
-        for key, stored in zip(keys, await _tats(conn.client, keys), strict=True):
+        seconds, micros = await client.time()
+        for key, stored in zip(keys, await _tats(client, keys), strict=True):
             want = tats[key]
             if stored is None and want is not None:
                 assert want <= seconds * 1_000_000 + micros + 1000, "expired only once full again"
@@ -128,6 +131,7 @@ async def _compare_batch(
                 assert stored == want, "each bucket written once, with its last TAT"
     finally:
         await conn.close()
+        await client.aclose()
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -138,23 +142,27 @@ def test_a_batch_decides_as_its_verifications_one_after_the_other(
     asyncio.run(_compare_batch(redis_url, f"{prefix}{secrets.token_hex(4)}:", limits, parts))
 
 
-async def test_the_refund_script_gives_back_as_the_core(conn: RedisConnection, prefix: str) -> None:
+async def test_the_refund_script_gives_back_as_the_core(
+    conn: RedisConnection, client: aioredis.Redis, prefix: str
+) -> None:
     bucket = Bucket(f"{prefix}r", "r", 7, 60_000, 3)
     spend, give_back = Script("spend"), Script("refund")
     for _ in range(2):
         await conn.call(spend, [bucket.key], [1, 1, 1, bucket.limit, bucket.interval, bucket.cost])
-    [before] = await _tats(conn.client, [bucket.key])
+    [before] = await _tats(client, [bucket.key])
     assert before is not None
     reply = await conn.call(give_back, [bucket.key], [bucket.limit, bucket.interval, bucket.cost])
     now = reply[0]
-    [after] = await _tats(conn.client, [bucket.key])
+    [after] = await _tats(client, [bucket.key])
     assert after == refund(before, now, bucket)
     expected = state(after, now, bucket)
     assert (reply[1], reply[2] / 1000) == (expected.remaining, expected.reset_at)
 
 
-async def test_a_refund_of_a_bucket_that_expired_changes_nothing(conn: RedisConnection, prefix: str) -> None:
+async def test_a_refund_of_a_bucket_that_expired_changes_nothing(
+    conn: RedisConnection, client: aioredis.Redis, prefix: str
+) -> None:
     bucket = Bucket(f"{prefix}gone", "gone", 5, 1000)
     reply = await conn.call(Script("refund"), [bucket.key], [bucket.limit, bucket.interval, bucket.cost])
     assert reply[1] == 5
-    assert await conn.client.exists(bucket.key) == 0
+    assert await client.exists(bucket.key) == 0

@@ -8,6 +8,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from keystile.core.clock import ManualClock
 from keystile.core.models import Credits
@@ -180,7 +181,7 @@ async def test_the_background_write_back_reaches_the_database(
 
 
 async def test_after_redis_loses_a_counter_only_what_was_not_written_back_is_spent_again(
-    conn: RedisConnection, memory: SqlStorage, clock: ManualClock
+    conn: RedisConnection, client: aioredis.Redis, memory: SqlStorage, clock: ManualClock
 ) -> None:
     spender = RedisSpender(conn, memory, credits_in_redis=True)
     credits = await add_balance(memory, "cr_lost", 100)
@@ -188,19 +189,21 @@ async def test_after_redis_loses_a_counter_only_what_was_not_written_back_is_spe
     assert codes(await spend_all(spender, [Spend((), credits, 1)] * 30, clock)) == {Code.VALID: 30}
     await spender.writeback.flush()
     assert codes(await spend_all(spender, [Spend((), credits, 1)] * 20, clock)) == {Code.VALID: 20}
-    await conn.client.delete(conn.key("c:cr_lost"), conn.key("credits:dirty"))  # as if Redis lost them
+    await client.delete(conn.key("c:cr_lost"), conn.key("credits:dirty"))  # as if Redis lost them
     after = await spend_all(spender, [Spend((), credits, 1)] * 200, clock)
     assert codes(after)[Code.VALID] == 70, "reloaded from the database: the 20 not written back are spent again"
     await spender.writeback.flush()
     assert await memory.credit_state("cr_lost") == (0, 0)
 
 
-async def test_a_lost_redis_dataset_is_counted(conn: RedisConnection, memory: SqlStorage, clock: ManualClock) -> None:
+async def test_a_lost_redis_dataset_is_counted(
+    conn: RedisConnection, client: aioredis.Redis, memory: SqlStorage, clock: ManualClock
+) -> None:
     spender = RedisSpender(conn, memory, credits_in_redis=True)
     credits = await add_balance(memory, "cr_flushed", 10)
     await spender.spend(Spend((), credits, 1), now_ms(clock))
-    keys = [key async for key in conn.client.scan_iter(match=conn.prefix + "*")]
-    await conn.client.delete(*keys)  # FLUSHDB, limited to this test's keys
+    keys = [key async for key in client.scan_iter(match=conn.prefix + "*")]
+    await client.delete(*keys)  # FLUSHDB, limited to this test's keys
     outcome = await spender.spend(Spend((), credits, 1), now_ms(clock))
     assert (outcome.code, outcome.remaining) == (Code.VALID, 9)  # reloaded from the database: 10, minus this one
     assert spender.stats["data_losses"] == 1

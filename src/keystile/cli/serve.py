@@ -45,6 +45,7 @@ SETTING_FLAGS: list[tuple[str, Any, str]] = [
     ("workers", int, "Worker processes [default: 1; more need --redis-url]."),
     ("redis_url", str, "redis:// or rediss:// URL (shared rate limits and credits)."),
     ("redis_prefix", str, "Prefix of every Redis key [default: keystile:]."),
+    ("redis_timeout_ms", int, "How long a Redis round trip may take before Redis counts as down [default: 250]."),
     ("master_key_file", _PATH, "The master key file [default: <data dir>/master.key]."),
     ("tls_cert", _PATH, "TLS certificate (PEM); serve HTTPS with --tls-key."),
     ("tls_key", _PATH, "TLS private key (PEM)."),

@@ -1,6 +1,9 @@
 """The wire under :class:`~keystile.limits.connection.RedisConnection`'s script calls: RESP packing, batched
-script calls built from groups of alike parts, and the asyncio protocol that hands replies over as they arrive
-(parsed by hiredis). Private: only the connection uses it.
+script calls built from groups of alike parts, the asyncio protocol that hands replies over as they arrive
+(parsed by hiredis), and opening a connection within a deadline. Private: only the connection uses it.
+
+Every script call is packed without its last argument, its deadline on Redis's clock, which the connection adds
+when it writes the call (see :mod:`keystile.limits.connection`).
 """
 
 from __future__ import annotations
@@ -49,6 +52,32 @@ class WireProtocol(asyncio.Protocol):
         self.owner.lost(self, exc)
 
 
+class _Opening:
+    """The owner of a connection until Redis has answered its handshake and a ``TIME``: ``answered`` is then
+    the ``TIME`` reply (or the error that ended the connection)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, expected: int) -> None:
+        self.answered: asyncio.Future[Any] = loop.create_future()
+        self._expected = expected
+
+    def received(self, protocol: WireProtocol) -> None:
+        answered = self.answered
+        try:
+            while not answered.done() and (reply := protocol.reader.gets()) is not False:
+                if isinstance(reply, hiredis.ReplyError):
+                    answered.set_exception(ConnectionError(f"Redis refused the connection: {reply}"))
+                    return
+                self._expected -= 1
+                if self._expected == 0:
+                    answered.set_result(reply)
+        except hiredis.ProtocolError as exc:
+            answered.set_exception(ConnectionError(f"the server does not speak Redis's protocol: {exc}"))
+
+    def lost(self, protocol: WireProtocol, exc: BaseException | None) -> None:
+        if not self.answered.done():
+            self.answered.set_exception(exc or ConnectionError("Redis closed the connection"))
+
+
 class Endpoint:
     """Where and how to connect, read from the URL as redis-py reads it (TLS options of ``rediss://`` included),
     and the handshake to send first (AUTH, SELECT)."""
@@ -70,16 +99,35 @@ class Endpoint:
             handshake.append(command(b"SELECT", b"%d" % int(options["db"])))
         self.handshake = tuple(handshake)
 
-    async def connect(self, owner: Owner) -> WireProtocol:
+    async def open(self, owner: Owner, timeout_s: float) -> tuple[WireProtocol, int]:
+        """Connect, send the handshake and a ``TIME``, and wait for Redis to answer them, all within
+        ``timeout_s``; then hand the connection over to ``owner``. Returns it with Redis's clock minus the loop's,
+        in microseconds, as of the answer.
+
+        Raises OSError (ConnectionError when Redis refuses the handshake or closes) or TimeoutError.
+        """
         loop = asyncio.get_running_loop()
-        _, protocol = await loop.create_connection(
-            lambda: WireProtocol(owner, loop),
-            self.host,
-            self.port,
-            ssl=self.ssl,
-            server_hostname=self.host if self.ssl is not None else None,
-        )
-        return protocol
+        opening = _Opening(loop, len(self.handshake) + 1)
+        protocol: WireProtocol | None = None
+        try:
+            async with asyncio.timeout(timeout_s):
+                _, protocol = await loop.create_connection(
+                    lambda: WireProtocol(opening, loop),
+                    self.host,
+                    self.port,
+                    ssl=self.ssl,
+                    server_hostname=self.host if self.ssl is not None else None,
+                )
+                protocol.transport.write(b"".join([*self.handshake, TIME]))
+                reply = await opening.answered
+                if protocol.transport.is_closing():  # answered, then closed before this task resumed
+                    raise ConnectionError("Redis closed the connection")
+        except BaseException:
+            if protocol is not None:
+                protocol.transport.abort()
+            raise
+        protocol.owner = owner
+        return protocol, clock_offset(reply, loop.time())
 
 
 class Group:
@@ -114,9 +162,10 @@ def batches(groups: Iterable[Group], most: int) -> Iterator[list[Group]]:
 
 
 def combine(sha: bytes, groups: list[Group]) -> tuple[bytes, list[asyncio.Future[Any]]]:
-    """One ``EVALSHA`` of a batching script from groups of parts, and the futures of its parts in reply order."""
+    """One ``EVALSHA`` of a batching script from groups of parts (but its deadline), and the futures of its parts
+    in reply order."""
     key_count = sum([group.part[1] for group in groups])
-    count = 3 + key_count + sum([1 + group.part[3] for group in groups])
+    count = 4 + key_count + sum([1 + group.part[3] for group in groups])
     keys = b"%d" % key_count
     items = [b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$%d\r\n%s\r\n" % (count, sha, len(keys), keys)]
     items += [group.part[0] for group in groups]
@@ -139,8 +188,19 @@ def bulk(items: Sequence[bytes]) -> bytes:
 
 
 def evalsha(sha: bytes, keys: Sequence[str], args: Sequence[Arg]) -> bytes:
-    """``EVALSHA`` as a RESP command."""
-    return command(b"EVALSHA", sha, b"%d" % len(keys), *[key.encode() for key in keys], *map(encode, args))
+    """``EVALSHA`` as a RESP command, but its last argument: the deadline, which the connection adds."""
+    items = [b"EVALSHA", sha, b"%d" % len(keys), *[key.encode() for key in keys], *map(encode, args)]
+    return b"*%d\r\n" % (len(items) + 1) + bulk(items)
+
+
+def clock_offset(reply: Any, at: float) -> int:
+    """Redis's clock minus the loop's, in microseconds, from the reply to a ``TIME`` that arrived at loop time
+    ``at``. It errs low, by up to the round trip: deadlines made with it come early on Redis's clock, never late."""
+    seconds, micros = reply
+    return int(seconds) * 1_000_000 + int(micros) - int(at * 1_000_000)
+
+
+TIME = command(b"TIME")
 
 
 def encode(value: Arg) -> bytes:

@@ -53,7 +53,9 @@ async def open_backends(settings: Settings, storage: SqlStorage, clock: Clock) -
         from keystile.limits.redis import RedisSpender
         from keystile.notify.redis import RedisChangeBus
 
-        redis = RedisConnection(settings.redis_url, settings.redis_prefix, clock)
+        redis = RedisConnection(
+            settings.redis_url, settings.redis_prefix, clock, timeout_s=settings.redis_timeout_ms / 1000
+        )
         spender = RedisSpender(
             redis,
             storage,

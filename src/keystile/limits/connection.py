@@ -8,17 +8,25 @@ sets up one script call per batch and a busy key is read and written once per ba
 not know (a restarted or flushed Redis) is loaded and the calls that needed it are sent again, in one more round
 trip.
 
-Script calls, the hot path, go over a connection of this module's own (:mod:`keystile.limits._wire`): an asyncio
-protocol that writes a batch packed beforehand in one ``transport.write`` and hands the replies to their callers'
-futures straight from ``data_received`` once the batch is in, parsed by hiredis. redis-py's client (``client``)
-serves the rest (ping, publish) and the change bus; it costs several times more per call, which the hot path
-would feel.
+Everything goes over a connection of this module's own (:mod:`keystile.limits._wire`): an asyncio protocol that
+writes a batch packed beforehand in one ``transport.write`` and hands the replies to their callers' futures
+straight from ``data_received`` once the batch is in, parsed by hiredis. (redis-py's client costs several times
+more per call, which the hot path would feel; only the change bus's subscription uses it.)
 
-Neither driver's exceptions leave this module: they become :class:`RedisUnavailable`, and each one opens a
-circuit breaker for a short, growing backoff during which calls fail at once without touching the network, so
-that a dead Redis costs the caller nothing; the first call after the backoff tries again, and a success closes
-the breaker (recovery needs no restart). A batch that gets no answer within :data:`TIMEOUT_S` fails (its calls
-may still have run on a server that was only slow, as with any client).
+Failures (SPEC L2: fail open or closed, recover by itself). Every wait on Redis has a deadline, ``timeout_s``
+(``KEYSTILE_REDIS_TIMEOUT_MS``): opening a connection, handshake included, and each batch written. A failure fails
+every call in flight or waiting with :class:`RedisUnavailable` (no driver exception leaves this module) and opens
+a circuit breaker. While it is open, calls fail at once without touching the network: a Redis that is down, or
+silent, costs a caller at most one deadline, at the start of the outage, and never again while it lasts. Only a
+probe tries Redis meanwhile: in the background, a backoff apart (0.1 s doubling to 1 s), it opens a new
+connection and asks Redis the time, within the deadline; when Redis answers, the calls use that connection and
+the breaker closes (recovery needs no restart).
+
+Late calls: a batch given up on at its deadline may still reach Redis afterwards (TCP delivers what was sent once
+a partition heals or a frozen server wakes up), when its callers have already done without it (spent credits in
+the database, say). So every script call carries, as its last argument, its deadline on Redis's own clock, and the
+scripts do nothing past it (they answer ``LATE``). Redis's clock is read (``TIME``) as each connection opens and
+every :data:`CLOCK_SAMPLE_S` after; the offset errs early, so a call is never acted on after its caller gave up.
 """
 
 from __future__ import annotations
@@ -26,21 +34,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import ssl
+import logging
 from collections import deque
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
 import hiredis
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from keystile.core.clock import Clock
 from keystile.errors import StorageError
-from keystile.limits._wire import Arg, Endpoint, Group, Part, WireProtocol, batches, bulk, combine, command, encode
+from keystile.limits._wire import (
+    TIME,
+    Arg,
+    Endpoint,
+    Group,
+    Part,
+    WireProtocol,
+    batches,
+    bulk,
+    clock_offset,
+    combine,
+    command,
+    encode,
+)
 from keystile.limits._wire import evalsha as _evalsha
 
 __all__ = [
@@ -56,16 +73,22 @@ __all__ = [
     "pack",
 ]
 
-# A Redis that does not answer within this long counts as down (a verification waits at most this long once,
-# then the breaker answers for it).
-TIMEOUT_S = 1.0
+log = logging.getLogger("keystile.limits")
+
+# A Redis that does not answer within this long counts as down (KEYSTILE_REDIS_TIMEOUT_MS).
+DEFAULT_TIMEOUT_S = 0.25
 FIRST_BACKOFF_S = 0.1
 MAX_BACKOFF_S = 1.0
+# How often Redis's clock is read again (the deadlines of script calls are on it): unsynchronised clocks drift
+# apart by a few milliseconds a minute at most, and the offset errs early.
+CLOCK_SAMPLE_S = 60.0
 # The most parts in one batched script call: a call of Redis blocks it for every part's work.
 MAX_PARTS = 256
 # Batches written and not answered yet. One: a call made meanwhile waits for the batch in flight and goes out
 # with the next, which then gathers more calls (measured: more batches in flight only cost more CPU on both sides).
 IN_FLIGHT = 1
+PING = command(b"PING")
+DOWN = "Redis is unavailable; it is tried again in the background"
 
 
 class RedisUnavailable(StorageError):
@@ -76,7 +99,8 @@ class RedisUnavailable(StorageError):
 
 
 class Script:
-    """A Lua script shipped in ``keystile/limits/lua/``, called by its SHA-1."""
+    """A Lua script shipped in ``keystile/limits/lua/``, called by its SHA-1. Its last argument is the call's
+    deadline on Redis's clock (see the module docstring), which the connection adds."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -87,36 +111,39 @@ class Script:
 
 
 class Breaker:
-    """Says whether Redis may be tried now: closed until a failure, then open for a backoff that doubles with
-    each failure in a row (up to :data:`MAX_BACKOFF_S`)."""
+    """Says whether Redis may be called: closed until a call fails, then open until a probe gets an answer.
+    Probes are ``backoff`` apart, a backoff that doubles with each probe that fails (up to :data:`MAX_BACKOFF_S`).
+    """
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._backoff = FIRST_BACKOFF_S
+        self.backoff = FIRST_BACKOFF_S
         self.retry_at = 0.0
         self.down = False
 
     def allows(self) -> bool:
-        return not self.down or self._clock.monotonic() >= self.retry_at
+        return not self.down
 
     def failed(self) -> None:
+        """A call or a probe failed: open, until a probe one backoff from now (longer if it was open already)."""
         if self.down:
-            self._backoff = min(self._backoff * 2, MAX_BACKOFF_S)
+            self.backoff = min(self.backoff * 2, MAX_BACKOFF_S)
         self.down = True
-        self.retry_at = self._clock.monotonic() + self._backoff
+        self.retry_at = self._clock.monotonic() + self.backoff
 
     def succeeded(self) -> None:
+        """A probe got an answer: closed."""
         self.down = False
-        self._backoff = FIRST_BACKOFF_S
+        self.backoff = FIRST_BACKOFF_S
 
     def wait_ms(self) -> float:
-        """How long until Redis is tried again (0 when it may be tried now)."""
+        """How long until Redis is probed again (0 while closed)."""
         return max(0.0, (self.retry_at - self._clock.monotonic()) * 1000) if self.down else 0.0
 
 
-# A command on its way: its packed bytes, the future of its caller and its script (a script call), or the futures
-# of the parts of a batched script call (see RedisConnection.submit_part); no future and a script (that script's
-# SCRIPT LOAD); neither (a command of the connection's handshake).
+# A command on its way: its packed bytes, the future of its caller or the futures of the parts of a batched script
+# call (see RedisConnection.submit_part), and its script, if it is a script call (then its last argument, its
+# deadline, is added as it is written); no future and a script: that script's SCRIPT LOAD.
 _Call = tuple[bytes, "asyncio.Future[Any] | list[asyncio.Future[Any]] | None", Script | None]
 
 
@@ -132,25 +159,19 @@ class _Batch:
 
 
 class RedisConnection:
-    """A client for ``url`` (``redis://`` or ``rediss://``) whose keys all start with ``prefix``.
+    """A client for ``url`` (``redis://`` or ``rediss://``) whose keys all start with ``prefix``, waiting at most
+    ``timeout_s`` for anything.
 
     Counters (since start): ``round_trips`` (writes of a batch), ``calls`` (script calls and parts; more than
     round trips when batched), ``errors`` (failed round trips and failed script calls).
     """
 
-    def __init__(self, url: str, prefix: str, clock: Clock) -> None:
+    def __init__(self, url: str, prefix: str, clock: Clock, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.prefix = prefix
         self.url = url
         self.clock = clock
+        self.timeout_s = timeout_s
         self.breaker = Breaker(clock)
-        # No retries inside redis-py: a failure must reach the breaker at once, not after redis-py's backoff.
-        self.client: aioredis.Redis = aioredis.Redis.from_url(
-            url,
-            socket_timeout=TIMEOUT_S,
-            socket_connect_timeout=TIMEOUT_S,
-            socket_keepalive=True,
-            retry=Retry(NoBackoff(), 0),
-        )
         self._endpoint = Endpoint(url)
         self._queue: list[_Call] = []
         self._parts: dict[Script, dict[Part, Group]] = {}
@@ -158,8 +179,13 @@ class RedisConnection:
         self._replies: list[Any] = []  # the replies to the oldest batch in flight so far
         self._protocol: WireProtocol | None = None
         self._connecting: asyncio.Task[None] | None = None
+        self._probe: asyncio.Task[bool] | None = None  # the probe under way
+        self._recovering: asyncio.Task[None] | None = None  # probes a backoff apart while the breaker is open
         self._flush_soon: asyncio.Handle | None = None
         self._watchdog: asyncio.TimerHandle | None = None
+        self._offset_us = 0  # Redis's clock minus the loop's (microseconds), as last read
+        self._sample_at = 0.0  # when (loop time) to read Redis's clock again
+        self._closed = False
         self.round_trips = self.calls = self.errors = 0
 
     def key(self, name: str) -> str:
@@ -182,12 +208,24 @@ class RedisConnection:
 
         Raises :class:`RedisUnavailable` at once while the breaker is open; the future raises it when Redis fails.
         """
-        if not self.breaker.allows():
-            raise RedisUnavailable("Redis is unavailable; it will be tried again shortly")
+        return self._enqueue(packed, script)
+
+    def execute(self, packed: bytes) -> asyncio.Future[Any]:
+        """Queue a command packed by :func:`command` (not a script call); await the future for its reply.
+
+        Raises :class:`RedisUnavailable` at once while the breaker is open; the future raises it when Redis fails
+        or refuses the command.
+        """
+        return self._enqueue(packed, None)
+
+    def _enqueue(self, packed: bytes, script: Script | None) -> asyncio.Future[Any]:
+        if self.breaker.down:
+            raise RedisUnavailable(DOWN)
         loop = self._loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((packed, future, script))
-        self.calls += 1
+        if script is not None:
+            self.calls += 1
         if self._flush_soon is None and len(self._inflight) < IN_FLIGHT:
             # Not at once: every call made until the loop comes round again goes out in the same write.
             self._flush_soon = loop.call_soon(self._flush)
@@ -201,8 +239,8 @@ class RedisConnection:
 
         Raises :class:`RedisUnavailable` at once while the breaker is open; the future raises it when Redis fails.
         """
-        if not self.breaker.allows():
-            raise RedisUnavailable("Redis is unavailable; it will be tried again shortly")
+        if self.breaker.down:
+            raise RedisUnavailable(DOWN)
         loop = self._loop()
         future: asyncio.Future[Any] = loop.create_future()
         groups = self._parts.get(script)
@@ -217,6 +255,51 @@ class RedisConnection:
         if self._flush_soon is None and len(self._inflight) < IN_FLIGHT:
             self._flush_soon = loop.call_soon(self._flush)
         return future
+
+    async def ping(self) -> None:
+        """Raise :class:`RedisUnavailable` unless Redis answers within the deadline: a PING, or a probe while the
+        breaker is open (one that answers closes it)."""
+        if self.breaker.down:
+            if not await self.probe():
+                raise RedisUnavailable("Redis unreachable")
+            return
+        await self.execute(PING)
+
+    async def publish(self, channel: str, payload: bytes) -> None:
+        """Publish on a channel (not prefixed here); raises :class:`RedisUnavailable`, at once while the breaker
+        is open."""
+        await self.execute(command(b"PUBLISH", channel.encode(), payload))
+
+    async def probe(self) -> bool:
+        """Whether Redis answers: while the breaker is open, a new connection, its handshake and a ``TIME``,
+        within the deadline; when they are answered, the calls use that connection from then on and the breaker
+        closes. True at once while the breaker is closed. Concurrent probes share one."""
+        if not self.breaker.down:
+            return True
+        probe = self._probe
+        if probe is None:
+            probe = self._probe = asyncio.get_running_loop().create_task(self._probe_once())
+        return await asyncio.shield(probe)
+
+    async def close(self) -> None:
+        """Let the calls made so far finish (each within ``timeout_s``), then stop probing and close."""
+        self._closed = True
+        probes = [task for task in (self._recovering, self._probe) if task is not None]
+        for task in probes:
+            task.cancel()
+        pending = self._pending()
+        await asyncio.gather(*probes, *pending, return_exceptions=True)
+        if self._connecting is not None:
+            await asyncio.gather(self._connecting, return_exceptions=True)
+        if self._flush_soon is not None:
+            self._flush_soon.cancel()
+            self._flush_soon = None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        protocol, self._protocol = self._protocol, None
+        if protocol is not None:
+            protocol.transport.close()
 
     def _take_queue(self) -> list[_Call]:
         calls, self._queue = self._queue, []
@@ -250,40 +333,61 @@ class RedisConnection:
     def _write(self, protocol: WireProtocol, calls: list[_Call], *, retrying: bool = False) -> None:
         self.round_trips += 1
         loop = protocol.loop
-        self._inflight.append(_Batch(calls, loop.time(), retrying))
+        now = loop.time()
+        if now >= self._sample_at:
+            self._sample_at = now + CLOCK_SAMPLE_S
+            sample: asyncio.Future[Any] = loop.create_future()
+            sample.add_done_callback(self._sampled)
+            calls.append((TIME, sample, None))
+        self._inflight.append(_Batch(calls, now, retrying))
         if self._watchdog is None:
-            self._watchdog = loop.call_later(TIMEOUT_S, self._watch)
+            self._watchdog = loop.call_later(self.timeout_s, self._watch)
+        # The moment on Redis's clock past which this batch's script calls do nothing: the callers give up then.
+        deadline = b"%d" % (int((now + self.timeout_s) * 1_000_000) + self._offset_us)
+        late = b"$%d\r\n%s\r\n" % (len(deadline), deadline)
+        items: list[bytes] = []
+        for packed, target, script in calls:
+            items.append(packed)
+            if script is not None and target is not None:
+                items.append(late)
         try:
-            protocol.transport.write(b"".join([packed for packed, _, _ in calls]))
+            protocol.transport.write(b"".join(items))
         except Exception as exc:  # a closing transport: the batch fails now rather than at its deadline
             self._fail(exc)
 
+    def _sampled(self, sample: asyncio.Future[Any]) -> None:
+        if not sample.cancelled() and sample.exception() is None:
+            self._offset_us = clock_offset(sample.result(), self._loop().time())
+
     def _watch(self) -> None:
-        """Each batch gets :data:`TIMEOUT_S` in all (one deadline per batch, not one per reply)."""
+        """Each batch gets ``timeout_s`` in all (one deadline per batch, not one per reply)."""
         self._watchdog = None
         if not self._inflight or self._protocol is None:
             return
         loop = self._protocol.loop
-        left = self._inflight[0].sent_at + TIMEOUT_S - loop.time()
+        left = self._inflight[0].sent_at + self.timeout_s - loop.time()
         if left > 0:
             self._watchdog = loop.call_later(left, self._watch)
         else:
-            self._fail(TimeoutError(f"no reply from Redis within {TIMEOUT_S:g} s"))
+            self._fail(TimeoutError(f"no reply from Redis within {self.timeout_s:g} s"))
 
     async def _connect(self) -> None:
+        """Open the connection for the calls queued while there was none (the breaker being closed)."""
         try:
             try:
-                async with asyncio.timeout(TIMEOUT_S):
-                    protocol = await self._endpoint.connect(self)
-            except (OSError, TimeoutError, ssl.SSLError) as exc:
+                protocol, offset = await self._endpoint.open(self, self.timeout_s)
+            except (OSError, TimeoutError) as exc:
                 self._fail(exc)
                 return
-            self._protocol = protocol
-            # The handshake goes first, in the same write as the calls queued while connecting.
-            self._queue[:0] = [(packed, None, None) for packed in self._endpoint.handshake]
+            self._opened(protocol, offset)
             self._flush()
         finally:
             self._connecting = None
+
+    def _opened(self, protocol: WireProtocol, offset_us: int) -> None:
+        self._protocol = protocol
+        self._offset_us = offset_us
+        self._sample_at = protocol.loop.time() + CLOCK_SAMPLE_S
 
     # -- receiving ------------------------------------------------------------------------------------------
 
@@ -313,15 +417,13 @@ class RedisConnection:
             else:
                 mine, replies = replies[:count], replies[count:]
             self._replies = replies
-            if not self._resolve(batch, mine, retry):
-                return
+            self._resolve(batch, mine, retry)
             done = True
         if replies and not inflight:
             self._fail(ConnectionError("Redis sent a reply nobody asked for"))
             return
         if not done:
             return
-        self.breaker.succeeded()
         protocol = self._protocol
         assert protocol is not None  # it is the one receiving
         if retry:
@@ -332,19 +434,18 @@ class RedisConnection:
         if (self._queue or self._parts) and len(inflight) < IN_FLIGHT and self._flush_soon is None:
             self._write(protocol, self._take_queue())
 
-    def _resolve(self, batch: _Batch, replies: list[Any], retry: list[_Call]) -> bool:
-        """Hand a batch's replies to their callers; False when a reply failed the connection."""
+    def _resolve(self, batch: _Batch, replies: list[Any], retry: list[_Call]) -> None:
+        """Hand a batch's replies to their callers."""
         for call, reply in zip(batch.calls, replies, strict=True):
             target = call[1]
             if target is None:
-                if call[2] is None and isinstance(reply, hiredis.ReplyError):
-                    self._fail(ConnectionError(f"Redis refused the connection: {reply}"), batch.calls)
-                    return False
-                continue  # a handshake's OK, or a SCRIPT LOAD's digest
+                continue  # a SCRIPT LOAD's digest (or error: its calls then fail as NOSCRIPT)
             if isinstance(reply, hiredis.ReplyError):
                 if not batch.retrying and str(reply).startswith("NOSCRIPT"):
                     retry.append(call)
                     continue
+                if str(reply).startswith("LATE"):
+                    self._sample_at = 0.0  # Redis's clock may have jumped: read it again with the next batch
                 self._failed(call, reply)
             elif type(target) is list:
                 if type(reply) is not list or len(reply) != len(target):
@@ -355,14 +456,13 @@ class RedisConnection:
                         future.set_result(part)
             elif not target.done():  # type: ignore[union-attr]
                 target.set_result(reply)  # type: ignore[union-attr]
-        return True
 
     def _failed(self, call: _Call, reason: Exception) -> None:
-        name = call[2].name if call[2] is not None else "?"
+        what = f"script {call[2].name}" if call[2] is not None else "command"
         for future in _futures(call):
             if not future.done():
                 self.errors += 1
-                failure = RedisUnavailable(f"Redis script {name} failed: {reason}")
+                failure = RedisUnavailable(f"Redis {what} failed: {reason}")
                 failure.__cause__ = reason
                 future.set_exception(failure)
 
@@ -374,20 +474,25 @@ class RedisConnection:
         if self._inflight:
             self._fail(exc or ConnectionError("Redis closed the connection"))
 
-    def _fail(self, exc: BaseException, answering: Sequence[_Call] = ()) -> None:
-        """The connection failed: every call in flight or waiting fails (and those of the batch ``answering``),
-        and the breaker opens."""
+    # -- failing and recovering -----------------------------------------------------------------------------
+
+    def _fail(self, exc: BaseException) -> None:
+        """The connection failed: every call in flight or waiting fails, the breaker opens, and probes begin."""
         self.errors += 1
+        if not self.breaker.down:
+            log.warning("Redis is unreachable (%s); calls fail at once until it answers again", _describe(exc))
         self.breaker.failed()
         protocol, self._protocol = self._protocol, None
         if protocol is not None:
             with contextlib.suppress(Exception):  # already closing: nothing more to free
                 protocol.transport.abort()  # replies may be left unread on it
-        futures = [future for call in answering for future in _futures(call)] + self._pending()
+        futures = self._pending()
         self._inflight, self._replies, self._queue, self._parts = deque(), [], [], {}
         for future in futures:
             if not future.done():
                 future.set_exception(_translate(exc))
+        if self._recovering is None and not self._closed:
+            self._recovering = asyncio.get_running_loop().create_task(self._recover(), name="keystile-redis-probe")
 
     def _pending(self) -> list[asyncio.Future[Any]]:
         """The futures of every call written or waiting to be."""
@@ -395,39 +500,31 @@ class RedisConnection:
         futures = [future for call in calls for future in _futures(call)]
         return futures + [future for groups in self._parts.values() for g in groups.values() for future in g.futures]
 
-    # -- the rest -------------------------------------------------------------------------------------------
-
-    async def ping(self) -> None:
-        """Raise :class:`RedisUnavailable` unless Redis answers."""
+    async def _recover(self) -> None:
+        """Probe Redis a backoff apart until it answers."""
         try:
-            await self.client.ping()
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise _translate(exc) from exc
+            while self.breaker.down and not self._closed:
+                await asyncio.sleep(self.breaker.backoff)
+                await self.probe()
+        finally:
+            self._recovering = None
 
-    async def publish(self, channel: str, payload: bytes) -> None:
-        """Publish on a channel (not prefixed here); raises :class:`RedisUnavailable`."""
+    async def _probe_once(self) -> bool:
         try:
-            await self.client.publish(channel, payload)
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise _translate(exc) from exc
-
-    async def close(self) -> None:
-        """Let the calls made so far finish (each within :data:`TIMEOUT_S`), then close both connections."""
-        pending = self._pending()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
-        if self._connecting is not None:
-            await asyncio.gather(self._connecting, return_exceptions=True)
-        if self._flush_soon is not None:
-            self._flush_soon.cancel()
-            self._flush_soon = None
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
-        protocol, self._protocol = self._protocol, None
-        if protocol is not None:
-            protocol.transport.close()
-        await self.client.aclose()
+            try:
+                protocol, offset = await self._endpoint.open(self, self.timeout_s)
+            except (OSError, TimeoutError):
+                self.breaker.failed()
+                return False
+            if self._closed or not self.breaker.down or self._protocol is not None:
+                protocol.transport.close()
+                return not self._closed
+            self._opened(protocol, offset)
+            self.breaker.succeeded()
+            log.warning("Redis answers again")
+            return True
+        finally:
+            self._probe = None
 
 
 def _futures(call: _Call) -> list[asyncio.Future[Any]]:
@@ -440,6 +537,10 @@ def _futures(call: _Call) -> list[asyncio.Future[Any]]:
 def pack(script: Script, keys: Sequence[str], args: Sequence[Arg]) -> bytes:
     """A call of ``script`` as a RESP command."""
     return _evalsha(script.sha_bytes, keys, args)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _translate(exc: BaseException) -> RedisUnavailable:

@@ -134,7 +134,8 @@ class RedisSpender:
             return await self._spend_in_redis(spend, now_ms)
         except RedisUnavailable as exc:
             self.redis_errors += 1
-            log.warning("Redis failed (%s); spending without it", exc.detail)
+            if self._redis.breaker.allows():  # an outage is logged once, by the connection
+                log.warning("Redis failed (%s); spending without it", exc.detail)
         if credits is not None and self.credits_in_redis:
             self._reload.add(credits.id)
             self.database_credits += 1

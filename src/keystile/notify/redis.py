@@ -1,11 +1,15 @@
 """Cache invalidation across processes through Redis pub/sub (SPEC V6), on the channel ``<prefix>changes``.
 
-The subscription has a connection of its own, without a read timeout (it waits for messages); a PING every few
-quiet seconds, which must be answered, finds a connection that died without closing.
+The subscription has a connection of its own (redis-py's), which waits for messages without a read timeout; every
+other wait has the connection's deadline (``KEYSTILE_REDIS_TIMEOUT_MS``): connecting, the confirmation of the
+subscription, and the answer to the PING sent after each quiet second, so that a Redis that goes silent with the
+connection open is noticed within about a second. Publishing goes through the process's
+:class:`~keystile.limits.connection.RedisConnection`, which fails at once while Redis is known to be down.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -14,11 +18,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from keystile.limits.connection import TIMEOUT_S, RedisConnection, RedisUnavailable
+from keystile.limits.connection import RedisConnection, RedisUnavailable
 from keystile.notify._bus import NotifyingBus
 
-QUIET_S = 5.0
-"""After this long without a message the subscription is PINGed, and dropped if the answer takes as long."""
+QUIET_S = 1.0
+"""After this long without a message the subscription is PINGed, and dropped unless the answer comes within the
+deadline."""
 
 
 class RedisChangeBus(NotifyingBus):
@@ -34,29 +39,32 @@ class RedisChangeBus(NotifyingBus):
         await self._redis.publish(self.channel, payload.encode())
 
     async def _listen(self, subscribed: Callable[[], None]) -> None:
+        deadline = self._redis.timeout_s
         client: aioredis.Redis = aioredis.Redis.from_url(
             self._redis.url,
-            socket_connect_timeout=TIMEOUT_S,
+            socket_connect_timeout=deadline,
             socket_keepalive=True,
             retry=Retry(NoBackoff(), 0),
             client_name=self.client_name,
         )
         pubsub = client.pubsub()
         try:
-            await pubsub.subscribe(self.channel)
+            async with asyncio.timeout(deadline):
+                await pubsub.subscribe(self.channel)
             heard = time.monotonic()
-            pinged = 0.0
+            due = heard + deadline  # when an answer (here, the subscription's confirmation) is overdue; 0: none due
             while True:
-                message = await pubsub.get_message(timeout=1.0)
+                message = await pubsub.get_message(timeout=min(deadline, QUIET_S))
                 now = time.monotonic()
                 if message is None:
-                    if pinged and now - pinged > QUIET_S:
-                        raise RedisUnavailable("the change subscription stopped answering")
-                    if not pinged and now - heard > QUIET_S:
-                        await pubsub.ping()
-                        pinged = now
+                    if due and now > due:
+                        raise RedisUnavailable(f"the change subscription did not answer within {deadline:g} s")
+                    if not due and now - heard > QUIET_S:
+                        async with asyncio.timeout(deadline):
+                            await pubsub.ping()
+                        due = now + deadline
                     continue
-                heard, pinged = now, 0.0
+                heard, due = now, 0.0
                 if message["type"] == "subscribe":
                     subscribed()  # again after redis-py reconnected by itself: messages may have been missed
                 elif message["type"] == "message":
@@ -65,7 +73,8 @@ class RedisChangeBus(NotifyingBus):
             raise RedisUnavailable(f"change subscription lost: {type(exc).__name__}") from exc
         finally:
             try:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
-                await client.aclose()
+                async with asyncio.timeout(deadline):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await client.aclose()
             except (RedisError, OSError, TimeoutError):
                 pass

@@ -2,10 +2,14 @@
 -- (SPEC V2: a rejected request spends nothing). Same arithmetic as keystile.core.ratelimit.refund, in whole
 -- microseconds (see spend.lua).
 --
--- KEYS: the bucket keys. ARGV: per bucket limit, interval (T, us: Bucket.interval), cost.
+-- KEYS: the bucket keys. ARGV: per bucket limit, interval (T, us: Bucket.interval), cost; last, the call's
+-- deadline (us, Redis's clock), past which it does nothing (see spend.lua).
 -- Reply (integers): {now (us), then per bucket remaining and reset_at (us)}.
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+if now > tonumber(ARGV[#ARGV]) then
+  return redis.error_reply('LATE this call reached Redis after its caller gave up on it')
+end
 
 local function div(a, b)
   local q = math.floor(a / b)

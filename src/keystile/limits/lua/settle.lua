@@ -2,9 +2,15 @@
 -- only count it; when it failed (0), the spends go back to their counters, to be written back later.
 --
 -- KEYS[1]: the set of counters with pending spends. ARGV: the counter key prefix, 1 or 0, then per counter
--- credit_id, spent, epoch, refill amount (as take.lua returned them).
+-- credit_id, spent, epoch, refill amount (as take.lua returned them); last, the call's deadline (us, Redis's
+-- clock): past it the caller has given up (and keeps spends the database did not take, to write them itself),
+-- so it does nothing (see spend.lua).
+local clock = redis.call('TIME')
+if tonumber(clock[1]) * 1000000 + tonumber(clock[2]) > tonumber(ARGV[#ARGV]) then
+  return redis.error_reply('LATE this call reached Redis after its caller gave up on it')
+end
 local ok = tonumber(ARGV[2]) == 1
-for i = 3, #ARGV, 4 do
+for i = 3, #ARGV - 1, 4 do
   local ck = ARGV[1] .. ARGV[i]
   local h = redis.call('HMGET', ck, 'f', 'w', 'n')
   if h[1] then
@@ -20,4 +26,4 @@ for i = 3, #ARGV, 4 do
     end
   end
 end
-return #ARGV
+return #ARGV - 1

@@ -20,7 +20,9 @@
 --   refill), refill moment, mode (0: spend, 1: the counter may be stale, reload it, 2: load it), and with mode 2
 --   only the counter's ttl_ms, the database's remaining and refilled_at (-1: null), and the write-back count the
 --   caller saw.
--- Reply: one list per verification (those of each group in turn), of integers: {code, now (us; 0 when no bucket needed it), credits left (-1:
+--   Last, the call's deadline (us, Redis's clock): past it the caller has given up on the call and done without
+--   it, so it does nothing and answers the error LATE.
+-- Reply: one list per verification (those of each group in turn), of integers: {code, now (us), credits left (-1:
 --   no credits, -2: not read), write-back count (with LOAD), sentinel created (0/1), retry_after (us), then per
 --   bucket remaining and reset_at (us)}. Codes: 0 VALID, 1 RATE_LIMITED, 2 USAGE_EXCEEDED, 3 LOAD (the counter
 --   is missing or stale: no credits were spent; call again with mode 2).
@@ -293,9 +295,14 @@ local function spend(g)
   return reply(code, r, n or 0, created, retry, g, olds, news)
 end
 
+local last = #ARGV
+if clock() > tonumber(ARGV[last]) then
+  return redis.error_reply('LATE this call reached Redis after its caller gave up on it')
+end
+
 local out = {}
 local kc, ac = 1, 1
-while ac <= #ARGV do
+while ac < last do
   local count = tonumber(ARGV[ac])
   local g
   g, kc, ac = group(kc, ac + 1)

@@ -6,10 +6,14 @@
 -- (spend.lua sets it only when it loads a counter).
 --
 -- KEYS[1]: the set of counters with pending spends. ARGV: the counter key prefix, the most ids to take, the
--- counters' TTL (ms).
+-- counters' TTL (ms), the call's deadline (us, Redis's clock): past it the caller has given up and would never
+-- write back what this took, so it takes nothing (see spend.lua).
 -- Reply: a flat list of credit_id, spent, epoch (refilled_at, -1: null), refill amount (-1: no refill).
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+if now > tonumber(ARGV[4]) then
+  return redis.error_reply('LATE this call reached Redis after its caller gave up on it')
+end
 local ids = redis.call('SPOP', KEYS[1], tonumber(ARGV[2]))
 local out = {}
 for _, id in ipairs(ids) do
