@@ -1,6 +1,6 @@
 """The request-building layer that ``Client`` and ``AsyncClient`` share: a :class:`Call` is one HTTP request
 described (method, path, query, body, how to read the answer), and an :class:`Operation` is a descriptor that
-turns a function building a call into a method of either client.
+turns a function building a call to a :class:`~keystile.operations.Route` into a method of either client.
 
 The sync client's ``_send`` returns the answer, the async client's returns a coroutine of it; the descriptor's
 overloads tell the type checker which is which, so every operation is written once (in :mod:`._operations`).
@@ -21,13 +21,12 @@ import msgspec
 
 from keystile.client._config import ClientConfig
 from keystile.client._errors import ApiError, TransportError, error_class
+from keystile.operations import MERGE_PATCH, NoContent, Route
 from keystile.schemas import Problem
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-JSON = "application/json"
-MERGE_PATCH = "application/merge-patch+json"
 # The request never reached the server, or the connection broke before an answer: safe to repeat an
 # idempotent call, never a POST that may have been applied.
 RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
@@ -79,14 +78,15 @@ class AsyncSender:
 
 
 class Operation(Generic[P, T]):
-    """A method of both clients, built from a function that describes the request."""
+    """A method of both clients, built from a function that describes the request to its ``route``."""
 
-    def __init__(self, method: str, path: str, build: Callable[P, Call[T]], body: Any, response: Any) -> None:
-        self.method = method
-        self.path = path
+    def __init__(self, route: Route[T], build: Callable[P, Call[T]]) -> None:
+        self.route = route
+        self.method = route.method
+        self.path = route.path
         self.build = build
-        self.body = body
-        self.response = response
+        self.body = route.body
+        self.response = route.response
         self.__doc__ = build.__doc__
         self.__name__ = build.__name__
         self.__signature__ = inspect.signature(build)
@@ -111,20 +111,15 @@ class Operation(Generic[P, T]):
         return bound
 
 
-def operation(
-    method: str,
-    path: str,
-    response: type[T],
-    *,
-    body: Any = None,
-    idempotent: bool | None = None,
-    content_type: str = JSON,
-) -> Callable[[Callable[P, Parts]], Operation[P, T]]:
-    """Declare an operation: ``method`` and ``path`` (with ``{name}`` parameters) of the route it calls, the
-    type its answer decodes into (``None`` for 204, ``str`` for text), and the type of its body. GET, DELETE,
-    PATCH (a merge patch applied twice is applied once) are idempotent unless ``idempotent`` says otherwise."""
-    read = _reader(response)
+def operation(route: Route[T], *, idempotent: bool | None = None) -> Callable[[Callable[P, Parts]], Operation[P, T]]:
+    """Declare the method that calls ``route``: the decorated function turns the method's arguments into the
+    route's path parameters, query parameters and body; the method, path, body's media type and the type the
+    answer decodes into are the route's. GET, DELETE, PATCH (a merge patch applied twice is applied once) are
+    idempotent unless ``idempotent`` says otherwise."""
+    method, path, body = route.method, route.path, route.body
+    read = _reader(route.response)
     repeatable = method in {"GET", "DELETE", "PATCH"} if idempotent is None else idempotent
+    content_type = MERGE_PATCH if MERGE_PATCH in route.body_types else route.body_types[0]
 
     def declare(build: Callable[P, Parts]) -> Operation[P, T]:
         def call(*args: P.args, **kwargs: P.kwargs) -> Call[T]:
@@ -140,13 +135,13 @@ def operation(
                 repeatable,
             )
 
-        return Operation(method, path, functools.wraps(build)(call), body, response)
+        return Operation(route, functools.wraps(build)(call))
 
     return declare
 
 
 def _reader(response: Any) -> Callable[[httpx.Response], Any]:
-    if response is type(None):
+    if response is NoContent:
         return lambda answer: None
     if response is str:
         return lambda answer: answer.text

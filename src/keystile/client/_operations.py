@@ -1,8 +1,10 @@
 """Every route of the HTTP API as a client method, declared once for ``Client`` and ``AsyncClient`` (SPEC I1, H).
 
-Method names are the server's operation ids; path parameters are positional, query parameters keyword-only,
-and a body is the request struct of :mod:`keystile.schemas` (``KeyCreate``, ``KeyPatch``...). Answers are the
-response structs of the same module. ``tests/client/test_coverage.py`` fails when a route has no method here.
+Each method calls a :class:`~keystile.operations.Route` of the table the server serves, so its method, path,
+body type and answer are the server's. Method names are the routes' names (the server's operation ids); path
+parameters are positional, query parameters keyword-only, and a body is the request struct of
+:mod:`keystile.schemas` (``KeyCreate``, ``KeyPatch``...). ``tests/client/test_coverage.py`` fails when a route
+has no method here, or a method's parameters are not its route's.
 """
 
 from __future__ import annotations
@@ -10,40 +12,58 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from keystile.client._call import MERGE_PATCH, Operation, Parts, operation
+from keystile.client._call import Operation, Parts, operation
+from keystile.operations import (
+    CHANGE_CREDITS,
+    CREATE_API,
+    CREATE_IDENTITY,
+    CREATE_KEY,
+    CREATE_KEYS_BULK,
+    CREATE_ROOT_KEY,
+    DELETE_API,
+    DELETE_IDENTITY,
+    DELETE_KEY,
+    DELETE_ROLE,
+    DOCS,
+    GET_API,
+    GET_IDENTITY,
+    GET_KEY,
+    HEALTHZ,
+    LIST_APIS,
+    LIST_AUDIT,
+    LIST_KEYS,
+    LIST_LOGS,
+    LIST_ROLES,
+    LIST_ROOT_KEYS,
+    METRICS,
+    OPENAPI_JSON,
+    PUT_ROLE,
+    RATELIMIT,
+    READYZ,
+    REROLL_KEY,
+    REVOKE_KEY,
+    REVOKE_ROOT_KEY,
+    UPDATE_API,
+    UPDATE_IDENTITY,
+    UPDATE_KEY,
+    VERIFICATION_COUNTS,
+    VERIFY_KEY,
+)
 from keystile.schemas import (
     ApiCreate,
-    ApiOut,
     ApiPatch,
-    AuditOut,
     BulkKeyCreate,
-    BulkKeysCreated,
     CreditsChange,
-    EventOut,
     IdentityCreate,
-    IdentityOut,
     IdentityPatch,
     KeyCreate,
-    KeyCreated,
-    KeyOut,
     KeyPatch,
-    Page,
     RatelimitRequest,
-    RatelimitResponse,
     RerollSpec,
-    RoleList,
-    RoleOut,
     RoleSpec,
     RootKeyCreate,
-    RootKeyCreated,
-    RootKeyOut,
-    Status,
-    VerificationSeries,
     VerifyRequest,
-    VerifyResponse,
 )
-
-NoContent = type(None)
 
 
 class Operations:
@@ -51,44 +71,44 @@ class Operations:
 
     # -- APIs (SPEC K1) ----------------------------------------------------------------------------------------
 
-    @operation("POST", "/v1/apis", ApiOut, body=ApiCreate)
+    @operation(CREATE_API)
     def create_api(spec: ApiCreate) -> Parts:
         """Create an API (a keyspace). Needs ``apis.write``."""
         return Parts(body=spec)
 
-    @operation("GET", "/v1/apis", Page[ApiOut])
+    @operation(LIST_APIS)
     def list_apis(*, cursor: str | None = None, limit: int | None = None) -> Parts:
         """One page of the APIs the root key may read, newest first."""
         return Parts(query={"cursor": cursor, "limit": limit})
 
-    @operation("GET", "/v1/apis/{api_id}", ApiOut)
+    @operation(GET_API)
     def get_api(api_id: str) -> Parts:
         """One API."""
         return Parts({"api_id": api_id})
 
-    @operation("PATCH", "/v1/apis/{api_id}", ApiOut, body=ApiPatch, content_type=MERGE_PATCH)
+    @operation(UPDATE_API)
     def update_api(api_id: str, patch: ApiPatch) -> Parts:
         """Change an API: fields left UNSET stay, ``None`` resets to the default."""
         return Parts({"api_id": api_id}, body=patch)
 
-    @operation("DELETE", "/v1/apis/{api_id}", NoContent)
+    @operation(DELETE_API)
     def delete_api(api_id: str) -> Parts:
         """Delete an API with all its keys and roles (permanent)."""
         return Parts({"api_id": api_id})
 
     # -- keys (SPEC K4, R1-R3, L3) -----------------------------------------------------------------------------
 
-    @operation("POST", "/v1/apis/{api_id}/keys", KeyCreated, body=KeyCreate)
+    @operation(CREATE_KEY)
     def create_key(api_id: str, spec: KeyCreate | None = None) -> Parts:
         """Create a key; the answer's ``key`` is the plain text, shown this once."""
         return Parts({"api_id": api_id}, body=spec)
 
-    @operation("POST", "/v1/apis/{api_id}/keys/bulk", BulkKeysCreated, body=BulkKeyCreate)
+    @operation(CREATE_KEYS_BULK)
     def create_keys_bulk(api_id: str, spec: BulkKeyCreate) -> Parts:
         """Create up to 1,000 keys, all or nothing (a ``BadRequest`` names the failing ``index``)."""
         return Parts({"api_id": api_id}, body=spec)
 
-    @operation("GET", "/v1/apis/{api_id}/keys", Page[KeyOut])
+    @operation(LIST_KEYS)
     def list_keys(
         api_id: str,
         *,
@@ -105,108 +125,108 @@ class Operations:
         query = {"owner_id": owner_id, "enabled": enabled, "expired": expired, "revoked": revoked, "stale": stale}
         return Parts({"api_id": api_id}, {**query, "q": q, "cursor": cursor, "limit": limit})
 
-    @operation("POST", "/v1/keys/verify", VerifyResponse, body=VerifyRequest)
+    @operation(VERIFY_KEY)
     def verify_key(request: VerifyRequest) -> Parts:
         """Verify a key (SPEC V1): an answer with ``valid`` and ``code`` whatever the key; errors only for a bad
         request or root key. Never retried: a verification spends rate limits and credits."""
         return Parts(body=request)
 
-    @operation("GET", "/v1/keys/{key_id}", KeyOut)
+    @operation(GET_KEY)
     def get_key(key_id: str) -> Parts:
         """One key."""
         return Parts({"key_id": key_id})
 
-    @operation("PATCH", "/v1/keys/{key_id}", KeyOut, body=KeyPatch, content_type=MERGE_PATCH)
+    @operation(UPDATE_KEY)
     def update_key(key_id: str, patch: KeyPatch) -> Parts:
         """Change a key: fields left UNSET stay, ``None`` removes; ``meta`` and ``credits`` merge."""
         return Parts({"key_id": key_id}, body=patch)
 
-    @operation("DELETE", "/v1/keys/{key_id}", NoContent)
+    @operation(DELETE_KEY)
     def delete_key(key_id: str) -> Parts:
         """Delete a key permanently."""
         return Parts({"key_id": key_id})
 
-    @operation("POST", "/v1/keys/{key_id}/revoke", KeyOut, idempotent=True)
+    @operation(REVOKE_KEY, idempotent=True)
     def revoke_key(key_id: str) -> Parts:
         """Revoke a key (revoking again changes nothing, so this call is retried like a GET)."""
         return Parts({"key_id": key_id})
 
-    @operation("POST", "/v1/keys/{key_id}/reroll", KeyCreated, body=RerollSpec)
+    @operation(REROLL_KEY)
     def reroll_key(key_id: str, spec: RerollSpec | None = None) -> Parts:
         """Replace a key with a new one of the same settings; the answer's ``key`` is the new plain text."""
         return Parts({"key_id": key_id}, body=spec)
 
-    @operation("POST", "/v1/keys/{key_id}/credits", KeyOut, body=CreditsChange)
+    @operation(CHANGE_CREDITS)
     def change_credits(key_id: str, change: CreditsChange) -> Parts:
         """Set, add or subtract a key's credits (atomic on the server)."""
         return Parts({"key_id": key_id}, body=change)
 
     # -- identities (SPEC K5) ----------------------------------------------------------------------------------
 
-    @operation("POST", "/v1/identities", IdentityOut, body=IdentityCreate)
+    @operation(CREATE_IDENTITY)
     def create_identity(spec: IdentityCreate) -> Parts:
         """Create the identity of an owner: limits and credits shared by all of its keys."""
         return Parts(body=spec)
 
-    @operation("GET", "/v1/identities/{owner_id}", IdentityOut)
+    @operation(GET_IDENTITY)
     def get_identity(owner_id: str) -> Parts:
         """The identity of an owner."""
         return Parts({"owner_id": owner_id})
 
-    @operation("PATCH", "/v1/identities/{owner_id}", IdentityOut, body=IdentityPatch, content_type=MERGE_PATCH)
+    @operation(UPDATE_IDENTITY)
     def update_identity(owner_id: str, patch: IdentityPatch) -> Parts:
         """Change an identity (``meta`` and ``credits`` merge, ``None`` removes)."""
         return Parts({"owner_id": owner_id}, body=patch)
 
-    @operation("DELETE", "/v1/identities/{owner_id}", NoContent)
+    @operation(DELETE_IDENTITY)
     def delete_identity(owner_id: str) -> Parts:
         """Delete an identity (its keys stay, without its limits and credits)."""
         return Parts({"owner_id": owner_id})
 
     # -- standalone rate limits (SPEC L4) ------------------------------------------------------------------------
 
-    @operation("POST", "/v1/ratelimit", RatelimitResponse, body=RatelimitRequest)
+    @operation(RATELIMIT)
     def ratelimit(request: RatelimitRequest) -> Parts:
         """Spend from a rate limit that is not tied to a key; ``success`` says whether the request passes."""
         return Parts(body=request)
 
     # -- roles (SPEC V3) ----------------------------------------------------------------------------------------
 
-    @operation("POST", "/v1/apis/{api_id}/roles", RoleOut, body=RoleSpec, idempotent=True)
+    @operation(PUT_ROLE, idempotent=True)
     def put_role(api_id: str, spec: RoleSpec) -> Parts:
         """Create a role or replace the one of that name (so repeating it is harmless)."""
         return Parts({"api_id": api_id}, body=spec)
 
-    @operation("GET", "/v1/apis/{api_id}/roles", RoleList)
+    @operation(LIST_ROLES)
     def list_roles(api_id: str) -> Parts:
         """An API's roles."""
         return Parts({"api_id": api_id})
 
-    @operation("DELETE", "/v1/apis/{api_id}/roles/{name}", NoContent)
+    @operation(DELETE_ROLE)
     def delete_role(api_id: str, name: str) -> Parts:
         """Delete a role and take it off every key that lists it."""
         return Parts({"api_id": api_id, "name": name})
 
     # -- root keys (SPEC K6) --------------------------------------------------------------------------------------
 
-    @operation("POST", "/v1/root-keys", RootKeyCreated, body=RootKeyCreate)
+    @operation(CREATE_ROOT_KEY)
     def create_root_key(spec: RootKeyCreate) -> Parts:
         """Create a root key (never with a permission the caller lacks); ``key`` is shown this once."""
         return Parts(body=spec)
 
-    @operation("GET", "/v1/root-keys", Page[RootKeyOut])
+    @operation(LIST_ROOT_KEYS)
     def list_root_keys(*, cursor: str | None = None, limit: int | None = None) -> Parts:
         """One page of root keys, newest first."""
         return Parts(query={"cursor": cursor, "limit": limit})
 
-    @operation("POST", "/v1/root-keys/{root_key_id}/revoke", RootKeyOut, idempotent=True)
+    @operation(REVOKE_ROOT_KEY, idempotent=True)
     def revoke_root_key(root_key_id: str) -> Parts:
         """Revoke a root key (it may be the caller's own)."""
         return Parts({"root_key_id": root_key_id})
 
     # -- audit, logs, analytics (SPEC A2, O2, O3) ---------------------------------------------------------------
 
-    @operation("GET", "/v1/audit", Page[AuditOut])
+    @operation(LIST_AUDIT)
     def list_audit(
         *,
         actor: str | None = None,
@@ -221,7 +241,7 @@ class Operations:
         query = {"actor": actor, "action": action, "target": target, "since": since, "until": until}
         return Parts(query={**query, "cursor": cursor, "limit": limit})
 
-    @operation("GET", "/v1/logs", Page[EventOut])
+    @operation(LIST_LOGS)
     def list_logs(
         *,
         api_id: str | None = None,
@@ -237,7 +257,7 @@ class Operations:
         query = {"api_id": api_id, "key_id": key_id, "owner_id": owner_id, "outcome": outcome}
         return Parts(query={**query, "since": since, "until": until, "cursor": cursor, "limit": limit})
 
-    @operation("GET", "/v1/analytics/verifications", VerificationSeries)
+    @operation(VERIFICATION_COUNTS)
     def verification_counts(
         *,
         api_id: str | None = None,
@@ -255,27 +275,27 @@ class Operations:
 
     # -- operations and documents ---------------------------------------------------------------------------------
 
-    @operation("GET", "/healthz", Status)
+    @operation(HEALTHZ)
     def healthz() -> Parts:
         """Liveness: ``Status(status="ok")``."""
         return Parts()
 
-    @operation("GET", "/readyz", Status)
+    @operation(READYZ)
     def readyz() -> Parts:
         """Readiness: ``Status(status="ready")``; raises ``ServiceUnavailable`` when storage or Redis is down."""
         return Parts()
 
-    @operation("GET", "/metrics", str)
+    @operation(METRICS)
     def metrics() -> Parts:
         """The server's Prometheus metrics, as text."""
         return Parts()
 
-    @operation("GET", "/openapi.json", dict[str, Any])
+    @operation(OPENAPI_JSON)
     def openapi_json() -> Parts:
         """The server's OpenAPI 3.1 document."""
         return Parts()
 
-    @operation("GET", "/docs", str)
+    @operation(DOCS)
     def docs() -> Parts:
         """The API reference page, as HTML."""
         return Parts()

@@ -12,6 +12,8 @@ from typing import Any, Literal
 RefillInterval = Literal["daily", "monthly"]
 ROOT_API_ID = "api_root"
 """The reserved internal API that holds root keys (SPEC K6); it is never listed or shown as an API."""
+MAX_AUDIT_CURSOR_DIGITS = 18
+"""An audit cursor is an entry's ``seq``: 18 digits stay below 2**63, the largest integer both databases hold."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
-"""GitHub's secret scanning partner program: the payload GitHub sends to ``POST /v1/leaks``, its signature, and
-the answer GitHub reads back.
+"""GitHub's secret scanning partner program: the signature of the reports GitHub sends to ``POST /v1/leaks``
+(the report and the answer GitHub reads back are wire schemas: ``LeakReport`` and ``LeakLabel`` in
+:mod:`keystile.schemas`).
 
 GitHub signs the raw body with ECDSA (NIST P-256, SHA-256; a base64 DER signature in
 ``Github-Public-Key-Signature``) under one of the public keys that it publishes at
@@ -17,12 +18,10 @@ import binascii
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from msgspec import Meta, Struct
 
 from keystile.core import keys as keyformat
 from keystile.errors import Forbidden, NotFound, StorageError
@@ -32,23 +31,6 @@ SIGNATURE_HEADER = b"github-public-key-signature"
 _MAX_SIGNATURE = 512  # a DER ECDSA P-256 signature is at most 72 bytes; its base64, 96 characters
 
 PublicKeys = dict[str, ec.EllipticCurvePublicKey]
-
-
-class LeakReport(Struct):
-    """One match GitHub found (unknown fields are ignored: GitHub may add some)."""
-
-    token: Annotated[str, Meta(description="The string that matched Keystile's key pattern.")]
-    type: Annotated[str, Meta(max_length=256, description="The secret type registered with GitHub.")] = ""
-    url: Annotated[str, Meta(max_length=4096, description="Where GitHub found it (may be empty).")] = ""
-    source: Annotated[str, Meta(max_length=256, description="content, commit, pull_request, gist, npm...")] = ""
-
-
-class LeakLabel(Struct):
-    """GitHub's feedback format: whether a reported token was a real key of this deployment."""
-
-    token_hash: Annotated[str, Meta(description="SHA-256 of the token, in hex.")]
-    token_type: str
-    label: Annotated[str, Meta(description="`true_positive` (a key of this deployment) or `false_positive`.")]
 
 
 def key_identifier(key: ec.EllipticCurvePublicKey) -> str:

@@ -1,4 +1,5 @@
-"""Operations: one declaration per route that both the router and the OpenAPI document are built from.
+"""Operations: one per route, the :class:`~keystile.operations.Route` it serves with its handler and its
+documentation; the router and the OpenAPI document are both built from them.
 
 A handler receives a :class:`Call` (the request, the services, the authenticated actor, parsed query
 parameters) and returns a response. The wrapper made by :func:`endpoint` authenticates, parses the query string
@@ -8,8 +9,8 @@ and turns every exception into a problem, so handlers hold nothing but the call 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,56 +20,33 @@ from keystile.errors import InvalidInput
 from keystile.http.asgi import REQUEST_ID_SCOPE_KEY, encode_json, read_body, request_id_from
 from keystile.http.problems import problem_for_exception
 from keystile.observability.logs import ROOT_KEY_ID_SCOPE_KEY
+from keystile.operations import MERGE_PATCH_TYPES, NoContent, Param, Route
 from keystile.server.auth import actor_for, authenticate
 from keystile.server.runtime import Runtime
 from keystile.service import Actor, Keystile
 from keystile.service.validate import decode
 
+__all__ = ["Call", "Handler", "Operation", "Param", "endpoint", "parse_query", "problem_response"]
+
 T = TypeVar("T")
-ParamKind = Literal["string", "integer", "boolean", "date-time"]
-MERGE_PATCH_TYPES = ("application/json", "application/merge-patch+json")
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
-
-
-@dataclass(frozen=True, slots=True)
-class Param:
-    """A query parameter: its name, kind (how it is parsed and documented) and description."""
-
-    name: str
-    kind: ParamKind
-    description: str
-    schema: Mapping[str, Any] = field(default_factory=dict)
-    """What the OpenAPI document adds to the kind's schema: the bounds, pattern or values the service enforces."""
-
-
-CURSOR = Param("cursor", "string", "The `next_cursor` of the previous page.")
-LIMIT = Param("limit", "integer", "Items per page: 1 to 1,000, default 50.", {"minimum": 1, "maximum": 1000})
 
 Handler = Callable[["Call"], Awaitable[Response]]
 
 
 @dataclass(frozen=True, slots=True)
 class Operation:
-    """One route: how it is served and how it is documented."""
+    """One route as the server serves and documents it: the wire contract is the ``route``'s (shared with the
+    client); the handler, the permission and the prose are the server's own."""
 
-    method: str
-    path: str
+    route: Route[Any]
     handler: Handler
     summary: str
     tag: str
     permission: str | None = None
     """The root-key permission it needs (``None``: no root key at all)."""
-    body: Any = None
-    body_types: tuple[str, ...] = ("application/json",)
-    response: Any = None
-    status: int = 200
-    also: tuple[int, ...] = ()
-    """Other success statuses that answer with ``response`` too."""
-    query: tuple[Param, ...] = ()
     errors: tuple[int, ...] = (400, 401, 403, 404)
     description: str = ""
-    media_type: str = "application/json"
-    """The media type of a ``response`` that is not JSON (``str``: an HTML page, Prometheus text)."""
     responses: Mapping[str, Any] | None = None
     """The documented answers, verbatim, of a route that does not answer JSON (forward auth: headers only)."""
 
@@ -78,7 +56,44 @@ class Operation:
 
     @property
     def operation_id(self) -> str:
-        return self.handler.__name__.lstrip("_")
+        return self.route.name
+
+    @property
+    def method(self) -> str:
+        return self.route.method
+
+    @property
+    def path(self) -> str:
+        return self.route.path
+
+    @property
+    def body(self) -> Any:
+        return self.route.body
+
+    @property
+    def body_types(self) -> tuple[str, ...]:
+        return self.route.body_types
+
+    @property
+    def response(self) -> Any:
+        """The answer's type, ``None`` when the answer has no body."""
+        return None if self.route.response is NoContent else self.route.response
+
+    @property
+    def status(self) -> int:
+        return self.route.status
+
+    @property
+    def also(self) -> tuple[int, ...]:
+        return self.route.also
+
+    @property
+    def query(self) -> tuple[Param, ...]:
+        return self.route.query
+
+    @property
+    def media_type(self) -> str:
+        return self.route.media_type
 
 
 class Call:

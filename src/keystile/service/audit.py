@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from keystile.core.models import AuditEntry, AuditFilter
+from keystile.core.models import MAX_AUDIT_CURSOR_DIGITS, AuditEntry, AuditFilter
 from keystile.errors import InvalidInput
 from keystile.schemas import Page
 from keystile.service.authz import Principal
 from keystile.service.context import Context, page_limit, paged
 from keystile.service.validate import check_json
-
-MAX_CURSOR_DIGITS = 18
-"""A cursor is an entry's ``seq``: 18 digits stay below 2**63, the largest integer both databases hold."""
 
 
 class AuditService:
@@ -29,7 +26,7 @@ class AuditService:
         if cursor is not None:
             # ASCII digits that fit a 64-bit integer: "²".isdigit() is true and int() refuses it, and a longer
             # number fails in the database.
-            if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= MAX_CURSOR_DIGITS):
+            if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= MAX_AUDIT_CURSOR_DIGITS):
                 raise InvalidInput("not a cursor of this list", code="invalid_cursor", field="cursor")
             before = int(cursor)
         items = await self._ctx.storage.list_audit(where, before=before, limit=size + 1)

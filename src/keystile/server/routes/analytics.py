@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from keystile.schemas import VerificationSeries, series_out
-from keystile.server.routes.logs import FILTERS, event_filter
-from keystile.server.routing import Call, Operation, Param
-from keystile.service.analytics import BUCKET_MS, GRANULARITIES, GROUPINGS, MAX_BUCKETS, MAX_COUNTS
+from keystile.operations import VERIFICATION_COUNTS
+from keystile.schemas import series_out
+from keystile.server.routes.logs import event_filter
+from keystile.server.routing import Call, Operation
+from keystile.service.analytics import MAX_BUCKETS, MAX_COUNTS
 
 
 async def verification_counts(call: Call) -> Response:
@@ -23,35 +24,11 @@ async def verification_counts(call: Call) -> Response:
 
 OPERATIONS = [
     Operation(
-        "GET",
-        "/v1/analytics/verifications",
+        VERIFICATION_COUNTS,
         verification_counts,
         "Count verifications per minute, hour or day, grouped by outcome, key or owner",
         "Analytics",
         "analytics.read",
-        response=VerificationSeries,
-        query=(
-            *FILTERS,
-            Param(
-                "granularity",
-                "string",
-                f"The bucket size: {', '.join(BUCKET_MS)} (default `hour`).",
-                {"enum": list(GRANULARITIES)},
-            ),
-            Param(
-                "group_by",
-                "string",
-                "Count per `outcome` (the default), per `key` or per `owner`.",
-                {"enum": list(GROUPINGS)},
-            ),
-            Param(
-                "since",
-                "date-time",
-                "Start of the range (widened to the start of its bucket). Default: 60 minutes, 24 hours or 30 days "
-                "before `until`.",
-            ),
-            Param("until", "date-time", "End of the range, exclusive (widened to the end of its bucket); default now."),
-        ),
         description=(
             "Answered from rollups kept per minute, hour and day as events are written, never from raw events, so "
             f"its cost does not grow with traffic. One query covers at most {MAX_BUCKETS:,} buckets and answers at "

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from keystile.schemas import ApiCreate, ApiOut, ApiPatch, Page, api_out
-from keystile.server.routing import CURSOR, LIMIT, MERGE_PATCH_TYPES, Call, Operation
+from keystile.operations import CREATE_API, DELETE_API, GET_API, LIST_APIS, UPDATE_API
+from keystile.schemas import ApiCreate, Page, api_out
+from keystile.server.routing import Call, Operation
 
 
 async def create_api(call: Call) -> Response:
@@ -39,49 +40,23 @@ async def delete_api(call: Call) -> Response:
 
 TAG = "APIs"
 OPERATIONS = [
+    Operation(CREATE_API, create_api, "Create an API (a keyspace)", TAG, "apis.write", errors=(400, 401, 403)),
     Operation(
-        "POST",
-        "/v1/apis",
-        create_api,
-        "Create an API (a keyspace)",
-        TAG,
-        "apis.write",
-        body=ApiCreate,
-        response=ApiOut,
-        status=201,
-        errors=(400, 401, 403),
-    ),
-    Operation(
-        "GET",
-        "/v1/apis",
+        LIST_APIS,
         list_apis,
         "List the APIs the root key may read, newest first",
         TAG,
         "apis.read",
-        response=Page[ApiOut],
-        query=(CURSOR, LIMIT),
         errors=(400, 401, 403),
     ),
-    Operation("GET", "/v1/apis/{api_id}", get_api, "Show an API", TAG, "apis.read", response=ApiOut),
+    Operation(GET_API, get_api, "Show an API", TAG, "apis.read"),
     Operation(
-        "PATCH",
-        "/v1/apis/{api_id}",
+        UPDATE_API,
         update_api,
         "Update an API with a JSON Merge Patch",
         TAG,
         "apis.write",
-        body=ApiPatch,
-        body_types=MERGE_PATCH_TYPES,
-        response=ApiOut,
         errors=(400, 401, 403, 404, 415),
     ),
-    Operation(
-        "DELETE",
-        "/v1/apis/{api_id}",
-        delete_api,
-        "Delete an API with all its keys and roles (permanent)",
-        TAG,
-        "apis.write",
-        status=204,
-    ),
+    Operation(DELETE_API, delete_api, "Delete an API with all its keys and roles (permanent)", TAG, "apis.write"),
 ]

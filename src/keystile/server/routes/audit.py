@@ -5,12 +5,9 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from keystile.core.models import AuditFilter
-from keystile.schemas import NO_NUL, AuditOut, Page, audit_out
-from keystile.server.routing import CURSOR, LIMIT, Call, Operation, Param
-from keystile.service.audit import MAX_CURSOR_DIGITS
-
-AUDIT_CURSOR = f"^[0-9]{{1,{MAX_CURSOR_DIGITS}}}$"
-"""The ``seq`` of an entry: digits that fit a signed 64-bit integer."""
+from keystile.operations import LIST_AUDIT
+from keystile.schemas import Page, audit_out
+from keystile.server.routing import Call, Operation
 
 
 async def list_audit(call: Call) -> Response:
@@ -27,23 +24,5 @@ async def list_audit(call: Call) -> Response:
 
 
 OPERATIONS = [
-    Operation(
-        "GET",
-        "/v1/audit",
-        list_audit,
-        "List audit entries, newest first",
-        "Audit",
-        "audit.read",
-        response=Page[AuditOut],
-        query=(
-            Param("actor", "string", "Only entries of this actor (a root key id, or `cli`).", NO_NUL),
-            Param("action", "string", "Only entries of this action, such as `key.create`.", NO_NUL),
-            Param("target", "string", "Only entries about this object id.", NO_NUL),
-            Param("since", "date-time", "Only entries at or after this RFC 3339 time."),
-            Param("until", "date-time", "Only entries before this RFC 3339 time."),
-            Param(CURSOR.name, CURSOR.kind, CURSOR.description, {"pattern": AUDIT_CURSOR}),
-            LIMIT,
-        ),
-        errors=(400, 401, 403),
-    ),
+    Operation(LIST_AUDIT, list_audit, "List audit entries, newest first", "Audit", "audit.read", errors=(400, 401, 403))
 ]

@@ -7,11 +7,8 @@ from typing import Any
 
 from starlette.responses import Response
 
-from keystile.core.permissions import MAX_QUERY_LENGTH
-from keystile.server.routing import Call, Operation, Param
-
-MAX_COST = 10**9
-"""The most credits one request may spend, as in ``POST /v1/keys/verify``."""
+from keystile.operations import FORWARD_AUTH
+from keystile.server.routing import Call, Operation
 
 
 async def forward_auth(call: Call) -> Response:  # pragma: no cover - the fast path answers before routing
@@ -76,21 +73,10 @@ RESPONSES = {
 
 OPERATIONS = [
     Operation(
-        "GET",
-        "/v1/auth",
+        FORWARD_AUTH,
         forward_auth,
         "Forward auth for nginx auth_request, Traefik, Caddy and Envoy (any method; no body, answers in headers)",
         "Verification",
-        query=(
-            Param("api_id", "string", "The API whose keys may pass (required unless KEYSTILE_AUTH_API_IDS names one)."),
-            Param(
-                "permissions",
-                "string",
-                "A permission query the key must satisfy, e.g. `docs.read`.",
-                {"maxLength": MAX_QUERY_LENGTH},
-            ),
-            Param("cost", "integer", "Credits to spend (default 1).", {"minimum": 0, "maximum": MAX_COST}),
-        ),
         responses=RESPONSES,
         description=(
             "The key is read from the original request: `Authorization: Bearer`, `X-API-Key`, or `api_key` in "

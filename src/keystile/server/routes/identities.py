@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from keystile.schemas import IdentityCreate, IdentityOut, IdentityPatch, identity_out
-from keystile.server.routing import MERGE_PATCH_TYPES, Call, Operation
+from keystile.operations import CREATE_IDENTITY, DELETE_IDENTITY, GET_IDENTITY, UPDATE_IDENTITY
+from keystile.schemas import IdentityCreate, identity_out
+from keystile.server.routing import Call, Operation
 
 
 async def create_identity(call: Call) -> Response:
@@ -33,15 +34,11 @@ async def delete_identity(call: Call) -> Response:
 TAG = "Identities"
 OPERATIONS = [
     Operation(
-        "POST",
-        "/v1/identities",
+        CREATE_IDENTITY,
         create_identity,
         "Create the identity of an owner: rate limits and credits shared by all of its keys, in every API",
         TAG,
         "identities.write",
-        body=IdentityCreate,
-        response=IdentityOut,
-        status=201,
         errors=(400, 401, 403, 409),
         description=(
             "Every key whose `owner_id` is the identity's draws on the identity's credits (unless it has credits "
@@ -49,35 +46,21 @@ OPERATIONS = [
             "an identity limit of the same name. An owner has at most one identity (409 `identity_exists`)."
         ),
     ),
+    Operation(GET_IDENTITY, get_identity, "Show the identity of an owner", TAG, "identities.read"),
     Operation(
-        "GET",
-        "/v1/identities/{owner_id}",
-        get_identity,
-        "Show the identity of an owner",
-        TAG,
-        "identities.read",
-        response=IdentityOut,
-    ),
-    Operation(
-        "PATCH",
-        "/v1/identities/{owner_id}",
+        UPDATE_IDENTITY,
         update_identity,
         "Update an identity with a JSON Merge Patch (`null` removes; `meta` and `credits` merge)",
         TAG,
         "identities.write",
-        body=IdentityPatch,
-        body_types=MERGE_PATCH_TYPES,
-        response=IdentityOut,
         errors=(400, 401, 403, 404, 415),
     ),
     Operation(
-        "DELETE",
-        "/v1/identities/{owner_id}",
+        DELETE_IDENTITY,
         delete_identity,
         "Delete an identity (its keys stay, without its limits and credits)",
         TAG,
         "identities.write",
-        status=204,
         errors=(401, 403, 404),
     ),
 ]

@@ -9,22 +9,20 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from keystile.core.models import KeyFilter
-from keystile.schemas import (
-    NO_NUL,
-    BulkKeyCreate,
-    BulkKeysCreated,
-    CreditsChange,
-    KeyCreate,
-    KeyCreated,
-    KeyOut,
-    KeyPatch,
-    Page,
-    RerollSpec,
-    VerifyRequest,
-    VerifyResponse,
-    key_created,
+from keystile.operations import (
+    CHANGE_CREDITS,
+    CREATE_KEY,
+    CREATE_KEYS_BULK,
+    DELETE_KEY,
+    GET_KEY,
+    LIST_KEYS,
+    REROLL_KEY,
+    REVOKE_KEY,
+    UPDATE_KEY,
+    VERIFY_KEY,
 )
-from keystile.server.routing import CURSOR, LIMIT, MERGE_PATCH_TYPES, Call, Operation, Param
+from keystile.schemas import BulkKeyCreate, BulkKeysCreated, CreditsChange, KeyCreate, Page, RerollSpec, key_created
+from keystile.server.routing import Call, Operation
 
 
 async def create_key(call: Call) -> Response:
@@ -97,59 +95,25 @@ async def verify_key(call: Call) -> Response:  # pragma: no cover - the fast pat
 
 
 TAG = "Keys"
-LIST_FILTERS = (
-    Param("owner_id", "string", "Only keys of this owner.", NO_NUL),
-    Param("enabled", "boolean", "Only enabled (`true`) or disabled (`false`) keys."),
-    Param("expired", "boolean", "Only expired (`true`) or unexpired (`false`) keys."),
-    Param("revoked", "boolean", "Only revoked (`true`) or unrevoked (`false`) keys."),
-    Param("stale", "boolean", "Only keys older (`true`) or younger (`false`) than the API's `max_key_age_days`."),
-    Param("q", "string", "Search by name or by the key's start (`ks_3Fx9`).", NO_NUL),
-    CURSOR,
-    LIMIT,
-)
 OPERATIONS = [
     Operation(
-        "POST",
-        "/v1/apis/{api_id}/keys",
-        create_key,
-        "Create a key; the answer holds the key in plain text, this once",
-        TAG,
-        "keys.write",
-        body=KeyCreate,
-        response=KeyCreated,
-        status=201,
+        CREATE_KEY, create_key, "Create a key; the answer holds the key in plain text, this once", TAG, "keys.write"
     ),
     Operation(
-        "POST",
-        "/v1/apis/{api_id}/keys/bulk",
+        CREATE_KEYS_BULK,
         create_keys_bulk,
         "Create up to 1,000 keys, all or nothing (a 400 names the failing `index`)",
         TAG,
         "keys.write",
-        body=BulkKeyCreate,
-        response=BulkKeysCreated,
-        status=201,
         errors=(400, 401, 403, 404, 409),
     ),
+    Operation(LIST_KEYS, list_keys, "List an API's keys, newest first, with filters", TAG, "keys.read"),
     Operation(
-        "GET",
-        "/v1/apis/{api_id}/keys",
-        list_keys,
-        "List an API's keys, newest first, with filters",
-        TAG,
-        "keys.read",
-        response=Page[KeyOut],
-        query=LIST_FILTERS,
-    ),
-    Operation(
-        "POST",
-        "/v1/keys/verify",
+        VERIFY_KEY,
         verify_key,
         "Verify a key (always 200 with a code, except for a bad request or root key)",
         "Verification",
         "keys.verify",
-        body=VerifyRequest,
-        response=VerifyResponse,
         errors=(400, 401, 403),
         description=(
             "Codes are checked in the order NOT_FOUND, REVOKED, DISABLED, EXPIRED, FORBIDDEN, "
@@ -159,49 +123,30 @@ OPERATIONS = [
             "have is a 400 `unknown_ratelimit` (field `/ratelimits`)."
         ),
     ),
-    Operation("GET", "/v1/keys/{key_id}", get_key, "Show a key", TAG, "keys.read", response=KeyOut),
+    Operation(GET_KEY, get_key, "Show a key", TAG, "keys.read"),
     Operation(
-        "PATCH",
-        "/v1/keys/{key_id}",
+        UPDATE_KEY,
         update_key,
         "Update a key with a JSON Merge Patch (`null` removes; `meta` and `credits` merge)",
         TAG,
         "keys.write",
-        body=KeyPatch,
-        body_types=MERGE_PATCH_TYPES,
-        response=KeyOut,
         errors=(400, 401, 403, 404, 415),
     ),
+    Operation(DELETE_KEY, delete_key, "Delete a key permanently", TAG, "keys.write", errors=(401, 403, 404)),
     Operation(
-        "DELETE",
-        "/v1/keys/{key_id}",
-        delete_key,
-        "Delete a key permanently",
-        TAG,
-        "keys.write",
-        status=204,
-        errors=(401, 403, 404),
-    ),
-    Operation(
-        "POST",
-        "/v1/keys/{key_id}/revoke",
+        REVOKE_KEY,
         revoke_key,
         "Revoke a key (it then verifies as REVOKED); revoking again changes nothing",
         TAG,
         "keys.write",
-        response=KeyOut,
         errors=(401, 403, 404),
     ),
     Operation(
-        "POST",
-        "/v1/keys/{key_id}/reroll",
+        REROLL_KEY,
         reroll_key,
         "Replace a key with a new one of the same settings; the old one works until the grace period ends",
         TAG,
         "keys.write",
-        body=RerollSpec,
-        response=KeyCreated,
-        status=201,
         errors=(400, 401, 403, 404, 409),
         description=(
             "The new key has the old one's name, owner, meta, permissions, roles, rate limits and allowlist, and "
@@ -213,14 +158,11 @@ OPERATIONS = [
         ),
     ),
     Operation(
-        "POST",
-        "/v1/keys/{key_id}/credits",
+        CHANGE_CREDITS,
         change_credits,
         "Set, add or subtract a key's credits",
         TAG,
         "keys.write",
-        body=CreditsChange,
-        response=KeyOut,
         errors=(400, 401, 403, 404, 409),
         description=(
             "Atomic in the database. `set` with `amount: null` makes the credits unlimited; `set` on unlimited "

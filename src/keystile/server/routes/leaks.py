@@ -14,15 +14,9 @@ from starlette.responses import Response
 from keystile.core import keys as keyformat
 from keystile.core.permissions import Grants
 from keystile.http.asgi import header, read_body
-from keystile.leaks.partner import (
-    KEY_ID_HEADER,
-    SIGNATURE_HEADER,
-    LeakLabel,
-    LeakReport,
-    check_signature,
-    load_public_keys,
-    token_hash,
-)
+from keystile.leaks.partner import KEY_ID_HEADER, SIGNATURE_HEADER, check_signature, load_public_keys, token_hash
+from keystile.operations import REPORT_LEAKS
+from keystile.schemas import LeakLabel, LeakReport
 from keystile.server.auth import actor_for
 from keystile.server.routing import Call, Operation
 from keystile.service import Principal
@@ -64,13 +58,10 @@ async def report_leaks(call: Call) -> Response:
 
 OPERATIONS = [
     Operation(
-        "POST",
-        "/v1/leaks",
+        REPORT_LEAKS,
         report_leaks,
         "Report leaked keys (GitHub secret scanning partner program): revokes the keys of this deployment",
         "Leaks",
-        body=list[LeakReport],
-        response=list[LeakLabel],
         errors=(400, 403, 404),
         description=(
             "Signed by GitHub instead of a root key: `Github-Public-Key-Identifier` names one of the public keys "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from starlette.responses import HTMLResponse, Response
 
+from keystile.operations import DOCS, HEALTHZ, METRICS, OPENAPI_JSON, READYZ
 from keystile.schemas import Status
 from keystile.server.routing import Call, Operation
 
@@ -45,24 +46,19 @@ async def docs(call: Call) -> Response:
 
 TAG = "Operations"
 OPERATIONS = [
-    Operation("GET", "/healthz", healthz, "Liveness: the process answers", TAG, response=Status, errors=()),
+    Operation(HEALTHZ, healthz, "Liveness: the process answers", TAG, errors=()),
     Operation(
-        "GET",
-        "/readyz",
+        READYZ,
         readyz,
         "Readiness: storage answers, and Redis when configured (503 problem when one does not)",
         TAG,
-        response=Status,
         errors=(503,),
     ),
     Operation(
-        "GET",
-        "/metrics",
+        METRICS,
         metrics,
         "Prometheus metrics of this process (text format 0.0.4)",
         TAG,
-        response=str,
-        media_type="text/plain; version=0.0.4",
         errors=(),
         description=(
             "Answers `text/plain; version=0.0.4` (the Prometheus text format): verifications by outcome and API, "
@@ -70,8 +66,6 @@ OPERATIONS = [
             "See docs/operations.md."
         ),
     ),
-    Operation("GET", "/openapi.json", openapi_json, "This OpenAPI 3.1 document", TAG, response=dict, errors=()),
-    Operation(
-        "GET", "/docs", docs, "The API reference as an HTML page", TAG, response=str, media_type="text/html", errors=()
-    ),
+    Operation(OPENAPI_JSON, openapi_json, "This OpenAPI 3.1 document", TAG, errors=()),
+    Operation(DOCS, docs, "The API reference as an HTML page", TAG, errors=()),
 ]

@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from keystile.core.timefmt import to_rfc3339
 from keystile.core.verify import Code
+from keystile.operations import RATELIMIT
 from keystile.schemas import RatelimitRequest, RatelimitResponse
 from keystile.server.routing import Call, Operation
 
@@ -28,14 +29,11 @@ async def ratelimit(call: Call) -> Response:
 
 OPERATIONS = [
     Operation(
-        "POST",
-        "/v1/ratelimit",
+        RATELIMIT,
         ratelimit,
         "Spend from a rate limit that is not tied to a key (per IP, per user...)",
         "Rate limits",
         "keys.verify",
-        body=RatelimitRequest,
-        response=RatelimitResponse,
         errors=(400, 401, 403),
         description=(
             "Always 200 for a valid request: `success` says whether it passes. The bucket of a `namespace` and "

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from keystile.schemas import RoleList, RoleOut, RoleSpec, role_out
+from keystile.operations import DELETE_ROLE, LIST_ROLES, PUT_ROLE
+from keystile.schemas import RoleList, RoleSpec, role_out
 from keystile.server.routing import Call, Operation
 
 
@@ -26,36 +27,14 @@ async def delete_role(call: Call) -> Response:
 
 TAG = "Roles"
 OPERATIONS = [
+    Operation(PUT_ROLE, put_role, "Create a role (201) or replace the one of that name (200)", TAG, "apis.write"),
+    Operation(LIST_ROLES, list_roles, "List an API's roles", TAG, "apis.read", errors=(401, 403, 404)),
     Operation(
-        "POST",
-        "/v1/apis/{api_id}/roles",
-        put_role,
-        "Create a role (201) or replace the one of that name (200)",
-        TAG,
-        "apis.write",
-        body=RoleSpec,
-        response=RoleOut,
-        status=201,
-        also=(200,),
-    ),
-    Operation(
-        "GET",
-        "/v1/apis/{api_id}/roles",
-        list_roles,
-        "List an API's roles",
-        TAG,
-        "apis.read",
-        response=RoleList,
-        errors=(401, 403, 404),
-    ),
-    Operation(
-        "DELETE",
-        "/v1/apis/{api_id}/roles/{name}",
+        DELETE_ROLE,
         delete_role,
         "Delete a role and take it off every key that lists it",
         TAG,
         "apis.write",
-        status=204,
         errors=(401, 403, 404),
     ),
 ]

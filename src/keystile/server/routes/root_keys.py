@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from keystile.schemas import Page, RootKeyCreate, RootKeyCreated, RootKeyOut, root_key_created, root_key_out
-from keystile.server.routing import CURSOR, LIMIT, Call, Operation
+from keystile.operations import CREATE_ROOT_KEY, LIST_ROOT_KEYS, REVOKE_ROOT_KEY
+from keystile.schemas import Page, RootKeyCreate, root_key_created, root_key_out
+from keystile.server.routing import Call, Operation
 
 
 async def create_root_key(call: Call) -> Response:
@@ -29,36 +30,27 @@ async def revoke_root_key(call: Call) -> Response:
 TAG = "Root keys"
 OPERATIONS = [
     Operation(
-        "POST",
-        "/v1/root-keys",
+        CREATE_ROOT_KEY,
         create_root_key,
         "Create a root key (never with a permission the caller lacks); the answer holds it, this once",
         TAG,
         "root_keys.write",
-        body=RootKeyCreate,
-        response=RootKeyCreated,
-        status=201,
         errors=(400, 401, 403),
     ),
     Operation(
-        "GET",
-        "/v1/root-keys",
+        LIST_ROOT_KEYS,
         list_root_keys,
         "List the root keys whose permissions the caller holds all of, newest first",
         TAG,
         "root_keys.write",
-        response=Page[RootKeyOut],
-        query=(CURSOR, LIMIT),
         errors=(400, 401, 403),
     ),
     Operation(
-        "POST",
-        "/v1/root-keys/{root_key_id}/revoke",
+        REVOKE_ROOT_KEY,
         revoke_root_key,
         "Revoke a root key within the caller's permissions (its own included); others answer 404",
         TAG,
         "root_keys.write",
-        response=RootKeyOut,
         errors=(401, 403, 404),
     ),
 ]
