@@ -41,6 +41,17 @@ def free_port() -> int:
         return port
 
 
+def non_loopback_address() -> str | None:
+    """An address of this machine other than loopback, if it has one (the one it would reach others from)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # UDP: sets the route, sends nothing
+        except OSError:
+            return None
+        address: str = probe.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
 class Server:
     """A server process with its output captured to files in ``workdir``."""
 

@@ -43,6 +43,21 @@ def test_the_readme_names_exactly_the_two_setup_commands() -> None:
     assert "make test" in (REPO / ".ci" / "run").read_text()
 
 
+def test_the_readme_names_every_service_the_tests_use_and_the_packages_make_test_installs() -> None:
+    # Issue 9: the README named PostgreSQL only, and not that `make test` run as root installs Debian packages.
+    text = README.read_text()
+    paragraph = text[text.index("The tests use") :].split("\n\n", 1)[0]
+    installed = re.findall(r"apt-get install -y -qq ([a-z0-9 -]+?) >", (REPO / "Makefile").read_text())
+    packages = {package for line in installed for package in line.split()}
+
+    assert "`127.0.0.1:5432`" in paragraph, "PostgreSQL (tests/conftest.py)"
+    assert "`127.0.0.1:6379`" in paragraph, "Redis (tests/e2e/server.py, tests/limits)"
+    assert packages == {"prometheus", "nginx", "caddy"}
+    for package in packages:
+        assert f"`{package}`" in paragraph, package
+    assert "root" in paragraph
+
+
 def test_make_run_prints_the_root_key_once_and_the_url(make_run: Server) -> None:
     out = make_run.stdout()
     assert make_run.root_key() in out

@@ -4,14 +4,13 @@ arrives over plain HTTP from another machine is warned about in the JSON log."""
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import httpx
 import pytest
 
 from .certs import self_signed
-from .server import BIN, Server, free_port, serve
+from .server import BIN, Server, free_port, non_loopback_address, serve
 
 pytestmark = pytest.mark.e2e
 
@@ -48,24 +47,13 @@ def test_the_readme_walkthrough_over_https_with_hsts_on_every_answer(tmp_path: P
         server.stop()
 
 
-def _non_loopback_address() -> str | None:
-    """An address of this machine other than loopback, if it has one (the one it would reach others from)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("192.0.2.1", 9))  # UDP: sets the route, sends nothing
-        except OSError:
-            return None
-        address: str = probe.getsockname()[0]
-    return None if address.startswith("127.") else address
-
-
 def _plaintext_warnings(server: Server) -> list[dict[str, object]]:
     lines = [json.loads(line) for line in server.stderr().splitlines() if line.startswith("{")]
     return [line for line in lines if line.get("event") == "plaintext_key"]
 
 
 def test_a_key_over_plain_http_from_another_address_is_warned_about_once(tmp_path: Path) -> None:
-    address = _non_loopback_address()
+    address = non_loopback_address()
     if address is None:
         # tests/server/test_transport.py proves the decision on scopes either way.
         pytest.skip("this machine has no address but loopback to connect from")

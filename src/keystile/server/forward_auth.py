@@ -37,6 +37,7 @@ from keystile.http.asgi import HEADER_OVERHEAD, Message, Receive, Scope, Send, t
 from keystile.http.credentials import extract_key
 from keystile.http.forwarded import TrustedProxies
 from keystile.http.problems import status_of
+from keystile.operations import MAX_COST
 from keystile.server.failures import FailureLimiter
 from keystile.server.runtime import Runtime
 from keystile.service.verification import OPERATOR
@@ -45,8 +46,7 @@ log = logging.getLogger("keystile.server")
 
 AUTH_PATH = "/v1/auth"
 _ENVOY_PREFIX = AUTH_PATH + "/"
-_MAX_COST = 10**9
-_COST_DIGITS = len(str(_MAX_COST))
+_COST_DIGITS = len(str(MAX_COST))
 _OPTIONS = frozenset({"api_id", "permissions", "cost"})
 _MEMO_LIMIT = 256
 _TAG = "forward_auth"
@@ -107,8 +107,8 @@ def parse_options(query: bytes, default_api: str | None, allowed_apis: frozenset
     cost = None
     if (text := given.get("cost")) is not None:
         # ASCII digits only: str.isdigit() also takes "²", which int() refuses, and int() takes "٣".
-        if not (text.isascii() and text.isdigit() and len(text) <= _COST_DIGITS) or int(text) > _MAX_COST:
-            raise InvalidInput(f"cost must be a whole number from 0 to {_MAX_COST}", code="invalid_option")
+        if not (text.isascii() and text.isdigit() and len(text) <= _COST_DIGITS) or int(text) > MAX_COST:
+            raise InvalidInput(f"cost must be a whole number from 0 to {MAX_COST}", code="invalid_option")
         cost = int(text)
     api_id = given.get("api_id", default_api)
     if not api_id:

@@ -27,6 +27,7 @@ from keystile.schemas import (
     RoleOut,
     RootKeyCreated,
 )
+from keystile.server.examples import example
 from keystile.server.routing import Operation, Param
 
 REF = "#/components/schemas/{name}"
@@ -147,7 +148,10 @@ def _operation(op: Operation, schema: dict[Any, dict[str, Any]], links: dict[str
     if op.body is not None:
         doc["requestBody"] = {
             "required": True,
-            "content": {content_type: {"schema": schema[op.body]} for content_type in op.body_types},
+            "content": {
+                content_type: _media(schema[op.body], example(op.body), op.operation_id)
+                for content_type in op.body_types
+            },
         }
     doc["responses"] = dict(op.responses) if op.responses is not None else _responses(op, schema)
     if links:
@@ -156,12 +160,20 @@ def _operation(op: Operation, schema: dict[Any, dict[str, Any]], links: dict[str
     return doc
 
 
+def _media(schema: dict[str, Any], value: Any, name: str) -> dict[str, Any]:
+    """A media type object: the schema, and the example of the same struct (used by /docs and by schemathesis)."""
+    if value is None:
+        return {"schema": schema}
+    return {"schema": schema, "examples": {name: {"value": value}}}
+
+
 def _responses(op: Operation, schema: dict[Any, dict[str, Any]]) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status in (op.status, *op.also):
         answer: dict[str, Any] = {"description": _SUCCESS.get(status, "OK")}
         if op.response is not None:
-            answer["content"] = {op.media_type: {"schema": schema[op.response]}}
+            value = example(op.response, op.operation_id)
+            answer["content"] = {op.media_type: _media(schema[op.response], value, op.operation_id)}
         responses[str(status)] = answer
     for status in op.errors:
         responses[str(status)] = _problem(_ERRORS[status])
