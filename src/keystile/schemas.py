@@ -108,6 +108,15 @@ StaleExpiry = Annotated[
         description="With `max_key_age_days`: stale keys verify as EXPIRED this many days after turning stale.",
     ),
 ]
+# The service refuses true (not_supported) until recoverable keys exist; the document says so with ``const``.
+Recoverable = Annotated[
+    bool,
+    Meta(
+        extra_json_schema={"const": False},
+        description="Must be false for now: recoverable keys (kept encrypted so that they can be shown again) "
+        "are not available yet.",
+    ),
+]
 MAX_BULK = 1000
 MAX_META_BYTES = 16 * 1024
 
@@ -186,7 +195,7 @@ class ApiCreate(_In):
     prefix: Prefix = keyformat.DEFAULT_PREFIX
     default_ratelimits: list[RateLimitSpec] = []
     max_key_age_days: MaxKeyAge | None = None
-    recoverable: bool = False
+    recoverable: Recoverable = False
     ip_allowlist: Allowlist = []
     expire_stale_after_days: StaleExpiry | None = None
 
@@ -198,7 +207,7 @@ class ApiPatch(_In):
     prefix: Prefix | UnsetType = UNSET
     default_ratelimits: list[RateLimitSpec] | UnsetType | None = UNSET
     max_key_age_days: MaxKeyAge | UnsetType | None = UNSET
-    recoverable: bool | UnsetType = UNSET
+    recoverable: Recoverable | UnsetType = UNSET
     ip_allowlist: Allowlist | UnsetType | None = UNSET
     expire_stale_after_days: StaleExpiry | UnsetType | None = UNSET
 
