@@ -281,7 +281,7 @@ class KeyOut(Struct):
     ip_allowlist: list[str]
     rotated_from: str | None
     rotated_to: str | None
-    stale: Annotated[bool, Meta(description="Older than its API's `max_key_age_days` (SPEC R3): due for rotation.")]
+    stale: Annotated[bool, Meta(description="Older than its API's `max_key_age_days`: due for rotation.")]
 
 
 class KeyCreated(KeyOut):
@@ -422,7 +422,7 @@ class AuditOut(Struct):
 
 
 class EventOut(Struct):
-    """One verification (SPEC O1). ``api_id`` is the key's API, else the one the request named; ``key_id`` and
+    """One verification. ``api_id`` is the key's API, else the one the request named; ``key_id`` and
     ``owner_id`` are null when the key was not found."""
 
     id: str
@@ -472,7 +472,12 @@ class VerifyRateLimit(_In):
 class VerifyRequest(_In):
     key: Annotated[str, Meta(max_length=4096, description="The key to verify.")]
     api_id: str | None = None
-    permissions: Annotated[str, Meta(max_length=4096, description="A permission query (SPEC V3).")] | None = None
+    permissions: (
+        Annotated[
+            str, Meta(max_length=4096, description="A permission query, such as `docs.read AND (docs.write OR admin)`.")
+        ]
+        | None
+    ) = None
     credits: VerifyCredits | None = None
     ratelimits: list[VerifyRateLimit] | None = None
     ip: (
