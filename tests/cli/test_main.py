@@ -27,13 +27,15 @@ def test_help_imports_no_web_stack_no_driver_and_no_rich() -> None:
         "    assert exc.code == 0, exc.code\n"
         f"print('LOADED', [m for m in {HEAVY!r} if m in sys.modules])\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
     assert "LOADED []" in done.stdout
     assert "Exit codes:" in done.stdout
 
 
 def test_python_dash_m_keystile_is_the_cli() -> None:
-    done = subprocess.run([sys.executable, "-m", "keystile", "--version"], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "keystile", "--version"], capture_output=True, text=True, check=True, timeout=60
+    )
     assert done.stdout.startswith("keystile, version ")
 
 

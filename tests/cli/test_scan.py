@@ -43,7 +43,9 @@ class Planted:
 
 def git(repo: Path, *args: str) -> str:
     env = {**os.environ, **GIT_ENV, "HOME": str(repo.parent)}
-    done = subprocess.run(["git", "-C", str(repo), *args], env=env, capture_output=True, check=True, text=True)
+    done = subprocess.run(
+        ["git", "-C", str(repo), *args], env=env, capture_output=True, check=True, text=True, timeout=60
+    )
     return done.stdout.strip()
 
 
