@@ -1,30 +1,45 @@
 # The two commands of the README: `make run` (Keystile on SQLite) and `make test` (everything CI checks).
-# Both create the project's own virtual environment in .venv first.
+# Both create the project's own virtual environment in .venv first. `make run` installs only what serving needs
+# (the package, editable, without extras); `make test` adds the `dev` extras (pytest, mypy, ruff, FastAPI,
+# Flask…). Each install leaves its own stamp: the dev install also stands for the serving one, so `make test`
+# then `make run` installs nothing more, and `make run` then `make test` still installs the dev extras.
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
+RUN_STAMP = $(VENV)/.installed-run
+DEV_STAMP = $(VENV)/.installed-dev
 
 .PHONY: run test lint typecheck unit bench clean promtool proxies
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-run: $(BIN)/.installed
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(RUN_STAMP)
+
+# The development environment under its former name, for scripts that make it directly.
+$(BIN)/.installed: $(DEV_STAMP)
+	touch $@
+
+run: $(RUN_STAMP)
 	$(BIN)/keystile serve
 
 test: lint typecheck unit
 
-lint: $(BIN)/.installed
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(BIN)/.installed
+typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-unit: $(BIN)/.installed promtool proxies
+unit: $(DEV_STAMP) promtool proxies
 	$(BIN)/pytest
 
 # The metrics tests run Prometheus's `promtool check metrics` (Debian package `prometheus`). Installed once, quietly,
@@ -48,7 +63,7 @@ proxies:
 		{ apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq nginx caddy >/dev/null 2>&1; } || \
 		echo "could not install nginx and caddy: apt-get install failed"; }
 
-bench: $(BIN)/.installed
+bench: $(DEV_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/run.py
 

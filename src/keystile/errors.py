@@ -45,7 +45,7 @@ class InvalidInput(KeystileError):
 
 
 class QuerySyntaxError(InvalidInput):
-    """A permission query (SPEC V3) that does not parse; ``position`` is the 0-based offset of the error."""
+    """A permission query that does not parse; ``position`` is the 0-based offset of the error."""
 
     code = "invalid_permission_query"
     title = "Invalid permission query"

@@ -108,6 +108,15 @@ StaleExpiry = Annotated[
         description="With `max_key_age_days`: stale keys verify as EXPIRED this many days after turning stale.",
     ),
 ]
+# The service refuses true (not_supported) until recoverable keys exist; the document says so with ``const``.
+Recoverable = Annotated[
+    bool,
+    Meta(
+        extra_json_schema={"const": False},
+        description="Must be false for now: recoverable keys (kept encrypted so that they can be shown again) "
+        "are not available yet.",
+    ),
+]
 MAX_BULK = 1000
 MAX_META_BYTES = 16 * 1024
 
@@ -186,7 +195,7 @@ class ApiCreate(_In):
     prefix: Prefix = keyformat.DEFAULT_PREFIX
     default_ratelimits: list[RateLimitSpec] = []
     max_key_age_days: MaxKeyAge | None = None
-    recoverable: bool = False
+    recoverable: Recoverable = False
     ip_allowlist: Allowlist = []
     expire_stale_after_days: StaleExpiry | None = None
 
@@ -198,7 +207,7 @@ class ApiPatch(_In):
     prefix: Prefix | UnsetType = UNSET
     default_ratelimits: list[RateLimitSpec] | UnsetType | None = UNSET
     max_key_age_days: MaxKeyAge | UnsetType | None = UNSET
-    recoverable: bool | UnsetType = UNSET
+    recoverable: Recoverable | UnsetType = UNSET
     ip_allowlist: Allowlist | UnsetType | None = UNSET
     expire_stale_after_days: StaleExpiry | UnsetType | None = UNSET
 
@@ -272,7 +281,7 @@ class KeyOut(Struct):
     ip_allowlist: list[str]
     rotated_from: str | None
     rotated_to: str | None
-    stale: Annotated[bool, Meta(description="Older than its API's `max_key_age_days` (SPEC R3): due for rotation.")]
+    stale: Annotated[bool, Meta(description="Older than its API's `max_key_age_days`: due for rotation.")]
 
 
 class KeyCreated(KeyOut):
@@ -413,7 +422,7 @@ class AuditOut(Struct):
 
 
 class EventOut(Struct):
-    """One verification (SPEC O1). ``api_id`` is the key's API, else the one the request named; ``key_id`` and
+    """One verification. ``api_id`` is the key's API, else the one the request named; ``key_id`` and
     ``owner_id`` are null when the key was not found."""
 
     id: str
@@ -463,7 +472,12 @@ class VerifyRateLimit(_In):
 class VerifyRequest(_In):
     key: Annotated[str, Meta(max_length=4096, description="The key to verify.")]
     api_id: str | None = None
-    permissions: Annotated[str, Meta(max_length=4096, description="A permission query (SPEC V3).")] | None = None
+    permissions: (
+        Annotated[
+            str, Meta(max_length=4096, description="A permission query, such as `docs.read AND (docs.write OR admin)`.")
+        ]
+        | None
+    ) = None
     credits: VerifyCredits | None = None
     ratelimits: list[VerifyRateLimit] | None = None
     ip: (

@@ -36,6 +36,32 @@ def test_create_verify_revoke_verify_from_the_shell(any_shell: Shell) -> None:
     assert wrong.stdout.strip() == "NOT_FOUND"
 
 
+def test_verify_says_when_a_checksum_does_not_match(ready: Shell) -> None:
+    api_id = create_api(ready, "--prefix", "acme_live")
+    key = create_key(ready, api_id)["key"]
+    mistyped = one_character_changed(key)
+    truncated = key.removeprefix("acme_")  # still in the shape, under the prefix "live"
+
+    for wrong in (mistyped, truncated):
+        for extra in ((), ("--json",)):
+            result = ready("keys", "verify", wrong, *extra)
+            assert result.exit_code == 1
+            assert ('"NOT_FOUND"' in result.stdout) if extra else (result.stdout.strip() == "NOT_FOUND")
+            assert result.stderr.strip() == (
+                "this is not a key Keystile issued (its checksum does not match: mistyped or truncated?)"
+            )
+            assert wrong not in result.output
+
+
+def test_verify_gives_no_checksum_hint_for_a_key_that_is_merely_unknown(ready: Shell) -> None:
+    unknown = keyformat.generate("ks")  # a good checksum, never issued here
+    other_shape = "sk_live_not_a_keystile_key"
+
+    for key in (unknown, other_shape):
+        result = ready("keys", "verify", key)
+        assert (result.exit_code, result.stdout.strip(), result.stderr) == (1, "NOT_FOUND", "")
+
+
 def test_verify_json_has_the_shape_of_the_http_answer(ready: Shell) -> None:
     api_id = create_api(ready)
     created = create_key(ready, api_id, "--owner-id", "alice", "--credits", "5", "--permission", "docs.read")
@@ -249,6 +275,16 @@ def test_update_without_changes_is_a_usage_error(ready: Shell) -> None:
     result = ready("keys", "update", "key_x")
     assert result.exit_code == 2
     assert "nothing to change" in plain_error(result)
+
+
+def test_apis_create_refuses_recoverable_keys_in_one_line(ready: Shell) -> None:
+    result = ready("apis", "create", "vault", "--recoverable")
+
+    assert result.exit_code == 2
+    line = plain_error(result)
+    assert "not available yet" in line
+    assert line.endswith("(--recoverable) [not_supported]")
+    assert ready.json("apis", "list")["items"] == []
 
 
 def test_apis_create_names_the_argument_of_a_bad_name(ready: Shell) -> None:

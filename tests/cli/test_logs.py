@@ -10,7 +10,8 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from keystile.core.ids import new_id
 from keystile.core.models import EventFilter, VerificationEvent
 from keystile.service import Keystile
 from keystile.storage import open_storage
+from tests.processes import stop_process
 
 from .helpers import Shell, plain_error
 
@@ -165,32 +167,66 @@ async def test_following_shows_an_event_written_late_within_the_lag(ks: Keystile
     assert await follower.poll() == []
 
 
-def test_logs_follow_prints_new_events_as_they_are_written_until_interrupted(ready: Shell) -> None:
+class Following:
+    """``keystile logs --follow`` running in its own process, its lines read as they come."""
+
+    def __init__(self, shell: Shell, stderr_path: Path, *args: str) -> None:
+        self.stderr_path = stderr_path
+        with stderr_path.open("w") as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "keystile", "logs", "--follow", *args],
+                env={**os.environ, **shell.env},
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+            )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
+
+    def _pump(self) -> None:
+        for line in self.process.stdout or ():
+            self.lines.put(line)
+
+    def next(self) -> Any:
+        return json.loads(self.lines.get(timeout=20))
+
+    def interrupt(self) -> tuple[int, str]:
+        """Ctrl-C: its exit code and what it said on stderr."""
+        code = stop_process(self.process, signal.SIGINT, timeout=20)
+        self._pump_thread.join(timeout=20)  # every line it printed is in ``lines``
+        return code, self.stderr_path.read_text()
+
+
+@pytest.fixture
+def follow(ready: Shell, tmp_path: Path) -> Iterator[Callable[..., Following]]:
+    """Starts ``keystile logs --follow ARGS``; every one started is stopped at the end, whatever happened."""
+    started: list[Following] = []
+
+    def start(*args: str) -> Following:
+        started.append(Following(ready, tmp_path / f"follow-{len(started)}.stderr", *args))
+        return started[-1]
+
+    yield start
+    for following in started:
+        stop_process(following.process, signal.SIGTERM, timeout=5)
+        assert following.process.stdout is not None
+        following.process.stdout.close()
+
+
+def test_logs_follow_prints_new_events_as_they_are_written_until_interrupted(
+    ready: Shell, follow: Callable[..., Following]
+) -> None:
     write(ready, [event(T0, api_id="api_one", key_id="key_a")])
-    env = {**os.environ, **ready.env}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "keystile", "logs", "--follow", "--json", "--key-id", "key_a"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
+    following = follow("--json", "--key-id", "key_a")
 
-    def pump() -> None:
-        for line in process.stdout or ():
-            lines.put(line)
+    assert following.next()["ts"] == "2027-01-15T08:00:00.000Z"
+    now = int(SystemClock().now() * 1000)
+    fresh = [event(now + i, api_id="api_one", key_id="key_a") for i in range(3)]
+    write(ready, [*fresh, event(now, api_id="api_one", key_id="key_b")])
+    assert [following.next()["id"] for _ in fresh] == [e.id for e in fresh]
 
-    threading.Thread(target=pump, daemon=True).start()
-    try:
-        assert json.loads(lines.get(timeout=20))["ts"] == "2027-01-15T08:00:00.000Z"
-        now = int(SystemClock().now() * 1000)
-        fresh = [event(now + i, api_id="api_one", key_id="key_a") for i in range(3)]
-        write(ready, [*fresh, event(now, api_id="api_one", key_id="key_b")])
-        assert [json.loads(lines.get(timeout=20))["id"] for _ in fresh] == [e.id for e in fresh]
-    finally:
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=20)
-    assert process.returncode == 0, stderr
+    code, stderr = following.interrupt()
+    assert code == 0, stderr
     assert "Traceback" not in stderr
-    assert lines.empty()
+    assert following.lines.empty()

@@ -43,7 +43,9 @@ class Planted:
 
 def git(repo: Path, *args: str) -> str:
     env = {**os.environ, **GIT_ENV, "HOME": str(repo.parent)}
-    done = subprocess.run(["git", "-C", str(repo), *args], env=env, capture_output=True, check=True, text=True)
+    done = subprocess.run(
+        ["git", "-C", str(repo), *args], env=env, capture_output=True, check=True, text=True, timeout=60
+    )
     return done.stdout.strip()
 
 
@@ -235,6 +237,76 @@ def test_history_is_left_out_with_no_git_and_included_with_git(shell: Shell, pla
     assert code == 0
     subtree = scan_json(shell, str(planted.repo / "deploy"), "--git")
     assert [(f["commit"], f["path"]) for f in subtree["findings"]] == [(planted.old_commit, "deploy/env")]
+
+
+@pytest.fixture
+def ignoring(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A git work tree that ignores ``.venv/`` and ``*.log``: a key in a tracked file, one in an untracked file it
+    does not ignore, one in an ignored directory and one in an ignored file (none of them ever committed)."""
+    require_tool("git")
+    repo = tmp_path / "work"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    keys = {name: keyformat.generate("ks") for name in ("tracked", "untracked", "venv", "log")}
+    (repo / ".gitignore").write_text(".venv/\n*.log\n")
+    (repo / "app.py").write_text(f"KEY = '{keys['tracked']}'\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "app")
+    (repo / "notes.txt").write_text(f"try {keys['untracked']}\n")
+    (repo / ".venv" / "lib").mkdir(parents=True)
+    (repo / ".venv" / "lib" / "site.py").write_text(f"K = '{keys['venv']}'\n")
+    (repo / "debug.log").write_text(f"verified {keys['log']}\n")
+    return repo, {name: keyformat.digest(key).hex() for name, key in keys.items()}
+
+
+def _found(shell: Shell, *args: str) -> dict[str, int]:
+    """The files a scan (offline, files only) found keys in, relative to where it ran, and how many it read."""
+    code, out, _ = scan(shell, *args, "--offline", "--no-git", "--json")
+    document = json.loads(out)
+    assert code == (1 if document["findings"] else 0)
+    return {f["path"]: f["line"] for f in document["findings"]} | {"files read": document["summary"]["files"]}
+
+
+def test_files_git_ignores_are_skipped_in_a_work_tree(shell: Shell, ignoring: tuple[Path, dict[str, str]]) -> None:
+    repo, _ = ignoring
+
+    assert _found(shell, str(repo)) == {str(repo / "app.py"): 1, str(repo / "notes.txt"): 1, "files read": 3}
+
+
+def test_no_gitignore_scans_the_ignored_files_too(shell: Shell, ignoring: tuple[Path, dict[str, str]]) -> None:
+    repo, _ = ignoring
+
+    assert _found(shell, str(repo), "--no-gitignore") == {
+        str(repo / "app.py"): 1,
+        str(repo / "debug.log"): 1,
+        str(repo / "notes.txt"): 1,
+        str(repo / ".venv" / "lib" / "site.py"): 1,
+        "files read": 5,
+    }
+
+
+def test_an_ignored_path_named_on_purpose_is_scanned(shell: Shell, ignoring: tuple[Path, dict[str, str]]) -> None:
+    repo, _ = ignoring
+
+    assert _found(shell, str(repo / ".venv")) == {str(repo / ".venv" / "lib" / "site.py"): 1, "files read": 1}
+    assert _found(shell, str(repo / "debug.log")) == {str(repo / "debug.log"): 1, "files read": 1}
+
+
+def test_history_is_scanned_as_before_when_files_are_ignored(
+    shell: Shell, ignoring: tuple[Path, dict[str, str]]
+) -> None:
+    repo, digests = ignoring
+    git(repo, "add", "-f", "debug.log")  # committed once, despite .gitignore, then removed
+    git(repo, "commit", "-qm", "oops")
+    git(repo, "rm", "-q", "--cached", "debug.log")
+    git(repo, "commit", "-qm", "untrack the log")
+
+    code, out, _ = scan(shell, str(repo), "--offline", "--json")
+
+    assert code == 1
+    found = {(f["commit"] is not None, f["path"], f["digest"]) for f in json.loads(out)["findings"]}
+    assert (True, "debug.log", digests["log"]) in found
+    assert (False, str(repo / "debug.log"), digests["log"]) not in found
 
 
 def test_binary_huge_and_git_internal_files_are_skipped(shell: Shell, tmp_path: Path) -> None:

@@ -65,12 +65,15 @@ class Server:
         *,
         tls: ssl.SSLContext | None = None,
         ready: tuple[str, int] = ("/healthz", 200),
+        stop_signal: signal.Signals = signal.SIGINT,
     ) -> None:
         """``tls``: the server speaks HTTPS, and this context trusts its certificate. ``ready``: the path and
-        status that say the server is up (a proxy answers 401 to a request without a key)."""
+        status that say the server is up (a proxy answers 401 to a request without a key). ``stop_signal``: what
+        :meth:`stop` sends the main process (``make`` passes SIGTERM on to its recipe, not SIGINT)."""
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         self.verify: ssl.SSLContext | bool = tls or True
         self._ready = ready
+        self._stop_signal = stop_signal
         self.stdout_path = workdir / f"{name}.stdout"
         self.stderr_path = workdir / f"{name}.stderr"
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
@@ -125,7 +128,7 @@ class Server:
         miss their stop when they get the terminal's SIGINT and their parent's SIGTERM at once, and then the
         whole stop waited for the kill below (issue 9: Flask examples took 30 s each to stop)."""
         if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGINT)
+            os.kill(self.process.pid, self._stop_signal)
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:

@@ -47,8 +47,9 @@ def pair(request: pytest.FixtureRequest, tmp_path: Path, fresh_pg_url: str) -> I
         first.stop()
         raise
     yield first, second
-    for server in (first, second):
-        assert server.stop() == 0, server.output()
+    codes = [server.stop() for server in (first, second)]  # both stopped before either is judged
+    for server, code in zip((first, second), codes, strict=True):
+        assert code == 0, server.output()
         assert "Traceback" not in server.stderr(), server.output()
 
 

@@ -62,11 +62,13 @@ def test_errors_over_a_real_socket_are_problems_without_internals(server: Server
 
 def test_a_restart_keeps_the_data_and_prints_no_new_root_key(tmp_path: Path) -> None:
     first = serve(tmp_path, name="first")
-    root_key = first.root_key()
-    api_id = httpx.post(
-        f"{first.url}/v1/apis", json={"name": "kept"}, headers={"Authorization": f"Bearer {root_key}"}
-    ).json()["id"]
-    assert first.stop() == 0
+    try:
+        root_key = first.root_key()
+        api_id = httpx.post(
+            f"{first.url}/v1/apis", json={"name": "kept"}, headers={"Authorization": f"Bearer {root_key}"}
+        ).json()["id"]
+    finally:
+        assert first.stop() == 0
 
     second = serve(tmp_path, name="second")
     try:

@@ -63,10 +63,15 @@ def servers(tmp_path: Path, fresh_pg_url: str, proxy: TcpProxy) -> Iterator[tupl
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     a = serve(tmp_path / "a", _env(tmp_path / "a", through_proxy), name="a")
-    b = serve(tmp_path / "b", _env(tmp_path / "b", fresh_pg_url), name="b")
+    try:
+        b = serve(tmp_path / "b", _env(tmp_path / "b", fresh_pg_url), name="b")
+    except BaseException:
+        a.stop()
+        raise
     yield a, b
-    for running in (a, b):
-        assert running.stop() == 0, running.output()
+    codes = [running.stop() for running in (a, b)]  # both stopped before either is judged
+    for running, code in zip((a, b), codes, strict=True):
+        assert code == 0, running.output()
         for line in running.stderr().splitlines():
             record = json.loads(line)
             # asyncpg's pool logs failed reconnections with their traceback; nothing of Keystile's may have one.

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import redis
 
+from tests.processes import stop_process
+
 START_TIMEOUT_S = 10.0
 
 
@@ -41,6 +43,7 @@ class RedisServer:
                     return
                 except redis.ConnectionError:
                     if time.monotonic() > deadline or self._process.poll() is not None:
+                        self.stop()
                         raise RuntimeError(f"redis-server on port {self.port} did not start") from None
                     time.sleep(0.01)  # polling for the server to come up, not waiting for time to pass
         finally:
@@ -57,8 +60,7 @@ class RedisServer:
         self._process.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
-        """Stop the server; its data is gone."""
+        """Stop the server, paused or not (killed if it does not stop); its data is gone."""
         if self._process is not None:
-            self._process.terminate()
-            self._process.wait(timeout=10)
+            stop_process(self._process)
             self._process = None

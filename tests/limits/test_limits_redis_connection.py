@@ -112,3 +112,14 @@ async def test_a_redis_that_stops_answering_fails_the_batch_at_its_deadline_and_
         )
     finally:
         await conn.close()
+
+
+def test_a_paused_own_redis_is_stopped_all_the_same(own_redis: RedisServer) -> None:
+    """A test that fails while its Redis is paused must not leave the server behind, frozen."""
+    process = own_redis._process
+    assert process is not None
+    own_redis.pause()
+
+    own_redis.stop()
+
+    assert process.poll() is not None

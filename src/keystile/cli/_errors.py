@@ -61,6 +61,7 @@ _FLAGS = {
     "prefix": "--prefix",
     "max_key_age_days": "--max-key-age-days",
     "expire_stale_after_days": "--expire-stale-after-days",
+    "recoverable": "--recoverable",
     "api_id": "--api-id",
     "ip": "--ip",
     "limit": "--limit",

@@ -45,7 +45,11 @@ def apis() -> None:
     "--expire-stale-after-days", type=int, help="With --max-key-age-days: stale keys expire this many days later."
 )
 @click.option("--ip", "ips", multiple=True, metavar="CIDR", help="Allow keys of this API only from here (repeatable).")
-@click.option("--recoverable", is_flag=True, help="Keep keys encrypted so that they can be shown again later.")
+@click.option(
+    "--recoverable",
+    is_flag=True,
+    help="Not available yet (refused): keep keys encrypted so that they can be shown again later.",
+)
 @json_option
 def create(
     name: str,

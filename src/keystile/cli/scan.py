@@ -63,12 +63,14 @@ def progress_shown(tally: Tally) -> Iterator[None]:
             tally.progress = None
 
 
-def collect(paths: tuple[Path, ...], history: bool | None, max_bytes: int, tally: Tally) -> list[Finding]:
-    """Findings in the files under ``paths`` and, as ``history`` says (``None``: for a PATH that is the top of a
-    git repository), in the history of their repositories."""
+def collect(
+    paths: tuple[Path, ...], history: bool | None, max_bytes: int, tally: Tally, *, gitignore: bool = True
+) -> list[Finding]:
+    """Findings in the files under ``paths`` (with ``gitignore``, those git does not ignore) and, as ``history``
+    says (``None``: for a PATH that is the top of a git repository), in the history of their repositories."""
     from keystile.leaks.sources import GitUnavailable, repository_of, scan_history, scan_paths
 
-    findings = list(scan_paths(list(paths), tally, max_bytes))
+    findings = list(scan_paths(list(paths), tally, max_bytes, gitignore=gitignore))
     for path in paths:
         if history is None:
             top = repository_of(path) if path.is_dir() else None
@@ -122,6 +124,12 @@ def look_up(findings: list[Finding], revoke: bool) -> dict[str, KeyState]:
     help="Also scan every commit of the git history (lines any commit added) [default: for a PATH that is the top "
     "of a git repository].",
 )
+@click.option(
+    "--gitignore/--no-gitignore",
+    default=True,
+    help="In a git work tree, skip the files git ignores (.gitignore, .git/info/exclude) [default: --gitignore]; "
+    "--no-gitignore scans them too.",
+)
 @click.option("--revoke", is_flag=True, help="Revoke every found key of this deployment that is not revoked yet.")
 @click.option("--offline", is_flag=True, help="Do not ask the database (every status is unknown): for pre-commit.")
 @click.option(
@@ -137,6 +145,7 @@ def look_up(findings: list[Finding], revoke: bool) -> dict[str, KeyState]:
 def scan(
     paths: tuple[Path, ...],
     history: bool | None,
+    gitignore: bool,
     revoke: bool,
     offline: bool,
     max_bytes: int,
@@ -148,8 +157,9 @@ def scan(
     A key is recognised by its prefix, shape and CRC32 checksum, so random strings are not reported. Findings show
     where the key is and its start (ks_3Fx9...), never the whole key, and whether it still works, from the
     configured database (status unknown when there is none, or with --offline). Binary files, files over --max-size
-    and .git directories are skipped. Exit code 0 when no key is found, 1 when one is (also after --revoke: the keys
-    are still in the files), 2 for a usage error, 5 when --revoke cannot reach the database.
+    and .git directories are skipped, and so are the files git ignores in a git work tree (unless --no-gitignore,
+    or the PATH is an ignored directory itself). Exit code 0 when no key is found, 1 when one is (also after
+    --revoke: the keys are still in the files), 2 for a usage error, 5 when --revoke cannot reach the database.
     """
     from keystile.errors import StorageError
     from keystile.leaks.reports import UNKNOWN, KeyState, json_document, sarif_document, summary
@@ -162,7 +172,7 @@ def scan(
     machine = as_json or sarif
     tally = Tally()
     with progress_shown(tally):
-        findings = collect(paths, history, max_bytes, tally)
+        findings = collect(paths, history, max_bytes, tally, gitignore=gitignore)
     states: dict[str, KeyState] = {finding.digest: KeyState() for finding in findings}
     if findings and not offline:
         try:

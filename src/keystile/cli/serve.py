@@ -129,7 +129,7 @@ def checked(settings: Settings) -> Settings:
     if settings.workers > 1 and not settings.redis_url:
         warn(
             f"running 1 worker instead of {settings.workers}: without --redis-url, rate limits would live in each "
-            "worker's memory and be enforced per process, not per deployment (SPEC L2)."
+            "worker's memory and be enforced per process, not per deployment."
         )
         settings = dataclasses.replace(settings, workers=1)
     return settings

@@ -16,6 +16,21 @@ if TYPE_CHECKING:
     from keystile.service import Keystile
 
 
+NOT_ISSUED = "this is not a key Keystile issued (its checksum does not match: mistyped or truncated?)"
+
+
+def _checksum_fails(key: str) -> bool:
+    """Whether ``key`` is in Keystile's shape with check characters that do not match the rest.
+
+    Said only here, to the operator at the shell: the HTTP answer stays a bare NOT_FOUND (it tells a caller
+    nothing), and a lookalike of a prefix whose keys were imported by digest was still looked up, and not found.
+    """
+    from keystile.core import keys as keyformat
+
+    parsed = keyformat.parse(key)
+    return parsed is not None and not keyformat.has_valid_checksum(parsed)
+
+
 @click.command("verify")
 @click.argument("key")
 @click.option("--api-id", help="Accept only a key of this API (others are NOT_FOUND).")
@@ -51,5 +66,7 @@ def verify(key: str, api_id: str | None, permissions: str | None, ip: str | None
         click.echo(answer.code)
     else:
         click.echo(f"{answer.code} {answer.key_id} (api {answer.api_id})")
+    if answer.code == "NOT_FOUND" and _checksum_fails(request.key):
+        click.echo(NOT_ISSUED, err=True)
     if not answer.valid:
         click.get_current_context().exit(NO)

@@ -1,4 +1,4 @@
-"""Python client of the Keystile HTTP API (SPEC I1): ``Client`` (blocking) and ``AsyncClient`` (asyncio), over httpx.
+"""Python client of the Keystile HTTP API: ``Client`` (blocking) and ``AsyncClient`` (asyncio), over httpx.
 
 Every route is a method named by its operation id (``create_key``, ``verify_key``, ``list_logs``...), taking path
 parameters positionally, query parameters by keyword and bodies as the request structs of

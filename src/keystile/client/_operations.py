@@ -127,7 +127,7 @@ class Operations:
 
     @operation(VERIFY_KEY)
     def verify_key(request: VerifyRequest) -> Parts:
-        """Verify a key (SPEC V1): an answer with ``valid`` and ``code`` whatever the key; errors only for a bad
+        """Verify a key: an answer with ``valid`` and ``code`` whatever the key; errors only for a bad
         request or root key. Never retried: a verification spends rate limits and credits."""
         return Parts(body=request)
 

@@ -1,4 +1,4 @@
-"""Keystile in front of Python web applications (SPEC I2).
+"""Keystile in front of Python web applications.
 
 - :class:`KeystileMiddleware` (:mod:`.asgi`): any ASGI application.
 - :mod:`.fastapi`: the dependency ``require_key(permissions=...)`` (FastAPI, Starlette).

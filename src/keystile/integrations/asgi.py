@@ -1,4 +1,4 @@
-"""``KeystileMiddleware``: API keys in front of any ASGI application (Starlette, FastAPI, Litestar...) (SPEC I2).
+"""``KeystileMiddleware``: API keys in front of any ASGI application (Starlette, FastAPI, Litestar...).
 
 ::
 

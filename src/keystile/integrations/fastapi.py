@@ -1,4 +1,4 @@
-"""FastAPI (and Starlette) integration (SPEC I2): the dependency ``require_key(permissions=...)``.
+"""FastAPI (and Starlette) integration: the dependency ``require_key(permissions=...)``.
 
 ::
 

@@ -1,4 +1,4 @@
-"""Flask integration (SPEC I2): the decorator ``@require_key(permissions=...)``.
+"""Flask integration: the decorator ``@require_key(permissions=...)``.
 
 ::
 

@@ -1,4 +1,4 @@
-"""API keys for WSGI applications (SPEC I2): :class:`KeystileWSGIMiddleware` for any WSGI app, and the blocking
+"""API keys for WSGI applications: :class:`KeystileWSGIMiddleware` for any WSGI app, and the blocking
 runner that the Flask decorator shares with it.
 
 Verifiers are asyncio code, so a WSGI process runs them on one private event loop in a background thread

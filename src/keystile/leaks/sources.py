@@ -1,8 +1,10 @@
 """Where ``keystile scan`` looks: files, directories and the history of git repositories.
 
-Directories are walked without following symbolic links, skipping version-control internals; files that look
-binary (a NUL byte in their first 8 KiB) or are larger than the size limit are counted as skipped, not read.
-History is every line that any commit of any ref added (``git log -p --all``), reported with the commit.
+Directories are walked without following symbolic links, skipping version-control internals; in a git work tree
+the files are those git lists (tracked, and untracked ones that no ``.gitignore`` or exclude file ignores), unless
+asked otherwise. Files that look binary (a NUL byte in their first 8 KiB) or are larger than the size limit are
+counted as skipped, not read. History is every line that any commit of any ref added (``git log -p --all``),
+reported with the commit.
 """
 
 from __future__ import annotations
@@ -61,18 +63,61 @@ class Tally:
             self.progress(self)
 
 
-def scan_paths(paths: list[Path], tally: Tally, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Finding]:
-    """The keys in the files at and under ``paths``, in path order."""
+def scan_paths(
+    paths: list[Path], tally: Tally, max_bytes: int = DEFAULT_MAX_BYTES, *, gitignore: bool = True
+) -> Iterator[Finding]:
+    """The keys in the files at and under ``paths``, in path order.
+
+    With ``gitignore``, a directory in a git work tree yields only the files git does not ignore (see
+    :func:`unignored_files`); a file named in ``paths`` is read whatever git thinks of it.
+    """
     for path in paths:
-        if path.is_dir():
-            for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
-                for name in sorted(files):
-                    file = Path(root) / name
-                    if not file.is_symlink():
-                        yield from scan_file(file, tally, max_bytes)
-        else:
+        if not path.is_dir():
             yield from scan_file(path, tally, max_bytes)
+            continue
+        listed = unignored_files(path) if gitignore else None
+        for file in _walk(path) if listed is None else listed:
+            if file.is_symlink() or not file.exists():
+                continue  # a link, or a file git tracks that the work tree no longer has
+            if file.is_dir():  # a submodule or a repository inside the work tree, which git lists as one entry
+                yield from scan_paths([file], tally, max_bytes, gitignore=gitignore)
+            else:
+                yield from scan_file(file, tally, max_bytes)
+
+
+def _walk(path: Path) -> Iterator[Path]:
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
+        for name in sorted(files):
+            yield Path(root) / name
+
+
+def _walk_order(name: str) -> tuple[tuple[int, str], ...]:
+    """Sorts relative paths as :func:`_walk` meets them: a directory's files, then its subdirectories."""
+    *dirs, last = name.rstrip("/").split("/")
+    return (*((1, d) for d in dirs), (0, last))
+
+
+def unignored_files(directory: Path) -> list[Path] | None:
+    """The files under ``directory`` that git does not ignore (tracked, or untracked and not excluded by a
+    ``.gitignore``, ``.git/info/exclude`` or the user's excludes file), in walk order.
+
+    ``None`` when git should not decide: git is missing, ``directory`` is not in a work tree, or it is itself
+    ignored (a directory named on purpose, such as ``.venv``, is scanned whole).
+    """
+    try:
+        ignored = _git(directory, "check-ignore", "-q", ".")
+        listing = _git(directory, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
+    except GitUnavailable:
+        return None
+    # check-ignore: 0 ignored, 1 not ignored, 128 not in a work tree (or another failure).
+    if subprocess.run(ignored, capture_output=True, check=False).returncode != 1:  # noqa: S603 (git, our arguments)
+        return None
+    done = subprocess.run(listing, capture_output=True, check=False)  # noqa: S603 (git, our own arguments)
+    if done.returncode != 0:
+        return None
+    names = sorted((os.fsdecode(raw) for raw in done.stdout.split(b"\0") if raw), key=_walk_order)
+    return [directory / name for name in dict.fromkeys(names)]
 
 
 def scan_file(path: Path, tally: Tally, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Finding]:
