@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from keystile.cli._keyview import show_key
 from keystile.cli._output import emit_json, json_option, when
 from keystile.cli._parse import duration_ms, expiry, to_duration
 from keystile.cli._runtime import run
@@ -58,8 +59,6 @@ def reroll(key_id: str, grace: int, expires_at: str | None, expires_in: int | No
     if as_json:
         emit_json(out)
         return
-    from keystile.cli.keys import show_key
-
     show_key(out)
     click.echo(f"\nThe old key {old.id} ({old.start}) stops working at {when(old.expires_at)}.")
     click.echo("The new key, shown this once (Keystile keeps only its hash):\n")
