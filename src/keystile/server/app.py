@@ -42,6 +42,7 @@ from keystile.http.transport import transport_security, with_header
 from keystile.observability.logs import REQUEST_ID, log_request
 from keystile.server.fastpath import VerifyEndpoint
 from keystile.server.forward_auth import AUTH_PATH, ForwardAuthEndpoint
+from keystile.server.openapi import Reference
 from keystile.server.routes import OPERATIONS
 from keystile.server.routing import Operation, endpoint, problem_response
 from keystile.server.runtime import Runtime
@@ -171,7 +172,7 @@ def create_app(settings: Settings, *, keystile: Keystile | None = None) -> ASGIA
     With ``keystile`` given the app serves those services (tests, embedding); without, it opens them from
     ``settings`` at lifespan startup (without migrating) and closes them at shutdown.
     """
-    runtime = Runtime(settings, keystile)
+    runtime = Runtime(settings, keystile, Reference(OPERATIONS))
     verify = VerifyEndpoint(runtime)
     by_path: dict[str, list[Operation]] = {}
     for op in OPERATIONS:

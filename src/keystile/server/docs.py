@@ -214,11 +214,3 @@ def render(document: dict[str, Any]) -> str:
         out.append(_schema_section(name, schema))
     out.append("</body></html>")
     return "".join(out)
-
-
-@functools.cache
-def docs_html() -> str:
-    """The page for this server's own document (rendered once)."""
-    from keystile.server.openapi import document
-
-    return render(document())

@@ -6,7 +6,6 @@ decodes and encodes; every operation lists its parameters, body, answers (proble
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +26,7 @@ from keystile.schemas import (
     RoleOut,
     RootKeyCreated,
 )
+from keystile.server.docs import render
 from keystile.server.examples import example
 from keystile.server.routing import Operation, Param
 
@@ -245,14 +245,35 @@ def build_document(operations: Sequence[Operation]) -> dict[str, Any]:
     }
 
 
-@functools.cache
-def document() -> dict[str, Any]:
-    """The document of every route this server has (built once, on first use)."""
-    from keystile.server.routes import OPERATIONS
+class Reference:
+    """The document of one app's operations in the two forms the app serves: ``/openapi.json`` and the ``/docs``
+    page. Each is built on its first request and then kept (an app's operations never change).
 
-    return build_document(OPERATIONS)
+    The app hands it to its handlers (:attr:`keystile.server.runtime.Runtime.reference`): the routes that serve
+    the document are among the operations it describes, so they cannot import the list of them.
+    """
 
+    __slots__ = ("_document", "_html", "_json", "operations")
 
-@functools.cache
-def openapi_bytes() -> bytes:
-    return msgspec.json.encode(document())
+    def __init__(self, operations: Sequence[Operation]) -> None:
+        self.operations = tuple(operations)
+        self._document: dict[str, Any] | None = None
+        self._json: bytes | None = None
+        self._html: str | None = None
+
+    def document(self) -> dict[str, Any]:
+        if self._document is None:
+            self._document = build_document(self.operations)
+        return self._document
+
+    def json(self) -> bytes:
+        """The document as ``/openapi.json`` serves it."""
+        if self._json is None:
+            self._json = msgspec.json.encode(self.document())
+        return self._json
+
+    def html(self) -> str:
+        """The document rendered as the ``/docs`` page."""
+        if self._html is None:
+            self._html = render(self.document())
+        return self._html

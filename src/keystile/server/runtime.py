@@ -1,19 +1,26 @@
-"""What the HTTP layer shares: the settings and the services (opened at startup when not handed in)."""
+"""What the HTTP layer shares: the settings, the services (opened at startup when not handed in) and the
+reference of the app's routes."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from keystile.config import Settings
 from keystile.errors import StorageError
 from keystile.service import Keystile
 
+if TYPE_CHECKING:
+    from keystile.server.openapi import Reference
+
 
 class Runtime:
-    """The settings and, once started, the :class:`Keystile` services of one app."""
+    """The settings, the reference of the routes and, once started, the :class:`Keystile` services of one app."""
 
-    __slots__ = ("keystile", "max_body", "max_headers", "settings")
+    __slots__ = ("keystile", "max_body", "max_headers", "reference", "settings")
 
-    def __init__(self, settings: Settings, keystile: Keystile | None) -> None:
+    def __init__(self, settings: Settings, keystile: Keystile | None, reference: Reference) -> None:
         self.settings = settings
+        self.reference = reference
         # None until the ASGI lifespan has opened storage; the fast path reads the attribute directly.
         self.keystile = keystile
         self.max_body = settings.max_body_bytes

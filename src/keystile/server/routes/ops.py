@@ -33,15 +33,11 @@ async def metrics(call: Call) -> Response:
 
 
 async def openapi_json(call: Call) -> Response:
-    from keystile.server.openapi import openapi_bytes
-
-    return Response(openapi_bytes(), media_type="application/json")
+    return Response(call.runtime.reference.json(), media_type="application/json")
 
 
 async def docs(call: Call) -> Response:
-    from keystile.server.docs import docs_html
-
-    return HTMLResponse(docs_html())
+    return HTMLResponse(call.runtime.reference.html())
 
 
 TAG = "Operations"
