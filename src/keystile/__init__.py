@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from keystile._version import __version__
 from keystile.config import Settings
 from keystile.errors import (
     Conflict,
@@ -25,8 +26,6 @@ from keystile.errors import (
 
 if TYPE_CHECKING:
     from keystile.client import AsyncClient, Client
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AsyncClient",

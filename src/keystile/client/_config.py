@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
-from keystile import __version__
+from keystile._version import __version__
 
 URL_VARIABLE = "KEYSTILE_URL"
 ROOT_KEY_VARIABLE = "KEYSTILE_ROOT_KEY"
