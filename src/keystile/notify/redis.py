@@ -4,7 +4,7 @@ The subscription has a connection of its own (redis-py's), which waits for messa
 other wait has the connection's deadline (``KEYSTILE_REDIS_TIMEOUT_MS``): connecting, the confirmation of the
 subscription, and the answer to the PING sent after each quiet second, so that a Redis that goes silent with the
 connection open is noticed within about a second. Publishing goes through the process's
-:class:`~keystile.limits.connection.RedisConnection`, which fails at once while Redis is known to be down.
+:class:`~keystile.redis.connection.RedisConnection`, which fails at once while Redis is known to be down.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from keystile.limits.connection import RedisConnection, RedisUnavailable
 from keystile.notify._bus import NotifyingBus
+from keystile.redis.connection import RedisConnection, RedisUnavailable
 
 QUIET_S = 1.0
 """After this long without a message the subscription is PINGed, and dropped unless the answer comes within the

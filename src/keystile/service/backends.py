@@ -49,9 +49,9 @@ class Backends:
 async def open_backends(settings: Settings, storage: SqlStorage, clock: Clock) -> Backends:
     """Build and start the spender and bus ``settings`` call for (see the module docstring)."""
     if settings.redis_url:
-        from keystile.limits.connection import RedisConnection
         from keystile.limits.redis import RedisSpender
         from keystile.notify.redis import RedisChangeBus
+        from keystile.redis.connection import RedisConnection
 
         redis = RedisConnection(
             settings.redis_url, settings.redis_prefix, clock, timeout_s=settings.redis_timeout_ms / 1000
