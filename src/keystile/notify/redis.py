@@ -18,6 +18,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from keystile.config import mask_url
 from keystile.notify._bus import NotifyingBus
 from keystile.redis.connection import RedisConnection, RedisUnavailable
 
@@ -30,7 +31,7 @@ class RedisChangeBus(NotifyingBus):
     """Publishes changes on a Redis channel and applies those of other processes."""
 
     def __init__(self, redis: RedisConnection) -> None:
-        super().__init__()
+        super().__init__(f"Redis at {mask_url(redis.url)}", redis.clock)
         self._redis = redis
         self.channel = redis.key("changes")
         self.client_name = f"keystile-bus-{self.origin}"
@@ -70,7 +71,7 @@ class RedisChangeBus(NotifyingBus):
                 elif message["type"] == "message":
                     self.received_payload(message["data"])
         except (RedisError, OSError, TimeoutError) as exc:
-            raise RedisUnavailable(f"change subscription lost: {type(exc).__name__}") from exc
+            raise RedisUnavailable(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from exc
         finally:
             try:
                 async with asyncio.timeout(deadline):

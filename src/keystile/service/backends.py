@@ -77,7 +77,7 @@ async def open_backends(settings: Settings, storage: SqlStorage, clock: Clock) -
     if urlsplit(settings.database_url).scheme.lower() in ("postgresql", "postgres"):
         from keystile.notify.postgresql import PostgresChangeBus
 
-        pg_bus = PostgresChangeBus(settings.database_url, storage.driver)
+        pg_bus = PostgresChangeBus(settings.database_url, storage.driver, clock=clock)
         await pg_bus.start()
         return Backends(pg_bus, LocalSpender(storage), [pg_bus.close])
     local = LocalChangeBus()
