@@ -11,7 +11,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
+from urllib.parse import parse_qsl, urlsplit
 
 from keystile.core.netaddr import normalise_allowlist
 from keystile.errors import InvalidInput
@@ -95,12 +96,24 @@ class Settings:
         """The settings with secrets (passwords in URLs) masked, for ``keystile serve`` to print."""
         shown = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         for name in ("database_url", "redis_url"):
-            shown[name] = _mask_url(shown[name])
+            shown[name] = mask_url(shown[name])
         return shown
 
 
-def _mask_url(url: str | None) -> str | None:
-    if url is None or "@" not in url or "://" not in url:
+_QUERY_PASSWORD_RE = re.compile(r"([?&][a-z_]*password=)[^&#]*", re.IGNORECASE)
+
+
+@overload
+def mask_url(url: str) -> str: ...
+@overload
+def mask_url(url: None) -> None: ...
+def mask_url(url: str | None) -> str | None:
+    """``url`` as it may be shown (logs, ``keystile serve``): its password, in the user info or a ``password``
+    query parameter (PostgreSQL takes one), replaced by ``***``."""
+    if url is None or "://" not in url:
+        return url
+    url = _QUERY_PASSWORD_RE.sub(r"\1***", url)
+    if "@" not in url:
         return url
     scheme, rest = url.split("://", 1)
     credentials, host = rest.rsplit("@", 1)
@@ -159,8 +172,9 @@ def _coerce(field: str, variable: str, value: Any) -> Any:
         return Path(value)
     if field == "redis_url":
         text = str(value)
-        if not text.lower().startswith(("redis://", "rediss://")):
-            raise InvalidInput(f"{variable} must be a redis:// or rediss:// URL", code="invalid_setting")
+        problem = _redis_url_problem(text)
+        if problem is not None:
+            raise InvalidInput(f"{variable} {problem}", code="invalid_setting")
         return text
     if field == "hsts":
         text = str(value).strip()
@@ -184,3 +198,68 @@ def _coerce(field: str, variable: str, value: Any) -> Any:
         except InvalidInput as exc:
             raise InvalidInput(f"{variable}: {exc.detail}", code="invalid_setting") from None
     return str(value)
+
+
+_REDIS_TLS_OPTIONS = frozenset(
+    {"ssl_ca_certs", "ssl_ca_data", "ssl_ca_path", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_ciphers"}
+)
+# The values whose meaning redis-py and Keystile agree on (redis-py reads "off" as true).
+_REDIS_CHOICES = {
+    "ssl_check_hostname": ("true", "false", "yes", "no", "1", "0"),
+    "ssl_cert_reqs": ("none", "optional", "required"),
+}
+_NAME_RE = re.compile(r"[a-z_]{1,40}")
+
+
+def _redis_url_problem(url: str) -> str | None:
+    """What is wrong with a Redis URL, in words that follow the setting's name (``None``: nothing).
+
+    Accepted: ``redis://`` or ``rediss://``, a host, a port from 1 to 65535 if given, a database path that is
+    empty or a whole number (``/0``), and as query parameters only what redis-py understands and both of
+    Keystile's Redis connections apply: ``db`` and, with ``rediss://``, the TLS options. The answer never quotes
+    the URL, which may hold a password (a query parameter is named only when its name is a plain word).
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # a port that is not a number, or out of range; an unbalanced [ ] host
+        return (
+            "must be a URL like redis://:password@localhost:6379/0, with a port from 1 to 65535 (a / ? # or @ in the"
+            " password percent-encoded)"
+        )
+    scheme = parts.scheme.lower()
+    if scheme not in ("redis", "rediss") or not url.lower().startswith(("redis://", "rediss://")):
+        return "must be a redis:// or rediss:// URL"
+    if not parts.hostname:
+        return "must name a host, like redis://localhost:6379/0"
+    if port == 0:
+        return "must have a port from 1 to 65535"
+    if parts.fragment:
+        return "must not have a #fragment"
+    database = parts.path.removeprefix("/")
+    if database and not _database_number(database):
+        return "must end in a database number (/0, /1 ...) or nothing after the host"
+    seen: set[str] = set()
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):  # as redis-py reads it
+        shown = name if _NAME_RE.fullmatch(name) else "parameter"
+        if name in seen:
+            return f"has the query parameter {shown} twice"
+        seen.add(name)
+        if name == "db":
+            if not _database_number(value):
+                return "has a db= that is not a database number"
+        elif name in _REDIS_TLS_OPTIONS or name in _REDIS_CHOICES:
+            if scheme != "rediss":
+                return f"has {name}, a TLS option: use rediss:// for TLS"
+            given = value.lower() if name == "ssl_check_hostname" else value
+            if name in _REDIS_CHOICES and given not in _REDIS_CHOICES[name]:
+                return f"must have {name}= one of {', '.join(_REDIS_CHOICES[name])}"
+        else:
+            known = ", ".join(["db", *sorted(_REDIS_TLS_OPTIONS | _REDIS_CHOICES.keys())])
+            unknown = f"an unknown query parameter {shown}" if shown != "parameter" else "an unknown query parameter"
+            return f"has {unknown} (Keystile applies {known})"
+    return None
+
+
+def _database_number(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 10 and int(text) < 2**31

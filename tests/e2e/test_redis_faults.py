@@ -21,7 +21,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.availability import require_tool
-from tests.limits.redis_server import RedisServer
+from tests.redis.redis_server import RedisServer
 from tests.tcp_proxy import TcpProxy
 
 from .server import Server, serve

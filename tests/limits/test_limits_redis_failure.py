@@ -20,14 +20,13 @@ from keystile.core.models import Credits
 from keystile.core.ports import Outcome, Spend
 from keystile.core.ratelimit import Bucket
 from keystile.core.verify import Code
-from keystile.limits.connection import RedisConnection
 from keystile.limits.redis import RedisSpender
+from keystile.redis.connection import RedisConnection
 from keystile.schemas import ApiCreate, CreditsSpec, KeyCreate, RateLimitSpec
 from keystile.service import Keystile
 from keystile.service.authz import Actor
 from keystile.storage import SqlStorage, open_storage
-
-from .redis_server import RedisServer
+from tests.redis.redis_server import RedisServer
 
 BUCKET = Bucket("k:key_x:api", "api", 3, 60_000)
 

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from keystile.core.clock import ManualClock
 from keystile.core.ratelimit import Bucket, decide, refund, state
-from keystile.limits.connection import RedisConnection, Script
+from keystile.redis.connection import RedisConnection
+from keystile.redis.scripts import Script
 
 LIMITS = st.lists(st.tuples(st.integers(1, 60), st.integers(1, 120_000)), min_size=1, max_size=3)
 STEPS = st.lists(

@@ -25,13 +25,12 @@ import redis.asyncio as aioredis
 
 from keystile.config import Settings
 from keystile.core.clock import SystemClock
-from keystile.limits.connection import RedisConnection
 from keystile.limits.redis import RedisSpender
+from keystile.redis.connection import RedisConnection
 from keystile.server import create_app
 from keystile.service import Keystile
+from tests.redis.redis_server import RedisServer
 from tests.tcp_proxy import TcpProxy
-
-from .redis_server import RedisServer
 
 DEADLINE_MS = 200
 DEADLINE_S = DEADLINE_MS / 1000

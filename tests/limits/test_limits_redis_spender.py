@@ -15,8 +15,8 @@ from keystile.core.models import Credits
 from keystile.core.ports import Outcome, Spend
 from keystile.core.ratelimit import Bucket
 from keystile.core.verify import Code
-from keystile.limits.connection import RedisConnection
 from keystile.limits.redis import RedisSpender
+from keystile.redis.connection import RedisConnection
 from keystile.storage import SqlStorage, open_storage
 
 

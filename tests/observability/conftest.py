@@ -22,7 +22,7 @@ from keystile.server import create_app
 from keystile.service import Actor, Keystile
 from keystile.storage import open_storage
 from tests.availability import missing
-from tests.limits.redis_server import RedisServer
+from tests.redis.redis_server import RedisServer
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 START_TIMEOUT_S = 10.0

@@ -14,7 +14,7 @@ from keystile.core import keys as keyformat
 from keystile.core.clock import ManualClock
 from keystile.server import create_app
 from keystile.service import Keystile
-from tests.limits.redis_server import RedisServer
+from tests.redis.redis_server import RedisServer
 
 from .conftest import bearer, samples, scrape, value
 

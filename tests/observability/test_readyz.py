@@ -11,7 +11,7 @@ import pytest
 from keystile.config import Settings
 from keystile.server import create_app
 from keystile.service import Keystile
-from tests.limits.redis_server import RedisServer
+from tests.redis.redis_server import RedisServer
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
-"""Helpers for the service tests: root keys with chosen permissions, and audit entries to compare."""
+"""Helpers for the service tests: root keys with chosen permissions, and audit entries to compare; the shared
+Redis under a key prefix of each test's own (:mod:`tests.redis.fixtures`)."""
 
 from __future__ import annotations
 
 import pytest
+from tests.redis.fixtures import prefix, redis_url  # noqa: F401 (fixtures)
 
 from keystile.core.models import Api, AuditEntry, AuditFilter
 from keystile.schemas import ApiCreate, RootKeyCreate

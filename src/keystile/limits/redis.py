@@ -1,9 +1,9 @@
 """Rate limits, and optionally credits, in Redis: exact across every instance (SPEC L2, L3).
 
-Each verification that spends is ONE script call (``lua/spend.lua``), atomic on the Redis server and batched
-with the other verifications in flight (:class:`~keystile.limits.connection.RedisConnection`). The script
-applies every bucket or none; with ``credits_mode=redis`` it also spends from the balance's counter in the same
-step, so that a request refused by either spends nothing.
+Each verification that spends is ONE script call (``spend.lua``, in ``keystile/redis/lua/``), atomic on the Redis
+server and batched with the other verifications in flight (:class:`~keystile.redis.connection.RedisConnection`).
+The script applies every bucket or none; with ``credits_mode=redis`` it also spends from the balance's counter in
+the same step, so that a request refused by either spends nothing.
 
 Time: the script reads Redis's clock (``TIME``) instead of taking the caller's. Instances whose clocks disagree
 then still agree on every bucket: with a caller's clock, an instance one second ahead would see a
@@ -33,9 +33,11 @@ from keystile.core.models import Credits
 from keystile.core.ports import Change, Outcome, Spend, Storage
 from keystile.core.ratelimit import Bucket, LimitState
 from keystile.core.verify import Code
-from keystile.limits.connection import Arg, Part, RedisConnection, RedisUnavailable, Script, bulk, encode
 from keystile.limits.local import LocalSpender, refill_of, spend_credits
 from keystile.limits.writeback import COUNTER_TTL_MS, WriteBack
+from keystile.redis.connection import RedisConnection, RedisUnavailable
+from keystile.redis.scripts import Script
+from keystile.redis.wire import Arg, Part, bulk, encode
 
 log = logging.getLogger("keystile.limits")
 
@@ -118,7 +120,7 @@ class RedisSpender:
 
     def spend_now(self, spend: Spend, now_ms: float) -> Outcome | None:
         """Without waiting only while Redis is known to be down and there are no credits to spend."""
-        if spend.credits is not None or self._redis.breaker.allows():
+        if spend.credits is not None or not self._redis.breaker.down:
             return None
         return self._without_redis_now(spend, now_ms)
 
@@ -134,7 +136,7 @@ class RedisSpender:
             return await self._spend_in_redis(spend, now_ms)
         except RedisUnavailable as exc:
             self.redis_errors += 1
-            if self._redis.breaker.allows():  # an outage is logged once, by the connection
+            if not self._redis.breaker.down:  # an outage is logged once, by the connection
                 log.warning("Redis failed (%s); spending without it", exc.detail)
         if credits is not None and self.credits_in_redis:
             self._reload.add(credits.id)
@@ -244,7 +246,7 @@ class RedisSpender:
 
     def _closed(self, spend: Spend, now_ms: float) -> Outcome:
         # Try again when the breaker lets Redis be tried again.
-        reset = now_ms + self._redis.breaker.wait_ms()
+        reset = now_ms + self._redis.breaker.wait_s() * 1000
         states = tuple(LimitState(b.name, b.limit, 0, reset) for b in spend.buckets)
         return Outcome(Code.RATE_LIMITED, states, spend.credits.remaining if spend.credits is not None else None)
 

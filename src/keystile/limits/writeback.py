@@ -1,10 +1,10 @@
 """Credits spent in Redis go back to the database every second (SPEC L3, ``credits_mode=redis``).
 
 Redis keeps, per balance, the credits spent since the last write-back and the refill period they belong to
-(``lua/spend.lua``). A write-back takes those (``lua/take.lua``, atomic, so a balance is taken by one instance
-at a time even when every instance writes back), subtracts them in the database in one transaction, and
-reports the result (``lua/settle.lua``): on a database failure the spends go back to their counters and are
-written back later, so nothing is lost while the database is away.
+(``spend.lua``; the scripts are in ``keystile/redis/lua/``). A write-back takes those (``take.lua``, atomic, so a
+balance is taken by one instance at a time even when every instance writes back), subtracts them in the database
+in one transaction, and reports the result (``settle.lua``): on a database failure the spends go back to their
+counters and are written back later, so nothing is lost while the database is away.
 
 The database applies a period's spends only if it has not refilled since (then they are moot) and applies a
 refill Redis did before them: the same balance whichever instance, Redis or database, refilled it first.
@@ -22,7 +22,8 @@ from typing import Any
 
 from keystile.core.ports import CreditDelta, Storage
 from keystile.errors import StorageError
-from keystile.limits.connection import RedisConnection, RedisUnavailable, Script
+from keystile.redis.connection import RedisConnection, RedisUnavailable
+from keystile.redis.scripts import Script
 
 log = logging.getLogger("keystile.limits")
 

@@ -9,6 +9,9 @@ A subscription that drops may have missed messages, so listeners get ``Change("l
 after every failed attempt to reconnect, at most a second apart) and ``Change("all")`` when it is back: caches then
 ask storage again before trusting an entry, live a short TTL while the channel is down, and keep serving their
 entries while storage cannot be reached (SPEC V6). A publish that fails is kept and sent again in the background.
+
+An outage is logged once, not at every attempt: a warning when the subscription is lost or cannot be made (where,
+without the password, and why), a reminder every :data:`REPORT_S` while it stays down, and a line when it is back.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import logging
 import secrets
 from collections.abc import Callable, Sequence
 
+from keystile.core.clock import Clock, SystemClock
 from keystile.core.ports import Change, ChangeListener
 from keystile.errors import StorageError
 
@@ -30,6 +34,8 @@ FIRST_BACKOFF_S = 0.1
 MAX_BACKOFF_S = 1.0
 RESEND_S = 0.5
 MAX_OUTBOX = 10_000
+REPORT_S = 60.0
+"""While the subscription stays down, how often that is logged again (its attempts are not)."""
 ALL = (Change("all"),)
 LOST = (Change("lost"),)
 
@@ -68,7 +74,8 @@ def decode(payload: str | bytes) -> tuple[str, list[Change]]:
 
 
 class NotifyingBus:
-    """The shared half of a change bus that reaches other processes; subclasses send and listen.
+    """The shared half of a change bus that reaches other processes; subclasses send and listen. ``where`` names
+    what it subscribes to in logs (never with a password); ``clock`` times how long an outage has lasted.
 
     Counters: ``published`` payloads, ``received`` payloads from other processes, ``publish_errors``,
     ``reconnects`` (subscriptions lost), ``connected`` while subscribed.
@@ -76,7 +83,11 @@ class NotifyingBus:
 
     notifying = True
 
-    def __init__(self) -> None:
+    def __init__(self, where: str = "the change channel", clock: Clock | None = None) -> None:
+        self.where = where
+        self._clock: Clock = clock or SystemClock()
+        self._down_since: float | None = None  # when the subscription was lost or first failed (clock.monotonic)
+        self._reported_at = 0.0
         self.origin = secrets.token_hex(8)
         self._listeners: list[ChangeListener] = []
         self._outbox: list[str] = []
@@ -168,6 +179,10 @@ class NotifyingBus:
 
     def _subscribed(self) -> None:
         self.connected = True
+        if self._down_since is not None:
+            down_s = self._clock.monotonic() - self._down_since
+            self._down_since = None
+            log.info("the change subscription to %s is back after %.1f s", self.where, down_s)
         # Anything may have changed while no one was listening (or before this process subscribed at all).
         self._deliver(ALL)
         self._tried.set()
@@ -175,15 +190,18 @@ class NotifyingBus:
     async def _run(self) -> None:
         backoff = FIRST_BACKOFF_S
         while not self._stop.is_set():
+            error: BaseException | None = None
             try:
                 await self._listen(self._subscribed)
+                reason = "it ended"
             except StorageError as exc:
-                log.warning("change subscription failed: %s", exc.detail)
-            except Exception:
-                log.exception("change subscription failed")
+                reason = exc.detail
+            except Exception as exc:  # a bug: logged with its stack trace (once per outage, like the rest)
+                reason, error = f"{type(exc).__name__}: {exc}", exc
             self._tried.set()
             if self._stop.is_set():
                 return
+            self._report(reason, error, lost=self.connected)
             if self.connected:
                 self.reconnects += 1
                 backoff = FIRST_BACKOFF_S
@@ -191,6 +209,29 @@ class NotifyingBus:
             self._deliver(LOST)
             await self._pause(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    def _report(self, reason: str, error: BaseException | None, *, lost: bool) -> None:
+        """Log a failed attempt if it starts an outage, or if the last word on this one is :data:`REPORT_S` old."""
+        now = self._clock.monotonic()
+        if self._down_since is None:
+            self._down_since = self._reported_at = now
+            log.warning(
+                "the change subscription to %s %s (%s); retrying at least once a second, and until it is back "
+                "cached keys are checked against storage again and kept a short TTL",
+                self.where,
+                "was lost" if lost else "cannot be made",
+                reason,
+                exc_info=error,
+            )
+        elif now - self._reported_at >= REPORT_S:
+            self._reported_at = now
+            log.warning(
+                "the change subscription to %s is still down after %.0f s (%s); retrying at least once a second",
+                self.where,
+                now - self._down_since,
+                reason,
+                exc_info=error,
+            )
 
     def _keep(self, payloads: Sequence[str]) -> None:
         self._outbox.extend(payloads)

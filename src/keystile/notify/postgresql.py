@@ -14,6 +14,8 @@ from typing import Any
 
 import asyncpg
 
+from keystile.config import mask_url
+from keystile.core.clock import Clock
 from keystile.errors import StorageError
 from keystile.notify._bus import NotifyingBus
 from keystile.storage import Executor
@@ -24,10 +26,11 @@ _ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
 class PostgresChangeBus(NotifyingBus):
-    """Publishes changes with NOTIFY through ``executor`` and LISTENs for them on a connection to ``dsn``."""
+    """Publishes changes with NOTIFY through ``executor`` and LISTENs for them on a connection to ``dsn``;
+    ``clock`` times how long an outage has lasted, for its log lines."""
 
-    def __init__(self, dsn: str, executor: Executor, channel: str = CHANNEL) -> None:
-        super().__init__()
+    def __init__(self, dsn: str, executor: Executor, channel: str = CHANNEL, *, clock: Clock | None = None) -> None:
+        super().__init__(f"PostgreSQL at {mask_url(dsn)}", clock)
         self._dsn = dsn
         self._executor = executor
         self.channel = channel
@@ -52,7 +55,7 @@ class PostgresChangeBus(NotifyingBus):
                 except TimeoutError:
                     await conn.fetchval("SELECT 1", timeout=QUIET_S)
         except _ERRORS as exc:
-            raise StorageError(f"PostgreSQL change subscription lost: {type(exc).__name__}") from exc
+            raise StorageError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from exc
         finally:
             self.backend_pid = None
             if conn is not None:

@@ -4,7 +4,7 @@ The subscription has a connection of its own (redis-py's), which waits for messa
 other wait has the connection's deadline (``KEYSTILE_REDIS_TIMEOUT_MS``): connecting, the confirmation of the
 subscription, and the answer to the PING sent after each quiet second, so that a Redis that goes silent with the
 connection open is noticed within about a second. Publishing goes through the process's
-:class:`~keystile.limits.connection.RedisConnection`, which fails at once while Redis is known to be down.
+:class:`~keystile.redis.connection.RedisConnection`, which fails at once while Redis is known to be down.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from keystile.limits.connection import RedisConnection, RedisUnavailable
+from keystile.config import mask_url
 from keystile.notify._bus import NotifyingBus
+from keystile.redis.connection import RedisConnection, RedisUnavailable
 
 QUIET_S = 1.0
 """After this long without a message the subscription is PINGed, and dropped unless the answer comes within the
@@ -30,7 +31,7 @@ class RedisChangeBus(NotifyingBus):
     """Publishes changes on a Redis channel and applies those of other processes."""
 
     def __init__(self, redis: RedisConnection) -> None:
-        super().__init__()
+        super().__init__(f"Redis at {mask_url(redis.url)}", redis.clock)
         self._redis = redis
         self.channel = redis.key("changes")
         self.client_name = f"keystile-bus-{self.origin}"
@@ -70,7 +71,7 @@ class RedisChangeBus(NotifyingBus):
                 elif message["type"] == "message":
                     self.received_payload(message["data"])
         except (RedisError, OSError, TimeoutError) as exc:
-            raise RedisUnavailable(f"change subscription lost: {type(exc).__name__}") from exc
+            raise RedisUnavailable(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from exc
         finally:
             try:
                 async with asyncio.timeout(deadline):

@@ -92,7 +92,7 @@ class Keystile:
         services and start the event writer (and, with ``retention``, the hourly event retention: servers run
         it, one-shot commands need not); :meth:`close` stops them. Raises StorageError when the database cannot
         be reached (an unreachable Redis is not an error: Keystile works without it until it is back)."""
-        from keystile.limits.backends import open_backends
+        from keystile.service.backends import open_backends
         from keystile.storage import open_storage
 
         clock = clock or SystemClock()

@@ -8,19 +8,16 @@ sets up one script call per batch and a busy key is read and written once per ba
 not know (a restarted or flushed Redis) is loaded and the calls that needed it are sent again, in one more round
 trip.
 
-Everything goes over a connection of this module's own (:mod:`keystile.limits._wire`): an asyncio protocol that
+Everything goes over a connection of this package's own (:mod:`keystile.redis.wire`): an asyncio protocol that
 writes a batch packed beforehand in one ``transport.write`` and hands the replies to their callers' futures
 straight from ``data_received`` once the batch is in, parsed by hiredis. (redis-py's client costs several times
-more per call, which the hot path would feel; only the change bus's subscription uses it.)
+more per call, which the hot path would feel: see ``bench/redis_client.py`` and ``docs/dependencies.md``; only
+the change bus's subscription uses it.)
 
 Failures (SPEC L2: fail open or closed, recover by itself). Every wait on Redis has a deadline, ``timeout_s``
 (``KEYSTILE_REDIS_TIMEOUT_MS``): opening a connection, handshake included, and each batch written. A failure fails
-every call in flight or waiting with :class:`RedisUnavailable` (no driver exception leaves this module) and opens
-a circuit breaker. While it is open, calls fail at once without touching the network: a Redis that is down, or
-silent, costs a caller at most one deadline, at the start of the outage, and never again while it lasts. Only a
-probe tries Redis meanwhile: in the background, a backoff apart (0.1 s doubling to 1 s), it opens a new
-connection and asks Redis the time, within the deadline; when Redis answers, the calls use that connection and
-the breaker closes (recovery needs no restart).
+every call in flight or waiting with :class:`RedisUnavailable` (no driver exception leaves this package) and opens
+the circuit breaker of :mod:`keystile.redis.recovery`: calls then fail at once until a probe finds Redis back.
 
 Late calls: a batch given up on at its deadline may still reach Redis afterwards (TCP delivers what was sent once
 a partition heals or a frozen server wakes up), when its callers have already done without it (spent credits in
@@ -33,18 +30,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import logging
 from collections import deque
 from collections.abc import Sequence
-from importlib import resources
 from typing import Any
 
 import hiredis
 
 from keystile.core.clock import Clock
 from keystile.errors import StorageError
-from keystile.limits._wire import (
+from keystile.redis.recovery import Recovery
+from keystile.redis.scripts import Script, pack
+from keystile.redis.wire import (
     TIME,
     Arg,
     Endpoint,
@@ -52,33 +48,15 @@ from keystile.limits._wire import (
     Part,
     WireProtocol,
     batches,
-    bulk,
     clock_offset,
     combine,
     command,
-    encode,
 )
-from keystile.limits._wire import evalsha as _evalsha
 
-__all__ = [
-    "Arg",
-    "Breaker",
-    "Part",
-    "RedisConnection",
-    "RedisUnavailable",
-    "Script",
-    "bulk",
-    "command",
-    "encode",
-    "pack",
-]
-
-log = logging.getLogger("keystile.limits")
+__all__ = ["RedisConnection", "RedisUnavailable"]
 
 # A Redis that does not answer within this long counts as down (KEYSTILE_REDIS_TIMEOUT_MS).
 DEFAULT_TIMEOUT_S = 0.25
-FIRST_BACKOFF_S = 0.1
-MAX_BACKOFF_S = 1.0
 # How often Redis's clock is read again (the deadlines of script calls are on it): unsynchronised clocks drift
 # apart by a few milliseconds a minute at most, and the offset errs early.
 CLOCK_SAMPLE_S = 60.0
@@ -96,49 +74,6 @@ class RedisUnavailable(StorageError):
 
     code = "redis_unavailable"
     title = "Redis unavailable"
-
-
-class Script:
-    """A Lua script shipped in ``keystile/limits/lua/``, called by its SHA-1. Its last argument is the call's
-    deadline on Redis's clock (see the module docstring), which the connection adds."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.source = resources.files("keystile.limits.lua").joinpath(f"{name}.lua").read_text(encoding="utf-8")
-        self.sha = hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
-        self.sha_bytes = self.sha.encode()
-        self.load_command = command(b"SCRIPT", b"LOAD", self.source.encode())
-
-
-class Breaker:
-    """Says whether Redis may be called: closed until a call fails, then open until a probe gets an answer.
-    Probes are ``backoff`` apart, a backoff that doubles with each probe that fails (up to :data:`MAX_BACKOFF_S`).
-    """
-
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-        self.backoff = FIRST_BACKOFF_S
-        self.retry_at = 0.0
-        self.down = False
-
-    def allows(self) -> bool:
-        return not self.down
-
-    def failed(self) -> None:
-        """A call or a probe failed: open, until a probe one backoff from now (longer if it was open already)."""
-        if self.down:
-            self.backoff = min(self.backoff * 2, MAX_BACKOFF_S)
-        self.down = True
-        self.retry_at = self._clock.monotonic() + self.backoff
-
-    def succeeded(self) -> None:
-        """A probe got an answer: closed."""
-        self.down = False
-        self.backoff = FIRST_BACKOFF_S
-
-    def wait_ms(self) -> float:
-        """How long until Redis is probed again (0 while closed)."""
-        return max(0.0, (self.retry_at - self._clock.monotonic()) * 1000) if self.down else 0.0
 
 
 # A command on its way: its packed bytes, the future of its caller or the futures of the parts of a batched script
@@ -171,7 +106,8 @@ class RedisConnection:
         self.url = url
         self.clock = clock
         self.timeout_s = timeout_s
-        self.breaker = Breaker(clock)
+        self.recovery = Recovery(clock, self._reopen)
+        self.breaker = self.recovery.breaker  # read by every call: an attribute, not a property
         self._endpoint = Endpoint(url)
         self._queue: list[_Call] = []
         self._parts: dict[Script, dict[Part, Group]] = {}
@@ -179,8 +115,6 @@ class RedisConnection:
         self._replies: list[Any] = []  # the replies to the oldest batch in flight so far
         self._protocol: WireProtocol | None = None
         self._connecting: asyncio.Task[None] | None = None
-        self._probe: asyncio.Task[bool] | None = None  # the probe under way
-        self._recovering: asyncio.Task[None] | None = None  # probes a backoff apart while the breaker is open
         self._flush_soon: asyncio.Handle | None = None
         self._watchdog: asyncio.TimerHandle | None = None
         self._offset_us = 0  # Redis's clock minus the loop's (microseconds), as last read
@@ -274,21 +208,13 @@ class RedisConnection:
         """Whether Redis answers: while the breaker is open, a new connection, its handshake and a ``TIME``,
         within the deadline; when they are answered, the calls use that connection from then on and the breaker
         closes. True at once while the breaker is closed. Concurrent probes share one."""
-        if not self.breaker.down:
-            return True
-        probe = self._probe
-        if probe is None:
-            probe = self._probe = asyncio.get_running_loop().create_task(self._probe_once())
-        return await asyncio.shield(probe)
+        return await self.recovery.probe()
 
     async def close(self) -> None:
         """Let the calls made so far finish (each within ``timeout_s``), then stop probing and close."""
         self._closed = True
-        probes = [task for task in (self._recovering, self._probe) if task is not None]
-        for task in probes:
-            task.cancel()
-        pending = self._pending()
-        await asyncio.gather(*probes, *pending, return_exceptions=True)
+        await self.recovery.close()
+        await asyncio.gather(*self._pending(), return_exceptions=True)
         if self._connecting is not None:
             await asyncio.gather(self._connecting, return_exceptions=True)
         if self._flush_soon is not None:
@@ -479,9 +405,7 @@ class RedisConnection:
     def _fail(self, exc: BaseException) -> None:
         """The connection failed: every call in flight or waiting fails, the breaker opens, and probes begin."""
         self.errors += 1
-        if not self.breaker.down:
-            log.warning("Redis is unreachable (%s); calls fail at once until it answers again", _describe(exc))
-        self.breaker.failed()
+        self.recovery.failed(exc)
         protocol, self._protocol = self._protocol, None
         if protocol is not None:
             with contextlib.suppress(Exception):  # already closing: nothing more to free
@@ -491,8 +415,6 @@ class RedisConnection:
         for future in futures:
             if not future.done():
                 future.set_exception(_translate(exc))
-        if self._recovering is None and not self._closed:
-            self._recovering = asyncio.get_running_loop().create_task(self._recover(), name="keystile-redis-probe")
 
     def _pending(self) -> list[asyncio.Future[Any]]:
         """The futures of every call written or waiting to be."""
@@ -500,31 +422,15 @@ class RedisConnection:
         futures = [future for call in calls for future in _futures(call)]
         return futures + [future for groups in self._parts.values() for g in groups.values() for future in g.futures]
 
-    async def _recover(self) -> None:
-        """Probe Redis a backoff apart until it answers."""
-        try:
-            while self.breaker.down and not self._closed:
-                await asyncio.sleep(self.breaker.backoff)
-                await self.probe()
-        finally:
-            self._recovering = None
-
-    async def _probe_once(self) -> bool:
-        try:
-            try:
-                protocol, offset = await self._endpoint.open(self, self.timeout_s)
-            except (OSError, TimeoutError):
-                self.breaker.failed()
-                return False
-            if self._closed or not self.breaker.down or self._protocol is not None:
-                protocol.transport.close()
-                return not self._closed
-            self._opened(protocol, offset)
-            self.breaker.succeeded()
-            log.warning("Redis answers again")
-            return True
-        finally:
-            self._probe = None
+    async def _reopen(self) -> bool:
+        """A probe's try (for :class:`Recovery`): a new connection, handed to the calls unless it is not needed
+        after all."""
+        protocol, offset = await self._endpoint.open(self, self.timeout_s)
+        if self._closed or not self.breaker.down or self._protocol is not None:
+            protocol.transport.close()
+            return False
+        self._opened(protocol, offset)
+        return True
 
 
 def _futures(call: _Call) -> list[asyncio.Future[Any]]:
@@ -532,15 +438,6 @@ def _futures(call: _Call) -> list[asyncio.Future[Any]]:
     if target is None:
         return []
     return target if type(target) is list else [target]  # type: ignore[list-item]
-
-
-def pack(script: Script, keys: Sequence[str], args: Sequence[Arg]) -> bytes:
-    """A call of ``script`` as a RESP command."""
-    return _evalsha(script.sha_bytes, keys, args)
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _translate(exc: BaseException) -> RedisUnavailable:

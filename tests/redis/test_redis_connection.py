@@ -1,4 +1,4 @@
-"""The script calls' connection (SPEC L2): one write per batch, the handshake the URL asks for, a script Redis
+"""The Redis connection (SPEC L2): one write per batch, the handshake the URL asks for, a script Redis
 forgot loaded again, and a Redis that stops answering failing the batch at its deadline and opening the breaker.
 
 Each test runs a Redis server of its own; the breaker's backoff runs on the manual clock.
@@ -17,9 +17,9 @@ from keystile.core.clock import ManualClock
 from keystile.core.ports import Spend
 from keystile.core.ratelimit import Bucket
 from keystile.core.verify import Code
-from keystile.limits import connection
-from keystile.limits.connection import RedisConnection, RedisUnavailable
 from keystile.limits.redis import RedisSpender
+from keystile.redis import scripts
+from keystile.redis.connection import RedisConnection, RedisUnavailable
 from keystile.storage import SqlStorage, open_storage
 
 from .redis_server import RedisServer
@@ -83,7 +83,7 @@ async def test_a_wrong_password_makes_redis_unavailable(own_redis: RedisServer, 
     conn = RedisConnection(f"redis://:wrong@127.0.0.1:{own_redis.port}/0", "t:", clock)
     try:
         with pytest.raises(RedisUnavailable):
-            await conn.call(connection.Script("refund"), ["t:k:x"], [1, 1000, 1])
+            await conn.call(scripts.Script("refund"), ["t:k:x"], [1, 1000, 1])
         assert conn.breaker.down, "a refused connection opens the breaker"
     finally:
         await conn.close()
@@ -105,8 +105,7 @@ async def test_a_redis_that_stops_answering_fails_the_batch_at_its_deadline_and_
         finally:
             own_redis.resume()  # the server now reads the batch given up on: it comes too late to spend anything
         conn.timeout_s = 1.0  # a server just woken up may take longer than 50 ms
-        assert await conn.probe()
-        assert conn.breaker.allows()
+        assert await conn.probe(), "the probe finds Redis back and closes the breaker"
         assert await spend_many(spender, bucket, clock, 4) == {Code.VALID: 3, Code.RATE_LIMITED: 1}, (
             "2 spent before, 3 now: the 3 refused while Redis was frozen spent nothing"
         )

@@ -1,5 +1,5 @@
 """What Keystile.open wires from the settings (SPEC L2, V6): Redis when a URL is given, else PostgreSQL
-notifications on PostgreSQL, else this process only; and the Redis URL setting itself."""
+notifications on PostgreSQL, else this process only."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 from keystile.config import Settings
 from keystile.core.clock import ManualClock
 from keystile.core.ports import LocalChangeBus
-from keystile.errors import InvalidInput
 from keystile.limits.local import LocalSpender
 from keystile.limits.redis import RedisSpender
 from keystile.notify.postgresql import PostgresChangeBus
@@ -63,14 +62,3 @@ async def test_an_unreachable_redis_does_not_keep_keystile_from_opening(tmp_path
         assert not ks.ctx.bus.connected
     finally:
         await ks.close()
-
-
-@pytest.mark.parametrize("url", ["redis://h:6379/0", "rediss://user:pw@h:6380/1", "REDIS://h"])
-def test_redis_and_rediss_urls_are_accepted(url: str) -> None:
-    assert Settings.from_env({"KEYSTILE_REDIS_URL": url}).redis_url == url
-
-
-@pytest.mark.parametrize("url", ["http://h:6379", "h:6379", "unix:///tmp/redis.sock"])
-def test_other_redis_urls_are_refused_naming_the_variable(url: str) -> None:
-    with pytest.raises(InvalidInput, match="KEYSTILE_REDIS_URL"):
-        Settings.from_env({"KEYSTILE_REDIS_URL": url})

@@ -49,9 +49,9 @@ class Backends:
 async def open_backends(settings: Settings, storage: SqlStorage, clock: Clock) -> Backends:
     """Build and start the spender and bus ``settings`` call for (see the module docstring)."""
     if settings.redis_url:
-        from keystile.limits.connection import RedisConnection
         from keystile.limits.redis import RedisSpender
         from keystile.notify.redis import RedisChangeBus
+        from keystile.redis.connection import RedisConnection
 
         redis = RedisConnection(
             settings.redis_url, settings.redis_prefix, clock, timeout_s=settings.redis_timeout_ms / 1000
@@ -77,7 +77,7 @@ async def open_backends(settings: Settings, storage: SqlStorage, clock: Clock) -
     if urlsplit(settings.database_url).scheme.lower() in ("postgresql", "postgres"):
         from keystile.notify.postgresql import PostgresChangeBus
 
-        pg_bus = PostgresChangeBus(settings.database_url, storage.driver)
+        pg_bus = PostgresChangeBus(settings.database_url, storage.driver, clock=clock)
         await pg_bus.start()
         return Backends(pg_bus, LocalSpender(storage), [pg_bus.close])
     local = LocalChangeBus()

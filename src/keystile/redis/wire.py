@@ -1,9 +1,9 @@
-"""The wire under :class:`~keystile.limits.connection.RedisConnection`'s script calls: RESP packing, batched
-script calls built from groups of alike parts, the asyncio protocol that hands replies over as they arrive
-(parsed by hiredis), and opening a connection within a deadline. Private: only the connection uses it.
+"""The wire under :class:`~keystile.redis.connection.RedisConnection`: RESP packing, batched script calls built
+from groups of alike parts, the asyncio protocol that hands replies over as they arrive (parsed by hiredis), and
+opening a connection within a deadline.
 
 Every script call is packed without its last argument, its deadline on Redis's clock, which the connection adds
-when it writes the call (see :mod:`keystile.limits.connection`).
+when it writes the call (see :mod:`keystile.redis.connection`).
 """
 
 from __future__ import annotations
