@@ -10,9 +10,8 @@ import pytest
 
 from keystile.config import Settings
 from keystile.integrations import LocalVerifier
-from keystile.schemas import ApiCreate, KeyCreate
+from keystile.schemas import ApiCreate, KeyCreate, convert
 from keystile.service import Actor, Keystile
-from keystile.service.validate import convert
 
 MakeKey = Callable[..., Awaitable[tuple[str, str]]]
 

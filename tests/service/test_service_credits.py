@@ -13,9 +13,8 @@ from keystile.core.models import AuditFilter
 from keystile.core.ports import Change
 from keystile.core.verify import KeyCheck
 from keystile.errors import Conflict, Forbidden, InvalidInput, NotFound
-from keystile.schemas import ApiCreate, CreditsChange, CreditsSpec, KeyCreate, RerollSpec
+from keystile.schemas import ApiCreate, CreditsChange, CreditsSpec, KeyCreate, RerollSpec, convert
 from keystile.service import Keystile
-from keystile.service.validate import convert
 from keystile.storage import SqlStorage
 
 if TYPE_CHECKING:

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from keystile.core.timefmt import MAX_MS, MIN_MS
 from keystile.errors import InvalidInput
-from keystile.schemas import ApiCreate, BulkKeyCreate, KeyCreate
+from keystile.schemas import ApiCreate, BulkKeyCreate, KeyCreate, decode
 from keystile.service import Keystile
-from keystile.service.validate import MAX_DEPTH, check_json, decode, merge_patch, to_ms
+from keystile.service.validate import MAX_DEPTH, check_json, merge_patch, to_ms
 
 if TYPE_CHECKING:
     from tests.service.conftest import Admin

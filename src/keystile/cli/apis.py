@@ -61,9 +61,8 @@ def create(
     as_json: bool,
 ) -> None:
     """Create an API called NAME."""
-    from keystile.schemas import ApiCreate, api_out
+    from keystile.schemas import ApiCreate, api_out, convert
     from keystile.service import CLI_ACTOR
-    from keystile.service.validate import convert
 
     name_fields(name="NAME")
     body: dict[str, Any] = {"name": name, "recoverable": recoverable, "ip_allowlist": list(ips)}

@@ -75,9 +75,8 @@ def identities() -> None:
 @json_option
 def create(owner_id: str, as_json: bool, **given: Any) -> None:
     """Create the identity of OWNER_ID (the owner_id of its keys, in any API)."""
-    from keystile.schemas import IdentityCreate, identity_out
+    from keystile.schemas import IdentityCreate, convert, identity_out
     from keystile.service import CLI_ACTOR
-    from keystile.service.validate import convert
 
     name_fields(owner_id="OWNER_ID")
     body: dict[str, Any] = {"owner_id": owner_id}

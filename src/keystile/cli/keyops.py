@@ -39,9 +39,8 @@ def reroll(key_id: str, grace: int, expires_at: str | None, expires_in: int | No
     The new key shares the old key's credits (they move, they are not copied). The old key keeps working for the
     grace period, then verifies as EXPIRED. A revoked key, or one rerolled already, cannot be rerolled (exit 4).
     """
-    from keystile.schemas import RerollSpec, key_created
+    from keystile.schemas import RerollSpec, convert, key_created
     from keystile.service import CLI_ACTOR
-    from keystile.service.validate import convert
 
     body: dict[str, Any] = {"grace_period_ms": grace}
     new_expiry = expiry(expires_at, expires_in)
@@ -82,9 +81,8 @@ def credits(
     unlimited credits is a conflict (exit 4): --set a number first.
     """
     from keystile.cli._errors import name_fields
-    from keystile.schemas import CreditsChange
+    from keystile.schemas import CreditsChange, convert
     from keystile.service import CLI_ACTOR
-    from keystile.service.validate import convert
 
     given: list[tuple[str, int | None]] = [
         (op, amount) for op, amount in (("set", set_), ("add", add), ("subtract", subtract)) if amount is not None

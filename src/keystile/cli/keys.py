@@ -146,9 +146,8 @@ def create(api_id: str, disabled: bool, as_json: bool, **given: Any) -> None:
 
     Keystile keeps only its hash: the key cannot be shown again.
     """
-    from keystile.schemas import KeyCreate, key_created
+    from keystile.schemas import KeyCreate, convert, key_created
     from keystile.service import CLI_ACTOR
-    from keystile.service.validate import convert
 
     body = _common_body(given)
     refill_body = refill(given["refill_amount"], given["refill_interval"], given["refill_day"])

@@ -71,9 +71,8 @@ def create(
     permissions: tuple[str, ...], name: str | None, expires_at: str | None, root_key_file: Path | None, as_json: bool
 ) -> None:
     """Create a root key and show it once."""
-    from keystile.schemas import RootKeyCreate
+    from keystile.schemas import RootKeyCreate, convert
     from keystile.service import CLI_ACTOR
-    from keystile.service.validate import convert
 
     body: dict[str, Any] = {"permissions": list(permissions)}
     if name is not None:

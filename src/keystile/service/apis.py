@@ -11,10 +11,10 @@ from keystile.core.models import ROOT_API_ID, Api, RateLimit, Role
 from keystile.core.netaddr import normalise_allowlist
 from keystile.core.permissions import validate_grant
 from keystile.errors import InvalidInput, NotFound
-from keystile.schemas import ApiCreate, ApiPatch, Page, RateLimitSpec, RoleSpec, api_out, to_builtins
+from keystile.schemas import ApiCreate, ApiPatch, Page, RateLimitSpec, RoleSpec, api_out, convert, to_builtins
 from keystile.service.authz import Actor, Principal
 from keystile.service.context import Context, api_change, key_change, not_found, page_limit, paged
-from keystile.service.validate import check_json, convert, merge_patch
+from keystile.service.validate import check_json, merge_patch
 
 
 def ratelimits_from_specs(specs: list[RateLimitSpec], field: str) -> tuple[RateLimit, ...]:

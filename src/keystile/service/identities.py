@@ -14,12 +14,12 @@ from keystile.core.ids import new_id
 from keystile.core.models import Identity
 from keystile.core.ports import Change
 from keystile.errors import Conflict, InvalidInput, NotFound
-from keystile.schemas import MAX_META_BYTES, IdentityCreate, IdentityPatch, identity_out, to_builtins
+from keystile.schemas import MAX_META_BYTES, IdentityCreate, IdentityPatch, convert, identity_out, to_builtins
 from keystile.service.apis import ratelimits_from_specs
 from keystile.service.authz import Actor, Principal
 from keystile.service.context import Context
 from keystile.service.keys import credits_change, credits_from_spec
-from keystile.service.validate import check_json, convert, json_size, merge_patch
+from keystile.service.validate import check_json, json_size, merge_patch
 
 PATCHABLE = ("meta", "ratelimits", "credits")
 

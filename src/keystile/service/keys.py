@@ -28,13 +28,14 @@ from keystile.schemas import (
     KeyPatch,
     Page,
     RerollSpec,
+    convert,
     key_out,
     to_builtins,
 )
 from keystile.service.apis import ApiService, ratelimits_from_specs
 from keystile.service.authz import Actor, Principal
 from keystile.service.context import Context, key_change, not_found, page_limit, paged
-from keystile.service.validate import check_json, convert, json_size, merge_patch, to_ms
+from keystile.service.validate import check_json, json_size, merge_patch, to_ms
 
 PATCHABLE = KeyCreate.__struct_fields__
 DAY_MS = 86_400_000
