@@ -61,7 +61,7 @@ def create(
     as_json: bool,
 ) -> None:
     """Create an API called NAME."""
-    from keystile.schemas import ApiCreate, api_out, convert
+    from keystile.schemas import ApiCreate, api_out, convert, new_api
     from keystile.service import CLI_ACTOR
 
     name_fields(name="NAME")
@@ -72,7 +72,7 @@ def create(
         body["max_key_age_days"] = max_key_age_days
     if expire_stale_after_days is not None:
         body["expire_stale_after_days"] = expire_stale_after_days
-    spec = convert(body, ApiCreate)
+    spec = new_api(convert(body, ApiCreate))
 
     async def work(ks: Keystile) -> ApiOut:
         return api_out(await ks.apis.create(CLI_ACTOR, spec))

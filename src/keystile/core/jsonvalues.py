@@ -11,6 +11,8 @@ from keystile.errors import InvalidInput
 
 MAX_DEPTH = 64
 """How deep JSON input (a body, a key's meta) may nest."""
+MAX_META_BYTES = 16 * 1024
+"""The largest ``meta`` of a key or identity, JSON-encoded."""
 
 
 def too_deep(pointer: str) -> InvalidInput:

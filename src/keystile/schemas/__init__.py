@@ -11,14 +11,14 @@ the server and CLI) import them.
 
 from __future__ import annotations
 
-from keystile.schemas.apis import ApiCreate, ApiOut, ApiPatch, api_out
+from keystile.core.jsonvalues import MAX_META_BYTES
+from keystile.schemas.apis import ApiCreate, ApiOut, ApiPatch, api_out, api_update, new_api
 from keystile.schemas.audit import AuditOut, audit_out
 from keystile.schemas.common import (
     CIDR_PATTERN,
     GRANT_PATTERN,
     MAX_BULK,
     MAX_CREDITS,
-    MAX_META_BYTES,
     NO_NUL,
     Allowlist,
     Cidr,
@@ -42,7 +42,14 @@ from keystile.schemas.common import (
 )
 from keystile.schemas.decoding import convert, decode
 from keystile.schemas.events import EventOut, VerificationCount, VerificationSeries, event_out, series_out
-from keystile.schemas.identities import IdentityCreate, IdentityOut, IdentityPatch, identity_out
+from keystile.schemas.identities import (
+    IdentityCreate,
+    IdentityOut,
+    IdentityPatch,
+    identity_out,
+    identity_update,
+    new_identity,
+)
 from keystile.schemas.keys import (
     BulkKeyCreate,
     BulkKeysCreated,
@@ -55,6 +62,9 @@ from keystile.schemas.keys import (
     RerollSpec,
     key_created,
     key_out,
+    key_update,
+    key_view_out,
+    new_key,
 )
 from keystile.schemas.leaks import LeakLabel, LeakReport
 from keystile.schemas.limits import (
@@ -71,7 +81,14 @@ from keystile.schemas.limits import (
 )
 from keystile.schemas.ratelimits import RatelimitRequest, RatelimitResponse
 from keystile.schemas.roles import RoleList, RoleOut, RoleSpec, role_out
-from keystile.schemas.root_keys import RootKeyCreate, RootKeyCreated, RootKeyOut, root_key_created, root_key_out
+from keystile.schemas.root_keys import (
+    RootKeyCreate,
+    RootKeyCreated,
+    RootKeyOut,
+    new_root_key,
+    root_key_created,
+    root_key_out,
+)
 from keystile.schemas.rules import RULES
 from keystile.schemas.verify import (
     RateLimitState,
@@ -152,14 +169,22 @@ __all__ = [
     "VerifyRequest",
     "VerifyResponse",
     "api_out",
+    "api_update",
     "audit_out",
     "convert",
     "credits_out",
     "decode",
     "event_out",
     "identity_out",
+    "identity_update",
     "key_created",
     "key_out",
+    "key_update",
+    "key_view_out",
+    "new_api",
+    "new_identity",
+    "new_key",
+    "new_root_key",
     "ratelimit_out",
     "role_out",
     "root_key_created",

@@ -10,9 +10,10 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
-from msgspec import Meta, Struct
+from msgspec import Meta, Struct, UnsetType
 
 from keystile.core import keys as keyformat
+from keystile.core.commands import KEEP, Keep
 from keystile.core.netaddr import MAX_ALLOWLIST
 from keystile.core.permissions import GRANT_RE, MAX_SLUG_LENGTH
 from keystile.core.timefmt import to_rfc3339
@@ -112,7 +113,6 @@ Recoverable = Annotated[
     ),
 ]
 MAX_BULK = 1000
-MAX_META_BYTES = 16 * 1024
 
 
 class _In(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -144,6 +144,18 @@ class Problem(Struct, omit_defaults=True):
     field: str | None = None
     position: int | None = None
     index: int | None = None
+
+
+def or_keep(value: T | UnsetType) -> T | Keep:
+    """A member of a merge patch as a change: absent keeps the field as it is."""
+    return KEEP if isinstance(value, UnsetType) else value
+
+
+def list_or_keep(value: list[T] | UnsetType | None) -> list[T] | Keep:
+    """A list member of a merge patch as a change: absent keeps the list, ``null`` empties it."""
+    if isinstance(value, UnsetType):
+        return KEEP
+    return [] if value is None else value
 
 
 def utc(ms: int) -> str:

@@ -1,4 +1,5 @@
-"""Identities (SPEC K5): one customer's rate limits and credits, shared by all of its keys."""
+"""Identities (SPEC K5): one customer's rate limits and credits, shared by all of its keys: what creates and
+patches one (and the commands they become), and how one is shown."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ from typing import Any
 
 from msgspec import UNSET, Struct, UnsetType
 
+from keystile.core.commands import IdentityUpdate, NewIdentity
+from keystile.core.jsonvalues import check_json
 from keystile.core.models import Identity
-from keystile.schemas.common import FreeJson, OwnerId, TimeOut, _In, utc
+from keystile.schemas.common import FreeJson, OwnerId, TimeOut, _In, or_keep, utc
+from keystile.schemas.decoding import convert
 from keystile.schemas.limits import (
     CreditsOut,
     CreditsPatch,
@@ -15,7 +19,11 @@ from keystile.schemas.limits import (
     RateLimitOut,
     RateLimitSpec,
     credits_out,
+    credits_update,
+    new_credits,
     ratelimit_out,
+    ratelimits_of,
+    ratelimits_update,
 )
 
 
@@ -54,4 +62,26 @@ def identity_out(identity: Identity) -> IdentityOut:
         credits=credits_out(identity.credits),
         created_at=utc(identity.created_at),
         updated_at=utc(identity.updated_at),
+    )
+
+
+def new_identity(spec: IdentityCreate) -> NewIdentity:
+    """The command a decoded ``IdentityCreate`` asks for."""
+    return NewIdentity(
+        owner_id=spec.owner_id,
+        meta=spec.meta,
+        ratelimits=ratelimits_of(spec.ratelimits),
+        credits=new_credits(spec.credits),
+    )
+
+
+def identity_update(patch: dict[str, Any]) -> IdentityUpdate:
+    """The change a JSON Merge Patch (RFC 7396) of an identity asks for; raises
+    :class:`~keystile.errors.InvalidInput` naming the member that is wrong."""
+    check_json(patch, "")
+    given = convert(patch, IdentityPatch)
+    return IdentityUpdate(
+        meta=or_keep(given.meta),
+        ratelimits=ratelimits_update(given.ratelimits),
+        credits=credits_update(given.credits),
     )

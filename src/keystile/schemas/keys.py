@@ -1,4 +1,5 @@
-"""Keys (SPEC K2-K4, R1, R2, L3): creating (one or many), patching, rerolling, changing credits, and showing."""
+"""Keys (SPEC K2-K4, R1, R2, L3): creating (one or many), patching, rerolling, changing credits (and the commands
+they become), and showing."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from typing import Annotated, Any, Literal
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from keystile.core.models import Key
+from keystile.core.commands import KeyUpdate, NewKey
+from keystile.core.jsonvalues import check_json
+from keystile.core.models import Key, KeyView
 from keystile.core.timefmt import to_rfc3339
 from keystile.schemas.common import (
     MAX_BULK,
@@ -20,8 +23,11 @@ from keystile.schemas.common import (
     TimeOut,
     Timestamp,
     _In,
+    list_or_keep,
+    or_keep,
     utc,
 )
+from keystile.schemas.decoding import convert
 from keystile.schemas.limits import (
     CreditsOut,
     CreditsPatch,
@@ -29,7 +35,11 @@ from keystile.schemas.limits import (
     RateLimitOut,
     RateLimitSpec,
     credits_out,
+    credits_update,
+    new_credits,
     ratelimit_out,
+    ratelimits_of,
+    ratelimits_update,
 )
 
 
@@ -145,6 +155,46 @@ def key_out(key: Key, *, stale: bool = False) -> KeyOut:
     return KeyOut(**_key_fields(key), stale=stale)
 
 
+def key_view_out(view: KeyView) -> KeyOut:
+    """A key with its ``stale`` marker (as :meth:`KeyService.view` gives it) as the API shows it."""
+    return key_out(view.key, stale=view.stale)
+
+
 def key_created(key: Key, plain: str) -> KeyCreated:
     """A key just made (never stale) with its plain text."""
     return KeyCreated(**_key_fields(key), stale=False, key=plain)
+
+
+def new_key(spec: KeyCreate) -> NewKey:
+    """The command a decoded ``KeyCreate`` asks for."""
+    return NewKey(
+        name=spec.name,
+        owner_id=spec.owner_id,
+        meta=spec.meta,
+        permissions=spec.permissions,
+        roles=spec.roles,
+        expires_at=spec.expires_at,
+        enabled=spec.enabled,
+        credits=new_credits(spec.credits),
+        ratelimits=ratelimits_of(spec.ratelimits),
+        ip_allowlist=spec.ip_allowlist,
+    )
+
+
+def key_update(patch: dict[str, Any]) -> KeyUpdate:
+    """The change a JSON Merge Patch (RFC 7396) of a key asks for; raises :class:`~keystile.errors.InvalidInput`
+    naming the member that is wrong (``null`` removes a value or empties a list)."""
+    check_json(patch, "")
+    given = convert(patch, KeyPatch)
+    return KeyUpdate(
+        name=or_keep(given.name),
+        owner_id=or_keep(given.owner_id),
+        meta=or_keep(given.meta),
+        permissions=list_or_keep(given.permissions),
+        roles=list_or_keep(given.roles),
+        expires_at=or_keep(given.expires_at),
+        enabled=or_keep(given.enabled),
+        credits=credits_update(given.credits),
+        ratelimits=ratelimits_update(given.ratelimits),
+        ip_allowlist=list_or_keep(given.ip_allowlist),
+    )

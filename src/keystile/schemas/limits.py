@@ -6,8 +6,9 @@ from typing import Annotated, Literal
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from keystile.core.models import Credits, RateLimit
-from keystile.schemas.common import Count, LimitName, _In
+from keystile.core.commands import KEEP, CreditsUpdate, Keep, NewCredits, RefillUpdate
+from keystile.core.models import Credits, RateLimit, Refill
+from keystile.schemas.common import Count, LimitName, _In, list_or_keep, or_keep
 
 
 class RateLimitSpec(_In):
@@ -74,3 +75,36 @@ def credits_out(credits: Credits | None) -> CreditsOut | None:
         credits.remaining,
         RefillOut(refill.amount, refill.interval, refill.day) if refill is not None else None,
     )
+
+
+# -- wire -> command --------------------------------------------------------------------------------------------
+
+
+def ratelimits_of(specs: list[RateLimitSpec]) -> list[RateLimit]:
+    return [RateLimit(spec.name, spec.limit, spec.duration_ms, spec.auto_apply) for spec in specs]
+
+
+def ratelimits_update(specs: list[RateLimitSpec] | UnsetType | None) -> list[RateLimit] | Keep:
+    """The ``ratelimits`` member of a merge patch: absent keeps them, ``null`` removes them all."""
+    given = list_or_keep(specs)
+    return KEEP if isinstance(given, Keep) else ratelimits_of(given)
+
+
+def new_credits(spec: CreditsSpec | None) -> NewCredits | None:
+    if spec is None:
+        return None
+    refill = spec.refill
+    return NewCredits(spec.remaining, None if refill is None else Refill(refill.amount, refill.interval, refill.day))
+
+
+def credits_update(patch: CreditsPatch | UnsetType | None) -> CreditsUpdate | Keep | None:
+    """The ``credits`` member of a merge patch: absent keeps the balance, ``null`` makes it unlimited."""
+    if patch is None or isinstance(patch, UnsetType):
+        return or_keep(patch)
+    refill: RefillUpdate | Keep | None
+    if isinstance(patch.refill, RefillPatch):
+        given = patch.refill
+        refill = RefillUpdate(or_keep(given.amount), or_keep(given.interval), or_keep(given.day))
+    else:
+        refill = or_keep(patch.refill)
+    return CreditsUpdate(or_keep(patch.remaining), refill)

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from msgspec import Meta, Struct
 
+from keystile.core.commands import NewRootKey
 from keystile.core.models import Key
 from keystile.core.timefmt import to_rfc3339
 from keystile.schemas.common import Name, Permission, TimeOut, Timestamp, _In, utc
@@ -51,3 +52,8 @@ def root_key_out(key: Key) -> RootKeyOut:
 
 def root_key_created(key: Key, plain: str) -> RootKeyCreated:
     return RootKeyCreated(**_root_fields(key), key=plain)
+
+
+def new_root_key(spec: RootKeyCreate) -> NewRootKey:
+    """The command a decoded ``RootKeyCreate`` asks for."""
+    return NewRootKey(permissions=spec.permissions, name=spec.name, expires_at=spec.expires_at)
