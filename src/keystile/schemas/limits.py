@@ -81,6 +81,7 @@ def credits_out(credits: Credits | None) -> CreditsOut | None:
 
 
 def ratelimits_of(specs: list[RateLimitSpec]) -> list[RateLimit]:
+    """Decoded rate limits as the services take them."""
     return [RateLimit(spec.name, spec.limit, spec.duration_ms, spec.auto_apply) for spec in specs]
 
 
@@ -91,6 +92,7 @@ def ratelimits_update(specs: list[RateLimitSpec] | UnsetType | None) -> list[Rat
 
 
 def new_credits(spec: CreditsSpec | None) -> NewCredits | None:
+    """A decoded balance as the services take it (``None``: unlimited)."""
     if spec is None:
         return None
     refill = spec.refill
