@@ -48,8 +48,8 @@ import asyncpg
 from http_verify import BENCH_DIR, KEYSTILE_TARGET, Server
 from keystile.config import Settings
 from keystile.core.clock import SystemClock
+from keystile.core.commands import NewRootKey
 from keystile.core.models import EventFilter
-from keystile.schemas import RootKeyCreate
 from keystile.service import CLI_ACTOR, Keystile
 from keystile.storage import open_storage
 from load_events import load as load_events
@@ -142,7 +142,7 @@ async def measure(url: str, *, runs: int, raw_runs: int, migrate: bool = True) -
             raise RuntimeError(f"analytics answered {len(answered)} counts, raw events give {len(expected)}")
         print(f"answer: {len(series.counts):,} counts, equal to the raw events' counts")
 
-        _, root = await ks.root_keys.create(CLI_ACTOR, RootKeyCreate(name="bench", permissions=["analytics.read"]))
+        _, root = await ks.root_keys.create(CLI_ACTOR, NewRootKey(name="bench", permissions=["analytics.read"]))
         query = urlencode({"key_id": key_id, "granularity": "hour", "since": _iso(since), "until": _iso(until)})
         headers = {"Authorization": f"Bearer {root}"}
         with tempfile.TemporaryDirectory(prefix="keystile-bench-analytics-") as tmp:

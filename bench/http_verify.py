@@ -44,7 +44,7 @@ from pathlib import Path
 
 from keystile.config import Settings
 from keystile.core.clock import SystemClock
-from keystile.schemas import ApiCreate, KeyCreate
+from keystile.core.commands import NewApi, NewKey
 from keystile.service import CLI_ACTOR, Keystile
 from keystile.storage import open_storage
 
@@ -197,9 +197,9 @@ async def prepare_database(url: str) -> tuple[str, str, str]:
         if created is None:
             raise RuntimeError(f"{url} already has a root key; the benchmark needs a fresh database")
         _, root = created
-        api = await ks.apis.create(CLI_ACTOR, ApiCreate(name="bench"))
+        api = await ks.apis.create(CLI_ACTOR, NewApi(name="bench"))
         _, key = await ks.keys.create(
-            CLI_ACTOR, api.id, KeyCreate(name="bench", permissions=PERMISSIONS, ip_allowlist=ALLOWLIST)
+            CLI_ACTOR, api.id, NewKey(name="bench", permissions=PERMISSIONS, ip_allowlist=ALLOWLIST)
         )
         return root, api.id, key
     finally:

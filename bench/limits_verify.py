@@ -42,7 +42,8 @@ from http_verify import (
 )
 from keystile.config import Settings
 from keystile.core.clock import SystemClock
-from keystile.schemas import ApiCreate, CreditsSpec, KeyCreate, RateLimitSpec
+from keystile.core.commands import NewApi, NewCredits, NewKey
+from keystile.core.models import RateLimit
 from keystile.service import CLI_ACTOR, Keystile
 from keystile.storage import open_storage
 
@@ -61,14 +62,14 @@ async def prepare_database(url: str) -> tuple[str, str, str, str]:
         if created is None:
             raise RuntimeError(f"{url} already has a root key; the benchmark needs a fresh database")
         _, root = created
-        api = await ks.apis.create(CLI_ACTOR, ApiCreate(name="bench-limits"))
-        plain = KeyCreate(name="plain", permissions=PERMISSIONS, ip_allowlist=ALLOWLIST)
-        limited = KeyCreate(
+        api = await ks.apis.create(CLI_ACTOR, NewApi(name="bench-limits"))
+        plain = NewKey(name="plain", permissions=PERMISSIONS, ip_allowlist=ALLOWLIST)
+        limited = NewKey(
             name="limited",
             permissions=PERMISSIONS,
             ip_allowlist=ALLOWLIST,
-            ratelimits=[RateLimitSpec(name="requests", limit=10**9, duration_ms=1000)],
-            credits=CreditsSpec(remaining=10**12),
+            ratelimits=[RateLimit(name="requests", limit=10**9, duration_ms=1000)],
+            credits=NewCredits(remaining=10**12),
         )
         _, plain_key = await ks.keys.create(CLI_ACTOR, api.id, plain)
         _, limited_key = await ks.keys.create(CLI_ACTOR, api.id, limited)

@@ -51,11 +51,11 @@ import asyncpg
 
 from keystile.config import Settings
 from keystile.core.clock import SystemClock
+from keystile.core.commands import NewApi, NewKey
 from keystile.core.ids import new_id
 from keystile.core.models import EventFilter, VerificationEvent
 from keystile.core.verify import ALL_CODES
 from keystile.errors import InvalidInput
-from keystile.schemas import ApiCreate, KeyCreate
 from keystile.service import CLI_ACTOR, Keystile
 from keystile.service.analytics import BUCKET_MS, MAX_BUCKETS, MAX_COUNTS
 from keystile.storage import open_storage
@@ -121,12 +121,12 @@ class DataSet:
 async def make_keys(ks: Keystile, *, apis: int, keys: int, owners: int, seed: int) -> list[tuple[str, str, str | None]]:
     """APIs and keys through the services (real rows: ``last_used_at`` is written to them)."""
     rng = random.Random(seed)
-    api_ids = [(await ks.apis.create(CLI_ACTOR, ApiCreate(name=f"bench-{i}"))).id for i in range(apis)]
+    api_ids = [(await ks.apis.create(CLI_ACTOR, NewApi(name=f"bench-{i}"))).id for i in range(apis)]
     made = []
     for i in range(keys):
         api_id = api_ids[i % apis]
         owner = None if rng.random() < 0.1 else f"owner-{rng.randrange(owners)}"
-        key, _ = await ks.keys.create(CLI_ACTOR, api_id, KeyCreate(name=f"bench-{i}", owner_id=owner))
+        key, _ = await ks.keys.create(CLI_ACTOR, api_id, NewKey(name=f"bench-{i}", owner_id=owner))
         made.append((api_id, key.id, owner))
     return made
 

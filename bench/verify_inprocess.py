@@ -35,8 +35,8 @@ from pathlib import Path
 from _timing import Timing, measure, measure_async
 from keystile.config import Settings
 from keystile.core.clock import SystemClock
+from keystile.core.commands import NewApi, NewKey
 from keystile.core.verify import Code, Verifier
-from keystile.schemas import ApiCreate, KeyCreate
 from keystile.service import CLI_ACTOR, Keystile
 from keystile.storage import open_storage
 
@@ -104,8 +104,8 @@ async def _keystile_keys(directory: Path, count: int) -> tuple[Keystile, str, li
     storage = await open_storage(url, clock)
     await storage.migrate()
     ks = Keystile.create(storage, Settings(database_url=url, cache_ttl_ms=CACHE_TTL_MS), clock)
-    api = await ks.apis.create(CLI_ACTOR, ApiCreate(name="bench"))
-    spec = KeyCreate(name="bench", permissions=PERMISSIONS, ip_allowlist=ALLOWLIST)
+    api = await ks.apis.create(CLI_ACTOR, NewApi(name="bench"))
+    spec = NewKey(name="bench", permissions=PERMISSIONS, ip_allowlist=ALLOWLIST)
     plain: list[str] = []
     for start in range(0, count, 1000):
         created = await ks.keys.create_many(CLI_ACTOR, api.id, [spec] * min(1000, count - start))

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from keystile.core.commands import NewApi, NewKey, NewRootKey
 from keystile.core.models import Api, Key
-from keystile.schemas import ApiCreate, KeyCreate, RootKeyCreate
 from keystile.service import Actor, Keystile, Principal
 
 
@@ -32,18 +32,18 @@ class Deployment:
 
 
 async def principal(ks: Keystile, actor: Actor, *permissions: str) -> Principal:
-    _, plain = await ks.root_keys.create(actor, RootKeyCreate(permissions=list(permissions)))
+    _, plain = await ks.root_keys.create(actor, NewRootKey(permissions=list(permissions)))
     return await ks.root_keys.authenticate(plain)
 
 
 @pytest.fixture
 async def deployment(ks: Keystile, root: tuple[Actor, str]) -> Deployment:
     actor = root[0]
-    a = await ks.apis.create(actor, ApiCreate(name="a"))
-    b = await ks.apis.create(actor, ApiCreate(name="b"))
-    a1, _ = await ks.keys.create(actor, a.id, KeyCreate(name="a1", owner_id="alice"))
-    a2, _ = await ks.keys.create(actor, a.id, KeyCreate(name="a2", owner_id="bob"))
-    b1, _ = await ks.keys.create(actor, b.id, KeyCreate(name="b1", owner_id="alice"))
+    a = await ks.apis.create(actor, NewApi(name="a"))
+    b = await ks.apis.create(actor, NewApi(name="b"))
+    a1, _ = await ks.keys.create(actor, a.id, NewKey(name="a1", owner_id="alice"))
+    a2, _ = await ks.keys.create(actor, a.id, NewKey(name="a2", owner_id="bob"))
+    b1, _ = await ks.keys.create(actor, b.id, NewKey(name="b1", owner_id="alice"))
     return Deployment(
         ks,
         a,

@@ -11,10 +11,10 @@ import pytest
 from keystile.config import Settings
 from keystile.core import keys as keyformat
 from keystile.core.clock import ManualClock
+from keystile.core.commands import NewApi, NewKey
 from keystile.core.ports import Change
 from keystile.core.verify import Code, KeyCheck, Verifier
 from keystile.errors import StorageError
-from keystile.schemas import ApiCreate, KeyCreate
 from keystile.service import Actor, Keystile
 from keystile.storage import SqlStorage
 
@@ -457,10 +457,8 @@ async def test_verifying_through_the_services_makes_no_storage_call_once_warm(
     assert created is not None
     root_key = created[1]
     actor = Actor(await ks.root_keys.authenticate(root_key), "127.0.0.1", "pytest")
-    api = await ks.apis.create(actor, ApiCreate(name="demo", ip_allowlist=["10.0.0.0/8"]))
-    key, plain = await ks.keys.create(
-        actor, api.id, KeyCreate(permissions=["a", "b", "c"], ip_allowlist=["10.1.0.0/16"])
-    )
+    api = await ks.apis.create(actor, NewApi(name="demo", ip_allowlist=["10.0.0.0/8"]))
+    key, plain = await ks.keys.create(actor, api.id, NewKey(permissions=["a", "b", "c"], ip_allowlist=["10.1.0.0/16"]))
     request = KeyCheck(plain, api_id=api.id, permissions="a AND (b OR c)", ip="10.1.2.3")
     assert (await ks.verification.verify(actor.principal, request)).code == Code.VALID
 

@@ -10,11 +10,12 @@ from typing import Any, cast
 import pytest
 
 from keystile.core.clock import ManualClock
-from keystile.core.models import Api, EventFilter, EventRow, Key, VerificationEvent
+from keystile.core.commands import NewApi, NewKey
+from keystile.core.models import Api, EventFilter, EventRow, Key, RateLimit, VerificationEvent
 from keystile.core.ports import Storage
 from keystile.errors import StorageError
 from keystile.http.verify import check_of
-from keystile.schemas import ApiCreate, KeyCreate, RateLimitSpec, VerifyRequest
+from keystile.schemas import VerifyRequest
 from keystile.service import Actor, Keystile
 
 
@@ -48,16 +49,16 @@ class World:
 @pytest.fixture
 async def world(ks: Keystile, root: tuple[Actor, str], clock: ManualClock) -> World:
     actor = root[0]
-    api = await ks.apis.create(actor, ApiCreate(name="docs"))
-    other = await ks.apis.create(actor, ApiCreate(name="other"))
+    api = await ks.apis.create(actor, NewApi(name="docs"))
+    other = await ks.apis.create(actor, NewApi(name="other"))
     specs = {
-        "alice": (api, KeyCreate(name="alice", owner_id="alice", permissions=["docs.read"])),
+        "alice": (api, NewKey(name="alice", owner_id="alice", permissions=["docs.read"])),
         "bob": (
             api,
-            KeyCreate(name="bob", owner_id="bob", ratelimits=[RateLimitSpec(name="r", limit=1, duration_ms=60_000)]),
+            NewKey(name="bob", owner_id="bob", ratelimits=[RateLimit(name="r", limit=1, duration_ms=60_000)]),
         ),
-        "gone": (api, KeyCreate(name="gone")),
-        "carol": (other, KeyCreate(name="carol", owner_id="carol")),
+        "gone": (api, NewKey(name="gone")),
+        "carol": (other, NewKey(name="carol", owner_id="carol")),
     }
     keys: dict[str, Key] = {}
     plain: dict[str, str] = {}

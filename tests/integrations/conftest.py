@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from keystile.config import Settings
+from keystile.core.commands import NewApi
 from keystile.integrations import LocalVerifier
-from keystile.schemas import ApiCreate, KeyCreate
+from keystile.schemas import KeyCreate, convert, new_key
 from keystile.service import Actor, Keystile
-from keystile.service.validate import convert
 
 MakeKey = Callable[..., Awaitable[tuple[str, str]]]
 
@@ -30,7 +30,7 @@ def local(ks: Keystile, settings: Settings) -> LocalVerifier:
 
 @pytest.fixture
 async def api_id(ks: Keystile, root: tuple[Actor, str]) -> str:
-    return (await ks.apis.create(root[0], ApiCreate(name="notes"))).id
+    return (await ks.apis.create(root[0], NewApi(name="notes"))).id
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def make_key(ks: Keystile, root: tuple[Actor, str], api_id: str) -> MakeKey:
     """``await make_key(permissions=[...], ...)``: (key id, plain key) of a new key of ``api_id``."""
 
     async def make(**fields: Any) -> tuple[str, str]:
-        key, plain = await ks.keys.create(root[0], api_id, convert(fields, KeyCreate))
+        key, plain = await ks.keys.create(root[0], api_id, new_key(convert(fields, KeyCreate)))
         return key.id, plain
 
     return make

@@ -14,9 +14,9 @@ from werkzeug.test import Client as WerkzeugClient
 
 from keystile.config import Settings
 from keystile.core.clock import SystemClock
+from keystile.core.commands import NewApi, NewKey
 from keystile.integrations import BlockingVerifier, KeystileWSGIMiddleware, LocalVerifier
 from keystile.integrations.flask import current_key, init_app, require_key
-from keystile.schemas import ApiCreate, KeyCreate
 from keystile.service import Keystile
 from keystile.storage import open_storage
 
@@ -28,10 +28,10 @@ async def _deploy(url: str) -> dict[str, str]:
     try:
         from keystile.service import CLI_ACTOR
 
-        api = await ks.apis.create(CLI_ACTOR, ApiCreate(name="notes"))
+        api = await ks.apis.create(CLI_ACTOR, NewApi(name="notes"))
         keys = {}
         for name, permissions in (("reader", ["notes.read"]), ("nobody", [])):
-            key, plain = await ks.keys.create(CLI_ACTOR, api.id, KeyCreate(owner_id=name, permissions=permissions))
+            key, plain = await ks.keys.create(CLI_ACTOR, api.id, NewKey(owner_id=name, permissions=permissions))
             keys[name], keys[f"{name}_id"] = plain, key.id
         return keys
     finally:

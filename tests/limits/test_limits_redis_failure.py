@@ -16,13 +16,13 @@ import redis.asyncio as aioredis
 
 from keystile.config import Settings
 from keystile.core.clock import ManualClock
-from keystile.core.models import Credits
+from keystile.core.commands import NewApi, NewCredits, NewKey
+from keystile.core.models import Credits, RateLimit
 from keystile.core.ports import Outcome, Spend
 from keystile.core.ratelimit import Bucket
 from keystile.core.verify import Code
 from keystile.limits.redis import RedisSpender
 from keystile.redis.connection import RedisConnection
-from keystile.schemas import ApiCreate, CreditsSpec, KeyCreate, RateLimitSpec
 from keystile.service import Keystile
 from keystile.service.authz import Actor
 from keystile.storage import SqlStorage, open_storage
@@ -174,8 +174,8 @@ async def test_verification_keeps_answering_through_a_redis_outage(own_redis: Re
         created = await ks.root_keys.bootstrap()
         assert created is not None
         actor = Actor(await ks.root_keys.authenticate(created[1]), "127.0.0.1", "pytest")
-        api = await ks.apis.create(actor, ApiCreate(name="outage"))
-        spec = KeyCreate(credits=CreditsSpec(remaining=6), ratelimits=[RateLimitSpec("api", 4, 60_000)])
+        api = await ks.apis.create(actor, NewApi(name="outage"))
+        spec = NewKey(credits=NewCredits(remaining=6), ratelimits=[RateLimit("api", 4, 60_000)])
         key, plain = await ks.keys.create(actor, api.id, spec)
         assert key.credits is not None
         verifier = ks.ctx.verifier

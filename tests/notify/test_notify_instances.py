@@ -22,12 +22,13 @@ import redis.asyncio as aioredis
 
 from keystile.config import Settings
 from keystile.core.clock import ManualClock
+from keystile.core.commands import NewApi, NewKey
 from keystile.core.ports import Change
 from keystile.core.verify import Code
 from keystile.notify._bus import NotifyingBus
 from keystile.notify.postgresql import PostgresChangeBus
 from keystile.notify.redis import RedisChangeBus
-from keystile.schemas import ApiCreate, KeyCreate
+from keystile.schemas import key_update
 from keystile.service import Keystile
 from keystile.service.authz import Actor
 
@@ -45,9 +46,9 @@ class Pair:
 
     async def key(self) -> tuple[str, str]:
         """A new key (id, plain text) made through ``a`` and verified (so cached) on ``b``."""
-        api = await self.a.apis.create(self.actor, ApiCreate(name="shared"))
+        api = await self.a.apis.create(self.actor, NewApi(name="shared"))
         heard = bus_of(self.b).received
-        key, plain = await self.a.keys.create(self.actor, api.id, KeyCreate())
+        key, plain = await self.a.keys.create(self.actor, api.id, NewKey())
         # The creation is a change too: let it reach b first, or it would drop the entry cached below.
         await within(DEADLINE_S, lambda: _holds(bus_of(self.b).received > heard), "the creation on b")
         assert (await self.b.ctx.verifier.verify(plain)).code == Code.VALID
@@ -106,7 +107,7 @@ async def test_a_revocation_through_one_instance_stops_the_key_on_the_other_with
 
 async def test_disabling_and_deleting_reach_the_other_instance(pair: Pair) -> None:
     key_id, plain = await pair.key()
-    await pair.a.keys.update(pair.actor, key_id, {"enabled": False})
+    await pair.a.keys.update(pair.actor, key_id, key_update({"enabled": False}))
     await within(DEADLINE_S, lambda: _is(pair.b, plain, Code.DISABLED), "disabling on the other instance")
     other_id, other = await pair.key()
     await pair.a.keys.delete(pair.actor, other_id)

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from keystile.config import Settings
+from keystile.core.commands import NewRootKey
 from keystile.http.asgi import ASGIApp
-from keystile.schemas import RootKeyCreate
 from keystile.server import create_app
 from keystile.service import Actor, Keystile
 
@@ -69,7 +69,7 @@ def grant(ks: Keystile, root: tuple[Actor, str]) -> Grant:
     """``await grant("keys.read", ...)``: headers with a new root key holding just those permissions."""
 
     async def make(*permissions: str) -> Headers:
-        _, plain = await ks.root_keys.create(root[0], RootKeyCreate(permissions=list(permissions)))
+        _, plain = await ks.root_keys.create(root[0], NewRootKey(permissions=list(permissions)))
         return bearer(plain)
 
     return make

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from tests.redis.fixtures import prefix, redis_url  # noqa: F401 (fixtures)
 
+from keystile.core.commands import NewApi, NewRootKey
 from keystile.core.models import Api, AuditEntry, AuditFilter
-from keystile.schemas import ApiCreate, RootKeyCreate
 from keystile.service import Keystile
 from keystile.service.authz import Actor
 
@@ -24,11 +24,11 @@ class Admin:
 
     async def actor_with(self, *permissions: str) -> Actor:
         """An actor holding a new root key with exactly ``permissions``."""
-        _, plain = await self.ks.root_keys.create(self.actor, RootKeyCreate(permissions=list(permissions)))
+        _, plain = await self.ks.root_keys.create(self.actor, NewRootKey(permissions=list(permissions)))
         return Actor(await self.ks.root_keys.authenticate(plain), IP, USER_AGENT)
 
-    async def api(self, spec: ApiCreate | None = None) -> Api:
-        return await self.ks.apis.create(self.actor, spec or ApiCreate(name="an api"))
+    async def api(self, spec: NewApi | None = None) -> Api:
+        return await self.ks.apis.create(self.actor, spec or NewApi(name="an api"))
 
     async def audit(self, where: AuditFilter | None = None) -> list[AuditEntry]:
         """Every audit entry (matching ``where``), oldest first."""

@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from keystile.core.models import AuditFilter, KeyFilter
+from keystile.core.commands import NewApi, NewKey
+from keystile.core.models import AuditFilter, KeyFilter, RateLimit
 from keystile.core.verify import KeyCheck
 from keystile.errors import InvalidInput, NotFound
-from keystile.schemas import ApiCreate, KeyCreate, RateLimitSpec, RoleSpec, api_out, to_builtins
+from keystile.schemas import api_out, api_update, to_builtins
 from keystile.service import Keystile
 from keystile.service.authz import Actor
 from keystile.storage import SqlStorage
@@ -24,15 +25,15 @@ def doc(api: Any) -> dict[str, Any]:
 
 
 async def test_deleting_an_api_deletes_its_keys_and_roles(ks: Keystile, storage: SqlStorage, admin: Admin) -> None:
-    api = await admin.api(ApiCreate(name="doomed"))
-    kept_api = await admin.api(ApiCreate(name="kept"))
-    await ks.apis.put_role(admin.actor, api.id, RoleSpec(name="reader", permissions=["docs.read"]))
+    api = await admin.api(NewApi(name="doomed"))
+    kept_api = await admin.api(NewApi(name="kept"))
+    await ks.apis.put_role(admin.actor, api.id, name="reader", permissions=["docs.read"])
     created = await ks.keys.create_many(
         admin.actor,
         api.id,
-        [KeyCreate(roles=["reader"], ratelimits=[RateLimitSpec(name="r", limit=1, duration_ms=1000)])] * 3,
+        [NewKey(roles=["reader"], ratelimits=[RateLimit(name="r", limit=1, duration_ms=1000)])] * 3,
     )
-    kept, kept_plain = await ks.keys.create(admin.actor, kept_api.id, KeyCreate())
+    kept, kept_plain = await ks.keys.create(admin.actor, kept_api.id, NewKey())
 
     await ks.apis.delete(admin.actor, api.id)
 
@@ -56,27 +57,27 @@ async def test_deleting_an_api_deletes_its_keys_and_roles(ks: Keystile, storage:
 
 async def test_an_api_patch_changes_only_what_it_names_and_null_resets(ks: Keystile, admin: Admin) -> None:
     api = await admin.api(
-        ApiCreate(
+        NewApi(
             name="patched",
             prefix="pay",
-            default_ratelimits=[RateLimitSpec(name="burst", limit=5, duration_ms=1000)],
+            default_ratelimits=[RateLimit(name="burst", limit=5, duration_ms=1000)],
             max_key_age_days=90,
             ip_allowlist=["10.0.0.0/8"],
         )
     )
     before = doc(api)
 
-    renamed = await ks.apis.update(admin.actor, api.id, {"name": "renamed"})
+    renamed = await ks.apis.update(admin.actor, api.id, api_update({"name": "renamed"}))
     assert doc(renamed) == {**before, "name": "renamed", "updated_at": doc(renamed)["updated_at"]}
 
     reset = await ks.apis.update(
-        admin.actor, api.id, {"default_ratelimits": None, "max_key_age_days": None, "ip_allowlist": None}
+        admin.actor, api.id, api_update({"default_ratelimits": None, "max_key_age_days": None, "ip_allowlist": None})
     )
     assert (reset.default_ratelimits, reset.max_key_age_days, reset.ip_allowlist) == ((), None, ())
     assert (reset.name, reset.prefix) == ("renamed", "pay")
     assert doc(await ks.apis.get(admin.actor.principal, api.id)) == doc(reset)
 
-    unchanged = await ks.apis.update(admin.actor, api.id, {"name": "renamed"})
+    unchanged = await ks.apis.update(admin.actor, api.id, api_update({"name": "renamed"}))
     assert doc(unchanged) == doc(reset)
     assert [e.action for e in await admin.audit(AuditFilter(target=api.id))] == [
         "api.create",
@@ -100,10 +101,10 @@ async def test_an_api_patch_changes_only_what_it_names_and_null_resets(ks: Keyst
 async def test_an_api_patch_that_breaks_a_rule_changes_nothing(
     ks: Keystile, admin: Admin, patch: dict[str, Any], code: str
 ) -> None:
-    api = await admin.api(ApiCreate(name="strict"))
+    api = await admin.api(NewApi(name="strict"))
 
     with pytest.raises(InvalidInput) as caught:
-        await ks.apis.update(admin.actor, api.id, patch)
+        await ks.apis.update(admin.actor, api.id, api_update(patch))
 
     assert caught.value.code == code
     assert doc(await ks.apis.get(admin.actor.principal, api.id)) == doc(api)
@@ -111,22 +112,22 @@ async def test_an_api_patch_that_breaks_a_rule_changes_nothing(
 
 async def test_the_root_prefix_is_reserved(ks: Keystile, admin: Admin) -> None:
     with pytest.raises(InvalidInput) as caught:
-        await ks.apis.create(admin.actor, ApiCreate(name="sneaky", prefix="ks_root"))
+        await ks.apis.create(admin.actor, NewApi(name="sneaky", prefix="ks_root"))
     assert caught.value.code == "invalid_prefix"
 
 
 async def test_roles_are_created_replaced_listed_and_deleted(ks: Keystile, admin: Admin) -> None:
     api = await admin.api()
 
-    role, new = await ks.apis.put_role(admin.actor, api.id, RoleSpec(name="reader", permissions=["a.read", "a.read"]))
+    role, new = await ks.apis.put_role(admin.actor, api.id, name="reader", permissions=["a.read", "a.read"])
     assert (new, role.permissions) == (True, ("a.read",))
-    role, new = await ks.apis.put_role(admin.actor, api.id, RoleSpec(name="reader", permissions=["a.*"]))
+    role, new = await ks.apis.put_role(admin.actor, api.id, name="reader", permissions=["a.*"])
     assert (new, role.permissions) == (False, ("a.*",))
-    await ks.apis.put_role(admin.actor, api.id, RoleSpec(name="admin", permissions=["*"]))
+    await ks.apis.put_role(admin.actor, api.id, name="admin", permissions=["*"])
     assert [r.name for r in await ks.apis.list_roles(admin.actor.principal, api.id)] == ["admin", "reader"]
 
     with pytest.raises(InvalidInput):
-        await ks.apis.put_role(admin.actor, api.id, RoleSpec(name="bad", permissions=["not a slug"]))
+        await ks.apis.put_role(admin.actor, api.id, name="bad", permissions=["not a slug"])
     with pytest.raises(NotFound):
         await ks.apis.delete_role(admin.actor, api.id, "ghost")
 
@@ -137,9 +138,9 @@ async def test_roles_are_created_replaced_listed_and_deleted(ks: Keystile, admin
 async def test_deleting_a_role_takes_it_off_the_keys_that_list_it(ks: Keystile, admin: Admin) -> None:
     api = await admin.api()
     for name in ("read", "reader"):
-        await ks.apis.put_role(admin.actor, api.id, RoleSpec(name=name, permissions=[f"{name}.x"]))
-    both, _ = await ks.keys.create(admin.actor, api.id, KeyCreate(roles=["reader", "read"]))
-    similar, _ = await ks.keys.create(admin.actor, api.id, KeyCreate(roles=["reader"]))
+        await ks.apis.put_role(admin.actor, api.id, name=name, permissions=[f"{name}.x"])
+    both, _ = await ks.keys.create(admin.actor, api.id, NewKey(roles=["reader", "read"]))
+    similar, _ = await ks.keys.create(admin.actor, api.id, NewKey(roles=["reader"]))
 
     await ks.apis.delete_role(admin.actor, api.id, "read")
 
@@ -151,12 +152,12 @@ async def test_deleting_a_role_takes_it_off_the_keys_that_list_it(ks: Keystile, 
 
 async def test_an_api_name_with_a_nul_character_is_refused_on_every_backend(ks: Keystile, admin: Admin) -> None:
     with pytest.raises(InvalidInput) as caught:
-        await ks.apis.create(admin.actor, ApiCreate(name="nul\x00"))
+        await ks.apis.create(admin.actor, NewApi(name="nul\x00"))
     assert (caught.value.code, caught.value.extra["field"]) == ("invalid_character", "/name")
 
     api = await admin.api()
     with pytest.raises(InvalidInput) as caught:
-        await ks.apis.update(admin.actor, api.id, {"name": "nul\x00"})
+        await ks.apis.update(admin.actor, api.id, api_update({"name": "nul\x00"}))
     assert caught.value.code == "invalid_character"
     assert (await ks.apis.get(admin.actor.principal, api.id)).name == api.name
 
@@ -164,7 +165,7 @@ async def test_an_api_name_with_a_nul_character_is_refused_on_every_backend(ks: 
 async def test_a_user_agent_with_a_nul_character_does_not_break_the_audit_entry(ks: Keystile, admin: Admin) -> None:
     actor = Actor(admin.actor.principal, "192.0.2.1", "agent\x00smith")
 
-    api = await ks.apis.create(actor, ApiCreate(name="audited"))
+    api = await ks.apis.create(actor, NewApi(name="audited"))
 
     [entry] = await admin.audit(AuditFilter(target=api.id))
     assert entry.user_agent == "agent\ufffdsmith"

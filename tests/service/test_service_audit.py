@@ -12,10 +12,11 @@ import pytest
 
 from keystile.config import Settings
 from keystile.core.clock import ManualClock
+from keystile.core.commands import NewApi, NewKey, NewRootKey
 from keystile.core.models import AuditEntry, AuditFilter, KeyFilter
 from keystile.core.ports import Storage, Transaction
 from keystile.errors import StorageError
-from keystile.schemas import ApiCreate, KeyCreate, RoleSpec, RootKeyCreate
+from keystile.schemas import api_update, key_update
 from keystile.service import CLI_ACTOR, Keystile
 from keystile.service.authz import Actor
 from keystile.storage import SqlStorage
@@ -58,32 +59,32 @@ async def test_every_management_action_writes_one_entry_per_object(
     actor = admin.actor
     now = int(clock.now() * 1000)
 
-    api, [entry] = await record(ks.apis.create(actor, ApiCreate(name="audited", ip_allowlist=["10.0.0.0/8"])))
+    api, [entry] = await record(ks.apis.create(actor, NewApi(name="audited", ip_allowlist=["10.0.0.0/8"])))
     assert_entry(entry, actor, "api.create", api.id, now)
     assert entry.changes["name"] == "audited"
 
-    _, [entry] = await record(ks.apis.update(actor, api.id, {"name": "renamed", "ip_allowlist": None}))
+    _, [entry] = await record(ks.apis.update(actor, api.id, api_update({"name": "renamed", "ip_allowlist": None})))
     assert_entry(entry, actor, "api.update", api.id, now)
     assert entry.changes == {"name": ["audited", "renamed"], "ip_allowlist": [["10.0.0.0/8"], []]}
 
-    _, [entry] = await record(ks.apis.put_role(actor, api.id, RoleSpec(name="reader", permissions=["docs.read"])))
+    _, [entry] = await record(ks.apis.put_role(actor, api.id, name="reader", permissions=["docs.read"]))
     assert_entry(entry, actor, "role.create", f"{api.id}/roles/reader", now)
-    _, [entry] = await record(ks.apis.put_role(actor, api.id, RoleSpec(name="reader", permissions=["docs.*"])))
+    _, [entry] = await record(ks.apis.put_role(actor, api.id, name="reader", permissions=["docs.*"]))
     assert_entry(entry, actor, "role.update", f"{api.id}/roles/reader", now)
     assert entry.changes == {"permissions": [["docs.read"], ["docs.*"]]}
-    _, entries = await record(ks.apis.put_role(actor, api.id, RoleSpec(name="reader", permissions=["docs.*"])))
+    _, entries = await record(ks.apis.put_role(actor, api.id, name="reader", permissions=["docs.*"]))
     assert entries == [], "putting a role unchanged writes nothing"
 
-    (key, _), [entry] = await record(ks.keys.create(actor, api.id, KeyCreate(name="one", roles=["reader"])))
+    (key, _), [entry] = await record(ks.keys.create(actor, api.id, NewKey(name="one", roles=["reader"])))
     assert_entry(entry, actor, "key.create", key.id, now)
     assert entry.changes["start"] == key.start
 
-    created, entries = await record(ks.keys.create_many(actor, api.id, [KeyCreate(name=f"bulk {i}") for i in range(3)]))
+    created, entries = await record(ks.keys.create_many(actor, api.id, [NewKey(name=f"bulk {i}") for i in range(3)]))
     assert len(entries) == 3
     for (bulk_key, _), bulk_entry in zip(created, entries, strict=True):
         assert_entry(bulk_entry, actor, "key.create", bulk_key.id, now)
 
-    _, [entry] = await record(ks.keys.update(actor, key.id, {"meta": {"team": "blue"}}))
+    _, [entry] = await record(ks.keys.update(actor, key.id, key_update({"meta": {"team": "blue"}})))
     assert_entry(entry, actor, "key.update", key.id, now)
     assert entry.changes == {"meta": [{}, {"team": "blue"}]}
 
@@ -99,7 +100,7 @@ async def test_every_management_action_writes_one_entry_per_object(
     _, [entry] = await record(ks.apis.delete_role(actor, api.id, "reader"))
     assert_entry(entry, actor, "role.delete", f"{api.id}/roles/reader", now)
 
-    (root_key, _), [entry] = await record(ks.root_keys.create(actor, RootKeyCreate(permissions=["keys.read"])))
+    (root_key, _), [entry] = await record(ks.root_keys.create(actor, NewRootKey(permissions=["keys.read"])))
     assert_entry(entry, actor, "root_key.create", root_key.id, now)
     assert entry.changes["permissions"] == ["keys.read"]
     _, [entry] = await record(ks.root_keys.revoke(actor, root_key.id))
@@ -111,7 +112,7 @@ async def test_every_management_action_writes_one_entry_per_object(
 
 
 async def test_the_cli_is_audited_as_cli(ks: Keystile) -> None:
-    api = await ks.apis.create(CLI_ACTOR, ApiCreate(name="from the shell"))
+    api = await ks.apis.create(CLI_ACTOR, NewApi(name="from the shell"))
 
     [entry] = await ks.storage.list_audit(AuditFilter(target=api.id), before=None, limit=10)
     assert (entry.actor, entry.ip, entry.user_agent) == ("cli", None, None)
@@ -119,7 +120,7 @@ async def test_the_cli_is_audited_as_cli(ks: Keystile) -> None:
 
 async def test_the_audit_log_is_listed_newest_first_in_pages_with_audit_read(ks: Keystile, admin: Admin) -> None:
     for i in range(5):
-        await admin.api(ApiCreate(name=f"api {i}"))
+        await admin.api(NewApi(name=f"api {i}"))
     everything = list(reversed(await admin.audit()))
     reader = (await admin.actor_with("audit.read")).principal
 
@@ -167,17 +168,17 @@ class FailingStorage:
 
 Action = Callable[[Keystile, Actor, str, str], Awaitable[Any]]
 ACTIONS: dict[str, Action] = {
-    "create api": lambda ks, actor, api_id, key_id: ks.apis.create(actor, ApiCreate(name="new")),
-    "update api": lambda ks, actor, api_id, key_id: ks.apis.update(actor, api_id, {"name": "changed"}),
+    "create api": lambda ks, actor, api_id, key_id: ks.apis.create(actor, NewApi(name="new")),
+    "update api": lambda ks, actor, api_id, key_id: ks.apis.update(actor, api_id, api_update({"name": "changed"})),
     "delete api": lambda ks, actor, api_id, key_id: ks.apis.delete(actor, api_id),
-    "put role": lambda ks, actor, api_id, key_id: ks.apis.put_role(actor, api_id, RoleSpec(name="new")),
+    "put role": lambda ks, actor, api_id, key_id: ks.apis.put_role(actor, api_id, name="new"),
     "delete role": lambda ks, actor, api_id, key_id: ks.apis.delete_role(actor, api_id, "reader"),
-    "create key": lambda ks, actor, api_id, key_id: ks.keys.create(actor, api_id, KeyCreate()),
-    "bulk create": lambda ks, actor, api_id, key_id: ks.keys.create_many(actor, api_id, [KeyCreate()] * 2),
-    "update key": lambda ks, actor, api_id, key_id: ks.keys.update(actor, key_id, {"name": "changed"}),
+    "create key": lambda ks, actor, api_id, key_id: ks.keys.create(actor, api_id, NewKey()),
+    "bulk create": lambda ks, actor, api_id, key_id: ks.keys.create_many(actor, api_id, [NewKey()] * 2),
+    "update key": lambda ks, actor, api_id, key_id: ks.keys.update(actor, key_id, key_update({"name": "changed"})),
     "revoke key": lambda ks, actor, api_id, key_id: ks.keys.revoke(actor, key_id),
     "delete key": lambda ks, actor, api_id, key_id: ks.keys.delete(actor, key_id),
-    "create root key": lambda ks, actor, api_id, key_id: ks.root_keys.create(actor, RootKeyCreate(permissions=["*"])),
+    "create root key": lambda ks, actor, api_id, key_id: ks.root_keys.create(actor, NewRootKey(permissions=["*"])),
 }
 
 
@@ -201,9 +202,9 @@ async def _snapshot(ks: Keystile, admin: Admin, api_id: str) -> Any:
 async def test_a_failed_write_leaves_neither_the_change_nor_its_entry(
     ks: Keystile, storage: SqlStorage, settings: Settings, clock: ManualClock, admin: Admin, action: str, fail_on: str
 ) -> None:
-    api = await admin.api(ApiCreate(name="kept"))
-    await ks.apis.put_role(admin.actor, api.id, RoleSpec(name="reader"))
-    key, _ = await ks.keys.create(admin.actor, api.id, KeyCreate(name="kept", roles=["reader"]))
+    api = await admin.api(NewApi(name="kept"))
+    await ks.apis.put_role(admin.actor, api.id, name="reader")
+    key, _ = await ks.keys.create(admin.actor, api.id, NewKey(name="kept", roles=["reader"]))
     before = await _snapshot(ks, admin, api.id)
     writes = {
         "create api": "insert_api",
@@ -231,14 +232,14 @@ async def test_no_audit_entry_nor_table_holds_a_plain_text_key(
     ks: Keystile, storage: SqlStorage, admin: Admin, root: tuple[Actor, str], database_url: str
 ) -> None:
     _, root_plain = root
-    api = await admin.api(ApiCreate(name="secrets", prefix="sec_live"))
-    await ks.apis.put_role(admin.actor, api.id, RoleSpec(name="reader", permissions=["docs.read"]))
-    one, plain_one = await ks.keys.create(admin.actor, api.id, KeyCreate(name="one", meta={"note": "ü"}))
+    api = await admin.api(NewApi(name="secrets", prefix="sec_live"))
+    await ks.apis.put_role(admin.actor, api.id, name="reader", permissions=["docs.read"])
+    one, plain_one = await ks.keys.create(admin.actor, api.id, NewKey(name="one", meta={"note": "ü"}))
     bulk = await ks.keys.create_many(
-        admin.actor, api.id, [KeyCreate(name=f"bulk {i}", roles=["reader"]) for i in range(3)]
+        admin.actor, api.id, [NewKey(name=f"bulk {i}", roles=["reader"]) for i in range(3)]
     )
-    root_key, plain_root = await ks.root_keys.create(admin.actor, RootKeyCreate(permissions=["keys.*"]))
-    await ks.keys.update(admin.actor, one.id, {"name": "renamed", "meta": {"note": None}})
+    root_key, plain_root = await ks.root_keys.create(admin.actor, NewRootKey(permissions=["keys.*"]))
+    await ks.keys.update(admin.actor, one.id, key_update({"name": "renamed", "meta": {"note": None}}))
     await ks.keys.revoke(admin.actor, bulk[0][0].id)
     await ks.keys.delete(admin.actor, bulk[1][0].id)
     await ks.root_keys.revoke(admin.actor, root_key.id)

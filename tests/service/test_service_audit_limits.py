@@ -11,9 +11,13 @@ import pytest
 
 from keystile.config import Settings
 from keystile.core.clock import ManualClock
+from keystile.core.commands import NewCredits, NewIdentity, NewKey
+from keystile.core.models import RateLimit
 from keystile.core.ports import Storage, Transaction
 from keystile.errors import StorageError
-from keystile.schemas import CreditsChange, CreditsSpec, IdentityCreate, KeyCreate, RateLimitSpec, RerollSpec
+from keystile.schemas import (
+    identity_update,
+)
 from keystile.service import Keystile
 from keystile.service.authz import Actor
 from keystile.storage import SqlStorage
@@ -58,21 +62,21 @@ class FailingStorage:
 Action = Callable[[Keystile, Actor, str], Awaitable[Any]]
 # Each action, and the write it makes before its audit entry.
 ACTIONS: dict[str, tuple[Action, str]] = {
-    "reroll": (lambda ks, actor, key_id: ks.keys.reroll(actor, key_id, RerollSpec(grace_period_ms=1)), "reroll_key"),
+    "reroll": (lambda ks, actor, key_id: ks.keys.reroll(actor, key_id, grace_period_ms=1), "reroll_key"),
     "add credits": (
-        lambda ks, actor, key_id: ks.keys.change_credits(actor, key_id, CreditsChange(op="add", amount=5)),
+        lambda ks, actor, key_id: ks.keys.change_credits(actor, key_id, op="add", amount=5),
         "adjust_credits",
     ),
     "unlimited credits": (
-        lambda ks, actor, key_id: ks.keys.change_credits(actor, key_id, CreditsChange(op="set", amount=None)),
+        lambda ks, actor, key_id: ks.keys.change_credits(actor, key_id, op="set", amount=None),
         "drop_credits",
     ),
     "create identity": (
-        lambda ks, actor, key_id: ks.identities.create(actor, IdentityCreate(owner_id="new")),
+        lambda ks, actor, key_id: ks.identities.create(actor, NewIdentity(owner_id="new")),
         "insert_identity",
     ),
     "update identity": (
-        lambda ks, actor, key_id: ks.identities.update(actor, "acme", {"credits": {"remaining": 1}}),
+        lambda ks, actor, key_id: ks.identities.update(actor, "acme", identity_update({"credits": {"remaining": 1}})),
         "update_identity",
     ),
     "delete identity": (lambda ks, actor, key_id: ks.identities.delete(actor, "acme"), "delete_identity"),
@@ -100,11 +104,11 @@ async def test_a_failed_write_or_audit_entry_leaves_nothing_behind(
     fail_on: str,
 ) -> None:
     api = await admin.api()
-    shared = [RateLimitSpec(name="api", limit=5, duration_ms=1000)]
+    shared = [RateLimit(name="api", limit=5, duration_ms=1000)]
     await ks.identities.create(
-        admin.actor, IdentityCreate(owner_id="acme", credits=CreditsSpec(remaining=9), ratelimits=shared)
+        admin.actor, NewIdentity(owner_id="acme", credits=NewCredits(remaining=9), ratelimits=shared)
     )
-    key, _ = await ks.keys.create(admin.actor, api.id, KeyCreate(owner_id="acme", credits=CreditsSpec(remaining=3)))
+    key, _ = await ks.keys.create(admin.actor, api.id, NewKey(owner_id="acme", credits=NewCredits(remaining=3)))
     before = await snapshot(storage)
     run, write = ACTIONS[action]
     broken = Keystile.create(

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from keystile.core.clock import ManualClock
+from keystile.core.commands import NewApi, NewKey, NewRootKey
 from keystile.core.models import ROOT_API_ID, AuditFilter, KeyFilter
 from keystile.core.verify import KeyCheck
 from keystile.errors import Forbidden, InvalidInput, KeystileError, NotFound, Unauthenticated
-from keystile.schemas import ApiCreate, KeyCreate, RoleSpec, RootKeyCreate
+from keystile.schemas import api_update, key_update
 from keystile.service import Keystile
 from keystile.service.authz import Actor, Principal
 
@@ -22,25 +23,25 @@ if TYPE_CHECKING:
 
 async def test_a_root_key_without_the_permission_for_any_api_is_forbidden(ks: Keystile, admin: Admin) -> None:
     api = await admin.api()
-    key, plain = await ks.keys.create(admin.actor, api.id, KeyCreate())
+    key, plain = await ks.keys.create(admin.actor, api.id, NewKey())
     reader = await admin.actor_with("apis.read")
     principal = reader.principal
 
     calls: dict[str, Callable[[], Awaitable[object]]] = {
-        "create key": lambda: ks.keys.create(reader, api.id, KeyCreate()),
+        "create key": lambda: ks.keys.create(reader, api.id, NewKey()),
         "get key": lambda: ks.keys.get(principal, key.id),
         "list keys": lambda: ks.keys.list(principal, api.id, KeyFilter()),
-        "update key": lambda: ks.keys.update(reader, key.id, {"name": "x"}),
+        "update key": lambda: ks.keys.update(reader, key.id, key_update({"name": "x"})),
         "revoke key": lambda: ks.keys.revoke(reader, key.id),
         "delete key": lambda: ks.keys.delete(reader, key.id),
-        "create api": lambda: ks.apis.create(reader, ApiCreate(name="x")),
-        "update api": lambda: ks.apis.update(reader, api.id, {"name": "x"}),
+        "create api": lambda: ks.apis.create(reader, NewApi(name="x")),
+        "update api": lambda: ks.apis.update(reader, api.id, api_update({"name": "x"})),
         "delete api": lambda: ks.apis.delete(reader, api.id),
-        "put role": lambda: ks.apis.put_role(reader, api.id, RoleSpec(name="r")),
+        "put role": lambda: ks.apis.put_role(reader, api.id, name="r"),
         "delete role": lambda: ks.apis.delete_role(reader, api.id, "r"),
         "verify": lambda: ks.verification.verify(principal, KeyCheck(plain)),
         "audit": lambda: ks.audit.list(principal, AuditFilter(), cursor=None, limit=None),
-        "create root key": lambda: ks.root_keys.create(reader, RootKeyCreate(permissions=["apis.read"])),
+        "create root key": lambda: ks.root_keys.create(reader, NewRootKey(permissions=["apis.read"])),
         "list root keys": lambda: ks.root_keys.list(principal, cursor=None, limit=None),
         "revoke root key": lambda: ks.root_keys.revoke(reader, principal.id),
     }
@@ -56,9 +57,9 @@ async def test_a_root_key_without_the_permission_for_any_api_is_forbidden(ks: Ke
 async def test_a_root_key_scoped_to_another_api_gets_not_found_as_if_nothing_were_there(
     ks: Keystile, admin: Admin
 ) -> None:
-    api = await admin.api(ApiCreate(name="theirs"))
-    mine = await admin.api(ApiCreate(name="mine"))
-    key, plain = await ks.keys.create(admin.actor, api.id, KeyCreate(name="theirs"))
+    api = await admin.api(NewApi(name="theirs"))
+    mine = await admin.api(NewApi(name="mine"))
+    key, plain = await ks.keys.create(admin.actor, api.id, NewKey(name="theirs"))
     scoped = await admin.actor_with(
         *(f"api.{mine.id}.{p}" for p in ("apis.read", "apis.write", "keys.read", "keys.write"))
     )
@@ -66,15 +67,15 @@ async def test_a_root_key_scoped_to_another_api_gets_not_found_as_if_nothing_wer
 
     calls: dict[str, Callable[[], Awaitable[object]]] = {
         "get api": lambda: ks.apis.get(principal, api.id),
-        "update api": lambda: ks.apis.update(scoped, api.id, {"name": "x"}),
+        "update api": lambda: ks.apis.update(scoped, api.id, api_update({"name": "x"})),
         "delete api": lambda: ks.apis.delete(scoped, api.id),
         "list roles": lambda: ks.apis.list_roles(principal, api.id),
-        "put role": lambda: ks.apis.put_role(scoped, api.id, RoleSpec(name="r")),
-        "create key": lambda: ks.keys.create(scoped, api.id, KeyCreate()),
-        "bulk create": lambda: ks.keys.create_many(scoped, api.id, [KeyCreate()]),
+        "put role": lambda: ks.apis.put_role(scoped, api.id, name="r"),
+        "create key": lambda: ks.keys.create(scoped, api.id, NewKey()),
+        "bulk create": lambda: ks.keys.create_many(scoped, api.id, [NewKey()]),
         "get key": lambda: ks.keys.get(principal, key.id),
         "list keys": lambda: ks.keys.list(principal, api.id, KeyFilter()),
-        "update key": lambda: ks.keys.update(scoped, key.id, {"name": "x"}),
+        "update key": lambda: ks.keys.update(scoped, key.id, key_update({"name": "x"})),
         "revoke key": lambda: ks.keys.revoke(scoped, key.id),
         "delete key": lambda: ks.keys.delete(scoped, key.id),
     }
@@ -98,7 +99,7 @@ async def test_a_root_key_scoped_to_another_api_gets_not_found_as_if_nothing_wer
     assert (await ks.verification.verify(admin.actor.principal, KeyCheck(plain))).code == "VALID"
 
     # Within its own API the scoped root key can do everything it was given.
-    own, _ = await ks.keys.create(scoped, mine.id, KeyCreate(name="own"))
+    own, _ = await ks.keys.create(scoped, mine.id, NewKey(name="own"))
     assert (await ks.keys.get(principal, own.id)).name == "own"
     assert [k.id for k in (await ks.keys.list(principal, mine.id, KeyFilter())).items] == [own.id]
 
@@ -113,10 +114,10 @@ async def _error(call: Awaitable[object], asked_for: str) -> tuple[type[Keystile
 
 
 async def test_verifying_with_a_root_key_scoped_to_another_api_answers_not_found(ks: Keystile, admin: Admin) -> None:
-    api = await admin.api(ApiCreate(name="theirs"))
-    mine = await admin.api(ApiCreate(name="mine"))
-    _, theirs = await ks.keys.create(admin.actor, api.id, KeyCreate())
-    _, own = await ks.keys.create(admin.actor, mine.id, KeyCreate())
+    api = await admin.api(NewApi(name="theirs"))
+    mine = await admin.api(NewApi(name="mine"))
+    _, theirs = await ks.keys.create(admin.actor, api.id, NewKey())
+    _, own = await ks.keys.create(admin.actor, mine.id, NewKey())
     verifier = (await admin.actor_with(f"api.{mine.id}.keys.verify")).principal
 
     result = await ks.verification.verify(verifier, KeyCheck(theirs))
@@ -131,7 +132,7 @@ async def test_scoped_root_keys_list_only_their_apis(ks: Keystile, admin: Admin,
     apis = []
     for name in "abc":
         clock.advance(0.01)  # ids order by their millisecond: newest first is defined between milliseconds
-        apis.append(await admin.api(ApiCreate(name=name)))
+        apis.append(await admin.api(NewApi(name=name)))
     a, b, c = apis
     only_a = (await admin.actor_with(f"api.{a.id}.apis.read")).principal
     a_and_c = (await admin.actor_with(f"api.{a.id}.apis.read", f"api.{c.id}.*")).principal
@@ -188,7 +189,7 @@ async def test_a_root_key_cannot_grant_a_permission_it_does_not_hold(
 
     with pytest.raises(Forbidden, match="does not hold"):
         await ks.root_keys.create(
-            creator, RootKeyCreate(permissions=[p.format(api=api.id, other=other.id) for p in asked])
+            creator, NewRootKey(permissions=[p.format(api=api.id, other=other.id) for p in asked])
         )
 
     assert len(await admin.audit()) == before, "a refused creation is not written, nor audited"
@@ -213,7 +214,7 @@ async def test_a_root_key_can_grant_what_it_holds(
     creator = await admin.actor_with(*(p.format(api=api.id) for p in held))
     permissions = [p.format(api=api.id) for p in asked]
 
-    created, plain = await ks.root_keys.create(creator, RootKeyCreate(permissions=permissions))
+    created, plain = await ks.root_keys.create(creator, NewRootKey(permissions=permissions))
 
     assert list(created.permissions) == permissions
     principal = await ks.root_keys.authenticate(plain)
@@ -241,12 +242,12 @@ async def test_a_root_key_permission_outside_the_vocabulary_is_invalid(
     api = await admin.api()
 
     with pytest.raises(InvalidInput) as caught:
-        await ks.root_keys.create(admin.actor, RootKeyCreate(permissions=[permission.format(api=api.id)]))
+        await ks.root_keys.create(admin.actor, NewRootKey(permissions=[permission.format(api=api.id)]))
     assert caught.value.code == "invalid_permission"
 
 
 async def test_a_revoked_root_key_no_longer_authenticates(ks: Keystile, admin: Admin) -> None:
-    created, plain = await ks.root_keys.create(admin.actor, RootKeyCreate(permissions=["keys.read"]))
+    created, plain = await ks.root_keys.create(admin.actor, NewRootKey(permissions=["keys.read"]))
     assert (await ks.root_keys.authenticate(plain)).id == created.id
 
     revoked = await ks.root_keys.revoke(admin.actor, created.id)
@@ -260,7 +261,7 @@ async def test_an_expired_root_key_no_longer_authenticates(ks: Keystile, admin: 
     from datetime import UTC, datetime
 
     expires = datetime.fromtimestamp(clock.now() + 60, UTC)
-    _, plain = await ks.root_keys.create(admin.actor, RootKeyCreate(permissions=["keys.read"], expires_at=expires))
+    _, plain = await ks.root_keys.create(admin.actor, NewRootKey(permissions=["keys.read"], expires_at=expires))
     await ks.root_keys.authenticate(plain)
 
     clock.advance(60)
@@ -271,7 +272,7 @@ async def test_an_expired_root_key_no_longer_authenticates(ks: Keystile, admin: 
 
 async def test_only_root_keys_authenticate_as_root_keys(ks: Keystile, admin: Admin, root: tuple[Actor, str]) -> None:
     api = await admin.api()
-    _, plain = await ks.keys.create(admin.actor, api.id, KeyCreate())
+    _, plain = await ks.keys.create(admin.actor, api.id, NewKey())
     _, root_plain = root
     typo = root_plain[:-1] + ("A" if root_plain[-1] != "A" else "B")
 

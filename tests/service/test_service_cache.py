@@ -14,10 +14,11 @@ import pytest
 
 from keystile.config import Settings
 from keystile.core.clock import ManualClock
+from keystile.core.commands import NewApi, NewKey
 from keystile.core.models import KeyBundle
 from keystile.core.ports import Storage
 from keystile.core.verify import KeyCheck
-from keystile.schemas import ApiCreate, KeyCreate, RoleSpec
+from keystile.schemas import api_update, key_update
 from keystile.service import Keystile
 from keystile.storage import SqlStorage
 
@@ -49,10 +50,10 @@ class Check:
 
 @pytest.fixture
 async def setup(ks: Keystile, admin: Admin) -> tuple[str, str, Check]:
-    api = await admin.api(ApiCreate(name="cached"))
-    await ks.apis.put_role(admin.actor, api.id, RoleSpec(name="reader", permissions=["docs.read"]))
+    api = await admin.api(NewApi(name="cached"))
+    await ks.apis.put_role(admin.actor, api.id, name="reader", permissions=["docs.read"])
     key, plain = await ks.keys.create(
-        admin.actor, api.id, KeyCreate(permissions=["blog.read"], roles=["reader"], name="cached key")
+        admin.actor, api.id, NewKey(permissions=["blog.read"], roles=["reader"], name="cached key")
     )
     return api.id, key.id, Check(ks, admin, plain)
 
@@ -74,11 +75,11 @@ async def test_disabling_and_enabling_a_key_shows_on_the_next_verification(
     _, key_id, check = setup
     await check.warm("VALID")
 
-    await ks.keys.update(admin.actor, key_id, {"enabled": False})
+    await ks.keys.update(admin.actor, key_id, key_update({"enabled": False}))
     assert await check.code() == "DISABLED"
     assert await check.code() == "DISABLED"
 
-    await ks.keys.update(admin.actor, key_id, {"enabled": True})
+    await ks.keys.update(admin.actor, key_id, key_update({"enabled": True}))
     assert await check.code() == "VALID"
 
 
@@ -88,18 +89,18 @@ async def test_changing_a_keys_permissions_allowlist_and_expiry_shows_on_the_nex
     _, key_id, check = setup
     await check.warm("VALID", permissions="blog.read")
 
-    await ks.keys.update(admin.actor, key_id, {"permissions": ["blog.write"]})
+    await ks.keys.update(admin.actor, key_id, key_update({"permissions": ["blog.write"]}))
     assert await check.code(permissions="blog.read") == "INSUFFICIENT_PERMISSIONS"
     assert await check.code(permissions="blog.write") == "VALID"
 
-    await ks.keys.update(admin.actor, key_id, {"ip_allowlist": ["10.0.0.0/8"]})
+    await ks.keys.update(admin.actor, key_id, key_update({"ip_allowlist": ["10.0.0.0/8"]}))
     assert await check.code(ip="192.0.2.1") == "FORBIDDEN"
     assert await check.code(ip="10.1.2.3") == "VALID"
-    await ks.keys.update(admin.actor, key_id, {"ip_allowlist": None})
+    await ks.keys.update(admin.actor, key_id, key_update({"ip_allowlist": None}))
     await check.warm("VALID", ip="192.0.2.1")
 
     past = datetime.fromtimestamp(clock.now() - 1, UTC)
-    await ks.keys.update(admin.actor, key_id, {"expires_at": past.isoformat()})
+    await ks.keys.update(admin.actor, key_id, key_update({"expires_at": past.isoformat()}))
     assert await check.code() == "EXPIRED"
 
 
@@ -121,12 +122,12 @@ async def test_changing_the_apis_allowlist_shows_on_the_next_verification(
     api_id, _, check = setup
     await check.warm("VALID", ip="192.0.2.1")
 
-    await ks.apis.update(admin.actor, api_id, {"ip_allowlist": ["10.0.0.0/8"]})
+    await ks.apis.update(admin.actor, api_id, api_update({"ip_allowlist": ["10.0.0.0/8"]}))
     assert await check.code(ip="192.0.2.1") == "FORBIDDEN"
     assert await check.code() == "FORBIDDEN", "no client IP while an allowlist exists"
     await check.warm("VALID", ip="10.9.9.9")
 
-    await ks.apis.update(admin.actor, api_id, {"ip_allowlist": None})
+    await ks.apis.update(admin.actor, api_id, api_update({"ip_allowlist": None}))
     assert await check.code(ip="192.0.2.1") == "VALID"
 
 
@@ -136,7 +137,7 @@ async def test_changing_or_deleting_a_role_shows_on_the_next_verification(
     api_id, _, check = setup
     await check.warm("VALID", permissions="docs.read")
 
-    await ks.apis.put_role(admin.actor, api_id, RoleSpec(name="reader", permissions=["docs.list"]))
+    await ks.apis.put_role(admin.actor, api_id, name="reader", permissions=["docs.list"])
     assert await check.code(permissions="docs.read") == "INSUFFICIENT_PERMISSIONS"
     await check.warm("VALID", permissions="docs.list")
 
@@ -149,10 +150,10 @@ async def test_giving_a_key_a_role_shows_on_the_next_verification(
     ks: Keystile, admin: Admin, setup: tuple[str, str, Check]
 ) -> None:
     api_id, key_id, check = setup
-    await ks.apis.put_role(admin.actor, api_id, RoleSpec(name="admin", permissions=["admin.*"]))
+    await ks.apis.put_role(admin.actor, api_id, name="admin", permissions=["admin.*"])
     await check.warm("INSUFFICIENT_PERMISSIONS", permissions="admin.users")
 
-    await ks.keys.update(admin.actor, key_id, {"roles": ["reader", "admin"]})
+    await ks.keys.update(admin.actor, key_id, key_update({"roles": ["reader", "admin"]}))
 
     assert await check.code(permissions="admin.users") == "VALID"
 
@@ -172,9 +173,9 @@ async def test_changes_to_one_key_leave_other_cached_keys_cached(
     ks: Keystile, admin: Admin, setup: tuple[str, str, Check]
 ) -> None:
     api_id, key_id, check = setup
-    other_api = await admin.api(ApiCreate(name="other"))
-    _, neighbour = await ks.keys.create(admin.actor, api_id, KeyCreate())
-    _, elsewhere = await ks.keys.create(admin.actor, other_api.id, KeyCreate())
+    other_api = await admin.api(NewApi(name="other"))
+    _, neighbour = await ks.keys.create(admin.actor, api_id, NewKey())
+    _, elsewhere = await ks.keys.create(admin.actor, other_api.id, NewKey())
     neighbour_check, elsewhere_check = Check(ks, admin, neighbour), Check(ks, admin, elsewhere)
     for each in (check, neighbour_check, elsewhere_check):
         await each.warm("VALID")
@@ -183,7 +184,7 @@ async def test_changes_to_one_key_leave_other_cached_keys_cached(
     assert neighbour_check.cached()
     assert elsewhere_check.cached()
 
-    await ks.apis.update(admin.actor, api_id, {"name": "renamed"})
+    await ks.apis.update(admin.actor, api_id, api_update({"name": "renamed"}))
     assert not neighbour_check.cached(), "an API change drops the API's keys"
     assert elsewhere_check.cached(), "and only those"
 
@@ -214,8 +215,8 @@ async def test_a_revocation_that_overtakes_a_storage_read_is_not_lost(
 ) -> None:
     paused = PausedReads(storage)
     ks = Keystile.create(cast(Storage, paused), settings, clock)
-    api = await ks.apis.create(admin.actor, ApiCreate(name="racy"))
-    key, plain = await ks.keys.create(admin.actor, api.id, KeyCreate())
+    api = await ks.apis.create(admin.actor, NewApi(name="racy"))
+    key, plain = await ks.keys.create(admin.actor, api.id, NewKey())
     principal = admin.actor.principal
 
     paused.hold = True

@@ -8,18 +8,15 @@ from typing import TYPE_CHECKING
 import pytest
 
 from keystile.core.clock import ManualClock
-from keystile.core.models import AuditFilter
+from keystile.core.commands import NewApi, NewCredits, NewIdentity, NewKey
+from keystile.core.models import AuditFilter, RateLimit
 from keystile.errors import Conflict, Forbidden, InvalidInput, NotFound
 from keystile.http.verify import check_of
 from keystile.schemas import (
-    ApiCreate,
-    CreditsSpec,
-    IdentityCreate,
-    KeyCreate,
-    RateLimitSpec,
     VerifyRateLimit,
     VerifyRequest,
     identity_out,
+    identity_update,
     to_builtins,
 )
 from keystile.service import Keystile
@@ -41,8 +38,8 @@ async def verify(
     return result.code, remaining, limits
 
 
-def per_minute(name: str, limit: int) -> RateLimitSpec:
-    return RateLimitSpec(name=name, limit=limit, duration_ms=60_000)
+def per_minute(name: str, limit: int) -> RateLimit:
+    return RateLimit(name=name, limit=limit, duration_ms=60_000)
 
 
 # -- CRUD ----------------------------------------------------------------------------------------------------------
@@ -51,8 +48,8 @@ def per_minute(name: str, limit: int) -> RateLimitSpec:
 async def test_an_identity_is_created_read_patched_and_deleted_with_audit(ks: Keystile, admin: Admin) -> None:
     created = await ks.identities.create(
         admin.actor,
-        IdentityCreate(
-            owner_id="acme", meta={"plan": "pro"}, ratelimits=[per_minute("api", 10)], credits=CreditsSpec(remaining=50)
+        NewIdentity(
+            owner_id="acme", meta={"plan": "pro"}, ratelimits=[per_minute("api", 10)], credits=NewCredits(remaining=50)
         ),
     )
     assert created.id.startswith("idn_")
@@ -61,7 +58,9 @@ async def test_an_identity_is_created_read_patched_and_deleted_with_audit(ks: Ke
     )
 
     patched = await ks.identities.update(
-        admin.actor, "acme", {"meta": {"plan": None, "seats": 5}, "credits": {"remaining": 70}, "ratelimits": None}
+        admin.actor,
+        "acme",
+        identity_update({"meta": {"plan": None, "seats": 5}, "credits": {"remaining": 70}, "ratelimits": None}),
     )
     assert patched.meta == {"seats": 5}
     assert patched.ratelimits == ()
@@ -69,7 +68,7 @@ async def test_an_identity_is_created_read_patched_and_deleted_with_audit(ks: Ke
     assert patched.credits.remaining == 70
     assert created.credits is not None
     assert patched.credits.id == created.credits.id, "a patch keeps the balance, it does not replace it"
-    unchanged = await ks.identities.update(admin.actor, "acme", {"meta": {"seats": 5}})
+    unchanged = await ks.identities.update(admin.actor, "acme", identity_update({"meta": {"seats": 5}}))
     assert unchanged == patched
 
     await ks.identities.delete(admin.actor, "acme")
@@ -87,10 +86,10 @@ async def test_an_identity_is_created_read_patched_and_deleted_with_audit(ks: Ke
 
 
 async def test_an_owner_has_one_identity(ks: Keystile, admin: Admin) -> None:
-    await ks.identities.create(admin.actor, IdentityCreate(owner_id="acme"))
+    await ks.identities.create(admin.actor, NewIdentity(owner_id="acme"))
 
     with pytest.raises(Conflict) as caught:
-        await ks.identities.create(admin.actor, IdentityCreate(owner_id="acme"))
+        await ks.identities.create(admin.actor, NewIdentity(owner_id="acme"))
 
     assert caught.value.code == "identity_exists"
     assert len(await admin.audit(AuditFilter(action="identity.create"))) == 1
@@ -109,10 +108,10 @@ async def test_an_owner_has_one_identity(ks: Keystile, admin: Admin) -> None:
 async def test_a_bad_patch_names_the_field_and_changes_nothing(
     ks: Keystile, admin: Admin, patch: dict[str, object], code: str, field: str
 ) -> None:
-    before = await ks.identities.create(admin.actor, IdentityCreate(owner_id="acme"))
+    before = await ks.identities.create(admin.actor, NewIdentity(owner_id="acme"))
 
     with pytest.raises(InvalidInput) as caught:
-        await ks.identities.update(admin.actor, "acme", patch)
+        await ks.identities.update(admin.actor, "acme", identity_update(patch))
 
     assert (caught.value.code, caught.value.extra.get("field")) == (code, field)
     assert await ks.identities.get(admin.actor.principal, "acme") == before
@@ -120,16 +119,16 @@ async def test_a_bad_patch_names_the_field_and_changes_nothing(
 
 async def test_identities_need_the_deployment_wide_identity_permissions(ks: Keystile, admin: Admin) -> None:
     api = await admin.api()
-    await ks.identities.create(admin.actor, IdentityCreate(owner_id="acme"))
+    await ks.identities.create(admin.actor, NewIdentity(owner_id="acme"))
     reader = await admin.actor_with("identities.read")
     scoped = await admin.actor_with(f"api.{api.id}.keys.write")
 
     assert (await ks.identities.get(reader.principal, "acme")).owner_id == "acme"
     for actor in (reader, scoped):
         with pytest.raises(Forbidden):
-            await ks.identities.create(actor, IdentityCreate(owner_id="other"))
+            await ks.identities.create(actor, NewIdentity(owner_id="other"))
         with pytest.raises(Forbidden):
-            await ks.identities.update(actor, "acme", {"meta": {"x": 1}})
+            await ks.identities.update(actor, "acme", identity_update({"meta": {"x": 1}}))
         with pytest.raises(Forbidden):
             await ks.identities.delete(actor, "acme")
     with pytest.raises(Forbidden):
@@ -140,14 +139,14 @@ async def test_identities_need_the_deployment_wide_identity_permissions(ks: Keys
 
 
 async def test_keys_of_one_owner_in_two_apis_share_the_identity_limits_and_credits(ks: Keystile, admin: Admin) -> None:
-    weather, maps = await admin.api(ApiCreate(name="weather")), await admin.api(ApiCreate(name="maps"))
+    weather, maps = await admin.api(NewApi(name="weather")), await admin.api(NewApi(name="maps"))
     await ks.identities.create(
         admin.actor,
-        IdentityCreate(owner_id="acme", ratelimits=[per_minute("api", 4)], credits=CreditsSpec(remaining=3)),
+        NewIdentity(owner_id="acme", ratelimits=[per_minute("api", 4)], credits=NewCredits(remaining=3)),
     )
-    _, first = await ks.keys.create(admin.actor, weather.id, KeyCreate(owner_id="acme"))
-    _, second = await ks.keys.create(admin.actor, maps.id, KeyCreate(owner_id="acme"))
-    _, stranger = await ks.keys.create(admin.actor, maps.id, KeyCreate(owner_id="someone else"))
+    _, first = await ks.keys.create(admin.actor, weather.id, NewKey(owner_id="acme"))
+    _, second = await ks.keys.create(admin.actor, maps.id, NewKey(owner_id="acme"))
+    _, stranger = await ks.keys.create(admin.actor, maps.id, NewKey(owner_id="someone else"))
 
     assert await verify(ks, admin, first) == ("VALID", 2, {"api": 3})
     assert await verify(ks, admin, second) == ("VALID", 1, {"api": 2})
@@ -158,7 +157,7 @@ async def test_keys_of_one_owner_in_two_apis_share_the_identity_limits_and_credi
     assert await verify(ks, admin, stranger) == ("VALID", None, {})
 
     # The shared limit holds on its own, too: one request left for the pair, then RATE_LIMITED.
-    await ks.identities.update(admin.actor, "acme", {"credits": None})
+    await ks.identities.update(admin.actor, "acme", identity_update({"credits": None}))
     assert await verify(ks, admin, second) == ("VALID", None, {"api": 0})
     code, _, _ = await verify(ks, admin, first)
     assert code == "RATE_LIMITED"
@@ -167,10 +166,10 @@ async def test_keys_of_one_owner_in_two_apis_share_the_identity_limits_and_credi
 async def test_a_key_limit_replaces_the_identity_limit_of_the_same_name(ks: Keystile, admin: Admin) -> None:
     api = await admin.api()
     await ks.identities.create(
-        admin.actor, IdentityCreate(owner_id="acme", ratelimits=[per_minute("api", 2), per_minute("burst", 100)])
+        admin.actor, NewIdentity(owner_id="acme", ratelimits=[per_minute("api", 2), per_minute("burst", 100)])
     )
-    _, own = await ks.keys.create(admin.actor, api.id, KeyCreate(owner_id="acme", ratelimits=[per_minute("api", 5)]))
-    _, shared = await ks.keys.create(admin.actor, api.id, KeyCreate(owner_id="acme"))
+    _, own = await ks.keys.create(admin.actor, api.id, NewKey(owner_id="acme", ratelimits=[per_minute("api", 5)]))
+    _, shared = await ks.keys.create(admin.actor, api.id, NewKey(owner_id="acme"))
 
     assert await verify(ks, admin, own) == ("VALID", None, {"api": 4, "burst": 99})
     assert await verify(ks, admin, shared) == ("VALID", None, {"api": 1, "burst": 98})
@@ -182,8 +181,8 @@ async def test_a_key_limit_replaces_the_identity_limit_of_the_same_name(ks: Keys
 
 async def test_a_key_with_credits_of_its_own_does_not_draw_on_the_identity(ks: Keystile, admin: Admin) -> None:
     api = await admin.api()
-    await ks.identities.create(admin.actor, IdentityCreate(owner_id="acme", credits=CreditsSpec(remaining=100)))
-    _, own = await ks.keys.create(admin.actor, api.id, KeyCreate(owner_id="acme", credits=CreditsSpec(remaining=1)))
+    await ks.identities.create(admin.actor, NewIdentity(owner_id="acme", credits=NewCredits(remaining=100)))
+    _, own = await ks.keys.create(admin.actor, api.id, NewKey(owner_id="acme", credits=NewCredits(remaining=1)))
 
     assert (await verify(ks, admin, own))[:2] == ("VALID", 0)
     assert (await verify(ks, admin, own))[:2] == ("USAGE_EXCEEDED", 0)
@@ -196,15 +195,17 @@ async def test_cached_keys_of_the_owner_follow_identity_changes_at_once(
     ks: Keystile, admin: Admin, clock: ManualClock
 ) -> None:
     api = await admin.api()
-    _, plain = await ks.keys.create(admin.actor, api.id, KeyCreate(owner_id="acme"))
+    _, plain = await ks.keys.create(admin.actor, api.id, NewKey(owner_id="acme"))
     assert await verify(ks, admin, plain) == ("VALID", None, {})
     assert ks.ctx.verifier.verify_cached(plain) is not None, "cached: a stale answer would show"
 
-    await ks.identities.create(admin.actor, IdentityCreate(owner_id="acme", credits=CreditsSpec(remaining=1)))
+    await ks.identities.create(admin.actor, NewIdentity(owner_id="acme", credits=NewCredits(remaining=1)))
     assert (await verify(ks, admin, plain))[:2] == ("VALID", 0)
 
-    await ks.identities.update(admin.actor, "acme", {"ratelimits": [{"name": "api", "limit": 1, "duration_ms": 1000}]})
-    await ks.identities.update(admin.actor, "acme", {"credits": {"remaining": 5}})
+    await ks.identities.update(
+        admin.actor, "acme", identity_update({"ratelimits": [{"name": "api", "limit": 1, "duration_ms": 1000}]})
+    )
+    await ks.identities.update(admin.actor, "acme", identity_update({"credits": {"remaining": 5}}))
     assert await verify(ks, admin, plain) == ("VALID", 4, {"api": 0})
 
     await ks.identities.delete(admin.actor, "acme")
@@ -213,9 +214,9 @@ async def test_cached_keys_of_the_owner_follow_identity_changes_at_once(
 
 async def test_a_named_limit_of_the_identity_can_be_asked_for(ks: Keystile, admin: Admin) -> None:
     api = await admin.api()
-    limit = RateLimitSpec(name="expensive", limit=10, duration_ms=60_000, auto_apply=False)
-    await ks.identities.create(admin.actor, IdentityCreate(owner_id="acme", ratelimits=[limit]))
-    _, plain = await ks.keys.create(admin.actor, api.id, KeyCreate(owner_id="acme"))
+    limit = RateLimit(name="expensive", limit=10, duration_ms=60_000, auto_apply=False)
+    await ks.identities.create(admin.actor, NewIdentity(owner_id="acme", ratelimits=[limit]))
+    _, plain = await ks.keys.create(admin.actor, api.id, NewKey(owner_id="acme"))
 
     assert await verify(ks, admin, plain) == ("VALID", None, {})
     named = [VerifyRateLimit(name="expensive", cost=4)]

@@ -8,18 +8,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from keystile.core.clock import ManualClock
-from keystile.core.models import AuditFilter, KeyFilter
+from keystile.core.commands import NewApi, NewCredits, NewKey
+from keystile.core.models import AuditFilter, KeyFilter, RateLimit, Refill
 from keystile.core.timefmt import from_rfc3339, to_rfc3339
 from keystile.core.verify import KeyCheck
 from keystile.errors import InvalidInput, NotFound
 from keystile.schemas import (
-    ApiCreate,
-    CreditsSpec,
-    KeyCreate,
-    RateLimitSpec,
-    RefillSpec,
-    RoleSpec,
     key_out,
+    key_update,
     to_builtins,
 )
 from keystile.service import Keystile
@@ -33,25 +29,25 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def full_spec() -> KeyCreate:
-    return KeyCreate(
+def full_spec() -> NewKey:
+    return NewKey(
         name="billing worker",
         owner_id="user_1",
         meta={"plan": "pro", "limits": {"seats": 5, "regions": ["eu", "us"]}, "city": "Zürich"},
         permissions=["docs.read", "docs.write"],
         roles=["reader"],
         expires_at=at("2031-01-01T00:00:00Z"),
-        credits=CreditsSpec(remaining=100, refill=RefillSpec(amount=100, interval="monthly", day=1)),
-        ratelimits=[RateLimitSpec(name="burst", limit=10, duration_ms=1000)],
+        credits=NewCredits(remaining=100, refill=Refill(amount=100, interval="monthly", day=1)),
+        ratelimits=[RateLimit(name="burst", limit=10, duration_ms=1000)],
         ip_allowlist=["10.0.0.0/8"],
     )
 
 
 @pytest.fixture
 async def api_id(admin: Admin) -> str:
-    api = await admin.api(ApiCreate(name="keys under test"))
-    await admin.ks.apis.put_role(admin.actor, api.id, RoleSpec(name="reader", permissions=["docs.read"]))
-    await admin.ks.apis.put_role(admin.actor, api.id, RoleSpec(name="writer", permissions=["docs.write"]))
+    api = await admin.api(NewApi(name="keys under test"))
+    await admin.ks.apis.put_role(admin.actor, api.id, name="reader", permissions=["docs.read"])
+    await admin.ks.apis.put_role(admin.actor, api.id, name="writer", permissions=["docs.write"])
     return api.id
 
 
@@ -80,12 +76,12 @@ async def test_a_created_key_reads_back_as_it_was_returned(ks: Keystile, admin: 
 )
 async def test_an_expiry_is_kept_to_the_millisecond(ks: Keystile, admin: Admin, api_id: str, expires_at: str) -> None:
     expected = to_rfc3339(from_rfc3339(expires_at))
-    key, _ = await ks.keys.create(admin.actor, api_id, KeyCreate(expires_at=at(expires_at)))
+    key, _ = await ks.keys.create(admin.actor, api_id, NewKey(expires_at=at(expires_at)))
 
     assert doc(key)["expires_at"] == expected
     assert doc(await ks.keys.get(admin.actor.principal, key.id))["expires_at"] == expected
     # A patch that does not touch the expiry leaves it exactly as it was, and records no change to it.
-    updated = await ks.keys.update(admin.actor, key.id, {"name": "renamed"})
+    updated = await ks.keys.update(admin.actor, key.id, key_update({"name": "renamed"}))
     assert doc(updated)["expires_at"] == expected
     [entry] = await admin.audit(AuditFilter(action="key.update"))
     assert set(entry.changes) == {"name"}
@@ -94,7 +90,7 @@ async def test_an_expiry_is_kept_to_the_millisecond(ks: Keystile, admin: Admin, 
 async def test_bulk_create_is_all_or_nothing_and_names_the_failing_index(
     ks: Keystile, admin: Admin, api_id: str
 ) -> None:
-    specs = [KeyCreate(name="a"), KeyCreate(name="b", roles=["reader"]), KeyCreate(name="c", roles=["ghost"])]
+    specs = [NewKey(name="a"), NewKey(name="b", roles=["reader"]), NewKey(name="c", roles=["ghost"])]
     audit_before = len(await admin.audit())
 
     with pytest.raises(InvalidInput) as caught:
@@ -115,29 +111,29 @@ async def test_bulk_create_is_all_or_nothing_and_names_the_failing_index(
 @pytest.mark.parametrize(
     ("spec", "code", "field"),
     [
-        (KeyCreate(roles=["ghost"]), "unknown_role", "/roles"),
-        (KeyCreate(meta={"blob": "x" * (16 * 1024)}), "meta_too_large", "/meta"),
+        (NewKey(roles=["ghost"]), "unknown_role", "/roles"),
+        (NewKey(meta={"blob": "x" * (16 * 1024)}), "meta_too_large", "/meta"),
         (
-            KeyCreate(
+            NewKey(
                 ratelimits=[
-                    RateLimitSpec(name="r", limit=1, duration_ms=1),
-                    RateLimitSpec(name="r", limit=2, duration_ms=2),
+                    RateLimit(name="r", limit=1, duration_ms=1),
+                    RateLimit(name="r", limit=2, duration_ms=2),
                 ]
             ),
             "duplicate_ratelimit",
             "/ratelimits",
         ),
-        (KeyCreate(permissions=["has space"]), "invalid_permission", None),
-        (KeyCreate(ip_allowlist=["10.0.0.300/8"]), "invalid_cidr", None),
+        (NewKey(permissions=["has space"]), "invalid_permission", None),
+        (NewKey(ip_allowlist=["10.0.0.300/8"]), "invalid_cidr", None),
         (
-            KeyCreate(credits=CreditsSpec(remaining=1, refill=RefillSpec(amount=1, interval="daily", day=3))),
+            NewKey(credits=NewCredits(remaining=1, refill=Refill(amount=1, interval="daily", day=3))),
             "invalid_refill",
             "/credits/refill/day",
         ),
     ],
 )
 async def test_a_key_that_breaks_a_rule_is_refused_and_nothing_is_written(
-    ks: Keystile, admin: Admin, api_id: str, spec: KeyCreate, code: str, field: str | None
+    ks: Keystile, admin: Admin, api_id: str, spec: NewKey, code: str, field: str | None
 ) -> None:
     audit_before = len(await admin.audit())
 
@@ -154,7 +150,7 @@ async def test_a_key_that_breaks_a_rule_is_refused_and_nothing_is_written(
 async def test_meta_just_under_the_limit_is_accepted(ks: Keystile, admin: Admin, api_id: str) -> None:
     meta = {"blob": "x" * (16 * 1024 - len('{"blob":""}'))}
 
-    key, _ = await ks.keys.create(admin.actor, api_id, KeyCreate(meta=meta))
+    key, _ = await ks.keys.create(admin.actor, api_id, NewKey(meta=meta))
 
     assert (await ks.keys.get(admin.actor.principal, key.id)).meta == meta
 
@@ -166,7 +162,7 @@ async def test_a_patch_changes_only_what_it_names(ks: Keystile, admin: Admin, ap
     key, _ = await ks.keys.create(admin.actor, api_id, full_spec())
     clock.advance(5)
 
-    updated = await ks.keys.update(admin.actor, key.id, {"name": "renamed", "enabled": False})
+    updated = await ks.keys.update(admin.actor, key.id, key_update({"name": "renamed", "enabled": False}))
 
     before, after = doc(key), doc(updated)
     assert after["name"] == "renamed"
@@ -181,7 +177,7 @@ async def test_null_resets_a_field_to_its_default(ks: Keystile, storage: SqlStor
     key, _ = await ks.keys.create(admin.actor, api_id, full_spec())
     nulls = ["name", "owner_id", "meta", "permissions", "roles", "expires_at", "credits", "ratelimits", "ip_allowlist"]
 
-    updated = await ks.keys.update(admin.actor, key.id, dict.fromkeys(nulls))
+    updated = await ks.keys.update(admin.actor, key.id, key_update(dict.fromkeys(nulls)))
 
     got = doc(await ks.keys.get(admin.actor.principal, key.id))
     assert got == doc(updated)
@@ -202,11 +198,11 @@ async def test_null_resets_a_field_to_its_default(ks: Keystile, storage: SqlStor
 
 async def test_meta_merges_member_by_member(ks: Keystile, admin: Admin, api_id: str) -> None:
     key, _ = await ks.keys.create(
-        admin.actor, api_id, KeyCreate(meta={"a": 1, "b": {"c": 1, "d": 2}, "list": [1, 2], "gone": True})
+        admin.actor, api_id, NewKey(meta={"a": 1, "b": {"c": 1, "d": 2}, "list": [1, 2], "gone": True})
     )
 
     updated = await ks.keys.update(
-        admin.actor, key.id, {"meta": {"b": {"c": None, "e": 3}, "list": [3], "gone": None, "new": "ü"}}
+        admin.actor, key.id, key_update({"meta": {"b": {"c": None, "e": 3}, "list": [3], "gone": None, "new": "ü"}})
     )
 
     expected = {"a": 1, "b": {"d": 2, "e": 3}, "list": [3], "new": "ü"}
@@ -218,21 +214,23 @@ async def test_credits_merge_and_keep_their_balance(ks: Keystile, admin: Admin, 
     key, _ = await ks.keys.create(admin.actor, api_id, full_spec())
     assert key.credits is not None
 
-    spent = await ks.keys.update(admin.actor, key.id, {"credits": {"remaining": 7}})
+    spent = await ks.keys.update(admin.actor, key.id, key_update({"credits": {"remaining": 7}}))
     assert doc(spent)["credits"] == {"remaining": 7, "refill": {"amount": 100, "interval": "monthly", "day": 1}}
     assert spent.credits is not None
     assert spent.credits.id == key.credits.id, "the same balance, updated in place"
 
-    no_refill = await ks.keys.update(admin.actor, key.id, {"credits": {"refill": None}})
+    no_refill = await ks.keys.update(admin.actor, key.id, key_update({"credits": {"refill": None}}))
     assert doc(no_refill)["credits"] == {"remaining": 7, "refill": None}
 
-    plain, _ = await ks.keys.create(admin.actor, api_id, KeyCreate())
-    given = await ks.keys.update(admin.actor, plain.id, {"credits": {"remaining": 3}})
+    plain, _ = await ks.keys.create(admin.actor, api_id, NewKey())
+    given = await ks.keys.update(admin.actor, plain.id, key_update({"credits": {"remaining": 3}}))
     assert doc(given)["credits"] == {"remaining": 3, "refill": None}
     # A refill alone is no balance: "remaining" has nothing to merge into on a key without credits.
-    unlimited, _ = await ks.keys.create(admin.actor, api_id, KeyCreate())
+    unlimited, _ = await ks.keys.create(admin.actor, api_id, NewKey())
     with pytest.raises(InvalidInput):
-        await ks.keys.update(admin.actor, unlimited.id, {"credits": {"refill": {"amount": 1, "interval": "daily"}}})
+        await ks.keys.update(
+            admin.actor, unlimited.id, key_update({"credits": {"refill": {"amount": 1, "interval": "daily"}}})
+        )
 
 
 async def test_a_patch_replaces_lists_and_rate_limits_as_a_whole(ks: Keystile, admin: Admin, api_id: str) -> None:
@@ -241,12 +239,14 @@ async def test_a_patch_replaces_lists_and_rate_limits_as_a_whole(ks: Keystile, a
     updated = await ks.keys.update(
         admin.actor,
         key.id,
-        {
-            "permissions": ["admin"],
-            "roles": ["writer", "reader"],
-            "ratelimits": [{"name": "daily", "limit": 1000, "duration_ms": 86_400_000}],
-            "ip_allowlist": ["192.168.1.7/24"],
-        },
+        key_update(
+            {
+                "permissions": ["admin"],
+                "roles": ["writer", "reader"],
+                "ratelimits": [{"name": "daily", "limit": 1000, "duration_ms": 86_400_000}],
+                "ip_allowlist": ["192.168.1.7/24"],
+            }
+        ),
     )
 
     got = doc(await ks.keys.get(admin.actor.principal, key.id))
@@ -275,7 +275,7 @@ async def test_a_patch_that_breaks_a_rule_changes_nothing(
     audit_before = len(await admin.audit())
 
     with pytest.raises(InvalidInput) as caught:
-        await ks.keys.update(admin.actor, key.id, patch)
+        await ks.keys.update(admin.actor, key.id, key_update(patch))
 
     assert caught.value.code == code
     assert doc(await ks.keys.get(admin.actor.principal, key.id)) == doc(key)
@@ -287,7 +287,7 @@ async def test_an_empty_patch_changes_nothing_and_is_not_audited(ks: Keystile, a
     audit_before = len(await admin.audit())
 
     for patch in ({}, {"name": key.name}, {"meta": {"plan": "pro"}}):
-        assert doc(await ks.keys.update(admin.actor, key.id, patch)) == doc(key)
+        assert doc(await ks.keys.update(admin.actor, key.id, key_update(patch))) == doc(key)
 
     assert len(await admin.audit()) == audit_before
 
@@ -298,7 +298,7 @@ async def test_an_empty_patch_changes_nothing_and_is_not_audited(ks: Keystile, a
 async def test_revoking_twice_leaves_the_record_as_the_first_revocation_left_it(
     ks: Keystile, admin: Admin, api_id: str, clock: ManualClock
 ) -> None:
-    key, _ = await ks.keys.create(admin.actor, api_id, KeyCreate())
+    key, _ = await ks.keys.create(admin.actor, api_id, NewKey())
     clock.advance(1)
     first = await ks.keys.revoke(admin.actor, key.id)
     clock.advance(1)
@@ -321,7 +321,7 @@ async def test_a_deleted_key_is_gone_for_good(ks: Keystile, admin: Admin, api_id
     with pytest.raises(NotFound):
         await ks.keys.delete(admin.actor, key.id)
     with pytest.raises(NotFound):
-        await ks.keys.update(admin.actor, key.id, {"name": "x"})
+        await ks.keys.update(admin.actor, key.id, key_update({"name": "x"}))
     with pytest.raises(NotFound):
         await ks.keys.revoke(admin.actor, key.id)
     assert (await ks.verification.verify(admin.actor.principal, KeyCheck(plain))).code == "NOT_FOUND"
@@ -332,9 +332,9 @@ async def test_keys_list_in_pages_with_filters(ks: Keystile, admin: Admin, api_i
     made = []
     for i in range(5):
         clock.advance(0.01)
-        key, _ = await ks.keys.create(admin.actor, api_id, KeyCreate(name=f"worker {i}", owner_id="alice"))
+        key, _ = await ks.keys.create(admin.actor, api_id, NewKey(name=f"worker {i}", owner_id="alice"))
         made.append(key.id)
-    await ks.keys.create(admin.actor, api_id, KeyCreate(name="other", owner_id="bob"))
+    await ks.keys.create(admin.actor, api_id, NewKey(name="other", owner_id="bob"))
 
     first = await ks.keys.list(admin.actor.principal, api_id, KeyFilter(owner_id="alice"), limit=2)
     second = await ks.keys.list(
@@ -353,10 +353,10 @@ async def test_keys_list_in_pages_with_filters(ks: Keystile, admin: Admin, api_i
 async def test_stale_keys_are_those_older_than_the_apis_rotation_policy(
     ks: Keystile, admin: Admin, clock: ManualClock
 ) -> None:
-    api = await admin.api(ApiCreate(name="rotating", max_key_age_days=30))
-    old, _ = await ks.keys.create(admin.actor, api.id, KeyCreate(name="old"))
+    api = await admin.api(NewApi(name="rotating", max_key_age_days=30))
+    old, _ = await ks.keys.create(admin.actor, api.id, NewKey(name="old"))
     clock.advance(20 * 86_400)
-    young, _ = await ks.keys.create(admin.actor, api.id, KeyCreate(name="young"))
+    young, _ = await ks.keys.create(admin.actor, api.id, NewKey(name="young"))
     clock.advance(11 * 86_400)
 
     stale = await ks.keys.list(admin.actor.principal, api.id, KeyFilter(), stale=True)
@@ -372,15 +372,15 @@ async def test_stale_keys_are_those_older_than_the_apis_rotation_policy(
 @pytest.mark.parametrize(
     ("spec", "field"),
     [
-        (KeyCreate(name="nul\x00name"), "/name"),
-        (KeyCreate(owner_id="user\x00"), "/owner_id"),
-        (KeyCreate(meta={"note": "a\x00b"}), "/meta/note"),
-        (KeyCreate(meta={"deep": [{"x": "\x00"}]}), "/meta/deep/0/x"),
-        (KeyCreate(meta={"a/b\x00": 1}), "/meta/a~1b\x00"),
+        (NewKey(name="nul\x00name"), "/name"),
+        (NewKey(owner_id="user\x00"), "/owner_id"),
+        (NewKey(meta={"note": "a\x00b"}), "/meta/note"),
+        (NewKey(meta={"deep": [{"x": "\x00"}]}), "/meta/deep/0/x"),
+        (NewKey(meta={"a/b\x00": 1}), "/meta/a~1b\x00"),
     ],
 )
 async def test_text_with_a_nul_character_is_refused_the_same_way_on_every_backend(
-    ks: Keystile, admin: Admin, api_id: str, spec: KeyCreate, field: str
+    ks: Keystile, admin: Admin, api_id: str, spec: NewKey, field: str
 ) -> None:
     # PostgreSQL cannot store U+0000 in text or JSON, SQLite can: the same request must get the same answer.
     with pytest.raises(InvalidInput) as caught:
@@ -389,15 +389,15 @@ async def test_text_with_a_nul_character_is_refused_the_same_way_on_every_backen
     assert caught.value.extra["field"] == field
 
     with pytest.raises(InvalidInput) as caught:
-        await ks.keys.create_many(admin.actor, api_id, [KeyCreate(), spec])
+        await ks.keys.create_many(admin.actor, api_id, [NewKey(), spec])
     assert caught.value.extra["index"] == 1
     assert caught.value.extra["field"] == "/keys/1" + field
 
-    key, _ = await ks.keys.create(admin.actor, api_id, KeyCreate())
+    key, _ = await ks.keys.create(admin.actor, api_id, NewKey())
     patch = to_builtins(spec)
     patch = {name: value for name, value in patch.items() if value not in (None, [], {}, True)}
     with pytest.raises(InvalidInput) as caught:
-        await ks.keys.update(admin.actor, key.id, patch)
+        await ks.keys.update(admin.actor, key.id, key_update(patch))
     assert caught.value.code == "invalid_character"
     assert await ks.storage.count_keys(api_id) == 1
 

@@ -12,7 +12,7 @@ from keystile.core.clock import ManualClock
 from keystile.core.ports import Outcome
 from keystile.errors import Forbidden
 from keystile.schemas import RatelimitRequest
-from keystile.service import Keystile
+from keystile.service import Keystile, Principal
 
 if TYPE_CHECKING:
     from tests.service.conftest import Admin
@@ -23,7 +23,19 @@ def request(identifier: str = "203.0.113.7", *, namespace: str = "login", cost: 
 
 
 async def limit(ks: Keystile, admin: Admin, body: RatelimitRequest) -> Outcome:
-    return await ks.ratelimits.limit(admin.actor.principal, body)
+    return await limit_as(ks, admin.actor.principal, body)
+
+
+async def limit_as(ks: Keystile, principal: Principal, body: RatelimitRequest) -> Outcome:
+    """What ``POST /v1/ratelimit`` asks the service for ``body``."""
+    return await ks.ratelimits.limit(
+        principal,
+        body.namespace,
+        body.identifier,
+        limit=body.limit,
+        duration_ms=body.duration_ms,
+        cost=body.cost,
+    )
 
 
 async def test_an_idle_identifier_gets_exactly_the_limit_and_not_one_more(ks: Keystile, admin: Admin) -> None:
@@ -74,7 +86,7 @@ async def test_it_needs_keys_verify_for_every_api(ks: Keystile, admin: Admin, pe
     actor = await admin.actor_with(*permissions)
 
     with pytest.raises(Forbidden):
-        await ks.ratelimits.limit(actor.principal, request())
+        await limit_as(ks, actor.principal, request())
 
     verifier = await admin.actor_with("keys.verify")
-    assert (await ks.ratelimits.limit(verifier.principal, request())).code == "VALID"
+    assert (await limit_as(ks, verifier.principal, request())).code == "VALID"

@@ -12,17 +12,11 @@ import pytest
 
 from keystile.config import Settings
 from keystile.core.clock import ManualClock
-from keystile.core.models import AuditFilter
+from keystile.core.commands import NewApi, NewCredits, NewIdentity, NewKey
+from keystile.core.models import AuditFilter, RateLimit
 from keystile.core.verify import KeyCheck
 from keystile.errors import Conflict, Forbidden, NotFound
 from keystile.schemas import (
-    ApiCreate,
-    CreditsSpec,
-    IdentityCreate,
-    KeyCreate,
-    RateLimitSpec,
-    RerollSpec,
-    RoleSpec,
     key_out,
 )
 from keystile.service import CLI_ACTOR, Keystile
@@ -48,11 +42,11 @@ async def test_a_rerolled_pair_draws_on_one_balance_through_the_grace_period_and
     ks: Keystile, admin: Admin, storage: SqlStorage, clock: ManualClock
 ) -> None:
     api = await admin.api()
-    old, old_plain = await ks.keys.create(admin.actor, api.id, KeyCreate(credits=CreditsSpec(remaining=100)))
+    old, old_plain = await ks.keys.create(admin.actor, api.id, NewKey(credits=NewCredits(remaining=100)))
     assert old.credits is not None
     assert await balances(storage) == [(old.credits.id, 100)]
 
-    new, new_plain = await ks.keys.reroll(admin.actor, old.id, RerollSpec(grace_period_ms=HOUR_MS))
+    new, new_plain = await ks.keys.reroll(admin.actor, old.id, grace_period_ms=HOUR_MS)
 
     # During the grace period both keys verify and draw on the one balance: 3 via the old key, 2 via the new.
     assert [await verify(ks, admin, old_plain) for _ in range(3)] == [("VALID", 99), ("VALID", 98), ("VALID", 97)]
@@ -78,8 +72,8 @@ async def test_a_rerolled_pair_draws_on_one_balance_through_the_grace_period_and
 
 async def test_under_concurrency_no_credit_of_a_rerolled_pair_is_spent_twice(ks: Keystile, admin: Admin) -> None:
     api = await admin.api()
-    old, old_plain = await ks.keys.create(admin.actor, api.id, KeyCreate(credits=CreditsSpec(remaining=40)))
-    _, new_plain = await ks.keys.reroll(admin.actor, old.id, RerollSpec(grace_period_ms=HOUR_MS))
+    old, old_plain = await ks.keys.create(admin.actor, api.id, NewKey(credits=NewCredits(remaining=40)))
+    _, new_plain = await ks.keys.reroll(admin.actor, old.id, grace_period_ms=HOUR_MS)
 
     results = await asyncio.gather(*(verify(ks, admin, (old_plain, new_plain)[i % 2]) for i in range(120)))
 
@@ -91,15 +85,15 @@ async def test_the_new_key_has_the_old_key_settings_and_the_two_are_linked(
     ks: Keystile, admin: Admin, clock: ManualClock
 ) -> None:
     api = await admin.api()
-    await ks.apis.put_role(admin.actor, api.id, RoleSpec(name="reader", permissions=["docs.read"]))
-    spec = KeyCreate(
+    await ks.apis.put_role(admin.actor, api.id, name="reader", permissions=["docs.read"])
+    spec = NewKey(
         name="billing",
         owner_id="acme",
         meta={"plan": "pro"},
         permissions=["docs.write"],
         roles=["reader"],
         expires_at=datetime(2031, 1, 1, tzinfo=UTC),
-        ratelimits=[RateLimitSpec(name="api", limit=5, duration_ms=1000)],
+        ratelimits=[RateLimit(name="api", limit=5, duration_ms=1000)],
         ip_allowlist=["10.0.0.0/8"],
         enabled=False,
     )
@@ -107,7 +101,7 @@ async def test_the_new_key_has_the_old_key_settings_and_the_two_are_linked(
     clock.advance(60)
 
     new, plain = await ks.keys.reroll(
-        admin.actor, old.id, RerollSpec(grace_period_ms=0, expires_at=datetime(2032, 1, 1, tzinfo=UTC))
+        admin.actor, old.id, grace_period_ms=0, expires_at=datetime(2032, 1, 1, tzinfo=UTC)
     )
 
     assert plain.startswith("ks_")
@@ -127,9 +121,9 @@ async def test_the_new_key_has_the_old_key_settings_and_the_two_are_linked(
 async def test_the_old_key_keeps_an_earlier_expiry_of_its_own(ks: Keystile, admin: Admin, clock: ManualClock) -> None:
     api = await admin.api()
     soon = datetime.fromtimestamp(clock.now() + 600, tz=UTC)
-    old, old_plain = await ks.keys.create(admin.actor, api.id, KeyCreate(expires_at=soon))
+    old, old_plain = await ks.keys.create(admin.actor, api.id, NewKey(expires_at=soon))
 
-    await ks.keys.reroll(admin.actor, old.id, RerollSpec(grace_period_ms=24 * HOUR_MS))
+    await ks.keys.reroll(admin.actor, old.id, grace_period_ms=24 * HOUR_MS)
 
     assert (await ks.keys.get(admin.actor.principal, old.id)).expires_at == old.expires_at
     clock.advance(600)
@@ -138,10 +132,10 @@ async def test_the_old_key_keeps_an_earlier_expiry_of_its_own(ks: Keystile, admi
 
 async def test_a_key_drawing_on_its_identity_keeps_doing_so_after_a_reroll(ks: Keystile, admin: Admin) -> None:
     api = await admin.api()
-    await ks.identities.create(admin.actor, IdentityCreate(owner_id="acme", credits=CreditsSpec(remaining=5)))
-    old, old_plain = await ks.keys.create(admin.actor, api.id, KeyCreate(owner_id="acme"))
+    await ks.identities.create(admin.actor, NewIdentity(owner_id="acme", credits=NewCredits(remaining=5)))
+    old, old_plain = await ks.keys.create(admin.actor, api.id, NewKey(owner_id="acme"))
 
-    new, new_plain = await ks.keys.reroll(admin.actor, old.id, RerollSpec(grace_period_ms=HOUR_MS))
+    new, new_plain = await ks.keys.reroll(admin.actor, old.id, grace_period_ms=HOUR_MS)
 
     assert new.credits is None
     assert await verify(ks, admin, old_plain) == ("VALID", 4)
@@ -150,34 +144,34 @@ async def test_a_key_drawing_on_its_identity_keeps_doing_so_after_a_reroll(ks: K
 
 async def test_a_revoked_key_or_one_rerolled_already_cannot_be_rerolled(ks: Keystile, admin: Admin) -> None:
     api = await admin.api()
-    revoked, _ = await ks.keys.create(admin.actor, api.id, KeyCreate())
+    revoked, _ = await ks.keys.create(admin.actor, api.id, NewKey())
     await ks.keys.revoke(admin.actor, revoked.id)
-    rotated, _ = await ks.keys.create(admin.actor, api.id, KeyCreate())
-    successor, _ = await ks.keys.reroll(admin.actor, rotated.id, RerollSpec(grace_period_ms=HOUR_MS))
+    rotated, _ = await ks.keys.create(admin.actor, api.id, NewKey())
+    successor, _ = await ks.keys.reroll(admin.actor, rotated.id, grace_period_ms=HOUR_MS)
 
     for key_id, code in ((revoked.id, "key_revoked"), (rotated.id, "key_rotated")):
         with pytest.raises(Conflict) as caught:
-            await ks.keys.reroll(admin.actor, key_id, RerollSpec())
+            await ks.keys.reroll(admin.actor, key_id)
         assert caught.value.code == code
     assert await ks.storage.count_keys(api.id) == 3, "nothing was created"
 
     # The successor can be rerolled in turn.
-    third, _ = await ks.keys.reroll(admin.actor, successor.id, RerollSpec())
+    third, _ = await ks.keys.reroll(admin.actor, successor.id)
     assert third.rotated_from == successor.id
 
 
 async def test_a_reroll_is_audited_without_the_key_and_needs_keys_write(ks: Keystile, admin: Admin) -> None:
     api = await admin.api()
-    old, _ = await ks.keys.create(admin.actor, api.id, KeyCreate())
+    old, _ = await ks.keys.create(admin.actor, api.id, NewKey())
     reader = await admin.actor_with("keys.read")
     other = await admin.api()
     scoped = await admin.actor_with(f"api.{other.id}.keys.write")
     with pytest.raises(Forbidden):
-        await ks.keys.reroll(reader, old.id, RerollSpec())
+        await ks.keys.reroll(reader, old.id)
     with pytest.raises(NotFound):
-        await ks.keys.reroll(scoped, old.id, RerollSpec())
+        await ks.keys.reroll(scoped, old.id)
 
-    new, plain = await ks.keys.reroll(admin.actor, old.id, RerollSpec(grace_period_ms=HOUR_MS))
+    new, plain = await ks.keys.reroll(admin.actor, old.id, grace_period_ms=HOUR_MS)
 
     [entry] = await admin.audit(AuditFilter(action="key.reroll"))
     assert entry.target == old.id
@@ -200,9 +194,9 @@ async def test_two_instances_on_one_database_never_spend_a_credit_of_a_rerolled_
     await stores[0].migrate()
     first, second = (Keystile.create(store, Settings(database_url=fresh_pg_url), clock) for store in stores)
     try:
-        api = await first.apis.create(CLI_ACTOR, ApiCreate(name="shared"))
-        old, old_plain = await first.keys.create(CLI_ACTOR, api.id, KeyCreate(credits=CreditsSpec(remaining=50)))
-        _, new_plain = await second.keys.reroll(CLI_ACTOR, old.id, RerollSpec(grace_period_ms=HOUR_MS))
+        api = await first.apis.create(CLI_ACTOR, NewApi(name="shared"))
+        old, old_plain = await first.keys.create(CLI_ACTOR, api.id, NewKey(credits=NewCredits(remaining=50)))
+        _, new_plain = await second.keys.reroll(CLI_ACTOR, old.id, grace_period_ms=HOUR_MS)
 
         # Each instance verifies both keys of the pair at once, from its own cache and connection pool.
         calls = [(ks.ctx.verifier, plain) for ks in (first, second) for plain in (old_plain, new_plain)] * 40

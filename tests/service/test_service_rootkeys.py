@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from keystile.core.commands import NewRootKey
 from keystile.errors import InvalidInput, NotFound
-from keystile.schemas import RootKeyCreate
 from keystile.service import CLI_ACTOR, Keystile
 from keystile.service.authz import Actor
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 async def test_a_root_key_without_permissions_is_refused_even_when_built_in_python(ks: Keystile) -> None:
     with pytest.raises(InvalidInput) as caught:
-        await ks.root_keys.create(CLI_ACTOR, RootKeyCreate(permissions=[]))
+        await ks.root_keys.create(CLI_ACTOR, NewRootKey(permissions=[]))
     assert caught.value.extra["field"] == "/permissions"
     assert not await ks.root_keys.any_active()
 
@@ -39,7 +39,7 @@ async def _ids(ks: Keystile, actor: Actor, *, limit: int | None = None) -> list[
 
 
 async def _make(ks: Keystile, actor: Actor, *permissions: str) -> str:
-    key, _ = await ks.root_keys.create(actor, RootKeyCreate(permissions=list(permissions)))
+    key, _ = await ks.root_keys.create(actor, NewRootKey(permissions=list(permissions)))
     return key.id
 
 

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from keystile.core.clock import ManualClock
+from keystile.core.commands import NewApi, NewKey
 from keystile.core.models import KeyFilter
 from keystile.core.verify import KeyCheck
 from keystile.errors import InvalidInput
-from keystile.schemas import ApiCreate, KeyCreate
+from keystile.schemas import api_update
 from keystile.service import Keystile
 
 if TYPE_CHECKING:
@@ -32,10 +33,10 @@ async def listed(ks: Keystile, admin: Admin, api_id: str, stale: bool | None) ->
 async def test_keys_older_than_the_maximum_age_are_marked_and_filtered_as_stale(
     ks: Keystile, admin: Admin, clock: ManualClock
 ) -> None:
-    api = await admin.api(ApiCreate(name="rotated", max_key_age_days=30))
-    old, _ = await ks.keys.create(admin.actor, api.id, KeyCreate(name="old"))
+    api = await admin.api(NewApi(name="rotated", max_key_age_days=30))
+    old, _ = await ks.keys.create(admin.actor, api.id, NewKey(name="old"))
     clock.advance(20 * DAY_S)
-    young, _ = await ks.keys.create(admin.actor, api.id, KeyCreate(name="young"))
+    young, _ = await ks.keys.create(admin.actor, api.id, NewKey(name="young"))
 
     clock.advance(10 * DAY_S - 1)
     assert [out.stale for out in await ks.keys.views([old, young])] == [False, False]
@@ -51,7 +52,7 @@ async def test_keys_older_than_the_maximum_age_are_marked_and_filtered_as_stale(
 
 async def test_without_a_policy_no_key_is_stale(ks: Keystile, admin: Admin, clock: ManualClock) -> None:
     api = await admin.api()
-    key, _ = await ks.keys.create(admin.actor, api.id, KeyCreate())
+    key, _ = await ks.keys.create(admin.actor, api.id, NewKey())
     clock.advance(3650 * DAY_S)
 
     assert (await ks.keys.view(key)).stale is False
@@ -62,9 +63,9 @@ async def test_without_a_policy_no_key_is_stale(ks: Keystile, admin: Admin, cloc
 async def test_stale_keys_expire_automatically_when_the_policy_says_so(
     ks: Keystile, admin: Admin, clock: ManualClock
 ) -> None:
-    api = await admin.api(ApiCreate(name="strict", max_key_age_days=30, expire_stale_after_days=7))
+    api = await admin.api(NewApi(name="strict", max_key_age_days=30, expire_stale_after_days=7))
     assert api.expire_stale_after_days == 7
-    _, plain = await ks.keys.create(admin.actor, api.id, KeyCreate())
+    _, plain = await ks.keys.create(admin.actor, api.id, NewKey())
 
     clock.advance(37 * DAY_S - 1)
     assert await code(ks, admin, plain) == "VALID"
@@ -74,16 +75,18 @@ async def test_stale_keys_expire_automatically_when_the_policy_says_so(
 
 async def test_a_policy_change_applies_to_cached_keys_at_once(ks: Keystile, admin: Admin, clock: ManualClock) -> None:
     api = await admin.api()
-    _, plain = await ks.keys.create(admin.actor, api.id, KeyCreate())
+    _, plain = await ks.keys.create(admin.actor, api.id, NewKey())
     clock.advance(40 * DAY_S)
     assert await code(ks, admin, plain) == "VALID"
     assert ks.ctx.verifier.verify_cached(plain) is not None, "cached: a stale answer would show"
 
-    updated = await ks.apis.update(admin.actor, api.id, {"max_key_age_days": 30, "expire_stale_after_days": 5})
+    updated = await ks.apis.update(
+        admin.actor, api.id, api_update({"max_key_age_days": 30, "expire_stale_after_days": 5})
+    )
     assert (updated.max_key_age_days, updated.expire_stale_after_days) == (30, 5)
     assert await code(ks, admin, plain) == "EXPIRED"
 
-    await ks.apis.update(admin.actor, api.id, {"expire_stale_after_days": None})
+    await ks.apis.update(admin.actor, api.id, api_update({"expire_stale_after_days": None}))
     assert await code(ks, admin, plain) == "VALID"
     reread = await ks.apis.get(admin.actor.principal, api.id)
     assert (reread.max_key_age_days, reread.expire_stale_after_days) == (30, None)
@@ -91,13 +94,15 @@ async def test_a_policy_change_applies_to_cached_keys_at_once(ks: Keystile, admi
 
 async def test_expiring_stale_keys_needs_a_maximum_age(ks: Keystile, admin: Admin) -> None:
     with pytest.raises(InvalidInput) as caught:
-        await ks.apis.create(admin.actor, ApiCreate(name="x", expire_stale_after_days=3))
+        await ks.apis.create(admin.actor, NewApi(name="x", expire_stale_after_days=3))
     assert (caught.value.code, caught.value.extra["field"]) == ("invalid_rotation_policy", "/expire_stale_after_days")
 
-    api = await admin.api(ApiCreate(name="y", max_key_age_days=30, expire_stale_after_days=3))
+    api = await admin.api(NewApi(name="y", max_key_age_days=30, expire_stale_after_days=3))
     with pytest.raises(InvalidInput) as caught:
-        await ks.apis.update(admin.actor, api.id, {"max_key_age_days": None})
+        await ks.apis.update(admin.actor, api.id, api_update({"max_key_age_days": None}))
     assert caught.value.code == "invalid_rotation_policy"
 
-    cleared = await ks.apis.update(admin.actor, api.id, {"max_key_age_days": None, "expire_stale_after_days": None})
+    cleared = await ks.apis.update(
+        admin.actor, api.id, api_update({"max_key_age_days": None, "expire_stale_after_days": None})
+    )
     assert (cleared.max_key_age_days, cleared.expire_stale_after_days) == (None, None)

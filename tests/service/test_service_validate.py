@@ -9,11 +9,12 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from keystile.core.commands import NewApi, NewKey
 from keystile.core.timefmt import MAX_MS, MIN_MS
 from keystile.errors import InvalidInput
-from keystile.schemas import ApiCreate, BulkKeyCreate, KeyCreate
+from keystile.schemas import BulkKeyCreate, KeyCreate, api_update, decode, key_update
 from keystile.service import Keystile
-from keystile.service.validate import MAX_DEPTH, check_json, decode, merge_patch, to_ms
+from keystile.service.validate import MAX_DEPTH, check_json, merge_patch, to_ms
 
 if TYPE_CHECKING:
     from tests.service.conftest import Admin
@@ -58,13 +59,13 @@ def test_merge_patch_follows_rfc_7396() -> None:
 
 
 async def test_a_key_whose_meta_nests_too_deep_is_refused(ks: Keystile, admin: Admin) -> None:
-    api = await admin.api(ApiCreate(name="deep"))
+    api = await admin.api(NewApi(name="deep"))
 
     with pytest.raises(InvalidInput) as caught:
-        await ks.keys.create(admin.actor, api.id, KeyCreate(meta=nested(MAX_DEPTH + 1)))
+        await ks.keys.create(admin.actor, api.id, NewKey(meta=nested(MAX_DEPTH + 1)))
     assert (caught.value.code, caught.value.extra["field"]) == ("too_deeply_nested", "/meta" + "/a" * MAX_DEPTH)
 
-    key, _ = await ks.keys.create(admin.actor, api.id, KeyCreate(meta=nested(MAX_DEPTH - 1)))
+    key, _ = await ks.keys.create(admin.actor, api.id, NewKey(meta=nested(MAX_DEPTH - 1)))
     assert (await ks.keys.get(admin.actor.principal, key.id)).meta == nested(MAX_DEPTH - 1)
 
 
@@ -73,14 +74,14 @@ async def test_a_patch_that_nests_too_deep_is_refused_before_it_is_merged(
     ks: Keystile, admin: Admin, depth: int
 ) -> None:
     # 900 levels is within what the JSON parser accepts, and beyond what a recursive merge survives.
-    api = await admin.api(ApiCreate(name="deep"))
-    key, _ = await ks.keys.create(admin.actor, api.id, KeyCreate(meta={"kept": True}))
+    api = await admin.api(NewApi(name="deep"))
+    key, _ = await ks.keys.create(admin.actor, api.id, NewKey(meta={"kept": True}))
 
     with pytest.raises(InvalidInput) as caught:
-        await ks.keys.update(admin.actor, key.id, {"meta": nested(depth)})
+        await ks.keys.update(admin.actor, key.id, key_update({"meta": nested(depth)}))
     assert caught.value.code == "too_deeply_nested"
     with pytest.raises(InvalidInput) as caught:
-        await ks.apis.update(admin.actor, api.id, {"name": nested(depth)})
+        await ks.apis.update(admin.actor, api.id, api_update({"name": nested(depth)}))
     assert caught.value.code == "too_deeply_nested"
 
     assert (await ks.keys.get(admin.actor.principal, key.id)).meta == {"kept": True}

@@ -1,7 +1,7 @@
 """Flag values the CLI parses itself: durations (``30d``), rate limits (``api=100/1m``), JSON objects, keys.
 
 Each is an option callback, so a bad value is a usage error (exit 2) that names the flag. Everything else
-is validated by the same schemas as the HTTP API's bodies (``keystile.service.validate.convert``).
+is validated by the same schemas as the HTTP API's bodies (``keystile.schemas.convert``).
 """
 
 from __future__ import annotations

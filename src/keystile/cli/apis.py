@@ -61,9 +61,8 @@ def create(
     as_json: bool,
 ) -> None:
     """Create an API called NAME."""
-    from keystile.schemas import ApiCreate, api_out
+    from keystile.schemas import ApiCreate, api_out, convert, new_api
     from keystile.service import CLI_ACTOR
-    from keystile.service.validate import convert
 
     name_fields(name="NAME")
     body: dict[str, Any] = {"name": name, "recoverable": recoverable, "ip_allowlist": list(ips)}
@@ -73,7 +72,7 @@ def create(
         body["max_key_age_days"] = max_key_age_days
     if expire_stale_after_days is not None:
         body["expire_stale_after_days"] = expire_stale_after_days
-    spec = convert(body, ApiCreate)
+    spec = new_api(convert(body, ApiCreate))
 
     async def work(ks: Keystile) -> ApiOut:
         return api_out(await ks.apis.create(CLI_ACTOR, spec))

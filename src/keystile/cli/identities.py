@@ -75,9 +75,8 @@ def identities() -> None:
 @json_option
 def create(owner_id: str, as_json: bool, **given: Any) -> None:
     """Create the identity of OWNER_ID (the owner_id of its keys, in any API)."""
-    from keystile.schemas import IdentityCreate, identity_out
+    from keystile.schemas import IdentityCreate, convert, identity_out, new_identity
     from keystile.service import CLI_ACTOR
-    from keystile.service.validate import convert
 
     name_fields(owner_id="OWNER_ID")
     body: dict[str, Any] = {"owner_id": owner_id}
@@ -92,7 +91,7 @@ def create(owner_id: str, as_json: bool, **given: Any) -> None:
             body["credits"]["refill"] = refill_body
     elif refill_body is not None:
         raise click.UsageError("a refill needs --credits (the starting number of uses)")
-    spec = convert(body, IdentityCreate)
+    spec = new_identity(convert(body, IdentityCreate))
 
     async def work(ks: Keystile) -> IdentityOut:
         return identity_out(await ks.identities.create(CLI_ACTOR, spec))
@@ -130,7 +129,7 @@ def update(
     whole list.
     """
     from keystile.cli.keys import credits_patch
-    from keystile.schemas import identity_out
+    from keystile.schemas import identity_out, identity_update
     from keystile.service import CLI_ACTOR
 
     patch: dict[str, Any] = {}
@@ -149,7 +148,7 @@ def update(
         raise click.UsageError("nothing to change: give at least one option (see keystile identities update --help)")
 
     async def work(ks: Keystile) -> IdentityOut:
-        return identity_out(await ks.identities.update(CLI_ACTOR, owner_id, patch))
+        return identity_out(await ks.identities.update(CLI_ACTOR, owner_id, identity_update(patch)))
 
     _emit(run(work), as_json)
 

@@ -40,9 +40,8 @@ def reroll(key_id: str, grace: int, expires_at: str | None, expires_in: int | No
     The new key shares the old key's credits (they move, they are not copied). The old key keeps working for the
     grace period, then verifies as EXPIRED. A revoked key, or one rerolled already, cannot be rerolled (exit 4).
     """
-    from keystile.schemas import RerollSpec, key_created
+    from keystile.schemas import RerollSpec, convert, key_created, key_view_out
     from keystile.service import CLI_ACTOR
-    from keystile.service.validate import convert
 
     body: dict[str, Any] = {"grace_period_ms": grace}
     new_expiry = expiry(expires_at, expires_in)
@@ -51,8 +50,10 @@ def reroll(key_id: str, grace: int, expires_at: str | None, expires_in: int | No
     spec = convert(body, RerollSpec)
 
     async def work(ks: Keystile) -> tuple[KeyCreated, KeyOut]:
-        key, plain = await ks.keys.reroll(CLI_ACTOR, key_id, spec)
-        old = await ks.keys.view(await ks.keys.get(CLI_ACTOR.principal, key_id))
+        key, plain = await ks.keys.reroll(
+            CLI_ACTOR, key_id, grace_period_ms=spec.grace_period_ms, expires_at=spec.expires_at
+        )
+        old = key_view_out(await ks.keys.view(await ks.keys.get(CLI_ACTOR.principal, key_id)))
         return key_created(key, plain), old
 
     out, old = run(work)
@@ -81,9 +82,8 @@ def credits(
     unlimited credits is a conflict (exit 4): --set a number first.
     """
     from keystile.cli._errors import name_fields
-    from keystile.schemas import CreditsChange
+    from keystile.schemas import CreditsChange, convert, key_view_out
     from keystile.service import CLI_ACTOR
-    from keystile.service.validate import convert
 
     given: list[tuple[str, int | None]] = [
         (op, amount) for op, amount in (("set", set_), ("add", add), ("subtract", subtract)) if amount is not None
@@ -97,7 +97,9 @@ def credits(
     change = convert({"op": op, "amount": amount}, CreditsChange)
 
     async def work(ks: Keystile) -> KeyOut:
-        return await ks.keys.view(await ks.keys.change_credits(CLI_ACTOR, key_id, change))
+        return key_view_out(
+            await ks.keys.view(await ks.keys.change_credits(CLI_ACTOR, key_id, change.op, change.amount))
+        )
 
     out = run(work)
     if as_json:

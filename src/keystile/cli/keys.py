@@ -100,9 +100,8 @@ def create(api_id: str, disabled: bool, as_json: bool, **given: Any) -> None:
 
     Keystile keeps only its hash: the key cannot be shown again.
     """
-    from keystile.schemas import KeyCreate, key_created
+    from keystile.schemas import KeyCreate, convert, key_created, new_key
     from keystile.service import CLI_ACTOR
-    from keystile.service.validate import convert
 
     body = _common_body(given)
     refill_body = refill(given["refill_amount"], given["refill_interval"], given["refill_day"])
@@ -114,7 +113,7 @@ def create(api_id: str, disabled: bool, as_json: bool, **given: Any) -> None:
         raise click.UsageError("a refill needs --credits (the starting number of uses)")
     if disabled:
         body["enabled"] = False
-    spec = convert(body, KeyCreate)
+    spec = new_key(convert(body, KeyCreate))
 
     async def work(ks: Keystile) -> KeyCreated:
         key, plain = await ks.keys.create(CLI_ACTOR, api_id, spec)
@@ -154,14 +153,14 @@ def list_(
 ) -> None:
     """List the keys of API_ID, newest first."""
     from keystile.core.models import KeyFilter
-    from keystile.schemas import Page
+    from keystile.schemas import Page, key_view_out
     from keystile.service import CLI_ACTOR
 
     where = KeyFilter(owner_id=owner_id, enabled=enabled, expired=expired, revoked=revoked, search=search)
 
     async def work(ks: Keystile) -> Page[KeyOut]:
         page = await ks.keys.list(CLI_ACTOR.principal, api_id, where, stale=stale, cursor=cursor, limit=limit)
-        return Page(await ks.keys.views(page.items), page.next_cursor)
+        return Page([key_view_out(view) for view in await ks.keys.views(page.items)], page.next_cursor)
 
     page = run(work)
     if as_json:
@@ -193,10 +192,11 @@ def show(key_id: str, as_json: bool) -> None:
 
     Keystile keeps only the key's hash and its start, such as ks_3Fx9.
     """
+    from keystile.schemas import key_view_out
     from keystile.service import CLI_ACTOR
 
     async def work(ks: Keystile) -> KeyOut:
-        return await ks.keys.view(await ks.keys.get(CLI_ACTOR.principal, key_id))
+        return key_view_out(await ks.keys.view(await ks.keys.get(CLI_ACTOR.principal, key_id)))
 
     out = run(work)
     if as_json:
@@ -235,6 +235,7 @@ def update(
     Only the given fields change (a JSON merge patch; --meta merges member by member). --permission, --role,
     --ratelimit and --ip replace the key's whole list.
     """
+    from keystile.schemas import key_update, key_view_out
     from keystile.service import CLI_ACTOR
 
     patch = _common_body(given)
@@ -257,7 +258,7 @@ def update(
         raise click.UsageError("nothing to change: give at least one option (see keystile keys update --help)")
 
     async def work(ks: Keystile) -> KeyOut:
-        return await ks.keys.view(await ks.keys.update(CLI_ACTOR, key_id, patch))
+        return key_view_out(await ks.keys.view(await ks.keys.update(CLI_ACTOR, key_id, key_update(patch))))
 
     out = run(work)
     if as_json:
@@ -296,10 +297,11 @@ def revoke(key_id: str, as_json: bool) -> None:
 
     Revoking is permanent; revoking again changes nothing.
     """
+    from keystile.schemas import key_view_out
     from keystile.service import CLI_ACTOR
 
     async def work(ks: Keystile) -> KeyOut:
-        return await ks.keys.view(await ks.keys.revoke(CLI_ACTOR, key_id))
+        return key_view_out(await ks.keys.view(await ks.keys.revoke(CLI_ACTOR, key_id)))
 
     out = run(work)
     if as_json:

@@ -71,16 +71,15 @@ def create(
     permissions: tuple[str, ...], name: str | None, expires_at: str | None, root_key_file: Path | None, as_json: bool
 ) -> None:
     """Create a root key and show it once."""
-    from keystile.schemas import RootKeyCreate
+    from keystile.schemas import RootKeyCreate, convert, new_root_key
     from keystile.service import CLI_ACTOR
-    from keystile.service.validate import convert
 
     body: dict[str, Any] = {"permissions": list(permissions)}
     if name is not None:
         body["name"] = name
     if expires_at is not None:
         body["expires_at"] = expires_at
-    spec = convert(body, RootKeyCreate)
+    spec = new_root_key(convert(body, RootKeyCreate))
     sink = SecretFile(root_key_file) if root_key_file is not None else None
 
     async def work(ks: Keystile) -> tuple[Key, str]:

@@ -44,9 +44,8 @@ def verify(key: str, api_id: str | None, permissions: str | None, ip: str | None
     EXPIRED, FORBIDDEN, INSUFFICIENT_PERMISSIONS) and the key's id. Exit code 0 for VALID, 1 for any other code, 2
     for a usage error.
     """
-    from keystile.schemas import VerifyRequest
+    from keystile.schemas import VerifyRequest, convert
     from keystile.service import CLI_ACTOR
-    from keystile.service.validate import convert
 
     body: dict[str, Any] = {"key": read_key(key)}
     for name, value in (("api_id", api_id), ("permissions", permissions), ("ip", ip)):

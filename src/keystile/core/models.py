@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
+T = TypeVar("T")
 RefillInterval = Literal["daily", "monthly"]
 ROOT_API_ID = "api_root"
 """The reserved internal API that holds root keys (SPEC K6); it is never listed or shown as an API."""
@@ -109,6 +110,15 @@ class Key:
 
     def is_expired(self, at_ms: int) -> bool:
         return self.expires_at is not None and at_ms >= self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class KeyView:
+    """A key with what depends on its API and on the time: ``stale``, older than its API's ``max_key_age_days``
+    (SPEC R3)."""
+
+    key: Key
+    stale: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,3 +241,11 @@ class AuditFilter:
     target: str | None = None
     since: int | None = None
     until: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """A page of a list, newest first; ``next_cursor`` (``None`` on the last page) asks for the next page."""
+
+    items: list[T]
+    next_cursor: str | None

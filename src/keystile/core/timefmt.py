@@ -61,6 +61,11 @@ def from_datetime(moment: datetime) -> int:
     return ms
 
 
+def to_datetime(ms: int) -> datetime:
+    """Epoch milliseconds as an aware UTC datetime (:func:`from_datetime` turns it back into the same number)."""
+    return _EPOCH + ms * _MS
+
+
 def from_rfc3339(text: str) -> int:
     """Parse an RFC 3339 timestamp with an offset (``Z`` or ``+hh:mm``) into milliseconds (finer fractions are
     dropped).

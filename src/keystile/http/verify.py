@@ -17,8 +17,7 @@ from keystile.core.ports import Outcome
 from keystile.core.timefmt import to_rfc3339
 from keystile.core.verify import CachedKey, Code, KeyCheck, VerifyResult
 from keystile.http.asgi import JSON, Message, Send, encode_json, start_message
-from keystile.schemas import RateLimitState, RemainingOut, VerifyRequest, VerifyResponse
-from keystile.service.validate import decode
+from keystile.schemas import RateLimitState, RemainingOut, VerifyRequest, VerifyResponse, decode
 
 _decode = msgspec.json.Decoder(VerifyRequest).decode
 

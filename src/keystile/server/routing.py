@@ -21,10 +21,10 @@ from keystile.http.asgi import REQUEST_ID_SCOPE_KEY, encode_json, read_body, req
 from keystile.http.problems import problem_for_exception
 from keystile.observability.logs import ROOT_KEY_ID_SCOPE_KEY
 from keystile.operations import MERGE_PATCH_TYPES, NoContent, Param, Route
+from keystile.schemas import decode
 from keystile.server.auth import actor_for, authenticate
 from keystile.server.runtime import Runtime
 from keystile.service import Actor, Keystile
-from keystile.service.validate import decode
 
 __all__ = ["Call", "Handler", "Operation", "Param", "endpoint", "parse_query", "problem_response"]
 

@@ -12,12 +12,11 @@ from dataclasses import dataclass, replace
 from typing import TypeVar, get_args
 
 from keystile.core.ids import looks_like_id
-from keystile.core.models import ROOT_API_ID, EventFilter, VerificationEvent
+from keystile.core.models import ROOT_API_ID, EventFilter, Page, VerificationEvent
 from keystile.core.ports import Granularity, GroupBy, RollupCount
 from keystile.core.timefmt import MAX_MS, MIN_MS, RANGE
 from keystile.core.verify import ALL_CODES
 from keystile.errors import InvalidInput
-from keystile.schemas import Page
 from keystile.service.authz import Principal
 from keystile.service.context import Context, not_found, page_limit, paged
 from keystile.service.validate import check_json

@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 from typing import Any
 
 from keystile.core import keys as keyformat
+from keystile.core.commands import KEEP, ApiUpdate, NewApi
 from keystile.core.ids import looks_like_id, new_id
-from keystile.core.models import ROOT_API_ID, Api, RateLimit, Role
+from keystile.core.models import ROOT_API_ID, Api, Page, RateLimit, Role
 from keystile.core.netaddr import normalise_allowlist
 from keystile.core.permissions import validate_grant
 from keystile.errors import InvalidInput, NotFound
-from keystile.schemas import ApiCreate, ApiPatch, Page, RateLimitSpec, RoleSpec, api_out, to_builtins
 from keystile.service.authz import Actor, Principal
 from keystile.service.context import Context, api_change, key_change, not_found, page_limit, paged
-from keystile.service.validate import check_json, convert, merge_patch
+from keystile.service.snapshots import api_snapshot
+from keystile.service.validate import check_json
 
 
-def ratelimits_from_specs(specs: list[RateLimitSpec], field: str) -> tuple[RateLimit, ...]:
-    """Rate limits from their specs, refusing two of the same name."""
+def distinct_ratelimits(specs: Sequence[RateLimit], field: str) -> tuple[RateLimit, ...]:
+    """Rate limits as given, refusing two of the same name."""
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
         raise InvalidInput("two rate limits share a name", code="duplicate_ratelimit", field=field)
-    return tuple(RateLimit(s.name, s.limit, s.duration_ms, s.auto_apply) for s in specs)
+    return tuple(specs)
 
 
 def _check_prefix(prefix: str) -> str:
@@ -42,7 +44,7 @@ def _refuse_recoverable(recoverable: object) -> None:
         )
 
 
-def _rotation_policy(spec: ApiCreate) -> tuple[int | None, int | None]:
+def _rotation_policy(spec: NewApi) -> tuple[int | None, int | None]:
     """``max_key_age_days`` and ``expire_stale_after_days`` (SPEC R3); the second needs the first."""
     if spec.expire_stale_after_days is not None and spec.max_key_age_days is None:
         raise InvalidInput(
@@ -53,17 +55,26 @@ def _rotation_policy(spec: ApiCreate) -> tuple[int | None, int | None]:
     return spec.max_key_age_days, spec.expire_stale_after_days
 
 
-def _api_doc(api: Api) -> dict[str, Any]:
-    """The patchable part of an API, as JSON, for merge patches and audit diffs."""
-    doc = to_builtins(api_out(api))
-    return {name: doc[name] for name in ApiCreate.__struct_fields__}
+def _merged(api: Api, update: ApiUpdate) -> NewApi:
+    """The settings of ``api`` with ``update`` applied."""
+    return NewApi(
+        name=api.name if update.name is KEEP else update.name,
+        prefix=api.prefix if update.prefix is KEEP else update.prefix,
+        default_ratelimits=(api.default_ratelimits if update.default_ratelimits is KEEP else update.default_ratelimits),
+        max_key_age_days=api.max_key_age_days if update.max_key_age_days is KEEP else update.max_key_age_days,
+        recoverable=api.recoverable if update.recoverable is KEEP else update.recoverable,
+        ip_allowlist=api.ip_allowlist if update.ip_allowlist is KEEP else update.ip_allowlist,
+        expire_stale_after_days=(
+            api.expire_stale_after_days if update.expire_stale_after_days is KEEP else update.expire_stale_after_days
+        ),
+    )
 
 
 class ApiService:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
 
-    async def create(self, actor: Actor, spec: ApiCreate) -> Api:
+    async def create(self, actor: Actor, spec: NewApi) -> Api:
         """Create an API; needs ``apis.write`` for every API."""
         actor.principal.require("apis.write")
         check_json(spec.name, "/name")
@@ -76,7 +87,7 @@ class ApiService:
             prefix=_check_prefix(spec.prefix),
             created_at=now,
             updated_at=now,
-            default_ratelimits=ratelimits_from_specs(spec.default_ratelimits, "/default_ratelimits"),
+            default_ratelimits=distinct_ratelimits(spec.default_ratelimits, "/default_ratelimits"),
             max_key_age_days=max_age,
             recoverable=spec.recoverable,
             ip_allowlist=normalise_allowlist(spec.ip_allowlist),
@@ -84,7 +95,7 @@ class ApiService:
         )
         async with self._ctx.storage.transaction() as tx:
             await tx.insert_api(api)
-            await self._ctx.audit(tx, actor, "api.create", api.id, _api_doc(api), now)
+            await self._ctx.audit(tx, actor, "api.create", api.id, api_snapshot(api), now)
         return api
 
     async def get(self, principal: Principal, api_id: str, permission: str = "apis.read") -> Api:
@@ -102,16 +113,14 @@ class ApiService:
         items = await self._ctx.storage.list_apis(after=cursor, limit=size + 1, only=principal.scope("apis.read"))
         return paged(items, size, lambda api: api.id)
 
-    async def update(self, actor: Actor, api_id: str, patch: dict[str, Any]) -> Api:
-        """Apply a JSON Merge Patch to an API; needs ``apis.write`` for it."""
-        check_json(patch, "")
-        convert(patch, ApiPatch)
-        _refuse_recoverable(patch.get("recoverable"))
+    async def update(self, actor: Actor, api_id: str, update: ApiUpdate) -> Api:
+        """Change an API's settings (fields not given stay); needs ``apis.write`` for it."""
+        _refuse_recoverable(update.recoverable)
         async with self._ctx.storage.transaction() as tx:
             current = await self.get(actor.principal, api_id, "apis.write")
             current = await tx.get_api(api_id) or current
-            before = _api_doc(current)
-            spec = convert(merge_patch(before, patch), ApiCreate)
+            before = api_snapshot(current)
+            spec = _merged(current, update)
             check_json(spec.name, "/name")
             max_age, expire_after = _rotation_policy(spec)
             now = self._ctx.now()
@@ -121,13 +130,13 @@ class ApiService:
                 prefix=_check_prefix(spec.prefix),
                 created_at=current.created_at,
                 updated_at=now,
-                default_ratelimits=ratelimits_from_specs(spec.default_ratelimits, "/default_ratelimits"),
+                default_ratelimits=distinct_ratelimits(spec.default_ratelimits, "/default_ratelimits"),
                 max_key_age_days=max_age,
                 recoverable=spec.recoverable,
                 ip_allowlist=normalise_allowlist(spec.ip_allowlist),
                 expire_stale_after_days=expire_after,
             )
-            after = _api_doc(api)
+            after = api_snapshot(api)
             changes = {name: [before[name], after[name]] for name in after if before[name] != after[name]}
             if changes:
                 await tx.update_api(api)
@@ -141,27 +150,32 @@ class ApiService:
             api = await self.get(actor.principal, api_id, "apis.write")
             now = self._ctx.now()
             digests = await tx.delete_api(api_id)
-            await self._ctx.audit(tx, actor, "api.delete", api_id, {**_api_doc(api), "deleted_keys": len(digests)}, now)
+            await self._ctx.audit(
+                tx, actor, "api.delete", api_id, {**api_snapshot(api), "deleted_keys": len(digests)}, now
+            )
         await self._ctx.publish([api_change(api_id), *(key_change(d) for d in digests)])
 
     # -- roles ----------------------------------------------------------------------------------------------
 
-    async def put_role(self, actor: Actor, api_id: str, spec: RoleSpec) -> tuple[Role, bool]:
-        """Create or replace a role; returns it and whether it is new. Needs ``apis.write`` for the API."""
-        permissions = tuple(dict.fromkeys(validate_grant(p) for p in spec.permissions))
+    async def put_role(
+        self, actor: Actor, api_id: str, name: str, permissions: Sequence[str] = ()
+    ) -> tuple[Role, bool]:
+        """Create or replace the role ``name`` of an API; returns it and whether it is new. Needs ``apis.write``
+        for the API."""
+        granted = tuple(dict.fromkeys(validate_grant(p) for p in permissions))
         async with self._ctx.storage.transaction() as tx:
             await self.get(actor.principal, api_id, "apis.write")
             now = self._ctx.now()
-            existing = await tx.get_role(api_id, spec.name)
-            if existing is not None and existing.permissions == permissions:
+            existing = await tx.get_role(api_id, name)
+            if existing is not None and existing.permissions == granted:
                 return existing, False  # nothing changes, so nothing is written or audited
-            role = Role(api_id, spec.name, permissions, existing.created_at if existing else now, now)
+            role = Role(api_id, name, granted, existing.created_at if existing else now, now)
             await tx.put_role(role)
-            changes: dict[str, Any] = {"permissions": list(permissions)}
+            changes: dict[str, Any] = {"permissions": list(granted)}
             if existing is not None:
-                changes = {"permissions": [list(existing.permissions), list(permissions)]}
+                changes = {"permissions": [list(existing.permissions), list(granted)]}
             action = "role.update" if existing else "role.create"
-            await self._ctx.audit(tx, actor, action, f"{api_id}/roles/{spec.name}", changes, now)
+            await self._ctx.audit(tx, actor, action, f"{api_id}/roles/{name}", changes, now)
         await self._ctx.publish([api_change(api_id)])
         return role, existing is None
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from keystile.core.models import MAX_AUDIT_CURSOR_DIGITS, AuditEntry, AuditFilter
+from keystile.core.models import MAX_AUDIT_CURSOR_DIGITS, AuditEntry, AuditFilter, Page
 from keystile.errors import InvalidInput
-from keystile.schemas import Page
 from keystile.service.authz import Principal
 from keystile.service.context import Context, page_limit, paged
 from keystile.service.validate import check_json

@@ -8,11 +8,10 @@ from typing import Any, TypeVar
 
 from keystile.core.clock import Clock, now_ms
 from keystile.core.ids import looks_like_id, new_id
-from keystile.core.models import AuditEntry
+from keystile.core.models import AuditEntry, Page
 from keystile.core.ports import Change, ChangeBus, Storage, Transaction
 from keystile.core.verify import Verifier
 from keystile.errors import InvalidInput, NotFound
-from keystile.schemas import Page
 from keystile.service.authz import Actor
 
 T = TypeVar("T")

@@ -10,24 +10,32 @@ from __future__ import annotations
 
 from typing import Any
 
+from keystile.core.commands import KEEP, IdentityUpdate, NewIdentity
 from keystile.core.ids import new_id
+from keystile.core.jsonvalues import MAX_META_BYTES
 from keystile.core.models import Identity
 from keystile.core.ports import Change
 from keystile.errors import Conflict, InvalidInput, NotFound
-from keystile.schemas import MAX_META_BYTES, IdentityCreate, IdentityPatch, identity_out, to_builtins
-from keystile.service.apis import ratelimits_from_specs
+from keystile.service.apis import distinct_ratelimits
 from keystile.service.authz import Actor, Principal
 from keystile.service.context import Context
-from keystile.service.keys import credits_change, credits_from_spec
-from keystile.service.validate import check_json, convert, json_size, merge_patch
+from keystile.service.credits import as_spec, credits_change, credits_from_spec, merged_credits
+from keystile.service.snapshots import identity_snapshot
+from keystile.service.validate import check_json, json_size, merge_patch
 
-PATCHABLE = ("meta", "ratelimits", "credits")
 
-
-def identity_doc(identity: Identity) -> dict[str, Any]:
-    """The patchable part of an identity as JSON: what a merge patch applies to, and audit diffs compare."""
-    doc = to_builtins(identity_out(identity))
-    return {name: doc[name] for name in PATCHABLE}
+def merged(identity: Identity, update: IdentityUpdate) -> NewIdentity:
+    """The settings of ``identity`` with ``update`` applied, as :func:`keystile.service.keys.merged` does."""
+    credits = as_spec(identity.credits) if update.credits is KEEP else merged_credits(identity.credits, update.credits)
+    meta = identity.meta
+    if update.meta is not KEEP:
+        meta = {} if update.meta is None else merge_patch(identity.meta, update.meta)
+    return NewIdentity(
+        owner_id=identity.owner_id,
+        meta=meta,
+        ratelimits=identity.ratelimits if update.ratelimits is KEEP else update.ratelimits,
+        credits=credits,
+    )
 
 
 def _not_found() -> NotFound:
@@ -39,16 +47,16 @@ class IdentityService:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
 
-    def _checked(self, spec: IdentityCreate) -> dict[str, Any]:
+    def _checked(self, spec: NewIdentity) -> dict[str, Any]:
         check_json(spec.owner_id, "/owner_id")
         check_json(spec.meta, "/meta")
         if json_size(spec.meta) > MAX_META_BYTES:
             raise InvalidInput("meta is larger than 16 KiB", code="meta_too_large", field="/meta")
         if spec.credits and spec.credits.refill and spec.credits.refill.interval == "daily" and spec.credits.refill.day:
             raise InvalidInput("a daily refill takes no day", code="invalid_refill", field="/credits/refill/day")
-        return {"meta": spec.meta, "ratelimits": ratelimits_from_specs(spec.ratelimits, "/ratelimits")}
+        return {"meta": spec.meta, "ratelimits": distinct_ratelimits(spec.ratelimits, "/ratelimits")}
 
-    async def create(self, actor: Actor, spec: IdentityCreate) -> Identity:
+    async def create(self, actor: Actor, spec: NewIdentity) -> Identity:
         """Create the identity of an owner; needs ``identities.write``. Raises :class:`Conflict`
         (``identity_exists``) when the owner has one."""
         actor.principal.require("identities.write")
@@ -70,7 +78,7 @@ class IdentityService:
             except Conflict:
                 # Another request created it between the check and the insert.
                 raise Conflict("this owner_id has an identity already", code="identity_exists") from None
-            changes = {"owner_id": identity.owner_id, **identity_doc(identity)}
+            changes = {"owner_id": identity.owner_id, **identity_snapshot(identity)}
             await self._ctx.audit(tx, actor, "identity.create", identity.id, changes, now)
         await self._ctx.publish([Change("owner", identity.owner_id)])
         return identity
@@ -84,18 +92,17 @@ class IdentityService:
             raise _not_found()
         return identity
 
-    async def update(self, actor: Actor, owner_id: str, patch: dict[str, Any]) -> Identity:
-        """Apply a JSON Merge Patch (RFC 7396) to an identity; needs ``identities.write``."""
+    async def update(self, actor: Actor, owner_id: str, update: IdentityUpdate) -> Identity:
+        """Change an identity's settings (fields not given stay, ``meta`` and ``credits`` merge); needs
+        ``identities.write``."""
         actor.principal.require("identities.write")
         check_json(owner_id, "owner_id")
-        check_json(patch, "")
-        convert(patch, IdentityPatch)
         async with self._ctx.storage.transaction() as tx:
             current = await tx.get_identity(owner_id)
             if current is None:
                 raise _not_found()
-            before = identity_doc(current)
-            spec = convert({**merge_patch(before, patch), "owner_id": owner_id}, IdentityCreate)
+            before = identity_snapshot(current)
+            spec = merged(current, update)
             fields = self._checked(spec)
             now = self._ctx.now()
             identity = Identity(
@@ -106,7 +113,7 @@ class IdentityService:
                 credits=credits_from_spec(spec.credits, current.credits, now),
                 **fields,
             )
-            after = identity_doc(identity)
+            after = identity_snapshot(identity)
             changes = {name: [before[name], after[name]] for name in after if before[name] != after[name]}
             if not changes:
                 return current
@@ -127,6 +134,6 @@ class IdentityService:
             if current is None or not await tx.delete_identity(owner_id):
                 raise _not_found()
             now = self._ctx.now()
-            changes = {"owner_id": owner_id, **identity_doc(current)}
+            changes = {"owner_id": owner_id, **identity_snapshot(current)}
             await self._ctx.audit(tx, actor, "identity.delete", current.id, changes, now)
         await self._ctx.publish([Change("owner", owner_id)])

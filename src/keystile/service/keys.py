@@ -10,40 +10,27 @@ from __future__ import annotations
 import builtins
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from keystile.core import keys as keyformat
+from keystile.core.commands import KEEP, CreditsOp, KeyUpdate, NewKey
 from keystile.core.ids import looks_like_id, new_id
-from keystile.core.models import ROOT_API_ID, Api, Credits, Key, KeyFilter, Refill
+from keystile.core.jsonvalues import MAX_META_BYTES
+from keystile.core.models import ROOT_API_ID, Api, Credits, Key, KeyFilter, KeyView, Page
 from keystile.core.netaddr import normalise_allowlist
 from keystile.core.permissions import validate_grant
-from keystile.core.ports import Change, Transaction
+from keystile.core.ports import Transaction
+from keystile.core.timefmt import to_datetime
 from keystile.errors import Conflict, InvalidInput
-from keystile.schemas import (
-    MAX_META_BYTES,
-    CreditsChange,
-    CreditsSpec,
-    KeyCreate,
-    KeyOut,
-    KeyPatch,
-    Page,
-    RerollSpec,
-    key_out,
-    to_builtins,
-)
-from keystile.service.apis import ApiService, ratelimits_from_specs
+from keystile.service.apis import ApiService, distinct_ratelimits
 from keystile.service.authz import Actor, Principal
 from keystile.service.context import Context, key_change, not_found, page_limit, paged
-from keystile.service.validate import check_json, convert, json_size, merge_patch, to_ms
+from keystile.service.credits import as_spec, credits_change, credits_from_spec, merged_credits
+from keystile.service.snapshots import key_snapshot, time_text
+from keystile.service.validate import check_json, json_size, merge_patch, to_ms
 
-PATCHABLE = KeyCreate.__struct_fields__
 DAY_MS = 86_400_000
-
-
-def key_doc(key: Key) -> dict[str, Any]:
-    """The patchable part of a key as JSON: the document a merge patch applies to, and audit diffs compare."""
-    doc = to_builtins(key_out(key))
-    return {name: doc[name] for name in PATCHABLE}
 
 
 def stale_cutoff(api: Api, now: int) -> int | None:
@@ -56,23 +43,24 @@ def is_stale(key: Key, api: Api | None, now: int) -> bool:
     return cutoff is not None and key.created_at < cutoff
 
 
-def credits_change(credit_id: str) -> Change:
-    """The change that says a balance was written by hand (set, add, subtract, a patch), not by spending: a copy
-    kept elsewhere (a Redis credit counter, SPEC L3) is reloaded from the database on its next spend."""
-    return Change("credits", credit_id)
-
-
-def credits_from_spec(spec: CreditsSpec | None, existing: Credits | None, now: int) -> Credits | None:
-    """The balance a spec describes, keeping the id (and last refill) of the ``existing`` one."""
-    if spec is None:
-        return None
-    refill = Refill(spec.refill.amount, spec.refill.interval, spec.refill.day) if spec.refill else None
-    if spec.refill is not None and spec.refill.interval == "daily" and spec.refill.day is not None:
-        raise InvalidInput("a daily refill takes no day", code="invalid_refill", field="/credits/refill/day")
-    credit_id = existing.id if existing is not None else new_id("cr", now)
-    # A new balance counts as filled now, so its first refill comes at the next refill moment.
-    refilled_at = existing.refilled_at if existing is not None else now
-    return Credits(credit_id, spec.remaining, refill, refilled_at)
+def merged(key: Key, update: KeyUpdate) -> NewKey:
+    """The settings of ``key`` with ``update`` applied: ``meta`` and ``credits`` merge into the key's, the rest
+    replaces; raises :class:`InvalidInput` for credits that cannot be merged (see :func:`merged_credits`)."""
+    credits = as_spec(key.credits) if update.credits is KEEP else merged_credits(key.credits, update.credits)
+    meta = key.meta if update.meta is KEEP else {} if update.meta is None else merge_patch(key.meta, update.meta)
+    expires_at: datetime | None = None if key.expires_at is None else to_datetime(key.expires_at)
+    return NewKey(
+        name=key.name if update.name is KEEP else update.name,
+        owner_id=key.owner_id if update.owner_id is KEEP else update.owner_id,
+        meta=meta,
+        permissions=key.permissions if update.permissions is KEEP else update.permissions,
+        roles=key.roles if update.roles is KEEP else update.roles,
+        expires_at=expires_at if update.expires_at is KEEP else update.expires_at,
+        enabled=key.enabled if update.enabled is KEEP else update.enabled,
+        credits=credits,
+        ratelimits=key.ratelimits if update.ratelimits is KEEP else update.ratelimits,
+        ip_allowlist=key.ip_allowlist if update.ip_allowlist is KEEP else update.ip_allowlist,
+    )
 
 
 class KeyService:
@@ -82,7 +70,7 @@ class KeyService:
 
     # -- validation shared by create and update -------------------------------------------------------------
 
-    async def _checked(self, tx: Transaction, api_id: str, spec: KeyCreate, prefix: str = "") -> dict[str, Any]:
+    async def _checked(self, tx: Transaction, api_id: str, spec: NewKey, prefix: str = "") -> dict[str, Any]:
         """The validated, normalised fields of a key spec; ``prefix`` is the JSON pointer of the spec."""
         check_json(spec.name, f"{prefix}/name")
         check_json(spec.owner_id, f"{prefix}/owner_id")
@@ -102,11 +90,11 @@ class KeyService:
             "roles": roles,
             "expires_at": to_ms(spec.expires_at, f"{prefix}/expires_at") if spec.expires_at else None,
             "enabled": spec.enabled,
-            "ratelimits": ratelimits_from_specs(spec.ratelimits, f"{prefix}/ratelimits"),
+            "ratelimits": distinct_ratelimits(spec.ratelimits, f"{prefix}/ratelimits"),
             "ip_allowlist": normalise_allowlist(spec.ip_allowlist),
         }
 
-    def _new_key(self, api: Api, fields: dict[str, Any], spec: KeyCreate, now: int, kind: str) -> tuple[Key, str]:
+    def _new_key(self, api: Api, fields: dict[str, Any], spec: NewKey, now: int, kind: str) -> tuple[Key, str]:
         plain = keyformat.generate(api.prefix)
         key = Key(
             id=new_id(kind, now),
@@ -122,13 +110,13 @@ class KeyService:
 
     # -- create ---------------------------------------------------------------------------------------------
 
-    async def create(self, actor: Actor, api_id: str, spec: KeyCreate) -> tuple[Key, str]:
+    async def create(self, actor: Actor, api_id: str, spec: NewKey) -> tuple[Key, str]:
         """Create a key; returns its record and the plain-text key (to be shown once, then forgotten)."""
         [created] = await self.create_many(actor, api_id, [spec], bulk=False)
         return created
 
     async def create_many(
-        self, actor: Actor, api_id: str, specs: Sequence[KeyCreate], *, bulk: bool = True
+        self, actor: Actor, api_id: str, specs: Sequence[NewKey], *, bulk: bool = True
     ) -> list[tuple[Key, str]]:
         """Create keys all-or-nothing; an error names the failing spec by ``index`` and JSON pointer."""
         async with self._ctx.storage.transaction() as tx:
@@ -146,7 +134,7 @@ class KeyService:
                 created.append(self._new_key(api, fields, spec, now, "key"))
             await tx.insert_keys([key for key, _ in created])
             for key, _ in created:
-                await self._ctx.audit(tx, actor, "key.create", key.id, {"start": key.start, **key_doc(key)}, now)
+                await self._ctx.audit(tx, actor, "key.create", key.id, {"start": key.start, **key_snapshot(key)}, now)
         await self._ctx.publish([key_change(key.digest) for key, _ in created])
         return created
 
@@ -160,18 +148,18 @@ class KeyService:
             raise not_found("key", key_id, "key", "key_not_found")
         return key
 
-    async def views(self, keys: Sequence[Key]) -> builtins.list[KeyOut]:
-        """Keys as the API shows them, each with its ``stale`` marker (SPEC R3), which depends on its API's
-        rotation policy and on the time."""
+    async def views(self, keys: Sequence[Key]) -> builtins.list[KeyView]:
+        """Keys with their ``stale`` marker (SPEC R3), which depends on each key's API's rotation policy and on
+        the time."""
         now = self._ctx.now()
         apis: dict[str, Api | None] = {}
         for key in keys:
             if key.api_id not in apis:
                 apis[key.api_id] = await self._ctx.storage.get_api(key.api_id)
-        return [key_out(key, stale=is_stale(key, apis[key.api_id], now)) for key in keys]
+        return [KeyView(key, is_stale(key, apis[key.api_id], now)) for key in keys]
 
-    async def view(self, key: Key) -> KeyOut:
-        """One key as the API shows it (see :meth:`views`)."""
+    async def view(self, key: Key) -> KeyView:
+        """One key with its ``stale`` marker (see :meth:`views`)."""
         [out] = await self.views([key])
         return out
 
@@ -203,17 +191,16 @@ class KeyService:
 
     # -- change ---------------------------------------------------------------------------------------------
 
-    async def update(self, actor: Actor, key_id: str, patch: dict[str, Any]) -> Key:
-        """Apply a JSON Merge Patch (RFC 7396) to a key; needs ``keys.write`` for its API."""
-        check_json(patch, "")
-        convert(patch, KeyPatch)
+    async def update(self, actor: Actor, key_id: str, update: KeyUpdate) -> Key:
+        """Change a key's settings (fields not given stay, ``meta`` and ``credits`` merge); needs ``keys.write``
+        for its API."""
         await self.get(actor.principal, key_id, "keys.write")
         async with self._ctx.storage.transaction() as tx:
             current = await tx.get_key(key_id)
             if current is None:
                 raise not_found("key", key_id, "key", "key_not_found")
-            before = key_doc(current)
-            spec = convert(merge_patch(before, patch), KeyCreate)
+            before = key_snapshot(current)
+            spec = merged(current, update)
             fields = await self._checked(tx, current.api_id, spec)
             now = self._ctx.now()
             key = Key(
@@ -230,7 +217,7 @@ class KeyService:
                 rotated_to=current.rotated_to,
                 **fields,
             )
-            after = key_doc(key)
+            after = key_snapshot(key)
             changes = {name: [before[name], after[name]] for name in after if before[name] != after[name]}
             if not changes:
                 return current
@@ -266,7 +253,7 @@ class KeyService:
                 return current
             key = replace(current, revoked_at=now, updated_at=now)
             await tx.update_key(key)
-            changes = {"revoked_at": [None, key_out(key).revoked_at], **(details or {})}
+            changes = {"revoked_at": [None, time_text(key.revoked_at)], **(details or {})}
             await self._ctx.audit(tx, actor, action, key.id, changes, now)
         await self._ctx.publish([key_change(key.digest)])
         return key
@@ -278,16 +265,19 @@ class KeyService:
             if not await tx.delete_key(key_id):
                 raise not_found("key", key_id, "key", "key_not_found")
             now = self._ctx.now()
-            await self._ctx.audit(tx, actor, "key.delete", key_id, {"start": key.start, **key_doc(key)}, now)
+            await self._ctx.audit(tx, actor, "key.delete", key_id, {"start": key.start, **key_snapshot(key)}, now)
         await self._ctx.publish([key_change(key.digest)])
 
     # -- rotation and credits -------------------------------------------------------------------------------
 
-    async def reroll(self, actor: Actor, key_id: str, spec: RerollSpec) -> tuple[Key, str]:
+    async def reroll(
+        self, actor: Actor, key_id: str, *, grace_period_ms: int = 0, expires_at: datetime | None = None
+    ) -> tuple[Key, str]:
         """Replace a key with a new one of the same settings (SPEC R2); returns the new key and its plain text.
 
         The new key links to the old key's balance (credits move, they are not copied: during the grace period
-        both keys draw on that one balance); the old key expires at ``min(its own expiry, now + grace)``.
+        both keys draw on that one balance) and expires at ``expires_at`` (default never); the old key expires at
+        ``min(its own expiry, now + grace_period_ms)``.
         Raises :class:`Conflict` for a revoked key (``key_revoked``) or one rerolled already (``key_rotated``).
         """
         await self.get(actor.principal, key_id, "keys.write")
@@ -310,12 +300,12 @@ class KeyService:
                 start=keyformat.start_of(plain),
                 created_at=now,
                 updated_at=now,
-                expires_at=to_ms(spec.expires_at, "/expires_at") if spec.expires_at else None,
+                expires_at=to_ms(expires_at, "/expires_at") if expires_at else None,
                 last_used_at=None,
                 rotated_from=old.id,
                 rotated_to=None,
             )
-            grace_ends = now + spec.grace_period_ms
+            grace_ends = now + grace_period_ms
             retired = replace(
                 old,
                 expires_at=grace_ends if old.expires_at is None else min(old.expires_at, grace_ends),
@@ -326,15 +316,15 @@ class KeyService:
             changes = {
                 "rotated_to": new.id,
                 "start": new.start,
-                "grace_period_ms": spec.grace_period_ms,
-                "expires_at": [key_out(old).expires_at, key_out(retired).expires_at],
-                "new_expires_at": key_out(new).expires_at,
+                "grace_period_ms": grace_period_ms,
+                "expires_at": [time_text(old.expires_at), time_text(retired.expires_at)],
+                "new_expires_at": time_text(new.expires_at),
             }
             await self._ctx.audit(tx, actor, "key.reroll", old.id, changes, now)
         await self._ctx.publish([key_change(old.digest), key_change(new.digest)])
         return new, plain
 
-    async def change_credits(self, actor: Actor, key_id: str, change: CreditsChange) -> Key:
+    async def change_credits(self, actor: Actor, key_id: str, op: CreditsOp, amount: int | None) -> Key:
         """Set, add or subtract a key's credits (SPEC L3) atomically in the database; returns the key.
 
         ``set`` with ``amount`` ``None`` makes the credits unlimited, and ``set`` on unlimited credits creates a
@@ -342,8 +332,8 @@ class KeyService:
         Raises :class:`Conflict` (``credits_unlimited``) to add to or subtract from unlimited credits, and
         :class:`InvalidInput` for ``null`` with ``add`` or ``subtract``.
         """
-        if change.amount is None and change.op != "set":
-            raise InvalidInput(f"{change.op} needs a number of credits", code="invalid_request", field="/amount")
+        if amount is None and op != "set":
+            raise InvalidInput(f"{op} needs a number of credits", code="invalid_request", field="/amount")
         await self.get(actor.principal, key_id, "keys.write")
         async with self._ctx.storage.transaction() as tx:
             current = await tx.get_key(key_id)
@@ -352,27 +342,27 @@ class KeyService:
             now = self._ctx.now()
             balance = current.credits
             if balance is None:
-                if change.op != "set":
+                if op != "set":
                     raise Conflict(
-                        f"the key's credits are unlimited: nothing to {change.op}; set a number first",
+                        f"the key's credits are unlimited: nothing to {op}; set a number first",
                         code="credits_unlimited",
                     )
-                if change.amount is None:
+                if amount is None:
                     return current  # unlimited already: nothing changes, nothing is audited
-                key = replace(current, credits=Credits(new_id("cr", now), change.amount, None, now), updated_at=now)
+                key = replace(current, credits=Credits(new_id("cr", now), amount, None, now), updated_at=now)
                 await tx.update_key(key)
                 holders = [key.digest]
-            elif change.amount is None:
+            elif amount is None:
                 key = replace(current, credits=None, updated_at=now)
                 holders = await tx.drop_credits(balance.id, now)
             else:
-                remaining = await tx.adjust_credits(balance.id, change.op, change.amount, now)
+                remaining = await tx.adjust_credits(balance.id, op, amount, now)
                 assert remaining is not None  # the balance is locked with the key (get_key)
                 key = replace(current, credits=replace(balance, remaining=remaining))
                 holders = await tx.credit_holders(balance.id)
             changes = {
-                "op": change.op,
-                "amount": change.amount,
+                "op": op,
+                "amount": amount,
                 "remaining": [balance.remaining if balance else None, key.credits.remaining if key.credits else None],
             }
             await self._ctx.audit(tx, actor, "key.credits", key.id, changes, now)

@@ -9,29 +9,25 @@ from __future__ import annotations
 from keystile.core.ports import Outcome, Spend
 from keystile.core.ratelimit import Bucket
 from keystile.errors import StorageError
-from keystile.schemas import RatelimitRequest
 from keystile.service.authz import Principal
 from keystile.service.context import Context
 
 
-def bucket_of(request: RatelimitRequest) -> Bucket:
+def bucket_of(namespace: str, identifier: str, limit: int, duration_ms: int, cost: int = 1) -> Bucket:
     """The bucket of a namespace and identifier; a namespace holds no ``:``, so no two pairs share a bucket."""
-    return Bucket(
-        f"l4:{request.namespace}:{request.identifier}",
-        request.namespace,
-        request.limit,
-        request.duration_ms,
-        request.cost,
-    )
+    return Bucket(f"l4:{namespace}:{identifier}", namespace, limit, duration_ms, cost)
 
 
 class RatelimitService:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
 
-    async def limit(self, principal: Principal, request: RatelimitRequest) -> Outcome:
-        """Spend ``cost`` from the bucket of ``(namespace, identifier)``: ``VALID`` or ``RATE_LIMITED``, with the
-        bucket's state (a refused request spends nothing).
+    async def limit(
+        self, principal: Principal, namespace: str, identifier: str, *, limit: int, duration_ms: int, cost: int = 1
+    ) -> Outcome:
+        """Spend ``cost`` from the bucket of ``(namespace, identifier)``, which allows ``limit`` requests of cost 1
+        per ``duration_ms``: ``VALID`` or ``RATE_LIMITED``, with the bucket's state (a refused request spends
+        nothing).
 
         Needs ``keys.verify`` for every API: the permission vocabulary (SPEC K6) has none of its own for this, and
         deciding whether a request may pass is what ``keys.verify`` grants. A root key scoped to one API may not,
@@ -41,7 +37,7 @@ class RatelimitService:
         spender = self._ctx.verifier.spender
         if spender is None:
             raise StorageError("no rate-limit backend is configured", code="ratelimit_unavailable")
-        spend = Spend((bucket_of(request),), None, 0)
+        spend = Spend((bucket_of(namespace, identifier, limit, duration_ms, cost),), None, 0)
         now = self._ctx.clock.now() * 1000
         outcome = spender.spend_now(spend, now)
         if outcome is None:

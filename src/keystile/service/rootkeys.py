@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from keystile.core import keys as keyformat
+from keystile.core.commands import NewRootKey
 from keystile.core.ids import looks_like_id, new_id
-from keystile.core.models import ROOT_API_ID, Key, KeyFilter
+from keystile.core.models import ROOT_API_ID, Key, KeyFilter, Page
 from keystile.core.verify import CachedKey
 from keystile.errors import Forbidden, InvalidInput, Unauthenticated
-from keystile.schemas import Page, RootKeyCreate, root_key_out, to_builtins
 from keystile.service.authz import CLI_ACTOR, Actor, Principal, holds, validate_root_permission
 from keystile.service.context import Context, key_change, not_found, page_limit, paged
 from keystile.service.keys import KeyService
+from keystile.service.snapshots import root_key_snapshot
 from keystile.service.validate import check_json, to_ms
 
 _REJECTED = "the root key is missing, unknown, revoked or expired"
@@ -49,7 +50,7 @@ class RootKeyService:
             principal = self._principals[entry] = Principal(entry.key.id, entry.grants)
         return principal
 
-    async def create(self, actor: Actor, spec: RootKeyCreate) -> tuple[Key, str]:
+    async def create(self, actor: Actor, spec: NewRootKey) -> tuple[Key, str]:
         """Create a root key; a root key can never grant a permission it does not hold itself."""
         actor.principal.require("root_keys.write")
         check_json(spec.name, "/name")
@@ -77,7 +78,7 @@ class RootKeyService:
         )
         async with self._ctx.storage.transaction() as tx:
             await tx.insert_keys([key])
-            changes = to_builtins(root_key_out(key))
+            changes = root_key_snapshot(key)
             await self._ctx.audit(tx, actor, "root_key.create", key.id, changes, now)
         await self._ctx.publish([key_change(key.digest)])
         return key, plain
@@ -122,4 +123,4 @@ class RootKeyService:
         """Create the first root key (permission ``*``) unless an active one exists; ``None`` if one does."""
         if await self.any_active():
             return None
-        return await self.create(CLI_ACTOR, RootKeyCreate(name="initial root key", permissions=["*"]))
+        return await self.create(CLI_ACTOR, NewRootKey(name="initial root key", permissions=["*"]))

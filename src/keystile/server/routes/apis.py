@@ -5,13 +5,13 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from keystile.operations import CREATE_API, DELETE_API, GET_API, LIST_APIS, UPDATE_API
-from keystile.schemas import ApiCreate, Page, api_out
+from keystile.schemas import ApiCreate, Page, api_out, api_update, new_api
 from keystile.server.routing import Call, Operation
 
 
 async def create_api(call: Call) -> Response:
     spec = await call.body(ApiCreate)
-    api = await call.ks.apis.create(call.actor, spec)
+    api = await call.ks.apis.create(call.actor, new_api(spec))
     return call.json(api_out(api), 201)
 
 
@@ -29,7 +29,7 @@ async def get_api(call: Call) -> Response:
 
 async def update_api(call: Call) -> Response:
     patch = await call.merge_patch()
-    api = await call.ks.apis.update(call.actor, call.path("api_id"), patch)
+    api = await call.ks.apis.update(call.actor, call.path("api_id"), api_update(patch))
     return call.json(api_out(api))
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from keystile.operations import CREATE_IDENTITY, DELETE_IDENTITY, GET_IDENTITY, UPDATE_IDENTITY
-from keystile.schemas import IdentityCreate, identity_out
+from keystile.schemas import IdentityCreate, identity_out, identity_update, new_identity
 from keystile.server.routing import Call, Operation
 
 
 async def create_identity(call: Call) -> Response:
     spec = await call.body(IdentityCreate)
-    identity = await call.ks.identities.create(call.actor, spec)
+    identity = await call.ks.identities.create(call.actor, new_identity(spec))
     return call.json(identity_out(identity), 201)
 
 
@@ -22,7 +22,7 @@ async def get_identity(call: Call) -> Response:
 
 async def update_identity(call: Call) -> Response:
     patch = await call.merge_patch()
-    identity = await call.ks.identities.update(call.actor, call.path("owner_id"), patch)
+    identity = await call.ks.identities.update(call.actor, call.path("owner_id"), identity_update(patch))
     return call.json(identity_out(identity))
 
 

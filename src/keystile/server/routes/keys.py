@@ -21,19 +21,30 @@ from keystile.operations import (
     UPDATE_KEY,
     VERIFY_KEY,
 )
-from keystile.schemas import BulkKeyCreate, BulkKeysCreated, CreditsChange, KeyCreate, Page, RerollSpec, key_created
+from keystile.schemas import (
+    BulkKeyCreate,
+    BulkKeysCreated,
+    CreditsChange,
+    KeyCreate,
+    Page,
+    RerollSpec,
+    key_created,
+    key_update,
+    key_view_out,
+    new_key,
+)
 from keystile.server.routing import Call, Operation
 
 
 async def create_key(call: Call) -> Response:
     spec = await call.body(KeyCreate)
-    key, plain = await call.ks.keys.create(call.actor, call.path("api_id"), spec)
+    key, plain = await call.ks.keys.create(call.actor, call.path("api_id"), new_key(spec))
     return call.json(key_created(key, plain), 201)
 
 
 async def create_keys_bulk(call: Call) -> Response:
     spec = await call.body(BulkKeyCreate)
-    created = await call.ks.keys.create_many(call.actor, call.path("api_id"), spec.keys)
+    created = await call.ks.keys.create_many(call.actor, call.path("api_id"), [new_key(key) for key in spec.keys])
     return call.json(BulkKeysCreated([key_created(key, plain) for key, plain in created]), 201)
 
 
@@ -54,35 +65,37 @@ async def list_keys(call: Call) -> Response:
         cursor=params.get("cursor"),
         limit=params.get("limit"),
     )
-    return call.json(Page(await call.ks.keys.views(page.items), page.next_cursor))
+    return call.json(Page([key_view_out(view) for view in await call.ks.keys.views(page.items)], page.next_cursor))
 
 
 async def get_key(call: Call) -> Response:
     key = await call.ks.keys.get(call.actor.principal, call.path("key_id"))
-    return call.json(await call.ks.keys.view(key))
+    return call.json(key_view_out(await call.ks.keys.view(key)))
 
 
 async def update_key(call: Call) -> Response:
     patch = await call.merge_patch()
-    key = await call.ks.keys.update(call.actor, call.path("key_id"), patch)
-    return call.json(await call.ks.keys.view(key))
+    key = await call.ks.keys.update(call.actor, call.path("key_id"), key_update(patch))
+    return call.json(key_view_out(await call.ks.keys.view(key)))
 
 
 async def revoke_key(call: Call) -> Response:
     key = await call.ks.keys.revoke(call.actor, call.path("key_id"))
-    return call.json(await call.ks.keys.view(key))
+    return call.json(key_view_out(await call.ks.keys.view(key)))
 
 
 async def reroll_key(call: Call) -> Response:
     spec = await call.body(RerollSpec)
-    key, plain = await call.ks.keys.reroll(call.actor, call.path("key_id"), spec)
+    key, plain = await call.ks.keys.reroll(
+        call.actor, call.path("key_id"), grace_period_ms=spec.grace_period_ms, expires_at=spec.expires_at
+    )
     return call.json(key_created(key, plain), 201)
 
 
 async def change_credits(call: Call) -> Response:
     change = await call.body(CreditsChange)
-    key = await call.ks.keys.change_credits(call.actor, call.path("key_id"), change)
-    return call.json(await call.ks.keys.view(key))
+    key = await call.ks.keys.change_credits(call.actor, call.path("key_id"), change.op, change.amount)
+    return call.json(key_view_out(await call.ks.keys.view(key)))
 
 
 async def delete_key(call: Call) -> Response:

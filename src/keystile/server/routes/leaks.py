@@ -16,11 +16,10 @@ from keystile.core.permissions import Grants
 from keystile.http.asgi import header, read_body
 from keystile.leaks.partner import KEY_ID_HEADER, SIGNATURE_HEADER, check_signature, load_public_keys, token_hash
 from keystile.operations import REPORT_LEAKS
-from keystile.schemas import LeakLabel, LeakReport
+from keystile.schemas import LeakLabel, LeakReport, decode
 from keystile.server.auth import actor_for
 from keystile.server.routing import Call, Operation
 from keystile.service import Principal
-from keystile.service.validate import decode
 
 # Holds no permission: a signed report may revoke the keys it names (LeakService.report checks nothing else)
 # and do nothing more.

@@ -15,7 +15,14 @@ from keystile.server.routing import Call, Operation
 
 async def ratelimit(call: Call) -> Response:
     request = await call.body(RatelimitRequest)
-    outcome = await call.ks.ratelimits.limit(call.actor.principal, request)
+    outcome = await call.ks.ratelimits.limit(
+        call.actor.principal,
+        request.namespace,
+        request.identifier,
+        limit=request.limit,
+        duration_ms=request.duration_ms,
+        cost=request.cost,
+    )
     [state] = outcome.ratelimits
     return call.json(
         RatelimitResponse(

@@ -11,7 +11,7 @@ from keystile.server.routing import Call, Operation
 
 async def put_role(call: Call) -> Response:
     spec = await call.body(RoleSpec)
-    role, created = await call.ks.apis.put_role(call.actor, call.path("api_id"), spec)
+    role, created = await call.ks.apis.put_role(call.actor, call.path("api_id"), spec.name, spec.permissions)
     return call.json(role_out(role), 201 if created else 200)
 
 

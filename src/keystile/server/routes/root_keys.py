@@ -5,13 +5,13 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from keystile.operations import CREATE_ROOT_KEY, LIST_ROOT_KEYS, REVOKE_ROOT_KEY
-from keystile.schemas import Page, RootKeyCreate, root_key_created, root_key_out
+from keystile.schemas import Page, RootKeyCreate, new_root_key, root_key_created, root_key_out
 from keystile.server.routing import Call, Operation
 
 
 async def create_root_key(call: Call) -> Response:
     spec = await call.body(RootKeyCreate)
-    key, plain = await call.ks.root_keys.create(call.actor, spec)
+    key, plain = await call.ks.root_keys.create(call.actor, new_root_key(spec))
     return call.json(root_key_created(key, plain), 201)
 
 
