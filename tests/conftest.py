@@ -21,6 +21,7 @@ from keystile.service import Keystile
 from keystile.service.authz import Actor, Principal
 from keystile.storage import SqlStorage, open_storage
 from tests.availability import missing as service_missing
+from tests.tcp_proxy import TcpProxy, proxy_for
 
 PG_ADMIN_DSN = os.environ.get("KEYSTILE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -61,6 +62,14 @@ def fresh_pg_url(pg_url: str) -> str:
     """The throwaway PostgreSQL database, emptied for this test."""
     asyncio.run(fresh_pg_schema(pg_url))
     return pg_url
+
+
+@pytest.fixture
+def pg_proxy(fresh_pg_url: str) -> Iterator[TcpProxy]:
+    """A TCP proxy of this test's own in front of the throwaway PostgreSQL database, to cut or blackhole."""
+    link = proxy_for(fresh_pg_url, 5432)
+    yield link
+    link.close()
 
 
 @pytest.fixture

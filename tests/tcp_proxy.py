@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from urllib.parse import urlsplit, urlunsplit
 
 
 class TcpProxy:
@@ -109,3 +110,17 @@ class TcpProxy:
         for sock in (source, sink):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+def proxy_for(url: str, default_port: int) -> TcpProxy:
+    """A proxy in front of the server a URL (``postgresql://``, ``redis://``) names."""
+    parts = urlsplit(url)
+    return TcpProxy((parts.hostname or "127.0.0.1", parts.port or default_port))
+
+
+def through(url: str, proxy: TcpProxy) -> str:
+    """``url`` pointed at ``proxy`` instead of its server (user and password kept)."""
+    parts = urlsplit(url)
+    credentials = parts.netloc.rpartition("@")[0]
+    netloc = f"{credentials}@127.0.0.1:{proxy.port}" if credentials else f"127.0.0.1:{proxy.port}"
+    return urlunsplit(parts._replace(netloc=netloc))

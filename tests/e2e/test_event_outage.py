@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -26,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from keystile.core import keys as keyformat
 from tests.availability import missing
-from tests.tcp_proxy import TcpProxy
+from tests.tcp_proxy import TcpProxy, through
 
 from .server import REDIS_URL, Server, redis_available, serve
 
@@ -39,19 +38,10 @@ Json = dict[str, Any]
 
 
 @pytest.fixture
-def proxy(fresh_pg_url: str) -> Iterator[TcpProxy]:
-    parts = urlsplit(fresh_pg_url)
-    cut = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
-    yield cut
-    cut.close()
-
-
-@pytest.fixture
-def server(tmp_path: Path, fresh_pg_url: str, proxy: TcpProxy) -> Iterator[Server]:
+def server(tmp_path: Path, fresh_pg_url: str, pg_proxy: TcpProxy) -> Iterator[Server]:
     if not redis_available():
         missing(f"Redis at {REDIS_URL}")
-    parts = urlsplit(fresh_pg_url)
-    through_proxy = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+    through_proxy = through(fresh_pg_url, pg_proxy)
     env = {
         "KEYSTILE_DATABASE_URL": through_proxy,
         "KEYSTILE_DATA_DIR": str(tmp_path / "data"),
@@ -104,7 +94,7 @@ async def stored(url: str) -> dict[str, Json]:
 
 
 def test_a_database_outage_loses_no_event_that_fits_and_counts_every_drop(
-    server: Server, proxy: TcpProxy, fresh_pg_url: str
+    server: Server, pg_proxy: TcpProxy, fresh_pg_url: str
 ) -> None:
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.root_key()}"}) as http:
 
@@ -146,7 +136,7 @@ def test_a_database_outage_loses_no_event_that_fits_and_counts_every_drop(
         assert before["keystile_events_buffered"] == 0
         assert before["keystile_events_buffer_capacity"] == CAPACITY
 
-        proxy.cut()
+        pg_proxy.cut()
         for index in range(SENT):
             verify(index)
         assert http.get("/readyz").status_code == 503
@@ -159,14 +149,14 @@ def test_a_database_outage_loses_no_event_that_fits_and_counts_every_drop(
         assert during["keystile_events_dropped_total"] == SENT - CAPACITY
         assert during["keystile_events_written_total"] == before["keystile_events_written_total"]
 
-        proxy.restore()
+        pg_proxy.restore()
         after = wait_for(server, "the backlog written", lambda m: m["keystile_events_buffered"] == 0)
         assert http.get("/readyz").status_code == 200
 
     assert after["keystile_events_dropped_total"] == SENT - CAPACITY
     assert after["keystile_events_written_total"] == before["keystile_events_written_total"] + CAPACITY
     assert after["keystile_events_rejected_total"] == 0
-    assert proxy.refused > 0  # the cut really turned connections away
+    assert pg_proxy.refused > 0  # the cut really turned connections away
     events = asyncio.run(stored(fresh_pg_url))
     assert sorted(events) == sorted(f"cut_{index}" for index in range(CAPACITY))  # the first 500, no other
     for index in range(CAPACITY):

@@ -20,14 +20,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 import pytest
 
 from tests.e2e.server import Server, serve
-from tests.tcp_proxy import TcpProxy
+from tests.tcp_proxy import TcpProxy, through
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -36,14 +35,6 @@ OUTAGE_S = 4.0
 DEADLINE_S = 30.0
 CREDITS = 1000
 Json = dict[str, Any]
-
-
-@pytest.fixture
-def proxy(fresh_pg_url: str) -> Iterator[TcpProxy]:
-    parts = urlsplit(fresh_pg_url)
-    link = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
-    yield link
-    link.close()
 
 
 def _env(tmp: Path, database_url: str) -> dict[str, str]:
@@ -57,9 +48,8 @@ def _env(tmp: Path, database_url: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def servers(tmp_path: Path, fresh_pg_url: str, proxy: TcpProxy) -> Iterator[tuple[Server, Server]]:
-    parts = urlsplit(fresh_pg_url)
-    through_proxy = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+def servers(tmp_path: Path, fresh_pg_url: str, pg_proxy: TcpProxy) -> Iterator[tuple[Server, Server]]:
+    through_proxy = through(fresh_pg_url, pg_proxy)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     a = serve(tmp_path / "a", _env(tmp_path / "a", through_proxy), name="a")
@@ -144,7 +134,7 @@ async def _events_of(url: str, key_id: str) -> int:
 
 @pytest.mark.parametrize("fault", ["cut", "blackhole"])
 def test_a_database_outage_costs_cached_keys_nothing_and_heals_by_itself(
-    servers: tuple[Server, Server], proxy: TcpProxy, fresh_pg_url: str, fault: str
+    servers: tuple[Server, Server], pg_proxy: TcpProxy, fresh_pg_url: str, fault: str
 ) -> None:
     a, b = servers
     root = {"Authorization": f"Bearer {a.root_key()}"}
@@ -180,7 +170,7 @@ def test_a_database_outage_costs_cached_keys_nothing_and_heals_by_itself(
         _until("the warm-up written", lambda: _metric(a, "keystile_events_buffered") == 0)
 
         load.start(a.url)
-        getattr(proxy, fault)()
+        getattr(pg_proxy, fault)()
         outage_ends = time.monotonic() + OUTAGE_S
         try:
             _until("A noticing the outage", lambda: on_a.get("/readyz").status_code == 503)
@@ -195,7 +185,7 @@ def test_a_database_outage_costs_cached_keys_nothing_and_heals_by_itself(
                 credits.append(verify(metered["key"])(on_a))
         finally:
             answers = load.stop()  # before the restore: what A answers once it can hear B again is checked below
-            proxy.restore()
+            pg_proxy.restore()
 
         # Cached keys: every verification of the load answered as before the outage (bob's revocation was made
         # where A could not hear of it: served from A's cache until the database is back, as documented).
