@@ -47,6 +47,9 @@ from keystile.server.routes import OPERATIONS
 from keystile.server.routing import Operation, endpoint, problem_response
 from keystile.server.runtime import Runtime
 from keystile.service import Keystile
+from keystile.unkey import KEY_BODIES as UNKEY_KEY_BODIES
+from keystile.unkey import PREFIX as UNKEY_PREFIX
+from keystile.unkey import UnkeyApp
 
 log = logging.getLogger("keystile.server")
 
@@ -56,15 +59,17 @@ VERIFY_PATH = "/v1/keys/verify"
 class KeystileApp:
     """The outer ASGI callable: transport security, verification fast path, limits, request ids, then Starlette."""
 
-    __slots__ = ("auth", "hsts", "plain_http", "runtime", "starlette", "verify")
+    __slots__ = ("auth", "hsts", "plain_http", "runtime", "starlette", "unkey", "verify")
 
     def __init__(self, runtime: Runtime, starlette: Starlette, verify: VerifyEndpoint) -> None:
         self.runtime = runtime
         self.starlette = starlette
         self.verify = verify
         self.auth = ForwardAuthEndpoint(runtime)
+        # SPEC R6: Unkey's v2 API, over the same services (its own envelopes and error bodies).
+        self.unkey = UnkeyApp(lambda: runtime.ks, runtime.max_body)
         # SPEC S1: HSTS on every answer over HTTPS; without TLS, a warning when keys come over plain HTTP.
-        self.hsts, self.plain_http = transport_security(runtime.settings, frozenset({VERIFY_PATH}))
+        self.hsts, self.plain_http = transport_security(runtime.settings, frozenset({VERIFY_PATH, *UNKEY_KEY_BODIES}))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -112,8 +117,9 @@ class KeystileApp:
                 message["headers"] = [*message.get("headers", ()), tag]
             await send(message)
 
+        app: ASGIApp = self.unkey if scope["path"].startswith(UNKEY_PREFIX) else self.starlette
         try:
-            await self.starlette(scope, receive, send_tagged)
+            await app(scope, receive, send_tagged)
         except Exception as exc:
             # Handlers answer their own errors; this is a fault in the framework around them.
             log.error("unhandled error in request %s", request_id, exc_info=exc)

@@ -1,0 +1,38 @@
+"""A real ``keystile serve`` on SQLite and on PostgreSQL, and Unkey's own Python SDK (``unkey-py``) pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from unkey.py import Unkey
+
+from tests.e2e.server import Server, serve
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    """A server on each database, started the way the README says."""
+    env = {"KEYSTILE_DATA_DIR": str(tmp_path / "data")}
+    if request.param == "postgresql":
+        env["KEYSTILE_DATABASE_URL"] = request.getfixturevalue("fresh_pg_url")
+    running = serve(tmp_path, env)
+    yield running
+    running.stop()
+
+
+def sdk(server: Server, root_key: str) -> Unkey:
+    """Unkey's SDK as a team that moves to Keystile configures it: only the server URL changes. No retries, so
+    that an error answer is seen at once."""
+    from unkey.py import utils
+
+    never = utils.RetryConfig("none", utils.BackoffStrategy(1, 1, 1, 1), False)
+    return Unkey(root_key=root_key, server_url=server.url, retry_config=never)
+
+
+@pytest.fixture
+def unkey(server: Server) -> Iterator[Unkey]:
+    """The SDK with the server's first root key (permission ``*``)."""
+    with sdk(server, server.root_key()) as client:
+        yield client
