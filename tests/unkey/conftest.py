@@ -1,4 +1,5 @@
-"""A real ``keystile serve`` on SQLite and on PostgreSQL, and Unkey's own Python SDK (``unkey-py``) pointed at it."""
+"""A real ``keystile serve`` on SQLite and on PostgreSQL, and Unkey's own Python SDK (``unkey-py``) pointed at it;
+the in-process tests use the HTTP tests' own fixtures (the app over httpx's ASGI transport, the root key)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from unkey.py import Unkey
 
 from tests.e2e.server import Server, serve
+from tests.server.conftest import app, auth, client, database_url  # noqa: F401 - the HTTP tests' fixtures, shared
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -34,5 +36,5 @@ def sdk(server: Server, root_key: str) -> Unkey:
 @pytest.fixture
 def unkey(server: Server) -> Iterator[Unkey]:
     """The SDK with the server's first root key (permission ``*``)."""
-    with sdk(server, server.root_key()) as client:
-        yield client
+    with sdk(server, server.root_key()) as unkey_sdk:
+        yield unkey_sdk

@@ -32,6 +32,7 @@ from keystile.http.asgi import (
     Send,
     declared_length,
     header_bytes,
+    new_request_id,
     request_id_from,
     send_bytes,
     too_large_body,
@@ -87,7 +88,12 @@ class KeystileApp:
             await self.auth(scope, receive, send)  # any method; answers never have a body
             return
         headers = scope["headers"]
-        request_id = scope[REQUEST_ID_SCOPE_KEY] = request_id_from(headers)
+        if path in UNKEY_KEY_BODIES:
+            # The key these bodies carry is read after the request id is chosen, so a client's id cannot be checked
+            # against it (as the verification fast path does): a fresh id, never one that could hold the key.
+            request_id = scope[REQUEST_ID_SCOPE_KEY] = new_request_id()
+        else:
+            request_id = scope[REQUEST_ID_SCOPE_KEY] = request_id_from(headers)
         runtime = self.runtime
         error: KeystileError | None = None
         if header_bytes(headers) > runtime.max_headers:
@@ -96,6 +102,9 @@ class KeystileApp:
             error = too_large_body(runtime.max_body)
         elif scope["path"] == VERIFY_PATH:
             error = InvalidInput(f"{scope['method']} is not allowed here; use POST", code="method_not_allowed")
+        if error is not None and path.startswith(UNKEY_PREFIX):
+            await self.unkey.refuse(send, error, request_id, tag=True)
+            return
         if error is not None:
             await send_problem(send, error, request_id, [(b"allow", b"POST")] if scope["path"] == VERIFY_PATH else [])
             return

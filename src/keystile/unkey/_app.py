@@ -93,9 +93,7 @@ class UnkeyApp:
             body = await read_body(receive, self._max_body, declared_length(headers))
             answer = await operation.handler(Call(ks, _actor(principal, scope), request_id, body))
         except Exception as exc:
-            status, payload = error_body(exc, request_id, operation.not_found if operation else _API)
-            # Unkey's SDKs expect a 429 as problem+json and every other error as JSON.
-            await send_bytes(send, status, PROBLEM_JSON if status == 429 else JSON, encode_json(payload))
+            await self.refuse(send, exc, request_id, operation.not_found if operation else _API)
             return
         envelope: dict[str, object] = {"meta": {"requestId": request_id}}
         if answer.data is not None:
@@ -106,6 +104,16 @@ class UnkeyApp:
                 pagination["cursor"] = answer.cursor
             envelope["pagination"] = pagination
         await send_bytes(send, 200, JSON, encode_json(envelope))
+
+    async def refuse(
+        self, send: Send, exc: BaseException, request_id: str, not_found: str = _API, tag: bool = False
+    ) -> None:
+        """Answer ``exc`` in Unkey's error shape (``tag``: with the ``X-Request-Id`` header, which the server adds
+        itself to the answers of :meth:`__call__`)."""
+        status, payload = error_body(exc, request_id, not_found)
+        extra = [(b"x-request-id", request_id.encode())] if tag else []
+        # Unkey's SDKs expect a 429 as problem+json and every other error as JSON.
+        await send_bytes(send, status, PROBLEM_JSON if status == 429 else JSON, encode_json(payload), extra)
 
 
 def _actor(principal: Principal, scope: Scope) -> Actor:
