@@ -5,6 +5,7 @@ SDK's parsed models, as an application that moves from Unkey would."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -27,6 +28,16 @@ def v1(server: Server, method: str, path: str, **kwargs: Any) -> Any:
     return response.json() if response.content else None
 
 
+def logged(server: Server, key_id: str) -> list[dict[str, Any]]:
+    """The verification events of a key, once the server has written them (it batches them off the hot path)."""
+    deadline = time.monotonic() + 10
+    while True:
+        items: list[dict[str, Any]] = v1(server, "GET", "/v1/logs", params={"key_id": key_id})["items"]
+        if items or time.monotonic() > deadline:
+            return items
+        time.sleep(0.1)  # waiting for the server's writer, not for time to pass
+
+
 def present(page: T | None) -> T:
     """A list's first page (the SDK types every page as optional: a next page may not exist)."""
     assert page is not None
@@ -37,7 +48,9 @@ def make_api(unkey: Unkey, name: str = "payments") -> str:
     return unkey.apis.create_api(name=name).data.api_id
 
 
-def test_a_key_is_created_shown_verified_updated_rerolled_and_deleted(server: Server, unkey: Unkey) -> None:
+def test_a_key_is_created_shown_verified_updated_rerolled_and_deleted(
+    server: Server, unkey: Unkey, tmp_path: Path
+) -> None:
     api_id = make_api(unkey)
     assert unkey.apis.get_api(api_id=api_id).data == models.V2ApisGetAPIResponseData(id=api_id, name="payments")
     expires = int(time.time() * 1000) + 86_400_000
@@ -74,7 +87,9 @@ def test_a_key_is_created_shown_verified_updated_rerolled_and_deleted(server: Se
     assert (limit.name, limit.limit, limit.duration, limit.auto_apply) == ("requests", 100, 60_000, True)
     assert unkey.keys.whoami(key=plain).data == shown
 
-    verified = unkey.keys.verify_key(key=plain, permissions="docs.read AND docs.write", credits={"cost": 3})
+    verified = unkey.keys.verify_key(
+        key=plain, permissions="docs.read AND docs.write", credits={"cost": 3}, tags=["path=/checkout"]
+    )
     data = verified.data
     assert (data.valid, data.code, data.key_id, data.name) == (True, models.Code.VALID, key_id, "checkout")
     assert data.credits == 7
@@ -85,6 +100,14 @@ def test_a_key_is_created_shown_verified_updated_rerolled_and_deleted(server: Se
     assert data.ratelimits is not None
     assert data.ratelimits[0].id == limit.id
     assert (data.ratelimits[0].remaining, data.ratelimits[0].exceeded) == (99, False)
+
+    # Recorded as a verification event, as on /v1 (the event writer flushes within a second or so).
+    [event] = logged(server, key_id)
+    assert (event["outcome"], event["request_id"], event["tags"]) == (
+        "VALID",
+        verified.meta.request_id,
+        ["path=/checkout"],
+    )
 
     unkey.keys.update_key(key_id=key_id, name="renamed", meta={"plan": "team"}, expires=None, external_id=None)
     updated = unkey.keys.get_key(key_id=key_id).data
@@ -113,6 +136,12 @@ def test_a_key_is_created_shown_verified_updated_rerolled_and_deleted(server: Se
     entries = v1(server, "GET", "/v1/audit", params={"target": key_id})["items"]
     assert {"key.create", "key.update", "key.credits", "key.reroll"} <= {e["action"] for e in entries}
     assert all(e["actor"].startswith("rk_") for e in entries)
+
+    # The plain-text keys went out in their creating answers only: not in the log, nor in the database.
+    for secret in (plain, rerolled.key):
+        assert secret not in server.output()
+        for stored in (tmp_path / "data").glob("keystile.db*"):
+            assert secret.encode() not in stored.read_bytes()
 
     unkey.apis.delete_api(api_id=api_id)
     with pytest.raises(errors.NotFoundErrorResponse) as no_api:
