@@ -64,10 +64,14 @@ async def test_other_methods_and_routes_answer_unkeys_body(client: httpx.AsyncCl
     wrong_method = await client.get("/v2/apis.getApi", headers=auth)
     assert wrong_method.status_code == 405
     assert wrong_method.json()["error"]["status"] == 405
-    for path in ("/v2/", "/v2/keys", "/v2/apis.listApis", "/v2/keys.createKey/extra"):
+    created = await client.post("/v1/apis", json={"name": "x"}, headers=auth)
+    made = await client.post(f"/v1/apis/{created.json()['id']}/keys", json={}, headers=auth)
+    pasted = made.json()["key"]  # a key put in a path by mistake is not echoed
+    for path in ("/v2/", "/v2/keys", "/v2/apis.listApis", "/v2/keys.createKey/extra", f"/v2/verify/{pasted}"):
         unknown = await client.post(path, json={}, headers=auth)
         assert unknown.status_code == 404, path
         assert unknown.json()["error"]["type"] == "https://keystile.dev/problems/route_not_found"
+        assert pasted not in unknown.text
 
 
 async def test_a_request_id_is_never_taken_from_a_request_that_carries_a_key_in_its_body(
