@@ -332,7 +332,7 @@ def test_errors_come_back_as_the_sdk_models_of_unkey(server: Server, unkey: Unke
         )
     assert invalid.value.data.error.status == 400
     assert invalid.value.data.error.errors
-    assert invalid.value.data.error.errors[0].location.startswith("body.credits")
+    assert invalid.value.data.error.errors[0].location == "body.credits.refill.refillDay"
 
     with pytest.raises(errors.BadRequestErrorResponse) as query:
         unkey.keys.verify_key(key="ks_whatever", permissions="a AND (b")

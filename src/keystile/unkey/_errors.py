@@ -114,10 +114,20 @@ def _body(request_id: str, status: int, title: str, type_: str, detail: str) -> 
     }
 
 
+# The services name fields as Keystile's own API does; these are their names in Unkey's bodies.
+_UNKEY_NAMES = {
+    "owner_id": "externalId",
+    "expires_at": "expires",
+    "day": "refillDay",
+    "duration_ms": "duration",
+    "auto_apply": "autoApply",
+}
+
+
 def _location(pointer: str) -> str:
-    """A JSON pointer (``/credits/refill/day``) as Unkey names places (``body.credits.refill.day``)."""
+    """A JSON pointer (``/credits/refill/day``) as Unkey names places (``body.credits.refill.refillDay``)."""
     parts = [part for part in pointer.split("/") if part]
     text = "body"
     for part in parts:
-        text += f"[{part}]" if part.isdigit() else f".{part}"
+        text += f"[{part}]" if part.isdigit() else f".{_UNKEY_NAMES.get(part, part)}"
     return text
