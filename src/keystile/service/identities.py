@@ -92,10 +92,10 @@ class IdentityService:
             raise _not_found()
         return identity
 
-    async def find(self, principal: Principal, ref: str) -> Identity:
+    async def find(self, principal: Principal, ref: str, permission: str = "identities.read") -> Identity:
         """The identity of the owner ``ref``, else the identity whose id is ``ref`` (callers that know identities
-        by their id, as Unkey's API does); needs ``identities.read``. Raises :class:`NotFound`."""
-        principal.require("identities.read")
+        by their id, as Unkey's API does); needs ``permission``. Raises :class:`NotFound`."""
+        principal.require(permission)
         check_json(ref, "identity")
         identity = await self._ctx.storage.get_identity(ref)
         if identity is None and looks_like_id(ref, "idn"):

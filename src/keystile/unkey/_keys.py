@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 from msgspec import UNSET
 
-from keystile.core.commands import KEEP, KeyUpdate, NewKey
+from keystile.core.commands import KEEP, CreditsOp, KeyUpdate, NewKey
 from keystile.core.keys import DEFAULT_PREFIX
 from keystile.core.models import Key, KeyFilter
 from keystile.core.timefmt import to_datetime
-from keystile.core.verify import KeyCheck, VerifyResult
+from keystile.core.verify import Code, KeyCheck, VerifyResult
 from keystile.errors import InvalidInput
 from keystile.unkey import _wire as w
 from keystile.unkey._call import Answer, Call
@@ -118,7 +118,7 @@ async def _verify_out(call: Call, result: VerifyResult) -> w.VerifyOut:
             holder = found[1] if found is not None else f"k:{key.id}:{state.name}"
             limits.append(
                 w.VerifyRatelimitOut(
-                    exceeded=state.remaining <= 0 and result.code == "RATE_LIMITED",
+                    exceeded=state.remaining <= 0 and result.code == Code.RATE_LIMITED,
                     id=ratelimit_id(holder[2 : len(holder) - len(state.name) - 1], state.name),
                     name=state.name,
                     limit=state.limit,
@@ -203,7 +203,7 @@ async def reroll_key(call: Call) -> Answer:
     return Answer(w.KeyCreatedOut(key_id=new.id, key=plain))
 
 
-_OPS = {"set": "set", "increment": "add", "decrement": "subtract"}
+_OPS: dict[str, CreditsOp] = {"set": "set", "increment": "add", "decrement": "subtract"}
 
 
 async def update_credits(call: Call) -> Answer:
@@ -212,7 +212,7 @@ async def update_credits(call: Call) -> Answer:
     if value is None and spec.operation != "set":
         raise InvalidInput(f"{spec.operation} needs a value", code="invalid_request", field="/value")
     op = _OPS[spec.operation]
-    key = await call.ks.keys.change_credits(call.actor, spec.key_id, op, value)  # type: ignore[arg-type]
+    key = await call.ks.keys.change_credits(call.actor, spec.key_id, op, value)
     return Answer(credits_out(key.credits) or w.CreditsOut(remaining=None))
 
 

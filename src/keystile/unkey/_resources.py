@@ -76,7 +76,7 @@ async def list_identities(call: Call) -> Answer:
 
 async def update_identity(call: Call) -> Answer:
     spec = call.decode(w.UpdateIdentity)
-    current = await call.ks.identities.find(call.actor.principal, spec.identity)
+    current = await call.ks.identities.find(call.actor.principal, spec.identity, "identities.write")
     meta = KEEP if spec.meta is UNSET else None if spec.meta is None else replacing_patch(current.meta, spec.meta)
     ratelimits = KEEP if spec.ratelimits is UNSET else ratelimits_in(spec.ratelimits)
     identity = await call.ks.identities.update(
@@ -87,7 +87,7 @@ async def update_identity(call: Call) -> Answer:
 
 async def delete_identity(call: Call) -> Answer:
     spec = call.decode(w.IdentityRef)
-    current = await call.ks.identities.find(call.actor.principal, spec.identity)
+    current = await call.ks.identities.find(call.actor.principal, spec.identity, "identities.write")
     await call.ks.identities.delete(call.actor, current.owner_id)
     return Answer(None)
 
