@@ -313,8 +313,11 @@ def test_errors_come_back_as_the_sdk_models_of_unkey(server: Server, unkey: Unke
     assert bad.value.data.error.type == "https://unkey.com/docs/errors/unkey/authentication/key_not_found"
 
     reader = v1(server, "POST", "/v1/root-keys", json={"permissions": ["keys.read"]})["key"]
-    with sdk(server, reader) as weak, pytest.raises(errors.ForbiddenErrorResponse) as denied:
-        weak.apis.create_api(name="nope")
+    with sdk(server, reader) as weak:
+        with pytest.raises(errors.ForbiddenErrorResponse) as denied:
+            weak.apis.create_api(name="nope")
+        with pytest.raises(errors.ForbiddenErrorResponse):
+            weak.keys.verify_key(key="ks_whatever")  # verifying needs keys.verify, as on /v1
     assert denied.value.data.error.status == 403
     assert denied.value.data.error.type.endswith("/unkey/authorization/insufficient_permissions")
 
