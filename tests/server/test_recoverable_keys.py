@@ -45,9 +45,10 @@ async def test_keys_created_single_bulk_and_rerolled_read_back_as_created(
         assert response.json() == {"key_id": created["id"], "key": created["key"]}
     audit = (await client.get("/v1/audit", params={"action": "key.decrypt"}, headers=auth)).json()
     assert len(audit["items"]) == 4
-    assert all(entry["changes"] == {"start": entry_key["start"]} for entry, entry_key in zip(
-        audit["items"], reversed([one, *bulk["items"], rerolled]), strict=True
-    ))
+    assert all(
+        entry["changes"] == {"start": entry_key["start"]}
+        for entry, entry_key in zip(audit["items"], reversed([one, *bulk["items"], rerolled]), strict=True)
+    )
 
 
 async def test_without_keys_decrypt_403_and_scoped_to_another_api_404(
@@ -90,9 +91,8 @@ async def test_a_ciphertext_copied_from_another_key_is_409_not_a_500(
     client: httpx.AsyncClient, auth: Headers, storage: SqlStorage
 ) -> None:
     api = await _vault(client, auth)
-    first, second = (await client.post(f"/v1/apis/{api['id']}/keys/bulk", json={"keys": [{}, {}]}, headers=auth)).json()[
-        "items"
-    ]
+    bulk = await client.post(f"/v1/apis/{api['id']}/keys/bulk", json={"keys": [{}, {}]}, headers=auth)
+    first, second = bulk.json()["items"]
     secret = await storage.get_key_secret(first["id"])
     assert secret is not None
     await storage.driver.execute(
@@ -104,7 +104,8 @@ async def test_a_ciphertext_copied_from_another_key_is_409_not_a_500(
 
     response = await client.get(f"/v1/keys/{second['id']}/plaintext", headers=auth)
     body = problem(response, 409, "key_secret_unreadable")
-    assert first["key"] not in response.text and second["key"] not in response.text
+    assert first["key"] not in response.text
+    assert second["key"] not in response.text
     assert "another key" in body["detail"]
 
 
