@@ -116,7 +116,7 @@ class BulkKeysCreated(Struct):
 
 
 class KeyPlaintext(Struct):
-    """A recoverable key read back (SPEC K3)."""
+    """A recoverable key read back in plain text."""
 
     key_id: str
     key: Annotated[str, Meta(description="The key in plain text. Every read is audited as `key.decrypt`.")]
