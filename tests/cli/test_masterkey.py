@@ -83,6 +83,26 @@ def test_rotate_to_the_configured_key_opens_what_the_previous_one_wrapped(any_sh
     assert created["key"] not in result.output
 
 
+def test_keys_plaintext_reads_a_recoverable_key_back_and_refuses_others(any_shell: Shell) -> None:
+    init(any_shell)
+    api_id = create_api(any_shell, "--recoverable")
+    sealed = create_key(any_shell, api_id)
+    opted_out = create_key(any_shell, api_id, "--not-recoverable")
+
+    assert any_shell.ok("keys", "plaintext", sealed["id"]).stdout == sealed["key"] + "\n"
+    assert any_shell.json("keys", "plaintext", sealed["id"]) == {"key_id": sealed["id"], "key": sealed["key"]}
+    refused = any_shell("keys", "plaintext", opted_out["id"])
+    assert refused.exit_code == 4
+    assert plain_error(refused).endswith("[not_recoverable]")
+    wrong = any_shell("keys", "plaintext", sealed["id"], env={"KEYSTILE_MASTER_KEY": "ab" * 32})
+    assert wrong.exit_code == 5
+    assert plain_error(wrong).endswith("[master_key_unavailable]")
+    other_api = create_api(any_shell)
+    opted_in = any_shell("keys", "create", other_api, "--recoverable")
+    assert opted_in.exit_code == 2
+    assert plain_error(opted_in).endswith("[api_not_recoverable]")
+
+
 def test_init_makes_no_new_master_key_beside_stored_data_keys(shell: Shell) -> None:
     init(shell)
     create_key(shell, create_api(shell, "--recoverable"))
