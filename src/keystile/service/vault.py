@@ -171,6 +171,8 @@ class Rotation:
 
 
 class Vault:
+    """Seals new recoverable keys and opens stored ones; rotates the master key that wraps their data keys."""
+
     def __init__(self, ctx: Context, masters: MasterKeys) -> None:
         self._ctx = ctx
         self.masters = masters
