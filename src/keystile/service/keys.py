@@ -307,10 +307,7 @@ class KeyService:
         key = await self.get(actor.principal, key_id, "keys.decrypt")
         secret = await self._ctx.storage.get_key_secret(key.id)
         if secret is None:
-            raise Conflict(
-                "the key was not stored recoverable, so it cannot be shown again; reroll it for a new one",
-                code="not_recoverable",
-            )
+            raise Conflict("the key was not stored recoverable, so it cannot be shown again", code="not_recoverable")
         plain = await self._vault.reveal(key, secret)
         async with self._ctx.storage.transaction() as tx:
             await self._ctx.audit(tx, actor, "key.decrypt", key.id, {"start": key.start}, self._ctx.now())
