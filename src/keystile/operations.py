@@ -38,6 +38,7 @@ from keystile.schemas import (
     KeyCreated,
     KeyOut,
     KeyPatch,
+    KeyPlaintext,
     LeakLabel,
     LeakReport,
     Page,
@@ -116,7 +117,7 @@ GET_API = Route("get_api", "GET", "/v1/apis/{api_id}", ApiOut)
 UPDATE_API = Route("update_api", "PATCH", "/v1/apis/{api_id}", ApiOut, body=ApiPatch, body_types=MERGE_PATCH_TYPES)
 DELETE_API = Route("delete_api", "DELETE", "/v1/apis/{api_id}", NoContent, status=204)
 
-# -- keys (SPEC K4, R1-R3, L3) and verification (SPEC V1, V5) ---------------------------------------------------------
+# -- keys (SPEC K3, K4, R1-R3, L3) and verification (SPEC V1, V5) ----------------------------------------------------
 
 CREATE_KEY = Route("create_key", "POST", "/v1/apis/{api_id}/keys", KeyCreated, body=KeyCreate, status=201)
 CREATE_KEYS_BULK = Route(
@@ -138,6 +139,7 @@ DELETE_KEY = Route("delete_key", "DELETE", "/v1/keys/{key_id}", NoContent, statu
 REVOKE_KEY = Route("revoke_key", "POST", "/v1/keys/{key_id}/revoke", KeyOut)
 REROLL_KEY = Route("reroll_key", "POST", "/v1/keys/{key_id}/reroll", KeyCreated, body=RerollSpec, status=201)
 CHANGE_CREDITS = Route("change_credits", "POST", "/v1/keys/{key_id}/credits", KeyOut, body=CreditsChange)
+GET_KEY_PLAINTEXT = Route("get_key_plaintext", "GET", "/v1/keys/{key_id}/plaintext", KeyPlaintext)
 FORWARD_AUTH = Route(
     "forward_auth",
     "GET",
@@ -268,6 +270,7 @@ ROUTES: tuple[Route[Any], ...] = (
     REVOKE_KEY,
     REROLL_KEY,
     CHANGE_CREDITS,
+    GET_KEY_PLAINTEXT,
     FORWARD_AUTH,
     CREATE_IDENTITY,
     GET_IDENTITY,

@@ -469,6 +469,15 @@ def _plaintext_warning(docs: Docs, example: Example) -> list[Got]:
     return [Got(None, {}, line)]
 
 
+@scenario("docs/recoverable-keys.md", "recover")
+def _recover(docs: Docs, example: Example) -> list[Got]:
+    api_id = docs.call("POST", "/v1/apis", {"name": "dashboard", "recoverable": True})["id"]
+    created = docs.call("POST", f"/v1/apis/{api_id}/keys", {"owner_id": "alice"})
+    got = docs.run(example, {"KEY_ID": created["id"]})
+    assert [answer.body for answer in got] == [{"key_id": created["id"], "key": created["key"]}]
+    return got
+
+
 @scenario("docs/leaks.md", "report")
 def _leak_report(docs: Docs, example: Example) -> list[Got]:
     api_id = docs.call("POST", "/v1/apis", {"name": "acme", "prefix": "acme"})["id"]

@@ -1,9 +1,10 @@
 """No plain-text key anywhere but the one answer that creates it (issue 2, Done when 5; SPEC K3).
 
 Keys are made through every path (``keystile init``, the HTTP API single and bulk, HTTP root keys, the CLI with
-tables, with ``--json`` and with ``--root-key-file``), used, and sent in bad requests. Then the database (the
-SQLite files, or a ``pg_dump``), the server's output, the audit log, every other HTTP answer and every other
-command's output are searched for them.
+tables, with ``--json`` and with ``--root-key-file``), used, and sent in bad requests. Recoverable keys (single,
+bulk and rerolled) are also read back once each. Then the database (the SQLite files, or a ``pg_dump``), the
+server's output, the audit log, every other HTTP answer and every other command's output are searched for them,
+and the database and the server's output for the master key.
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 def _dump(database: str, tmp_path: Path) -> bytes:
     if database.startswith("sqlite"):
-        return b"".join(path.read_bytes() for path in sorted((tmp_path / "data").iterdir()))
+        files = sorted(path for path in (tmp_path / "data").iterdir() if path.name != "master.key")
+        assert [path.name for path in files][:1] == ["keystile.db"]
+        return b"".join(path.read_bytes() for path in files)
     require_tool("pg_dump")
     done = subprocess.run(["pg_dump", "--no-owner", database], capture_output=True, check=True, timeout=60)
     return done.stdout
@@ -80,6 +83,20 @@ def test_plain_text_keys_appear_only_in_the_answer_that_created_them(database: s
         rk = seen.call("POST", f"{server.url}/v1/root-keys", json={"permissions": ["keys.*"]}, headers=auth).json()
         created_by_http += [one["key"], *(item["key"] for item in bulk), rk["key"]]
 
+        # Recoverable keys: stored sealed, read back once each (SPEC K3).
+        vault = {"name": "vault", "recoverable": True}
+        vault_id = seen.call("POST", f"{server.url}/v1/apis", json=vault, headers=auth).json()["id"]
+        sealed = seen.call("POST", f"{server.url}/v1/apis/{vault_id}/keys", json={}, headers=auth).json()
+        sealed_bulk = seen.call(
+            "POST", f"{server.url}/v1/apis/{vault_id}/keys/bulk", json={"keys": [{}, {}]}, headers=auth
+        ).json()["items"]
+        rerolled = seen.call("POST", f"{server.url}/v1/keys/{sealed['id']}/reroll", json={}, headers=auth).json()
+        recoverable = [sealed, *sealed_bulk, rerolled]
+        for created in recoverable:
+            read = seen.call("GET", f"{server.url}/v1/keys/{created['id']}/plaintext", headers=auth)
+            assert read.json() == {"key_id": created["id"], "key": created["key"]}
+        recovered_by_http = [created["key"] for created in recoverable]
+
         table = seen.run("keys", "create", api_id, "--name", "from cli", workdir=tmp_path, env=env)
         as_json = json.loads(seen.run("keys", "create", api_id, "--json", workdir=tmp_path, env=env))
         cli_root = seen.run("root-keys", "create", "--permission", "keys.read", workdir=tmp_path, env=env)
@@ -94,7 +111,7 @@ def test_plain_text_keys_appear_only_in_the_answer_that_created_them(database: s
             *ROOT_KEY_RE.findall(cli_root),
         ]
         assert len(created_by_cli) == 4, created_by_cli
-        every_key = [*created_by_cli, *created_by_http, from_file]
+        every_key = [*created_by_cli, *created_by_http, *recovered_by_http, from_file]
 
         # Use them, change them, and send them where they do not belong.
         for key in every_key:
@@ -121,7 +138,14 @@ def test_plain_text_keys_appear_only_in_the_answer_that_created_them(database: s
             if page["next_cursor"] is None:
                 break
             params["cursor"] = page["next_cursor"]
-        assert {entry["action"] for entry in audit} >= {"key.create", "key.update", "key.revoke", "key.delete"}
+        assert {entry["action"] for entry in audit} >= {
+            "key.create",
+            "key.update",
+            "key.revoke",
+            "key.delete",
+            "key.reroll",
+            "key.decrypt",
+        }
     finally:
         assert server.stop() == 0
 
@@ -136,6 +160,13 @@ def test_plain_text_keys_appear_only_in_the_answer_that_created_them(database: s
         echoes = [text[:200] for text in seen.http if key in text]
         assert len(echoes) == 1, f"an HTTP key appears in more than its creation: {echoes}"
         assert not any(key in text for text in seen.cli)
+    for key in recovered_by_http:
+        echoes = [text[:200] for text in seen.http if key in text]
+        assert len(echoes) == 2, f"a recoverable key appears in more than its creation and its reading: {echoes}"
+    master = (tmp_path / "data" / "master.key").read_text().strip()
+    assert master.encode() not in stored, "the master key is in the database"
+    assert master not in server_output, "the master key is in the server's output"
+    assert not any(master in text for text in [*seen.http, *seen.cli])
     for key in created_by_cli:
         assert sum(text.count(key) for text in seen.cli) == 1, "a CLI key appears in more than its creation"
         assert not any(key in text for text in seen.http)

@@ -28,6 +28,7 @@ from keystile.operations import (
     GET_API,
     GET_IDENTITY,
     GET_KEY,
+    GET_KEY_PLAINTEXT,
     HEALTHZ,
     LIST_APIS,
     LIST_AUDIT,
@@ -160,6 +161,11 @@ class Operations:
     def change_credits(key_id: str, change: CreditsChange) -> Parts:
         """Set, add or subtract a key's credits (atomic on the server)."""
         return Parts({"key_id": key_id}, body=change)
+
+    @operation(GET_KEY_PLAINTEXT)
+    def get_key_plaintext(key_id: str) -> Parts:
+        """A recoverable key in plain text (needs ``keys.decrypt``; audited as ``key.decrypt``)."""
+        return Parts({"key_id": key_id})
 
     # -- identities (SPEC K5) ----------------------------------------------------------------------------------
 

@@ -103,6 +103,8 @@ class NewKey:
     credits: NewCredits | None = None
     ratelimits: Sequence[RateLimit] = ()
     ip_allowlist: Sequence[str] = ()
+    recoverable: bool | None = None
+    """Keep the key encrypted so that it can be shown again (SPEC K3); ``None``: as its API says."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,6 +133,28 @@ class Role:
 
 
 @dataclass(frozen=True, slots=True)
+class DataKey:
+    """A data key of recoverable keys (SPEC K3), as stored: 256 random bits ``wrapped`` (AES-256-GCM, nonce first)
+    under the master key whose id is ``master_id``. Never the data key itself."""
+
+    id: str
+    master_id: str
+    wrapped: bytes
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeySecret:
+    """A recoverable key's plain text sealed (AES-256-GCM) under the data key ``data_key_id`` (SPEC K3)."""
+
+    key_id: str
+    data_key_id: str
+    nonce: bytes
+    ciphertext: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class KeyBundle:
     """What verification needs on a cache miss: the key, its API, the permissions of its API's roles and the
     identity of its owner, if one exists."""

@@ -19,12 +19,14 @@ from keystile.core.models import (
     AuditEntry,
     AuditFilter,
     Credits,
+    DataKey,
     EventFilter,
     EventRow,
     Identity,
     Key,
     KeyBundle,
     KeyFilter,
+    KeySecret,
     Role,
     VerificationEvent,
 )
@@ -96,6 +98,19 @@ class Transaction(Protocol):
         """Append an entry; returns it with its ``seq``."""
         ...
 
+    async def insert_key_secrets(self, secrets: Sequence[KeySecret]) -> None:
+        """Store recoverable keys' sealed plain text (SPEC K3); each key must exist. Deleting a key deletes it."""
+        ...
+
+    async def insert_data_key(self, data_key: DataKey) -> None: ...
+    async def data_keys_to_rewrap(self, master_id: str, *, after: str, limit: int) -> list[DataKey]:
+        """Data keys not wrapped under ``master_id``, by id after ``after``, at most ``limit`` (a rotation's batch)."""
+        ...
+
+    async def rewrap_data_key(self, data_key_id: str, old_master_id: str, new: DataKey) -> bool:
+        """Replace a data key's wrapping with ``new``'s, if it is still wrapped under ``old_master_id``."""
+        ...
+
 
 class Storage(Protocol):
     """Where Keystile keeps its records (SPEC X2)."""
@@ -147,6 +162,19 @@ class Storage(Protocol):
         ...
 
     async def list_roles(self, api_id: str) -> list[Role]: ...
+    async def get_key_secret(self, key_id: str) -> KeySecret | None:
+        """A recoverable key's sealed plain text, or ``None`` for a key that was not stored recoverable."""
+        ...
+
+    async def get_data_key(self, data_key_id: str) -> DataKey | None: ...
+    async def count_data_keys(self) -> dict[str, int]:
+        """How many data keys each master key (by id) wraps."""
+        ...
+
+    async def newest_data_key(self, master_id: str) -> DataKey | None:
+        """The data key most recently made among those wrapped under ``master_id``."""
+        ...
+
     async def count_keys(self, api_id: str) -> int: ...
     async def list_audit(self, where: AuditFilter, *, before: int | None, limit: int) -> list[AuditEntry]:
         """Audit entries newest first, with ``seq`` below the cursor ``before``."""

@@ -36,6 +36,7 @@ from keystile.schemas import (
     KeyCreated,
     KeyOut,
     KeyPatch,
+    KeyPlaintext,
     LeakLabel,
     LeakReport,
     Page,
@@ -171,6 +172,7 @@ EXAMPLES: dict[Any, Any] = {
     KeyCreated: _KEY_CREATED,
     BulkKeysCreated: BulkKeysCreated([_KEY_CREATED]),
     Page[KeyOut]: Page[KeyOut]([_KEY], "key_0EvMSif02StR3D6eknb68r"),
+    KeyPlaintext: KeyPlaintext(key_id=KEY_ID, key="ks_3Fx9…"),
     RerollSpec: RerollSpec(grace_period_ms=3_600_000, expires_at=datetime(2031, 1, 1, tzinfo=UTC)),
     CreditsChange: CreditsChange(op="add", amount=500),
     # -- verification

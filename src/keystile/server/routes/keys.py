@@ -1,4 +1,5 @@
-"""Keys (SPEC K4, R1-R3, L3): create (single and bulk), list, show, update, revoke, delete, reroll, credits.
+"""Keys (SPEC K3, K4, R1-R3, L3): create (single and bulk), list, show, update, revoke, delete, reroll, credits,
+read a recoverable key back.
 
 ``POST /v1/keys/verify`` is served by :mod:`keystile.server.fastpath`; it is declared here for the router and
 the OpenAPI document.
@@ -15,6 +16,7 @@ from keystile.operations import (
     CREATE_KEYS_BULK,
     DELETE_KEY,
     GET_KEY,
+    GET_KEY_PLAINTEXT,
     LIST_KEYS,
     REROLL_KEY,
     REVOKE_KEY,
@@ -26,6 +28,7 @@ from keystile.schemas import (
     BulkKeysCreated,
     CreditsChange,
     KeyCreate,
+    KeyPlaintext,
     Page,
     RerollSpec,
     key_created,
@@ -96,6 +99,11 @@ async def change_credits(call: Call) -> Response:
     change = await call.body(CreditsChange)
     key = await call.ks.keys.change_credits(call.actor, call.path("key_id"), change.op, change.amount)
     return call.json(key_view_out(await call.ks.keys.view(key)))
+
+
+async def get_key_plaintext(call: Call) -> Response:
+    key, plain = await call.ks.keys.reveal(call.actor, call.path("key_id"))
+    return call.json(KeyPlaintext(key_id=key.id, key=plain))
 
 
 async def delete_key(call: Call) -> Response:
@@ -182,6 +190,23 @@ OPERATIONS = [
             "credits creates a balance; `add` or `subtract` on unlimited credits is a 409 `credits_unlimited`. "
             "Subtracting stops at 0, adding at 2^53. Keys that share the balance (a rerolled pair) see the change "
             "together."
+        ),
+    ),
+    Operation(
+        GET_KEY_PLAINTEXT,
+        get_key_plaintext,
+        "Read a recoverable key back in plain text (audited as `key.decrypt`)",
+        TAG,
+        "keys.decrypt",
+        errors=(401, 403, 404, 409, 503),
+        description=(
+            "Only keys stored recoverable can be read back: keys created in an API with `recoverable: true` "
+            "(unless the key opted out with `recoverable: false`), and the keys that reroll them. Any other key is a "
+            "409 `not_recoverable`; a stored secret that does not open as this key (changed, or copied from another "
+            "key) is a 409 `key_secret_unreadable`. Without the master key that wraps its data key (none "
+            "configured, a wrong one, or a rotation this server has not picked up) the answer is a 503 "
+            "`master_key_unavailable`; verification is not affected. Every read writes an audit entry "
+            "`key.decrypt` (which never holds the key)."
         ),
     ),
 ]
