@@ -29,6 +29,7 @@ from keystile.operations import (
     GET_IDENTITY,
     GET_KEY,
     HEALTHZ,
+    IMPORT_KEYS,
     LIST_APIS,
     LIST_AUDIT,
     LIST_KEYS,
@@ -57,6 +58,7 @@ from keystile.schemas import (
     IdentityCreate,
     IdentityPatch,
     KeyCreate,
+    KeyImport,
     KeyPatch,
     RatelimitRequest,
     RerollSpec,
@@ -107,6 +109,12 @@ class Operations:
     def create_keys_bulk(api_id: str, spec: BulkKeyCreate) -> Parts:
         """Create up to 1,000 keys, all or nothing (a ``BadRequest`` names the failing ``index``)."""
         return Parts({"api_id": api_id}, body=spec)
+
+    @operation(IMPORT_KEYS)
+    def import_keys(api_id: str, body: KeyImport) -> Parts:
+        """Import up to 1,000 existing keys (plain text or SHA-256 digests), all or nothing; keys the API holds
+        already are skipped (``BadRequest`` names a failing ``index``, ``Conflict`` a key of another API)."""
+        return Parts({"api_id": api_id}, body=body)
 
     @operation(LIST_KEYS)
     def list_keys(
