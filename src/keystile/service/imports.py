@@ -106,6 +106,7 @@ class ImportService:
                     fields.append(await self._keys.checked(tx, api_id, entry.spec, f"/keys/{index}", roles_known))
                 except InvalidInput as exc:
                     exc.extra["index"] = index
+                    exc.extra.setdefault("field", f"/keys/{index}")
                     raise
             existing = await tx.find_digests(list({digest for digest, _, _ in found}))
             items: list[ImportItem] = []
