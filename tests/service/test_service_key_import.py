@@ -63,7 +63,8 @@ async def test_plain_keys_and_digests_import_and_verify(ks: Keystile, admin: Adm
     assert first is not None
     assert (first.name, first.owner_id, first.permissions, first.start) == ("kong one", "alice", ("docs.read",), "a1b2")
     hashed = await ks.storage.get_key(result.items[1].id)
-    assert hashed is not None and hashed.start == "", "a digest shows nothing of its key"
+    assert hashed is not None
+    assert hashed.start == "", "a digest shows nothing of its key"
 
 
 async def test_an_import_run_again_skips_every_key_and_changes_nothing(ks: Keystile, admin: Admin) -> None:
@@ -77,7 +78,8 @@ async def test_an_import_run_again_skips_every_key_and_changes_nothing(ks: Keyst
     assert [item.id for item in again.items] == [item.id for item in first.items], "the keys that hold them"
     assert {item.status for item in again.items} == {"skipped"}
     kept = await ks.storage.get_key(first.items[0].id)
-    assert kept is not None and kept.name == "original", "never overwritten"
+    assert kept is not None
+    assert kept.name == "original", "never overwritten"
     assert await ks.storage.count_keys(api.id) == 3
 
 
@@ -142,14 +144,15 @@ async def test_an_invalid_field_or_an_entry_without_key_fails_the_batch_by_index
             await ks.imports.import_keys(admin.actor, api.id, [by_hex("one-key-00000001"), plain(KONG[0]), bad])
         assert (caught.value.extra.get("index"), caught.value.extra.get("field")) == (2, field), code
         assert caught.value.code == code
-        assert "kong-key" not in caught.value.detail and "padded" not in caught.value.detail
+        assert "kong-key" not in caught.value.detail
+        assert "padded" not in caught.value.detail
     assert await ks.storage.count_keys(api.id) == 0
 
 
 async def test_a_key_held_by_another_api_is_a_conflict_and_imports_nothing(ks: Keystile, admin: Admin) -> None:
     first, second = await admin.api(), await admin.api()
     await ks.imports.import_keys(admin.actor, first.id, [plain(KONG[0])])
-    created, secret = await ks.keys.create(admin.actor, first.id, NewKey())
+    _created, secret = await ks.keys.create(admin.actor, first.id, NewKey())
 
     for entry in (plain(KONG[0]), by_b64(KONG[0]), by_hex(secret)):
         with pytest.raises(Conflict) as caught:
@@ -189,7 +192,8 @@ async def test_a_plain_key_with_a_bad_checksum_imports_under_its_own_prefix_only
 
     result = await ks.imports.import_keys(admin.actor, api.id, [plain(foreign)])
     key = await ks.storage.get_key(result.items[0].id)
-    assert key is not None and key.start == foreign[:9]
+    assert key is not None
+    assert key.start == foreign[:9]
     assert (await ks.ctx.verifier.verify(foreign)).code == Code.VALID
 
 
@@ -227,7 +231,9 @@ async def test_one_audit_entry_per_batch_with_counts_and_no_key(ks: Keystile, ad
     ]
     text = json.dumps([e.changes for e in entries])
     for key in KONG:
-        assert key not in text and hex_of(key) not in text and b64_of(key) not in text
+        assert key not in text
+        assert hex_of(key) not in text
+        assert b64_of(key) not in text
 
 
 async def test_a_root_key_scoped_to_another_api_does_not_find_the_api(ks: Keystile, admin: Admin) -> None:

@@ -63,7 +63,8 @@ async def test_imported_keys_read_back_as_inserted_with_credits_and_limits(
     assert await storage.get_key(full.id) == full
     assert await storage.get_key(bare.id) == bare
     bundle = await storage.load_for_verify(bare.digest)
-    assert bundle is not None and bundle.key.id == bare.id
+    assert bundle is not None
+    assert bundle.key.id == bare.id
 
 
 async def test_an_imported_digest_stays_unique_and_a_clash_writes_nothing(
@@ -99,8 +100,12 @@ async def test_apis_marked_for_keys_imported_by_digest_give_their_prefixes(
 
 async def test_the_mark_rolls_back_with_its_transaction(storage: SqlStorage, records: Records) -> None:
     api = await records.insert_api(prefix="acme")
-    with pytest.raises(RuntimeError):
+
+    async def marked_then_failed() -> None:
         async with storage.transaction() as tx:
             await tx.mark_imported_by_digest(api.id)
             raise RuntimeError("abort")
+
+    with pytest.raises(RuntimeError):
+        await marked_then_failed()
     assert await storage.digest_import_prefixes() == frozenset()
