@@ -98,6 +98,6 @@ async def test_the_root_key_needs_keys_write_for_that_api(
         "insufficient_permissions",
     )
     scoped = await grant(f"api.{other_api['id']}.keys.write")
-    problem(await client.post(f"/v1/apis/{api['id']}/keys/import", json=body, headers=scoped), 404, "api_not_found")
+    problem(await client.post(f"/v1/apis/{api['id']}/keys/import", json=body, headers=scoped), 404, "not_found")
     allowed = await client.post(f"/v1/apis/{other_api['id']}/keys/import", json=body, headers=scoped)
     assert allowed.status_code == 200
