@@ -120,9 +120,17 @@ def _jsonl(stream: IO[bytes], start_line: int) -> Iterator[tuple[int, Any]]:
 
 
 def _csv(stream: IO[bytes], start_line: int) -> Iterator[tuple[int, Any]]:
-    from keystile.schemas import KeyImportEntry, convert
 
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    try:
+        yield from _csv_rows(text, start_line)
+    finally:
+        text.detach()  # the caller closes the file
+
+
+def _csv_rows(text: IO[str], start_line: int) -> Iterator[tuple[int, Any]]:
+    from keystile.schemas import KeyImportEntry, convert
+
     reader = csv.DictReader(text)
     unknown = sorted(set(reader.fieldnames or ()) - CSV_COLUMNS)
     if unknown or not reader.fieldnames:
@@ -197,6 +205,7 @@ def import_keys(
                 run(lambda ks: _import(ks, api_id, entries, stream, total, batch_size, summary))
             finally:
                 summary.seconds = time.perf_counter() - started
+                entries.close()
     except KeystileError as exc:  # before any batch: the API, the database
         summary.error = exc
     _report(summary, as_json)
