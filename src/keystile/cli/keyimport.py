@@ -15,7 +15,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
@@ -107,7 +107,7 @@ def _csv_entry(row: dict[str, str]) -> dict[str, Any]:
     return entry
 
 
-def _jsonl(stream: IO[bytes], start_line: int) -> Iterator[tuple[int, Any]]:
+def _jsonl(stream: IO[bytes], start_line: int) -> Generator[tuple[int, Any], None, None]:
     from keystile.schemas import KeyImportEntry, decode
 
     for number, raw in enumerate(stream, 1):
@@ -119,7 +119,7 @@ def _jsonl(stream: IO[bytes], start_line: int) -> Iterator[tuple[int, Any]]:
             raise LineError(number, exc) from None
 
 
-def _csv(stream: IO[bytes], start_line: int) -> Iterator[tuple[int, Any]]:
+def _csv(stream: IO[bytes], start_line: int) -> Generator[tuple[int, Any], None, None]:
 
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     try:
