@@ -36,6 +36,8 @@ from keystile.schemas import (
     IdentityPatch,
     KeyCreate,
     KeyCreated,
+    KeyImport,
+    KeyImportResult,
     KeyOut,
     KeyPatch,
     KeyPlaintext,
@@ -123,6 +125,7 @@ CREATE_KEY = Route("create_key", "POST", "/v1/apis/{api_id}/keys", KeyCreated, b
 CREATE_KEYS_BULK = Route(
     "create_keys_bulk", "POST", "/v1/apis/{api_id}/keys/bulk", BulkKeysCreated, body=BulkKeyCreate, status=201
 )
+IMPORT_KEYS = Route("import_keys", "POST", "/v1/apis/{api_id}/keys/import", KeyImportResult, body=KeyImport)
 KEY_FILTERS = (
     Param("owner_id", "string", "Only keys of this owner.", NO_NUL),
     Param("enabled", "boolean", "Only enabled (`true`) or disabled (`false`) keys."),
@@ -262,6 +265,7 @@ ROUTES: tuple[Route[Any], ...] = (
     DELETE_API,
     CREATE_KEY,
     CREATE_KEYS_BULK,
+    IMPORT_KEYS,
     LIST_KEYS,
     VERIFY_KEY,
     GET_KEY,

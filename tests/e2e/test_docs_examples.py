@@ -403,6 +403,11 @@ def _create_key(docs: Docs, example: Example) -> list[Got]:
     return [docs.send(example, api_id=docs.new_api())]
 
 
+@scenario("docs/import.md", "import")
+def _import(docs: Docs, example: Example) -> list[Got]:
+    return [docs.send(example, api_id=docs.new_api())]
+
+
 @scenario(API, "verify")
 def _verify_key(docs: Docs, example: Example) -> list[Got]:
     api_id, created = _alice(docs)

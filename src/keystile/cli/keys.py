@@ -17,6 +17,7 @@ from keystile.cli._keyview import show_key, status
 from keystile.cli._output import emit_json, json_option, next_page, table, when
 from keystile.cli._parse import expiry, refill, to_duration, to_json_object, to_ratelimits
 from keystile.cli._runtime import run
+from keystile.cli.keyimport import import_keys
 from keystile.cli.keyops import credits, plaintext, reroll
 from keystile.cli.verify import verify
 
@@ -346,3 +347,4 @@ keys.add_command(verify)
 keys.add_command(reroll)
 keys.add_command(credits)
 keys.add_command(plaintext)
+keys.add_command(import_keys)

@@ -121,6 +121,30 @@ class KeyView:
     stale: bool
 
 
+ImportStatus = Literal["imported", "skipped"]
+
+
+@dataclass(frozen=True, slots=True)
+class ImportItem:
+    """What became of one entry of an import (SPEC R4): the key it made, or the key of this API that already had
+    its digest (``skipped``)."""
+
+    index: int
+    id: str
+    status: ImportStatus
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """The outcome of one batch of an import: counts, and one item per entry in order."""
+
+    imported: int
+    skipped: int
+    items: tuple[ImportItem, ...]
+    by_digest: int = 0
+    """Entries given as digests rather than plain text (imported or skipped)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Role:
     """A named permission set of one API (SPEC V3)."""

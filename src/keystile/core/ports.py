@@ -56,6 +56,19 @@ class Transaction(Protocol):
         """Replace every mutable field of a key (credits and rate limits included) with ``key``'s."""
         ...
 
+    async def find_digests(self, digests: Sequence[bytes]) -> dict[bytes, tuple[str, str]]:
+        """Which of ``digests`` belong to a key already, in any API: ``{digest: (key id, api id)}``."""
+        ...
+
+    async def import_keys(self, keys: Sequence[Key]) -> None:
+        """Insert keys (with their credits and rate limits) whose digests :meth:`find_digests` found free, in as
+        few round trips as the database allows; a digest taken meanwhile raises ``Conflict``."""
+        ...
+
+    async def mark_imported_by_digest(self, api_id: str) -> bool:
+        """Record that keys were imported into the API by digest (SPEC K2); returns whether that is new."""
+        ...
+
     async def delete_key(self, key_id: str) -> bool: ...
     async def reroll_key(self, old: Key, new: Key) -> None:
         """Write a reroll (SPEC R2): ``old``'s expiry, ``rotated_to`` and ``updated_at``, and the new key, which
@@ -130,6 +143,11 @@ class Storage(Protocol):
 
     async def load_for_verify(self, digest: bytes) -> KeyBundle | None:
         """Everything verification needs about the key with this digest, in as few round trips as possible."""
+        ...
+
+    async def digest_import_prefixes(self) -> frozenset[str]:
+        """The prefixes of the APIs into which keys were imported by digest: strings in Keystile's shape with
+        such a prefix are looked up even when their checksum fails (SPEC K2)."""
         ...
 
     async def get_api(self, api_id: str) -> Api | None: ...

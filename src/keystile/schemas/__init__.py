@@ -50,6 +50,16 @@ from keystile.schemas.identities import (
     identity_update,
     new_identity,
 )
+from keystile.schemas.imports import (
+    KeyHashSpec,
+    KeyImport,
+    KeyImportEntry,
+    KeyImportItem,
+    KeyImportResult,
+    import_result_out,
+    imported_key,
+    imported_keys,
+)
 from keystile.schemas.keys import (
     BulkKeyCreate,
     BulkKeysCreated,
@@ -129,6 +139,11 @@ __all__ = [
     "IdentityPatch",
     "KeyCreate",
     "KeyCreated",
+    "KeyHashSpec",
+    "KeyImport",
+    "KeyImportEntry",
+    "KeyImportItem",
+    "KeyImportResult",
     "KeyOut",
     "KeyPatch",
     "KeyPlaintext",
@@ -179,6 +194,9 @@ __all__ = [
     "event_out",
     "identity_out",
     "identity_update",
+    "import_result_out",
+    "imported_key",
+    "imported_keys",
     "key_created",
     "key_out",
     "key_update",

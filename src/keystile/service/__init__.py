@@ -16,6 +16,7 @@ from keystile.service.audit import AuditService
 from keystile.service.authz import CLI_ACTOR, Actor, Principal
 from keystile.service.context import Context
 from keystile.service.identities import IdentityService
+from keystile.service.imports import ImportService
 from keystile.service.keys import KeyService
 from keystile.service.leaks import LeakService
 from keystile.service.ratelimits import RatelimitService
@@ -45,6 +46,7 @@ class Keystile:
         self.vault = Vault(self.ctx, masters if masters is not None else MasterKeys(None))
         """The master and data keys of recoverable keys (SPEC K3)."""
         self.keys = KeyService(self.ctx, self.apis, self.vault)
+        self.imports = ImportService(self.ctx, self.apis, self.keys)
         self.root_keys = RootKeyService(self.ctx, self.keys)
         self.verification = VerificationService(self.ctx, self.events.recorder)
         self.audit = AuditService(self.ctx)

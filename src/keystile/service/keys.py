@@ -90,8 +90,11 @@ class KeyService:
 
     # -- validation shared by create and update -------------------------------------------------------------
 
-    async def _checked(self, tx: Transaction, api_id: str, spec: NewKey, prefix: str = "") -> dict[str, Any]:
-        """The validated, normalised fields of a key spec; ``prefix`` is the JSON pointer of the spec."""
+    async def checked(
+        self, tx: Transaction, api_id: str, spec: NewKey, prefix: str = "", roles_known: frozenset[str] | None = None
+    ) -> dict[str, Any]:
+        """The validated, normalised fields of a key spec; ``prefix`` is the JSON pointer of the spec.
+        ``roles_known``: the API's roles that exist, when the caller looked them up once for many specs."""
         check_json(spec.name, f"{prefix}/name")
         check_json(spec.owner_id, f"{prefix}/owner_id")
         check_json(spec.meta, f"{prefix}/meta")
@@ -100,7 +103,8 @@ class KeyService:
         permissions = tuple(dict.fromkeys(validate_grant(p) for p in spec.permissions))
         roles = tuple(dict.fromkeys(spec.roles))
         for name in roles:
-            if await tx.get_role(api_id, name) is None:
+            known = name in roles_known if roles_known is not None else await tx.get_role(api_id, name) is not None
+            if not known:
                 raise InvalidInput(f"the API has no role {name!r}", code="unknown_role", field=f"{prefix}/roles")
         return {
             "name": spec.name,
@@ -153,7 +157,7 @@ class KeyService:
             for index, spec in enumerate(specs):
                 pointer = f"/keys/{index}" if bulk else ""
                 try:
-                    fields = await self._checked(tx, api_id, spec, pointer)
+                    fields = await self.checked(tx, api_id, spec, pointer)
                 except InvalidInput as exc:
                     if bulk:
                         exc.extra["index"] = index
@@ -232,7 +236,7 @@ class KeyService:
                 raise not_found("key", key_id, "key", "key_not_found")
             before = key_snapshot(current)
             spec = merged(current, update)
-            fields = await self._checked(tx, current.api_id, spec)
+            fields = await self.checked(tx, current.api_id, spec)
             now = self._ctx.now()
             key = Key(
                 id=current.id,

@@ -83,6 +83,15 @@ class SqlTransaction:
     async def update_key(self, key: Key) -> None:
         await _keys.update_key(self._tx, self._q, key)
 
+    async def find_digests(self, digests: Sequence[bytes]) -> dict[bytes, tuple[str, str]]:
+        return await _keys.find_digests(self._tx, self._q, digests)
+
+    async def import_keys(self, keys: Sequence[Key]) -> None:
+        await _keys.import_keys(self._tx, keys)
+
+    async def mark_imported_by_digest(self, api_id: str) -> bool:
+        return await _apis.mark_imported_by_digest(self._tx, api_id)
+
     async def delete_key(self, key_id: str) -> bool:
         return await _keys.delete_key(self._tx, self._q, key_id)
 
@@ -193,6 +202,9 @@ class SqlStorage:
             return None
         self._decoy_id = bundle.key.id
         return bundle
+
+    async def digest_import_prefixes(self) -> frozenset[str]:
+        return await _apis.digest_import_prefixes(self.driver)
 
     async def spend_credits(
         self, credit_id: str, cost: int, now_ms: int, refill: tuple[int, int] | None

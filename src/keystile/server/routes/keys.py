@@ -1,5 +1,5 @@
-"""Keys (SPEC K3, K4, R1-R3, L3): create (single and bulk), list, show, update, revoke, delete, reroll, credits,
-read a recoverable key back.
+"""Keys (SPEC K3, K4, R1-R4, L3): create (single and bulk), import, list, show, update, revoke, delete, reroll,
+credits, read a recoverable key back.
 
 ``POST /v1/keys/verify`` is served by :mod:`keystile.server.fastpath`; it is declared here for the router and
 the OpenAPI document.
@@ -17,6 +17,7 @@ from keystile.operations import (
     DELETE_KEY,
     GET_KEY,
     GET_KEY_PLAINTEXT,
+    IMPORT_KEYS,
     LIST_KEYS,
     REROLL_KEY,
     REVOKE_KEY,
@@ -28,9 +29,12 @@ from keystile.schemas import (
     BulkKeysCreated,
     CreditsChange,
     KeyCreate,
+    KeyImport,
     KeyPlaintext,
     Page,
     RerollSpec,
+    import_result_out,
+    imported_keys,
     key_created,
     key_update,
     key_view_out,
@@ -49,6 +53,12 @@ async def create_keys_bulk(call: Call) -> Response:
     spec = await call.body(BulkKeyCreate)
     created = await call.ks.keys.create_many(call.actor, call.path("api_id"), [new_key(key) for key in spec.keys])
     return call.json(BulkKeysCreated([key_created(key, plain) for key, plain in created]), 201)
+
+
+async def import_keys(call: Call) -> Response:
+    body = await call.body(KeyImport)
+    result = await call.ks.imports.import_keys(call.actor, call.path("api_id"), imported_keys(body))
+    return call.json(import_result_out(result))
 
 
 async def list_keys(call: Call) -> Response:
@@ -124,6 +134,15 @@ OPERATIONS = [
         CREATE_KEYS_BULK,
         create_keys_bulk,
         "Create up to 1,000 keys, all or nothing (a 400 names the failing `index`)",
+        TAG,
+        "keys.write",
+        errors=(400, 401, 403, 404, 409),
+    ),
+    Operation(
+        IMPORT_KEYS,
+        import_keys,
+        "Import up to 1,000 existing keys (plain text of any format, or SHA-256 digests), all or nothing; keys "
+        "this API holds already are skipped, a key of another API is a 409",
         TAG,
         "keys.write",
         errors=(400, 401, 403, 404, 409),
