@@ -4,6 +4,7 @@ key opening nothing."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 from pathlib import Path
@@ -14,7 +15,7 @@ from tests.conftest import MASTER_KEY
 
 from keystile.config import Settings
 from keystile.core.clock import ManualClock
-from keystile.core.commands import NewApi, NewKey
+from keystile.core.commands import ImportedKey, KeyHash, NewApi, NewKey
 from keystile.core.models import AuditFilter
 from keystile.core.verify import KeyCheck
 from keystile.errors import Conflict, Forbidden, InvalidInput, MasterKeyUnavailable, NotFound
@@ -81,6 +82,25 @@ async def test_a_key_may_opt_out_but_not_in(ks: Keystile, admin: Admin) -> None:
         await ks.keys.create_many(admin.actor, plain_api, [NewKey(), NewKey(recoverable=True)])
     assert bad_bulk.value.extra == {"field": "/keys/1/recoverable", "index": 1}
     assert await ks.storage.count_keys(plain_api) == 0
+
+
+async def test_keys_imported_in_plain_text_into_a_recoverable_api_read_back_and_digests_cannot(
+    ks: Keystile, admin: Admin
+) -> None:
+    api_id = await recoverable_api(admin)
+    kong, digested = "kong-" + secrets.token_hex(16), "legacy-" + secrets.token_hex(16)
+    entries = [ImportedKey(key=kong), ImportedKey(hash=KeyHash(hashlib.sha256(digested.encode()).hexdigest()))]
+
+    result = await ks.imports.import_keys(admin.actor, api_id, entries)
+
+    plain_id, digest_id = (item.id for item in result.items)
+    assert (await ks.keys.reveal(admin.actor, plain_id))[1] == kong
+    with pytest.raises(Conflict) as refused:
+        await ks.keys.reveal(admin.actor, digest_id)
+    assert refused.value.code == "not_recoverable"
+    [entry] = await admin.audit(AuditFilter(action="key.import"))
+    assert entry.changes["recoverable"] == 1
+    assert kong not in repr(await admin.audit())
 
 
 async def test_a_key_of_an_api_that_is_not_recoverable_is_a_conflict(ks: Keystile, admin: Admin) -> None:

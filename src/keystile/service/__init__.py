@@ -46,7 +46,7 @@ class Keystile:
         self.vault = Vault(self.ctx, masters if masters is not None else MasterKeys(None))
         """The master and data keys of recoverable keys (SPEC K3)."""
         self.keys = KeyService(self.ctx, self.apis, self.vault)
-        self.imports = ImportService(self.ctx, self.apis, self.keys)
+        self.imports = ImportService(self.ctx, self.apis, self.keys, self.vault)
         self.root_keys = RootKeyService(self.ctx, self.keys)
         self.verification = VerificationService(self.ctx, self.events.recorder)
         self.audit = AuditService(self.ctx)

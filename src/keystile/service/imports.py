@@ -8,6 +8,9 @@ conflict (a key belongs to one API, K2) and fails the batch.
 
 Keys imported by digest may have any format, Keystile's own included, which Keystile cannot check; the API is
 marked so that the verifier looks such strings up instead of refusing them on their checksum (K2).
+
+A plain-text key imported into a recoverable API is also stored sealed, as a created one is (K3), so it can be read
+back; a key given by its digest cannot be.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from keystile.service.authz import Actor
 from keystile.service.context import Context, api_change, key_change
 from keystile.service.credits import credits_from_spec
 from keystile.service.keys import KeyService
+from keystile.service.vault import Sealer, Vault
 
 _BARE = NewKey()
 MAX_IMPORT = 1000
@@ -79,10 +83,11 @@ def _digest_of(index: int, entry: ImportedKey, api: Api) -> tuple[bytes, str, bo
 class ImportService:
     """``POST /v1/apis/{api_id}/keys/import`` and ``keystile keys import``."""
 
-    def __init__(self, ctx: Context, apis: ApiService, keys: KeyService) -> None:
+    def __init__(self, ctx: Context, apis: ApiService, keys: KeyService, vault: Vault) -> None:
         self._ctx = ctx
         self._apis = apis
         self._keys = keys
+        self._vault = vault
 
     async def import_keys(
         self, actor: Actor, api_id: str, entries: Sequence[ImportedKey], *, dry_run: bool = False
@@ -95,6 +100,11 @@ class ImportService:
         """
         if not 1 <= len(entries) <= MAX_IMPORT:
             raise InvalidInput(f"an import takes 1 to {MAX_IMPORT} keys a call", code="invalid_request", field="/keys")
+        sealer: Sealer | None = None
+        if not dry_run and any(entry.key is not None for entry in entries):
+            # As for created keys, the data key is fetched before the keys' transaction begins.
+            if (await self._apis.get(actor.principal, api_id, "keys.write")).recoverable:
+                sealer = await self._vault.sealer()
         async with self._ctx.storage.transaction() as tx:
             api = await self._apis.get(actor.principal, api_id, "keys.write")
             now = self._ctx.now()
@@ -118,6 +128,7 @@ class ImportService:
             existing = await tx.find_digests(list({digest for digest, _, _ in found}))
             items: list[ImportItem] = []
             created: list[Key] = []
+            sealed: list[tuple[Key, str]] = []
             first: dict[bytes, str] = {}
             past_checksum = False
             by_digest = 0
@@ -147,14 +158,20 @@ class ImportService:
                 )
                 first[digest] = key.id
                 created.append(key)
+                if sealer is not None and entry.key is not None:
+                    sealed.append((key, entry.key))
                 items.append(ImportItem(index, key.id, "imported"))
                 past_checksum = past_checksum or unseen
             result = ImportResult(len(created), len(items) - len(created), tuple(items), by_digest)
             if dry_run or not created:
                 return result
             await tx.import_keys(created)
+            if sealer is not None and sealed:
+                await tx.insert_key_secrets([sealer.seal(key, plain) for key, plain in sealed])
             newly_marked = past_checksum and await tx.mark_imported_by_digest(api_id)
             changes = {"imported": result.imported, "skipped": result.skipped, "by_digest": by_digest}
+            if sealed:
+                changes["recoverable"] = len(sealed)
             await self._ctx.audit(tx, actor, "key.import", api_id, changes, now)
         # As for created keys: a digest asked for before the import may be remembered as unknown.
         published: list[Change] = [key_change(key.digest) for key in created]
