@@ -97,9 +97,13 @@ async def storage(database_url: str, clock: ManualClock) -> AsyncIterator[SqlSto
     await store.close()
 
 
+MASTER_KEY = secrets.token_bytes(32)
+"""The master key of the services the fixtures wire (recoverable keys, SPEC K3)."""
+
+
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url)
+    return Settings(database_url=database_url, master_key=MASTER_KEY.hex())
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field as _field
 from pathlib import Path
 from typing import Any, overload
 from urllib.parse import parse_qsl, urlsplit
@@ -43,7 +44,12 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8787
     workers: int = 1
+    master_key: str | None = _field(default=None, repr=False)
+    """The master key itself (base64 or hex; SPEC K3), instead of ``master_key_file``. A secret: masked when shown."""
     master_key_file: Path | None = None
+    master_key_previous: str | None = _field(default=None, repr=False)
+    """The master key before a rotation, still accepted to open data keys it wrapped (base64 or hex)."""
+    master_key_previous_file: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
     hsts: str = DEFAULT_HSTS
@@ -97,9 +103,13 @@ class Settings:
         shown = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         for name in ("database_url", "redis_url"):
             shown[name] = mask_url(shown[name])
+        for name in _SECRETS:
+            if shown[name] is not None:
+                shown[name] = "***"
         return shown
 
 
+_SECRETS = ("master_key", "master_key_previous")
 _QUERY_PASSWORD_RE = re.compile(r"([?&][a-z_]*password=)[^&#]*", re.IGNORECASE)
 
 
@@ -142,7 +152,7 @@ _CHOICES = {
     "credits_mode": ("database", "redis"),
     "log_level": ("debug", "info", "warning", "error"),
 }
-_PATHS = ("data_dir", "master_key_file", "tls_cert", "tls_key", "leaks_public_keys")
+_PATHS = ("data_dir", "master_key_file", "master_key_previous_file", "tls_cert", "tls_key", "leaks_public_keys")
 
 
 def _coerce(field: str, variable: str, value: Any) -> Any:

@@ -11,6 +11,7 @@
     ├── Conflict                the request clashes with the current state (409)
     ├── TooLarge                a body or header over its size limit (413 / 431)
     ├── RateLimited             too many requests, or no credits left (429); may carry ``retry_after``
+    ├── MasterKeyUnavailable    recoverable keys cannot be sealed or opened: no master key, or not the right one (503)
     └── StorageError            the database could not be reached or failed (503)
         └── MigrationError      the schema is missing, newer than this code, or a migration failed
 
@@ -96,6 +97,14 @@ class RateLimited(KeystileError):
 
     code = "rate_limited"
     title = "Too many requests"
+
+
+class MasterKeyUnavailable(KeystileError):
+    """The master key that wraps the data keys of recoverable keys (SPEC K3) is missing, unreadable, or not the one
+    that wrapped them. Only sealing and opening recoverable keys fail; everything else works."""
+
+    code = "master_key_unavailable"
+    title = "Master key unavailable"
 
 
 class StorageError(KeystileError):

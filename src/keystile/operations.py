@@ -36,8 +36,11 @@ from keystile.schemas import (
     IdentityPatch,
     KeyCreate,
     KeyCreated,
+    KeyImport,
+    KeyImportResult,
     KeyOut,
     KeyPatch,
+    KeyPlaintext,
     LeakLabel,
     LeakReport,
     Page,
@@ -116,12 +119,13 @@ GET_API = Route("get_api", "GET", "/v1/apis/{api_id}", ApiOut)
 UPDATE_API = Route("update_api", "PATCH", "/v1/apis/{api_id}", ApiOut, body=ApiPatch, body_types=MERGE_PATCH_TYPES)
 DELETE_API = Route("delete_api", "DELETE", "/v1/apis/{api_id}", NoContent, status=204)
 
-# -- keys (SPEC K4, R1-R3, L3) and verification (SPEC V1, V5) ---------------------------------------------------------
+# -- keys (SPEC K3, K4, R1-R3, L3) and verification (SPEC V1, V5) ----------------------------------------------------
 
 CREATE_KEY = Route("create_key", "POST", "/v1/apis/{api_id}/keys", KeyCreated, body=KeyCreate, status=201)
 CREATE_KEYS_BULK = Route(
     "create_keys_bulk", "POST", "/v1/apis/{api_id}/keys/bulk", BulkKeysCreated, body=BulkKeyCreate, status=201
 )
+IMPORT_KEYS = Route("import_keys", "POST", "/v1/apis/{api_id}/keys/import", KeyImportResult, body=KeyImport)
 KEY_FILTERS = (
     Param("owner_id", "string", "Only keys of this owner.", NO_NUL),
     Param("enabled", "boolean", "Only enabled (`true`) or disabled (`false`) keys."),
@@ -138,6 +142,7 @@ DELETE_KEY = Route("delete_key", "DELETE", "/v1/keys/{key_id}", NoContent, statu
 REVOKE_KEY = Route("revoke_key", "POST", "/v1/keys/{key_id}/revoke", KeyOut)
 REROLL_KEY = Route("reroll_key", "POST", "/v1/keys/{key_id}/reroll", KeyCreated, body=RerollSpec, status=201)
 CHANGE_CREDITS = Route("change_credits", "POST", "/v1/keys/{key_id}/credits", KeyOut, body=CreditsChange)
+GET_KEY_PLAINTEXT = Route("get_key_plaintext", "GET", "/v1/keys/{key_id}/plaintext", KeyPlaintext)
 FORWARD_AUTH = Route(
     "forward_auth",
     "GET",
@@ -260,6 +265,7 @@ ROUTES: tuple[Route[Any], ...] = (
     DELETE_API,
     CREATE_KEY,
     CREATE_KEYS_BULK,
+    IMPORT_KEYS,
     LIST_KEYS,
     VERIFY_KEY,
     GET_KEY,
@@ -268,6 +274,7 @@ ROUTES: tuple[Route[Any], ...] = (
     REVOKE_KEY,
     REROLL_KEY,
     CHANGE_CREDITS,
+    GET_KEY_PLAINTEXT,
     FORWARD_AUTH,
     CREATE_IDENTITY,
     GET_IDENTITY,

@@ -277,14 +277,8 @@ def test_update_without_changes_is_a_usage_error(ready: Shell) -> None:
     assert "nothing to change" in plain_error(result)
 
 
-def test_apis_create_refuses_recoverable_keys_in_one_line(ready: Shell) -> None:
-    result = ready("apis", "create", "vault", "--recoverable")
-
-    assert result.exit_code == 2
-    line = plain_error(result)
-    assert "not available yet" in line
-    assert line.endswith("(--recoverable) [not_supported]")
-    assert ready.json("apis", "list")["items"] == []
+def test_apis_create_makes_a_recoverable_api(ready: Shell) -> None:
+    assert ready.json("apis", "create", "vault", "--recoverable")["recoverable"] is True
 
 
 def test_apis_create_names_the_argument_of_a_bad_name(ready: Shell) -> None:

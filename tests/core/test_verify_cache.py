@@ -109,7 +109,8 @@ async def test_a_key_with_a_bad_checksum_makes_no_storage_call(
 
     for text in (bad_checksum(plain), bad_checksum(keyformat.generate("ks")), bad_checksum(keyformat.generate("a_b"))):
         assert (await verifier.verify(text)).code == Code.NOT_FOUND
-    assert counting.calls == []
+    # No key is looked up; the one question asked (once a TTL) is which prefixes hold keys imported by digest.
+    assert counting.calls == ["digest_import_prefixes"]
 
 
 async def test_random_strings_in_key_shape_never_reach_storage(counting: CountingStorage, verifier: Verifier) -> None:
@@ -117,7 +118,28 @@ async def test_random_strings_in_key_shape_never_reach_storage(counting: Countin
     for i in range(10_000):
         text = f"ks_{i:032d}000000"
         assert (await verifier.verify(text)).code == Code.NOT_FOUND
-    assert counting.calls == []
+    assert counting.calls == ["digest_import_prefixes"]
+
+
+async def test_a_bad_checksum_is_looked_up_under_a_prefix_with_keys_imported_by_digest(
+    world: World, counting: CountingStorage, verifier: Verifier, storage: SqlStorage
+) -> None:
+    # SPEC K2: keys imported by digest may be in Keystile's shape without its checksum (another system's keys).
+    api = await world.api(prefix="ks")
+    foreign = bad_checksum(keyformat.generate("ks"))
+    other = bad_checksum(keyformat.generate("zz"))
+    await world.imported(api.id, foreign)
+    assert (await verifier.verify(foreign)).code == Code.NOT_FOUND, "not marked yet: refused on its checksum"
+
+    async with storage.transaction() as tx:
+        assert await tx.mark_imported_by_digest(api.id)
+        assert not await tx.mark_imported_by_digest(api.id), "marked once"
+    verifier.apply_changes([Change("api", api.id)])
+    counting.calls.clear()
+
+    assert (await verifier.verify(foreign)).code == Code.VALID
+    assert (await verifier.verify(other)).code == Code.NOT_FOUND
+    assert counting.calls == ["digest_import_prefixes", "load_for_verify"], "another prefix: no key lookup"
 
 
 async def test_an_unknown_key_is_remembered_for_the_negative_ttl(

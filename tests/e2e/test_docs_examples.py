@@ -403,6 +403,11 @@ def _create_key(docs: Docs, example: Example) -> list[Got]:
     return [docs.send(example, api_id=docs.new_api())]
 
 
+@scenario("docs/import.md", "import")
+def _import(docs: Docs, example: Example) -> list[Got]:
+    return [docs.send(example, api_id=docs.new_api())]
+
+
 @scenario(API, "verify")
 def _verify_key(docs: Docs, example: Example) -> list[Got]:
     api_id, created = _alice(docs)
@@ -467,6 +472,15 @@ def _plaintext_warning(docs: Docs, example: Example) -> list[Got]:
     [line] = [line for line in lines if line.get("event") == "plaintext_key"]
     docs.same["192.0.2.7"] = address
     return [Got(None, {}, line)]
+
+
+@scenario("docs/recoverable-keys.md", "recover")
+def _recover(docs: Docs, example: Example) -> list[Got]:
+    api_id = docs.call("POST", "/v1/apis", {"name": "dashboard", "recoverable": True})["id"]
+    created = docs.call("POST", f"/v1/apis/{api_id}/keys", {"owner_id": "alice"})
+    got = docs.run(example, {"KEY_ID": created["id"]})
+    assert [answer.body for answer in got] == [{"key_id": created["id"], "key": created["key"]}]
+    return got
 
 
 @scenario("docs/leaks.md", "report")

@@ -109,13 +109,11 @@ async def test_create_with_the_reserved_root_prefix_is_refused(client: httpx.Asy
     assert problem(response, 400, "invalid_prefix")["field"] == "/prefix"
 
 
-async def test_create_refuses_recoverable_keys_until_they_exist(client: httpx.AsyncClient, auth: Headers) -> None:
+async def test_create_accepts_a_recoverable_api(client: httpx.AsyncClient, auth: Headers) -> None:
     response = await client.post("/v1/apis", json={"name": "vault", "recoverable": True}, headers=auth)
 
-    body = problem(response, 400, "not_supported")
-    assert body["field"] == "/recoverable"
-    assert "not available yet" in body["detail"]
-    assert (await client.get("/v1/apis", headers=auth)).json()["items"] == []
+    assert response.status_code == 201
+    assert response.json()["recoverable"] is True
 
 
 async def test_create_accepts_recoverable_false(client: httpx.AsyncClient, auth: Headers) -> None:
@@ -125,13 +123,11 @@ async def test_create_accepts_recoverable_false(client: httpx.AsyncClient, auth:
     assert response.json()["recoverable"] is False
 
 
-async def test_patch_refuses_recoverable_keys_and_leaves_the_api_unchanged(
-    client: httpx.AsyncClient, auth: Headers, api: Json
-) -> None:
-    response = await client.patch(f"/v1/apis/{api['id']}", json={"name": "x", "recoverable": True}, headers=auth)
+async def test_patch_turns_recoverable_keys_on_and_off(client: httpx.AsyncClient, auth: Headers, api: Json) -> None:
+    response = await client.patch(f"/v1/apis/{api['id']}", json={"recoverable": True}, headers=auth)
 
-    assert problem(response, 400, "not_supported")["field"] == "/recoverable"
-    assert (await client.get(f"/v1/apis/{api['id']}", headers=auth)).json() == api
+    assert response.status_code == 200
+    assert response.json()["recoverable"] is True
     accepted = await client.patch(f"/v1/apis/{api['id']}", json={"recoverable": False}, headers=auth)
     assert accepted.status_code == 200
     assert accepted.json()["recoverable"] is False

@@ -180,7 +180,6 @@ REFUSED_BODIES = [
     pytest.param(
         "/v1/apis", {"name": "a", "expire_stale_after_days": 5}, "invalid_rotation_policy", id="rotation-policy"
     ),
-    pytest.param("/v1/apis", {"name": "a", "recoverable": True}, "not_supported", id="recoverable"),
     pytest.param(
         "/v1/identities",
         {"owner_id": "o", "credits": {"remaining": 1, "refill": {"amount": 1, "interval": "daily", "day": 3}}},
@@ -209,6 +208,7 @@ ACCEPTED_BODIES = [
     pytest.param("/v1/root-keys", {"permissions": ["keys.write", "audit.*", "api.{api_id}.keys.*"]}, id="root"),
     pytest.param("/v1/apis", {"name": "a", "max_key_age_days": 9, "expire_stale_after_days": 5}, id="rotation"),
     pytest.param("/v1/apis", {"name": "a", "recoverable": False}, id="not-recoverable"),
+    pytest.param("/v1/apis", {"name": "a", "recoverable": True}, id="recoverable"),
     pytest.param(
         "/v1/identities",
         {"owner_id": "o", "credits": {"remaining": 1, "refill": {"amount": 1, "interval": "monthly", "day": 3}}},

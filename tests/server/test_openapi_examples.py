@@ -133,6 +133,7 @@ SENT = [
     ("patch", "/v1/identities/{owner_id}"),
     ("post", "/v1/apis/{api_id}/keys"),
     ("post", "/v1/apis/{api_id}/keys/bulk"),
+    ("post", "/v1/apis/{api_id}/keys/import"),
     ("patch", "/v1/keys/{key_id}"),
     ("post", "/v1/keys/{key_id}/credits"),
     ("post", "/v1/keys/verify"),

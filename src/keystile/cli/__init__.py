@@ -20,6 +20,7 @@ from keystile.cli.apis import apis
 from keystile.cli.identities import identities
 from keystile.cli.keys import keys
 from keystile.cli.logs import logs
+from keystile.cli.masterkey import master_key
 from keystile.cli.proxy import proxy
 from keystile.cli.rootkeys import root_keys
 from keystile.cli.scan import scan
@@ -76,7 +77,7 @@ def cli(ctx: click.Context, data_dir: Path | None, database_url: str | None, deb
     ctx.obj = Options({"data_dir": data_dir, "database_url": database_url}, debug)
 
 
-for command in (init, migrate, serve, apis, keys, identities, root_keys, logs, scan, proxy):
+for command in (init, migrate, serve, apis, keys, identities, root_keys, master_key, logs, scan, proxy):
     cli.add_command(command)
 
 

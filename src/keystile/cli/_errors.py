@@ -8,7 +8,7 @@ code   meaning
 2      usage error or invalid input (bad flag, bad value, a setting that does not parse)
 3      not found (no such API, key or root key)
 4      conflict (the object or file already exists, or clashes with the current state)
-5      storage unavailable, or a schema that needs ``keystile init`` / ``keystile migrate``
+5      storage unavailable, a schema that needs ``keystile init`` / ``keystile migrate``, or no usable master key
 6      ``serve`` / ``proxy``: the port is in use (by another program, or another keystile serve)
 7      ``serve`` / ``proxy``: cannot listen on that address (not one of this machine's, or not permitted)
 8      ``serve`` / ``proxy``: the TLS certificate or key cannot be used
@@ -21,7 +21,15 @@ from typing import IO, Any
 
 import click
 
-from keystile.errors import Conflict, InvalidInput, KeystileError, NotFound, StorageError, TooLarge
+from keystile.errors import (
+    Conflict,
+    InvalidInput,
+    KeystileError,
+    MasterKeyUnavailable,
+    NotFound,
+    StorageError,
+    TooLarge,
+)
 
 OK = 0
 NO = 1
@@ -125,7 +133,7 @@ def error_class(error: KeystileError) -> type[CliError]:
         return Missing
     if isinstance(error, Conflict):
         return Clash
-    if isinstance(error, StorageError):
+    if isinstance(error, StorageError | MasterKeyUnavailable):
         return Unavailable
     return CliError
 

@@ -1,4 +1,4 @@
-"""``keystile keys reroll`` (SPEC R2) and ``keystile keys credits`` (SPEC L3)."""
+"""``keystile keys reroll`` (SPEC R2), ``keystile keys credits`` (SPEC L3) and ``keystile keys plaintext`` (SPEC K3)."""
 
 from __future__ import annotations
 
@@ -107,3 +107,26 @@ def credits(
         return
     left = "unlimited" if out.credits is None else f"{out.credits.remaining} left"
     click.echo(f"Credits of key {out.id} ({out.start}): {left}.")
+
+
+@click.command("plaintext")
+@click.argument("key_id")
+@json_option
+def plaintext(key_id: str, as_json: bool) -> None:
+    """Print a recoverable key in plain text (audited as key.decrypt).
+
+    Only keys stored recoverable can be read back (exit 4 for others); without the master key that wraps them,
+    exit 5.
+    """
+    from keystile.schemas import KeyPlaintext
+    from keystile.service import CLI_ACTOR
+
+    async def work(ks: Keystile) -> KeyPlaintext:
+        key, plain = await ks.keys.reveal(CLI_ACTOR, key_id)
+        return KeyPlaintext(key_id=key.id, key=plain)
+
+    out = run(work)
+    if as_json:
+        emit_json(out)
+    else:
+        click.echo(out.key)

@@ -17,7 +17,8 @@ from keystile.cli._keyview import show_key, status
 from keystile.cli._output import emit_json, json_option, next_page, table, when
 from keystile.cli._parse import expiry, refill, to_duration, to_json_object, to_ratelimits
 from keystile.cli._runtime import run
-from keystile.cli.keyops import credits, reroll
+from keystile.cli.keyimport import import_keys
+from keystile.cli.keyops import credits, plaintext, reroll
 from keystile.cli.verify import verify
 
 if TYPE_CHECKING:
@@ -94,8 +95,13 @@ def keys() -> None:
 @click.argument("api_id")
 @key_options
 @click.option("--disabled", is_flag=True, help="Create the key disabled (it verifies as DISABLED).")
+@click.option(
+    "--recoverable/--not-recoverable",
+    default=None,
+    help="Keep the key encrypted so that it can be read back (keys plaintext) [default: as its API says].",
+)
 @json_option
-def create(api_id: str, disabled: bool, as_json: bool, **given: Any) -> None:
+def create(api_id: str, disabled: bool, recoverable: bool | None, as_json: bool, **given: Any) -> None:
     """Create a key in API_ID and print it once.
 
     Keystile keeps only its hash: the key cannot be shown again.
@@ -113,6 +119,8 @@ def create(api_id: str, disabled: bool, as_json: bool, **given: Any) -> None:
         raise click.UsageError("a refill needs --credits (the starting number of uses)")
     if disabled:
         body["enabled"] = False
+    if recoverable is not None:
+        body["recoverable"] = recoverable
     spec = new_key(convert(body, KeyCreate))
 
     async def work(ks: Keystile) -> KeyCreated:
@@ -338,3 +346,5 @@ def delete(key_id: str, yes: bool) -> None:
 keys.add_command(verify)
 keys.add_command(reroll)
 keys.add_command(credits)
+keys.add_command(plaintext)
+keys.add_command(import_keys)

@@ -53,7 +53,11 @@ def set_up(
     async def work(ks: Keystile) -> SetupReport:
         applied = await ks.storage.migrate()
         assert settings.master_key_file is not None
-        created_master = ensure_master_key(settings.master_key_file)
+        # A master key file is made only where none is given and no data key exists yet: a new one beside stored
+        # data keys would open none of them (the server says so; see docs/recoverable-keys.md).
+        created_master = False
+        if not settings.master_key and not await ks.storage.count_data_keys():
+            created_master = ensure_master_key(settings.master_key_file)
         created: tuple[Key, str] | None = None
         if only_on_first_run:
             ever = await ks.root_keys.list(CLI_ACTOR.principal, cursor=None, limit=1)
@@ -88,7 +92,7 @@ def show_setup(
         say(f"Database {public['database_url']}: schema up to date.", as_json=as_json)
     if report.master_key_created:
         say(f"Master key created at {settings.master_key_file} (mode 0600).", as_json=as_json)
-    elif loosely_guarded(settings.master_key_file):
+    elif not settings.master_key and loosely_guarded(settings.master_key_file):
         warn(f"{settings.master_key_file} can be read by other users; chmod 600 it.")
     _warn_about_loose_files(settings)
     root: dict[str, Any] | None = None

@@ -28,7 +28,9 @@ from keystile.operations import (
     GET_API,
     GET_IDENTITY,
     GET_KEY,
+    GET_KEY_PLAINTEXT,
     HEALTHZ,
+    IMPORT_KEYS,
     LIST_APIS,
     LIST_AUDIT,
     LIST_KEYS,
@@ -57,6 +59,7 @@ from keystile.schemas import (
     IdentityCreate,
     IdentityPatch,
     KeyCreate,
+    KeyImport,
     KeyPatch,
     RatelimitRequest,
     RerollSpec,
@@ -107,6 +110,12 @@ class Operations:
     def create_keys_bulk(api_id: str, spec: BulkKeyCreate) -> Parts:
         """Create up to 1,000 keys, all or nothing (a ``BadRequest`` names the failing ``index``)."""
         return Parts({"api_id": api_id}, body=spec)
+
+    @operation(IMPORT_KEYS)
+    def import_keys(api_id: str, body: KeyImport) -> Parts:
+        """Import up to 1,000 existing keys (plain text or SHA-256 digests), all or nothing; keys the API holds
+        already are skipped (``BadRequest`` names a failing ``index``, ``Conflict`` a key of another API)."""
+        return Parts({"api_id": api_id}, body=body)
 
     @operation(LIST_KEYS)
     def list_keys(
@@ -160,6 +169,11 @@ class Operations:
     def change_credits(key_id: str, change: CreditsChange) -> Parts:
         """Set, add or subtract a key's credits (atomic on the server)."""
         return Parts({"key_id": key_id}, body=change)
+
+    @operation(GET_KEY_PLAINTEXT)
+    def get_key_plaintext(key_id: str) -> Parts:
+        """A recoverable key in plain text (needs ``keys.decrypt``; audited as ``key.decrypt``)."""
+        return Parts({"key_id": key_id})
 
     # -- identities (SPEC K5) ----------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from keystile.core.keys import DEFAULT_PREFIX
 from keystile.core.models import RateLimit, Refill, RefillInterval
 
 CreditsOp = Literal["set", "add", "subtract"]
+HashVariant = Literal["sha256_hex", "sha256_base64"]
 
 
 class Keep(enum.Enum):
@@ -103,6 +104,26 @@ class NewKey:
     credits: NewCredits | None = None
     ratelimits: Sequence[RateLimit] = ()
     ip_allowlist: Sequence[str] = ()
+    recoverable: bool | None = None
+    """Keep the key encrypted so that it can be shown again (SPEC K3); ``None``: as its API says."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyHash:
+    """The SHA-256 digest of a key to import, as another system exported it: hex, or base64 (Unkey's)."""
+
+    value: str
+    variant: HashVariant = "sha256_hex"
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedKey:
+    """A key to import (SPEC R4): its plain text (``key``) or its digest (``hash``), exactly one of them, and
+    what the new key record holds. The key keeps its own format; only its SHA-256 digest is stored."""
+
+    spec: NewKey = field(default_factory=NewKey)
+    key: str | None = None
+    hash: KeyHash | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,8 @@ without touching storage. Only ``SHA-256(key)`` is ever stored (K3).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import re
 import secrets
@@ -82,3 +84,29 @@ def start_of(key: str) -> str:
     if parsed is not None:
         return f"{parsed.prefix}_{parsed.random[:4]}"
     return key[:4] if len(key) >= 16 else ""
+
+
+DIGEST_BYTES = 32
+_HEX_RE = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def digest_from_export(value: str, variant: str) -> bytes:
+    """The SHA-256 digest another system exported, as hex (``sha256_hex``) or base64 (``sha256_base64``, as
+    Unkey exports it; the URL-safe alphabet and missing padding are accepted too).
+
+    Raises :class:`ValueError` saying what is wrong, without repeating the value.
+    """
+    if variant == "sha256_hex":
+        if _HEX_RE.fullmatch(value) is None:
+            raise ValueError(f"a hex SHA-256 digest is 64 hex digits (0-9, a-f), not {len(value)} characters")
+        return bytes.fromhex(value)
+    if variant == "sha256_base64":
+        text = value.strip().replace("-", "+").replace("_", "/")
+        try:
+            raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("a base64 SHA-256 digest has characters outside the base64 alphabet") from None
+        if len(raw) != DIGEST_BYTES:
+            raise ValueError(f"a SHA-256 digest is {DIGEST_BYTES} bytes; this base64 value holds {len(raw)}")
+        return raw
+    raise ValueError(f"unknown hash variant {variant[:32]!r}: use sha256_hex or sha256_base64")

@@ -121,6 +121,30 @@ class KeyView:
     stale: bool
 
 
+ImportStatus = Literal["imported", "skipped"]
+
+
+@dataclass(frozen=True, slots=True)
+class ImportItem:
+    """What became of one entry of an import (SPEC R4): the key it made, or the key of this API that already had
+    its digest (``skipped``)."""
+
+    index: int
+    id: str
+    status: ImportStatus
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """The outcome of one batch of an import: counts, and one item per entry in order."""
+
+    imported: int
+    skipped: int
+    items: tuple[ImportItem, ...]
+    by_digest: int = 0
+    """Entries given as digests rather than plain text (imported or skipped)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Role:
     """A named permission set of one API (SPEC V3)."""
@@ -130,6 +154,28 @@ class Role:
     permissions: tuple[str, ...]
     created_at: int
     updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class DataKey:
+    """A data key of recoverable keys (SPEC K3), as stored: 256 random bits ``wrapped`` (AES-256-GCM, nonce first)
+    under the master key whose id is ``master_id``. Never the data key itself."""
+
+    id: str
+    master_id: str
+    wrapped: bytes
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeySecret:
+    """A recoverable key's plain text sealed (AES-256-GCM) under the data key ``data_key_id`` (SPEC K3)."""
+
+    key_id: str
+    data_key_id: str
+    nonce: bytes
+    ciphertext: bytes
 
 
 @dataclass(frozen=True, slots=True)

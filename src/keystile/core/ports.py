@@ -19,12 +19,14 @@ from keystile.core.models import (
     AuditEntry,
     AuditFilter,
     Credits,
+    DataKey,
     EventFilter,
     EventRow,
     Identity,
     Key,
     KeyBundle,
     KeyFilter,
+    KeySecret,
     Role,
     VerificationEvent,
 )
@@ -52,6 +54,19 @@ class Transaction(Protocol):
 
     async def update_key(self, key: Key) -> None:
         """Replace every mutable field of a key (credits and rate limits included) with ``key``'s."""
+        ...
+
+    async def find_digests(self, digests: Sequence[bytes]) -> dict[bytes, tuple[str, str]]:
+        """Which of ``digests`` belong to a key already, in any API: ``{digest: (key id, api id)}``."""
+        ...
+
+    async def import_keys(self, keys: Sequence[Key]) -> None:
+        """Insert keys (with their credits and rate limits) whose digests :meth:`find_digests` found free, in as
+        few round trips as the database allows; a digest taken meanwhile raises ``Conflict``."""
+        ...
+
+    async def mark_imported_by_digest(self, api_id: str) -> bool:
+        """Record that keys were imported into the API by digest (SPEC K2); returns whether that is new."""
         ...
 
     async def delete_key(self, key_id: str) -> bool: ...
@@ -96,6 +111,19 @@ class Transaction(Protocol):
         """Append an entry; returns it with its ``seq``."""
         ...
 
+    async def insert_key_secrets(self, secrets: Sequence[KeySecret]) -> None:
+        """Store recoverable keys' sealed plain text (SPEC K3); each key must exist. Deleting a key deletes it."""
+        ...
+
+    async def insert_data_key(self, data_key: DataKey) -> None: ...
+    async def data_keys_to_rewrap(self, master_id: str, *, after: str, limit: int) -> list[DataKey]:
+        """Data keys not wrapped under ``master_id``, by id after ``after``, at most ``limit`` (a rotation's batch)."""
+        ...
+
+    async def rewrap_data_key(self, data_key_id: str, old_master_id: str, new: DataKey) -> bool:
+        """Replace a data key's wrapping with ``new``'s, if it is still wrapped under ``old_master_id``."""
+        ...
+
 
 class Storage(Protocol):
     """Where Keystile keeps its records (SPEC X2)."""
@@ -115,6 +143,11 @@ class Storage(Protocol):
 
     async def load_for_verify(self, digest: bytes) -> KeyBundle | None:
         """Everything verification needs about the key with this digest, in as few round trips as possible."""
+        ...
+
+    async def digest_import_prefixes(self) -> frozenset[str]:
+        """The prefixes of the APIs into which keys were imported by digest: strings in Keystile's shape with
+        such a prefix are looked up even when their checksum fails (SPEC K2)."""
         ...
 
     async def get_api(self, api_id: str) -> Api | None: ...
@@ -154,6 +187,19 @@ class Storage(Protocol):
         ...
 
     async def list_roles(self, api_id: str) -> list[Role]: ...
+    async def get_key_secret(self, key_id: str) -> KeySecret | None:
+        """A recoverable key's sealed plain text, or ``None`` for a key that was not stored recoverable."""
+        ...
+
+    async def get_data_key(self, data_key_id: str) -> DataKey | None: ...
+    async def count_data_keys(self) -> dict[str, int]:
+        """How many data keys each master key (by id) wraps."""
+        ...
+
+    async def newest_data_key(self, master_id: str) -> DataKey | None:
+        """The data key most recently made among those wrapped under ``master_id``."""
+        ...
+
     async def count_keys(self, api_id: str) -> int: ...
     async def list_audit(self, where: AuditFilter, *, before: int | None, limit: int) -> list[AuditEntry]:
         """Audit entries newest first, with ``seq`` below the cursor ``before``."""

@@ -264,6 +264,9 @@ class Verifier:
         """Whether the notification channel is down (entries then live the fallback TTL)."""
         # The last key loaded: compiled again, and dropped, when storage does not know a digest (see _load).
         self._decoy: KeyBundle | None = None
+        # Prefixes of APIs with keys imported by digest (see _digest_prefixes), and until when they are trusted.
+        self._prefixes: frozenset[str] = frozenset()
+        self._prefixes_until = -math.inf
         self._stale_logged_at = -math.inf
         self._stale_unlogged = 0
         self.hits = self.misses = self.negative_hits = self.stale_served = 0
@@ -413,8 +416,14 @@ class Verifier:
         if not key or len(key) > keyformat.MAX_KEY_LENGTH:
             return None  # cannot be a key, whatever its format: no storage call
         parsed = keyformat.parse(key)
-        if parsed is not None and not keyformat.has_valid_checksum(parsed):
-            return None  # a typo or a made-up key: no storage call
+        # A typo or a made-up key: no key lookup. Unless keys were imported by digest into an API of this prefix:
+        # those may have any format, this one included (K2).
+        if (
+            parsed is not None
+            and not keyformat.has_valid_checksum(parsed)
+            and parsed.prefix not in await self._digest_prefixes()
+        ):
+            return None
         digest = _sha256(key.encode()).digest()
         stale = self._cache.get(digest) or self._stale.get(digest)
         self.misses += 1
@@ -450,6 +459,24 @@ class Verifier:
         self._unknown.pop(digest, None)
         return entry
 
+    async def _digest_prefixes(self) -> frozenset[str]:
+        """The prefixes of the APIs holding keys imported by digest, asked of storage at most once a TTL (or
+        after an API changed): the only storage call a string with a bad checksum can cause."""
+        now = self._clock.monotonic()
+        if self._prefixes_until > now:
+            return self._prefixes
+        generation = self._generation
+        try:
+            prefixes = await self._storage.digest_import_prefixes()
+        except StorageError:
+            # Keep what was known: refusing a string that fails its checksum is the answer without storage.
+            self._prefixes_until = now + self._negative_ttl
+            return self._prefixes
+        self._prefixes = prefixes
+        if generation == self._generation:  # else a change overtook the answer: ask again next time
+            self._prefixes_until = now + self._ttl
+        return prefixes
+
     def _served_stale(self, entry: CachedKey) -> None:
         self.stale_served += 1
         self._stale_unlogged += 1
@@ -477,6 +504,8 @@ class Verifier:
         self._generation += 1
         for change in changes:
             kind = change.kind
+            if kind != "key" and kind != "credits":
+                self._prefixes_until = -math.inf  # an API changed (its prefix, or keys imported by digest)
             if kind == "key":
                 digest = bytes.fromhex(change.ref)
                 self._cache.pop(digest, None)
@@ -512,6 +541,7 @@ class Verifier:
     def clear(self) -> None:
         """Forget everything cached."""
         self._generation += 1
+        self._prefixes_until = -math.inf
         self._cache.clear()
         self._stale.clear()
         self._unknown.clear()

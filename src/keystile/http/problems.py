@@ -14,6 +14,7 @@ from keystile.errors import (
     Forbidden,
     InvalidInput,
     KeystileError,
+    MasterKeyUnavailable,
     NotFound,
     RateLimited,
     StorageError,
@@ -35,6 +36,7 @@ _STATUSES: tuple[tuple[type[KeystileError], int], ...] = (
     (Conflict, 409),
     (TooLarge, 413),
     (RateLimited, 429),
+    (MasterKeyUnavailable, 503),
     (StorageError, 503),
 )
 # Codes whose status is more precise than their class's.

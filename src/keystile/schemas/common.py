@@ -103,13 +103,11 @@ StaleExpiry = Annotated[
         description="With `max_key_age_days`: stale keys verify as EXPIRED this many days after turning stale.",
     ),
 ]
-# The service refuses true (not_supported) until recoverable keys exist; the document says so with ``const``.
 Recoverable = Annotated[
     bool,
     Meta(
-        extra_json_schema={"const": False},
-        description="Must be false for now: recoverable keys (kept encrypted so that they can be shown again) "
-        "are not available yet.",
+        description="Keep this API's keys encrypted (under the master key) so that a root key with `keys.decrypt` "
+        "can read them back with `GET /v1/keys/{key_id}/plaintext`. Applies to keys created afterwards."
     ),
 ]
 MAX_BULK = 1000

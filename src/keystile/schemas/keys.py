@@ -54,6 +54,14 @@ class KeyCreate(_In):
     credits: CreditsSpec | None = None
     ratelimits: list[RateLimitSpec] = []
     ip_allowlist: Allowlist = []
+    recoverable: Annotated[
+        bool | None,
+        Meta(
+            description="Keep the key encrypted so that it can be read back (`GET /v1/keys/{key_id}/plaintext`). "
+            "Default: the API's `recoverable`; `false` opts out; `true` in an API that is not recoverable is a "
+            "400 `api_not_recoverable`."
+        ),
+    ] = None
 
 
 class KeyPatch(_In):
@@ -105,6 +113,13 @@ class KeyCreated(KeyOut):
 
 class BulkKeysCreated(Struct):
     items: list[KeyCreated]
+
+
+class KeyPlaintext(Struct):
+    """A recoverable key read back in plain text."""
+
+    key_id: str
+    key: Annotated[str, Meta(description="The key in plain text. Every read is audited as `key.decrypt`.")]
 
 
 GracePeriod = Annotated[
@@ -178,6 +193,7 @@ def new_key(spec: KeyCreate) -> NewKey:
         credits=new_credits(spec.credits),
         ratelimits=ratelimits_of(spec.ratelimits),
         ip_allowlist=spec.ip_allowlist,
+        recoverable=spec.recoverable,
     )
 
 

@@ -8,6 +8,7 @@ request ids are applied here, in plain ASGI, before any routing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -171,6 +172,10 @@ def _lifespan(runtime: Runtime) -> Callable[[Starlette], AbstractAsyncContextMan
         if runtime.keystile is None:
             # The CLI's `serve` has migrated and bootstrapped already; a server never changes the schema.
             opened = runtime.keystile = await Keystile.open(runtime.settings)
+            # A missing or wrong master key does not stop the server: it is said once, here, and only recoverable
+            # keys are refused (SPEC K3).
+            with contextlib.suppress(KeystileError):
+                await opened.vault.check()
         try:
             yield
         finally:

@@ -34,8 +34,14 @@ from keystile.schemas import (
     IdentityPatch,
     KeyCreate,
     KeyCreated,
+    KeyHashSpec,
+    KeyImport,
+    KeyImportEntry,
+    KeyImportItem,
+    KeyImportResult,
     KeyOut,
     KeyPatch,
+    KeyPlaintext,
     LeakLabel,
     LeakReport,
     Page,
@@ -170,7 +176,28 @@ EXAMPLES: dict[Any, Any] = {
     KeyOut: _KEY,
     KeyCreated: _KEY_CREATED,
     BulkKeysCreated: BulkKeysCreated([_KEY_CREATED]),
+    KeyImport: KeyImport(
+        keys=[
+            KeyImportEntry(key="sk_live_51HxT2a9Qd7LmZ8pWv3Rk", name="alice laptop", owner_id="alice"),
+            KeyImportEntry(hash="9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", owner_id="bob"),
+            KeyImportEntry(
+                hash=KeyHashSpec(value="LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=", variant="sha256_base64"),
+                external_id="carol",
+                permissions=["forecast.read"],
+            ),
+        ]
+    ),
+    KeyImportResult: KeyImportResult(
+        imported=2,
+        skipped=1,
+        items=[
+            KeyImportItem(0, "key_0EvMSif02StR3D6eknb68r", "imported"),
+            KeyImportItem(1, "key_0EvMSif02StR3D6eknb68s", "imported"),
+            KeyImportItem(2, "key_0EvMPq7Ue1cY2hJb1xVw4T", "skipped"),
+        ],
+    ),
     Page[KeyOut]: Page[KeyOut]([_KEY], "key_0EvMSif02StR3D6eknb68r"),
+    KeyPlaintext: KeyPlaintext(key_id=KEY_ID, key="ks_3Fx9…"),
     RerollSpec: RerollSpec(grace_period_ms=3_600_000, expires_at=datetime(2031, 1, 1, tzinfo=UTC)),
     CreditsChange: CreditsChange(op="add", amount=500),
     # -- verification

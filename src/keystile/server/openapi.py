@@ -56,11 +56,12 @@ _ERRORS = {
     404: "No such object, or one the root key may not see.",
     409: "The request clashes with the current state.",
     415: "The body is not JSON.",
-    503: "Storage is unreachable.",
+    503: "Storage is unreachable (`storage_unavailable`), or the master key of recoverable keys is missing or not "
+    "the one that wraps them (`master_key_unavailable`).",
 }
 _DEFAULT_ERROR = (
     "Any other problem: a body over the size limit (413), headers over the size limit (431), a server fault "
-    "(500), storage unreachable (503)."
+    "(500), storage or the master key unavailable (503)."
 )
 _SUCCESS = {200: "OK", 201: "Created", 204: "No content"}
 # What a created object lets a client call next (OpenAPI links): the path parameters it supplies. Every operation

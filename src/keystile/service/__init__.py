@@ -16,10 +16,12 @@ from keystile.service.audit import AuditService
 from keystile.service.authz import CLI_ACTOR, Actor, Principal
 from keystile.service.context import Context
 from keystile.service.identities import IdentityService
+from keystile.service.imports import ImportService
 from keystile.service.keys import KeyService
 from keystile.service.leaks import LeakService
 from keystile.service.ratelimits import RatelimitService
 from keystile.service.rootkeys import RootKeyService
+from keystile.service.vault import MasterKeys, Vault
 from keystile.service.verification import VerificationService
 
 
@@ -27,7 +29,13 @@ class Keystile:
     """One deployment's services, wired to one storage, clock, change bus and verification cache."""
 
     def __init__(
-        self, storage: Storage, clock: Clock, bus: ChangeBus, verifier: Verifier, events: Events | None = None
+        self,
+        storage: Storage,
+        clock: Clock,
+        bus: ChangeBus,
+        verifier: Verifier,
+        events: Events | None = None,
+        masters: MasterKeys | None = None,
     ) -> None:
         self.ctx = Context(storage, clock, bus, verifier)
         self.events = events if events is not None else Events(storage, clock)
@@ -35,7 +43,10 @@ class Keystile:
         self._closers: list[Callable[[], Awaitable[None]]] = []
         bus.subscribe(verifier.apply_changes)
         self.apis = ApiService(self.ctx)
-        self.keys = KeyService(self.ctx, self.apis)
+        self.vault = Vault(self.ctx, masters if masters is not None else MasterKeys(None))
+        """The master and data keys of recoverable keys (SPEC K3)."""
+        self.keys = KeyService(self.ctx, self.apis, self.vault)
+        self.imports = ImportService(self.ctx, self.apis, self.keys, self.vault)
         self.root_keys = RootKeyService(self.ctx, self.keys)
         self.verification = VerificationService(self.ctx, self.events.recorder)
         self.audit = AuditService(self.ctx)
@@ -84,7 +95,7 @@ class Keystile:
             raw_days=settings.events_retention_days,
             rollup_days=settings.rollups_retention_days,
         )
-        return cls(storage, clock, bus, verifier, events)
+        return cls(storage, clock, bus, verifier, events, MasterKeys.from_settings(settings))
 
     @classmethod
     async def open(cls, settings: Settings, clock: Clock | None = None, *, retention: bool = True) -> Keystile:

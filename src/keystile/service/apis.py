@@ -33,17 +33,6 @@ def _check_prefix(prefix: str) -> str:
     return prefix
 
 
-def _refuse_recoverable(recoverable: object) -> None:
-    """Refuse ``recoverable: true``: keys kept encrypted under the master key (SPEC K3) do not exist yet, and an
-    API must not promise what it does not keep. ``false`` is accepted; the field stays for when they come."""
-    if recoverable is True:
-        raise InvalidInput(
-            "recoverable keys (kept encrypted so that they can be shown again) are not available yet",
-            code="not_supported",
-            field="/recoverable",
-        )
-
-
 def _rotation_policy(spec: NewApi) -> tuple[int | None, int | None]:
     """``max_key_age_days`` and ``expire_stale_after_days`` (SPEC R3); the second needs the first."""
     if spec.expire_stale_after_days is not None and spec.max_key_age_days is None:
@@ -78,7 +67,6 @@ class ApiService:
         """Create an API; needs ``apis.write`` for every API."""
         actor.principal.require("apis.write")
         check_json(spec.name, "/name")
-        _refuse_recoverable(spec.recoverable)
         max_age, expire_after = _rotation_policy(spec)
         now = self._ctx.now()
         api = Api(
@@ -115,7 +103,6 @@ class ApiService:
 
     async def update(self, actor: Actor, api_id: str, update: ApiUpdate) -> Api:
         """Change an API's settings (fields not given stay); needs ``apis.write`` for it."""
-        _refuse_recoverable(update.recoverable)
         async with self._ctx.storage.transaction() as tx:
             current = await self.get(actor.principal, api_id, "apis.write")
             current = await tx.get_api(api_id) or current

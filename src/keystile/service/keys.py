@@ -1,8 +1,9 @@
 """Keys: create (single and bulk), read, list, update, revoke, delete (SPEC K2-K4, R1), reroll (R2), credit
-operations (L3) and the ``stale`` marker of the rotation policy (R3).
+operations (L3), the ``stale`` marker of the rotation policy (R3) and reading a recoverable key back (K3).
 
-The plain-text key exists only in the return value of :meth:`KeyService.create`, its bulk form and
-:meth:`KeyService.reroll`; everything that is stored, audited or logged carries its digest or its ``start``.
+The plain-text key exists only in the return value of :meth:`KeyService.create`, its bulk form,
+:meth:`KeyService.reroll` and :meth:`KeyService.reveal`; everything that is stored, audited or logged carries its
+digest or its ``start`` (a recoverable key is stored sealed, by :class:`~keystile.service.vault.Vault`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from keystile.service.context import Context, key_change, not_found, page_limit,
 from keystile.service.credits import as_spec, credits_change, credits_from_spec, merged_credits
 from keystile.service.snapshots import key_snapshot, time_text
 from keystile.service.validate import check_json, json_size, merge_patch, to_ms
+from keystile.service.vault import Vault
 
 DAY_MS = 86_400_000
 
@@ -63,15 +65,36 @@ def merged(key: Key, update: KeyUpdate) -> NewKey:
     )
 
 
+def _recoverable(api: Api, spec: NewKey, index: int | None) -> bool:
+    """Whether a new key is to be stored recoverable: as its API says, unless the key opts out; a key cannot opt
+    in when its API is not recoverable (InvalidInput ``api_not_recoverable``, naming the key's ``index``)."""
+    if spec.recoverable is None:
+        return api.recoverable
+    if spec.recoverable and not api.recoverable:
+        pointer = "" if index is None else f"/keys/{index}"
+        extra = {} if index is None else {"index": index}
+        raise InvalidInput(
+            "the API does not keep its keys recoverable: make the API recoverable first",
+            code="api_not_recoverable",
+            field=f"{pointer}/recoverable",
+            **extra,
+        )
+    return spec.recoverable
+
+
 class KeyService:
-    def __init__(self, ctx: Context, apis: ApiService) -> None:
+    def __init__(self, ctx: Context, apis: ApiService, vault: Vault) -> None:
         self._ctx = ctx
         self._apis = apis
+        self._vault = vault
 
     # -- validation shared by create and update -------------------------------------------------------------
 
-    async def _checked(self, tx: Transaction, api_id: str, spec: NewKey, prefix: str = "") -> dict[str, Any]:
-        """The validated, normalised fields of a key spec; ``prefix`` is the JSON pointer of the spec."""
+    async def checked(
+        self, tx: Transaction, api_id: str, spec: NewKey, prefix: str = "", roles_known: frozenset[str] | None = None
+    ) -> dict[str, Any]:
+        """The validated, normalised fields of a key spec; ``prefix`` is the JSON pointer of the spec.
+        ``roles_known``: the API's roles that exist, when the caller looked them up once for many specs."""
         check_json(spec.name, f"{prefix}/name")
         check_json(spec.owner_id, f"{prefix}/owner_id")
         check_json(spec.meta, f"{prefix}/meta")
@@ -80,7 +103,8 @@ class KeyService:
         permissions = tuple(dict.fromkeys(validate_grant(p) for p in spec.permissions))
         roles = tuple(dict.fromkeys(spec.roles))
         for name in roles:
-            if await tx.get_role(api_id, name) is None:
+            known = name in roles_known if roles_known is not None else await tx.get_role(api_id, name) is not None
+            if not known:
                 raise InvalidInput(f"the API has no role {name!r}", code="unknown_role", field=f"{prefix}/roles")
         return {
             "name": spec.name,
@@ -118,23 +142,34 @@ class KeyService:
     async def create_many(
         self, actor: Actor, api_id: str, specs: Sequence[NewKey], *, bulk: bool = True
     ) -> list[tuple[Key, str]]:
-        """Create keys all-or-nothing; an error names the failing spec by ``index`` and JSON pointer."""
+        """Create keys all-or-nothing; an error names the failing spec by ``index`` and JSON pointer.
+
+        Keys of a recoverable API (or asking for it) are also stored sealed, in the same transaction; raises
+        MasterKeyUnavailable when they cannot be, and InvalidInput (``api_not_recoverable``) for a key that asks
+        to be recoverable in an API that is not."""
+        api = await self._apis.get(actor.principal, api_id, "keys.write")
+        recoverable = [_recoverable(api, spec, index if bulk else None) for index, spec in enumerate(specs)]
+        # The data key is fetched (or made, in a transaction of its own) before the keys' transaction begins.
+        sealer = await self._vault.sealer() if any(recoverable) else None
         async with self._ctx.storage.transaction() as tx:
-            api = await self._apis.get(actor.principal, api_id, "keys.write")
             now = self._ctx.now()
             created = []
             for index, spec in enumerate(specs):
                 pointer = f"/keys/{index}" if bulk else ""
                 try:
-                    fields = await self._checked(tx, api_id, spec, pointer)
+                    fields = await self.checked(tx, api_id, spec, pointer)
                 except InvalidInput as exc:
                     if bulk:
                         exc.extra["index"] = index
                     raise
                 created.append(self._new_key(api, fields, spec, now, "key"))
             await tx.insert_keys([key for key, _ in created])
-            for key, _ in created:
-                await self._ctx.audit(tx, actor, "key.create", key.id, {"start": key.start, **key_snapshot(key)}, now)
+            if sealer is not None:
+                pairs = zip(created, recoverable, strict=True)
+                await tx.insert_key_secrets([sealer.seal(key, plain) for (key, plain), keep in pairs if keep])
+            for (key, _), keep in zip(created, recoverable, strict=True):
+                changes = {"start": key.start, **key_snapshot(key), **({"recoverable": True} if keep else {})}
+                await self._ctx.audit(tx, actor, "key.create", key.id, changes, now)
         await self._ctx.publish([key_change(key.digest) for key, _ in created])
         return created
 
@@ -211,7 +246,7 @@ class KeyService:
                 raise not_found("key", key_id, "key", "key_not_found")
             before = key_snapshot(current)
             spec = merged(current, update)
-            fields = await self._checked(tx, current.api_id, spec)
+            fields = await self.checked(tx, current.api_id, spec)
             now = self._ctx.now()
             key = Key(
                 id=current.id,
@@ -278,6 +313,20 @@ class KeyService:
             await self._ctx.audit(tx, actor, "key.delete", key_id, {"start": key.start, **key_snapshot(key)}, now)
         await self._ctx.publish([key_change(key.digest)])
 
+    async def reveal(self, actor: Actor, key_id: str) -> tuple[Key, str]:
+        """A recoverable key's plain text (SPEC K3), audited as ``key.decrypt`` (without the key); needs
+        ``keys.decrypt`` for the key's API. Raises Conflict (``not_recoverable``) for a key that was not stored
+        recoverable, or (``key_secret_unreadable``) whose stored secret does not open as this key, and
+        MasterKeyUnavailable without the master key that wraps it."""
+        key = await self.get(actor.principal, key_id, "keys.decrypt")
+        secret = await self._ctx.storage.get_key_secret(key.id)
+        if secret is None:
+            raise Conflict("the key was not stored recoverable, so it cannot be shown again", code="not_recoverable")
+        plain = await self._vault.reveal(key, secret)
+        async with self._ctx.storage.transaction() as tx:
+            await self._ctx.audit(tx, actor, "key.decrypt", key.id, {"start": key.start}, self._ctx.now())
+        return key, plain
+
     # -- rotation and credits -------------------------------------------------------------------------------
 
     async def reroll(
@@ -291,6 +340,9 @@ class KeyService:
         Raises :class:`Conflict` for a revoked key (``key_revoked``) or one rerolled already (``key_rotated``).
         """
         await self.get(actor.principal, key_id, "keys.write")
+        # A recoverable key's successor is recoverable too (SPEC K3): its data key is at hand before the
+        # transaction begins.
+        sealer = await self._vault.sealer() if await self._ctx.storage.get_key_secret(key_id) else None
         async with self._ctx.storage.transaction() as tx:
             old = await tx.get_key(key_id)
             if old is None:
@@ -323,6 +375,8 @@ class KeyService:
                 updated_at=now,
             )
             await tx.reroll_key(retired, new)
+            if sealer is not None:
+                await tx.insert_key_secrets([sealer.seal(new, plain)])
             changes = {
                 "rotated_to": new.id,
                 "start": new.start,

@@ -103,3 +103,17 @@ async def delete_role(tx: Executor, api_id: str, name: str) -> list[bytes]:
 async def list_roles(db: Executor, api_id: str) -> list[Role]:
     rows = await db.fetchall(f"SELECT {_ROLE_COLUMNS} FROM roles WHERE api_id = $1 ORDER BY name", api_id)
     return [role_from_row(row) for row in rows]
+
+
+async def mark_imported_by_digest(tx: Executor, api_id: str) -> bool:
+    """Record that keys were imported into the API by digest (SPEC K2); whether that is news."""
+    changed = await tx.execute(
+        "UPDATE apis SET imported_by_digest = $2 WHERE id = $1 AND NOT imported_by_digest", api_id, True
+    )
+    return changed > 0
+
+
+async def digest_import_prefixes(db: Executor) -> frozenset[str]:
+    """The prefixes of the APIs into which keys were imported by digest."""
+    rows = await db.fetchall("SELECT DISTINCT prefix FROM apis WHERE imported_by_digest")
+    return frozenset(row["prefix"] for row in rows)

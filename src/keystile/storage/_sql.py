@@ -34,18 +34,20 @@ from keystile.core.models import (
     Api,
     AuditEntry,
     AuditFilter,
+    DataKey,
     EventFilter,
     EventRow,
     Identity,
     Key,
     KeyBundle,
     KeyFilter,
+    KeySecret,
     Role,
     VerificationEvent,
     event_row,
 )
 from keystile.core.ports import CreditDelta, Granularity, GroupBy, Pruned, RollupCount
-from keystile.storage import _apis, _audit, _credits, _event_reads, _identities, _keys, _migrate
+from keystile.storage import _apis, _audit, _credits, _event_reads, _identities, _keys, _migrate, _secrets
 from keystile.storage._credits import GroupCommit, spend_statements
 from keystile.storage._driver import Dialect, Driver, Executor
 from keystile.storage._event_writes import EventWrites
@@ -80,6 +82,15 @@ class SqlTransaction:
 
     async def update_key(self, key: Key) -> None:
         await _keys.update_key(self._tx, self._q, key)
+
+    async def find_digests(self, digests: Sequence[bytes]) -> dict[bytes, tuple[str, str]]:
+        return await _keys.find_digests(self._tx, self._q, digests)
+
+    async def import_keys(self, keys: Sequence[Key]) -> None:
+        await _keys.import_keys(self._tx, keys)
+
+    async def mark_imported_by_digest(self, api_id: str) -> bool:
+        return await _apis.mark_imported_by_digest(self._tx, api_id)
 
     async def delete_key(self, key_id: str) -> bool:
         return await _keys.delete_key(self._tx, self._q, key_id)
@@ -125,6 +136,20 @@ class SqlTransaction:
 
     async def append_audit(self, entry: AuditEntry) -> AuditEntry:
         return await _audit.append_audit(self._tx, entry)
+
+    # -- recoverable keys (SPEC K3) -------------------------------------------------------------------------
+
+    async def insert_key_secrets(self, secrets: Sequence[KeySecret]) -> None:
+        await _secrets.insert_key_secrets(self._tx, secrets)
+
+    async def insert_data_key(self, data_key: DataKey) -> None:
+        await _secrets.insert_data_key(self._tx, data_key)
+
+    async def data_keys_to_rewrap(self, master_id: str, *, after: str, limit: int) -> list[DataKey]:
+        return await _secrets.data_keys_to_rewrap(self._tx, master_id, after=after, limit=limit)
+
+    async def rewrap_data_key(self, data_key_id: str, old_master_id: str, new: DataKey) -> bool:
+        return await _secrets.rewrap_data_key(self._tx, data_key_id, old_master_id, new)
 
 
 class SqlStorage:
@@ -177,6 +202,9 @@ class SqlStorage:
             return None
         self._decoy_id = bundle.key.id
         return bundle
+
+    async def digest_import_prefixes(self) -> frozenset[str]:
+        return await _apis.digest_import_prefixes(self.driver)
 
     async def spend_credits(
         self, credit_id: str, cost: int, now_ms: int, refill: tuple[int, int] | None
@@ -232,6 +260,18 @@ class SqlStorage:
 
     async def list_audit(self, where: AuditFilter, *, before: int | None, limit: int) -> list[AuditEntry]:
         return await _audit.list_audit(self.driver, where, before=before, limit=limit)
+
+    async def get_key_secret(self, key_id: str) -> KeySecret | None:
+        return await _secrets.get_key_secret(self.driver, key_id)
+
+    async def get_data_key(self, data_key_id: str) -> DataKey | None:
+        return await _secrets.get_data_key(self.driver, data_key_id)
+
+    async def count_data_keys(self) -> dict[str, int]:
+        return await _secrets.count_data_keys(self.driver)
+
+    async def newest_data_key(self, master_id: str) -> DataKey | None:
+        return await _secrets.newest_data_key(self.driver, master_id)
 
     # -- verification events (SPEC O1-O3) -----------------------------------------------------------------------
 

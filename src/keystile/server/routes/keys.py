@@ -1,4 +1,5 @@
-"""Keys (SPEC K4, R1-R3, L3): create (single and bulk), list, show, update, revoke, delete, reroll, credits.
+"""Keys (SPEC K3, K4, R1-R4, L3): create (single and bulk), import, list, show, update, revoke, delete, reroll,
+credits, read a recoverable key back.
 
 ``POST /v1/keys/verify`` is served by :mod:`keystile.server.fastpath`; it is declared here for the router and
 the OpenAPI document.
@@ -15,6 +16,8 @@ from keystile.operations import (
     CREATE_KEYS_BULK,
     DELETE_KEY,
     GET_KEY,
+    GET_KEY_PLAINTEXT,
+    IMPORT_KEYS,
     LIST_KEYS,
     REROLL_KEY,
     REVOKE_KEY,
@@ -26,8 +29,12 @@ from keystile.schemas import (
     BulkKeysCreated,
     CreditsChange,
     KeyCreate,
+    KeyImport,
+    KeyPlaintext,
     Page,
     RerollSpec,
+    import_result_out,
+    imported_keys,
     key_created,
     key_update,
     key_view_out,
@@ -46,6 +53,12 @@ async def create_keys_bulk(call: Call) -> Response:
     spec = await call.body(BulkKeyCreate)
     created = await call.ks.keys.create_many(call.actor, call.path("api_id"), [new_key(key) for key in spec.keys])
     return call.json(BulkKeysCreated([key_created(key, plain) for key, plain in created]), 201)
+
+
+async def import_keys(call: Call) -> Response:
+    body = await call.body(KeyImport)
+    result = await call.ks.imports.import_keys(call.actor, call.path("api_id"), imported_keys(body))
+    return call.json(import_result_out(result))
 
 
 async def list_keys(call: Call) -> Response:
@@ -98,6 +111,11 @@ async def change_credits(call: Call) -> Response:
     return call.json(key_view_out(await call.ks.keys.view(key)))
 
 
+async def get_key_plaintext(call: Call) -> Response:
+    key, plain = await call.ks.keys.reveal(call.actor, call.path("key_id"))
+    return call.json(KeyPlaintext(key_id=key.id, key=plain))
+
+
 async def delete_key(call: Call) -> Response:
     await call.ks.keys.delete(call.actor, call.path("key_id"))
     return call.no_content()
@@ -116,6 +134,15 @@ OPERATIONS = [
         CREATE_KEYS_BULK,
         create_keys_bulk,
         "Create up to 1,000 keys, all or nothing (a 400 names the failing `index`)",
+        TAG,
+        "keys.write",
+        errors=(400, 401, 403, 404, 409),
+    ),
+    Operation(
+        IMPORT_KEYS,
+        import_keys,
+        "Import up to 1,000 existing keys (plain text of any format, or SHA-256 digests), all or nothing; keys "
+        "this API holds already are skipped, a key of another API is a 409",
         TAG,
         "keys.write",
         errors=(400, 401, 403, 404, 409),
@@ -182,6 +209,23 @@ OPERATIONS = [
             "credits creates a balance; `add` or `subtract` on unlimited credits is a 409 `credits_unlimited`. "
             "Subtracting stops at 0, adding at 2^53. Keys that share the balance (a rerolled pair) see the change "
             "together."
+        ),
+    ),
+    Operation(
+        GET_KEY_PLAINTEXT,
+        get_key_plaintext,
+        "Read a recoverable key back in plain text (audited as `key.decrypt`)",
+        TAG,
+        "keys.decrypt",
+        errors=(401, 403, 404, 409, 503),
+        description=(
+            "Only keys stored recoverable can be read back: keys created in an API with `recoverable: true` "
+            "(unless the key opted out with `recoverable: false`), and the keys that reroll them. Any other key is a "
+            "409 `not_recoverable`; a stored secret that does not open as this key (changed, or copied from another "
+            "key) is a 409 `key_secret_unreadable`. Without the master key that wraps its data key (none "
+            "configured, a wrong one, or a rotation this server has not picked up) the answer is a 503 "
+            "`master_key_unavailable`; verification is not affected. Every read writes an audit entry "
+            "`key.decrypt` (which never holds the key)."
         ),
     ),
 ]

@@ -1,0 +1,89 @@
+"""Recoverable keys (SPEC K3): their sealed plain text and the wrapped data keys that seal it.
+
+Nothing here can read a key: rows hold AES-256-GCM ciphertext and wrapped data keys only. Sealing and opening
+happen in the service, which holds the master key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from keystile.core.models import DataKey, KeySecret
+from keystile.storage._driver import Executor, Row
+
+_DATA_KEY_COLUMNS = "id, master_id, wrapped, created_at, updated_at"
+
+
+def _data_key(row: Row) -> DataKey:
+    return DataKey(
+        id=row["id"],
+        master_id=row["master_id"],
+        wrapped=bytes(row["wrapped"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+async def insert_key_secrets(tx: Executor, secrets: Sequence[KeySecret]) -> None:
+    if secrets:
+        await tx.executemany(
+            "INSERT INTO key_secrets (key_id, data_key_id, nonce, ciphertext) VALUES ($1, $2, $3, $4)",
+            [(s.key_id, s.data_key_id, s.nonce, s.ciphertext) for s in secrets],
+        )
+
+
+async def get_key_secret(db: Executor, key_id: str) -> KeySecret | None:
+    row = await db.fetchone("SELECT key_id, data_key_id, nonce, ciphertext FROM key_secrets WHERE key_id = $1", key_id)
+    if row is None:
+        return None
+    return KeySecret(row["key_id"], row["data_key_id"], bytes(row["nonce"]), bytes(row["ciphertext"]))
+
+
+async def insert_data_key(tx: Executor, data_key: DataKey) -> None:
+    await tx.execute(
+        f"INSERT INTO data_keys ({_DATA_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5)",
+        data_key.id,
+        data_key.master_id,
+        data_key.wrapped,
+        data_key.created_at,
+        data_key.updated_at,
+    )
+
+
+async def get_data_key(db: Executor, data_key_id: str) -> DataKey | None:
+    row = await db.fetchone(f"SELECT {_DATA_KEY_COLUMNS} FROM data_keys WHERE id = $1", data_key_id)
+    return _data_key(row) if row is not None else None
+
+
+async def count_data_keys(db: Executor) -> dict[str, int]:
+    rows = await db.fetchall("SELECT master_id, count(*) AS n FROM data_keys GROUP BY master_id ORDER BY master_id")
+    return {row["master_id"]: int(row["n"]) for row in rows}
+
+
+async def newest_data_key(db: Executor, master_id: str) -> DataKey | None:
+    row = await db.fetchone(
+        f"SELECT {_DATA_KEY_COLUMNS} FROM data_keys WHERE master_id = $1 ORDER BY id DESC LIMIT 1", master_id
+    )
+    return _data_key(row) if row is not None else None
+
+
+async def data_keys_to_rewrap(tx: Executor, master_id: str, *, after: str, limit: int) -> list[DataKey]:
+    rows = await tx.fetchall(
+        f"SELECT {_DATA_KEY_COLUMNS} FROM data_keys WHERE master_id <> $1 AND id > $2 ORDER BY id LIMIT $3",
+        master_id,
+        after,
+        limit,
+    )
+    return [_data_key(row) for row in rows]
+
+
+async def rewrap_data_key(tx: Executor, data_key_id: str, old_master_id: str, new: DataKey) -> bool:
+    changed = await tx.execute(
+        "UPDATE data_keys SET master_id = $3, wrapped = $4, updated_at = $5 WHERE id = $1 AND master_id = $2",
+        data_key_id,
+        old_master_id,
+        new.master_id,
+        new.wrapped,
+        new.updated_at,
+    )
+    return changed > 0
