@@ -4,6 +4,8 @@ SDK's parsed models, as an application that moves from Unkey would."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 from pathlib import Path
 from typing import Any, TypeVar
@@ -341,13 +343,9 @@ def test_errors_come_back_as_the_sdk_models_of_unkey(server: Server, unkey: Unke
         unkey.keys.verify_key(key="ks_whatever", permissions="a AND (b")
     assert query.value.data.error.type.endswith("/permissions_query_syntax_error")
 
-    made = unkey.keys.create_key(api_id=api_id).data
-    with pytest.raises(errors.BadRequestErrorResponse) as decrypt:
-        unkey.keys.get_key(key_id=made.key_id, decrypt=True)
-    assert "recoverable" in decrypt.value.data.error.detail
-    with pytest.raises(errors.BadRequestErrorResponse) as migrate:
-        unkey.keys.migrate_keys(migration_id="m1", api_id=api_id, keys=[models.V2KeysMigrateKeyData(hash="0" * 64)])
-    assert "migrateKeys" in migrate.value.data.error.detail
+    with pytest.raises(errors.BadRequestErrorResponse) as not_kept:
+        unkey.keys.create_key(api_id=api_id, recoverable=True)  # the API does not keep keys recoverable
+    assert not_kept.value.data.error.errors[0].location == "body.recoverable"
 
     # A route Unkey's API does not have here answers Unkey's 404 body.
     raw = httpx.post(f"{server.url}/v2/keys.notAnOperation", json={}, headers={"authorization": "Bearer x"})
@@ -377,3 +375,75 @@ def test_a_root_key_scoped_to_another_api_sees_nothing_of_this_one(server: Serve
             narrow.apis.list_keys(api_id=theirs)
         own = narrow.keys.create_key(api_id=mine).data
         assert narrow.keys.verify_key(key=own.key).data.code == models.Code.VALID
+
+
+def test_keys_migrated_by_their_digests_verify_as_they_are(server: Server, unkey: Unkey) -> None:
+    api_id = make_api(unkey)
+    # Keys of another system's format: Unkey exports base64 SHA-256 digests; hex ones are taken too.
+    unkey_key, other_key = "unkey_3ZdD8pW1qQk7Lx", "legacy-key-0042"
+    as_base64 = base64.b64encode(hashlib.sha256(unkey_key.encode()).digest()).decode()
+    as_hex = hashlib.sha256(other_key.encode()).hexdigest()
+    answer = unkey.keys.migrate_keys(
+        migration_id="from-unkey",
+        api_id=api_id,
+        keys=[
+            models.V2KeysMigrateKeyData(
+                hash=as_base64,
+                name="old",
+                external_id="user_7",
+                permissions=["docs.read"],
+                credits=models.KeyCreditsData(remaining=5),
+            ),
+            models.V2KeysMigrateKeyData(hash=as_hex),
+        ],
+    ).data
+    assert [m.hash for m in answer.migrated] == [as_base64, as_hex]
+    assert answer.failed == []
+
+    verified = unkey.keys.verify_key(key=unkey_key, permissions="docs.read").data
+    assert (verified.valid, verified.key_id, verified.name, verified.credits) == (
+        True,
+        answer.migrated[0].key_id,
+        "old",
+        4,
+    )
+    assert verified.identity is not None
+    assert verified.identity.external_id == "user_7"
+    assert unkey.keys.verify_key(key=other_key).data.valid is True
+    assert unkey.keys.verify_key(key=unkey_key + "x").data.code == models.Code.NOT_FOUND
+
+    # Run again (an interrupted migration is simply repeated): what the API holds is not migrated twice.
+    again = unkey.keys.migrate_keys(
+        migration_id="from-unkey", api_id=api_id, keys=[models.V2KeysMigrateKeyData(hash=as_base64)]
+    ).data
+    assert (again.migrated, again.failed) == ([], [as_base64])
+    with pytest.raises(errors.BadRequestErrorResponse) as bad:
+        unkey.keys.migrate_keys(
+            migration_id="from-unkey", api_id=api_id, keys=[models.V2KeysMigrateKeyData(hash="not a digest")]
+        )
+    assert bad.value.data.error.errors[0].location == "body.keys[0].hash"
+
+
+def test_recoverable_keys_are_read_back_with_decrypt(server: Server, unkey: Unkey) -> None:
+    api_id = make_api(unkey)
+    made = unkey.keys.create_key(api_id=api_id).data
+    with pytest.raises(errors.APIError) as not_kept:
+        unkey.keys.get_key(key_id=made.key_id, decrypt=True)
+    assert not_kept.value.status_code == 412  # the API keeps no keys recoverable, as Unkey answers
+
+    v1(server, "PATCH", f"/v1/apis/{api_id}", json={"recoverable": True})
+    kept = unkey.keys.create_key(api_id=api_id, recoverable=True).data
+    opted_out = unkey.keys.create_key(api_id=api_id).data  # Unkey's SDK sends recoverable: false by default
+    assert unkey.keys.get_key(key_id=kept.key_id, decrypt=True).data.plaintext == kept.key
+    assert unkey.keys.get_key(key_id=kept.key_id).data.plaintext is None
+    assert unkey.keys.get_key(key_id=opted_out.key_id, decrypt=True).data.plaintext is None
+    listed = present(unkey.apis.list_keys(api_id=api_id, decrypt=True)).result.data
+    assert {k.key_id: k.plaintext for k in listed} == {kept.key_id: kept.key, opted_out.key_id: None, made.key_id: None}
+
+    # Reading a key back is audited, without the key, and needs keys.decrypt.
+    entries = v1(server, "GET", "/v1/audit", params={"target": kept.key_id, "action": "key.decrypt"})["items"]
+    assert len(entries) == 2
+    assert kept.key not in str(entries)
+    reader = v1(server, "POST", "/v1/root-keys", json={"permissions": ["keys.read"]})["key"]
+    with sdk(server, reader) as weak, pytest.raises(errors.ForbiddenErrorResponse):
+        weak.keys.get_key(key_id=kept.key_id, decrypt=True)

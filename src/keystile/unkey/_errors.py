@@ -16,6 +16,7 @@ from keystile.errors import (
     Forbidden,
     InvalidInput,
     KeystileError,
+    MasterKeyUnavailable,
     NotFound,
     QuerySyntaxError,
     RateLimited,
@@ -102,7 +103,7 @@ def _classify(exc: KeystileError, not_found: str) -> tuple[int, str, str]:
         return 412, "Precondition Failed", "unkey/application/precondition_failed"
     if isinstance(exc, RateLimited):
         return 429, "Too Many Requests", "user/too_many_requests/workspace_rate_limited"
-    if isinstance(exc, StorageError):
+    if isinstance(exc, (StorageError, MasterKeyUnavailable)):
         return 503, "Service Unavailable", "unkey/application/service_unavailable"
     return 500, "Internal Server Error", "unkey/application/unexpected_error"
 

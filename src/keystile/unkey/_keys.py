@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 from msgspec import UNSET
 
-from keystile.core.commands import KEEP, CreditsOp, KeyUpdate, NewKey
+from keystile.core.commands import KEEP, CreditsOp, ImportedKey, KeyHash, KeyUpdate, NewKey
 from keystile.core.keys import DEFAULT_PREFIX
 from keystile.core.models import Key, KeyFilter
 from keystile.core.timefmt import to_datetime
 from keystile.core.verify import Code, KeyCheck, VerifyResult
-from keystile.errors import InvalidInput
+from keystile.errors import Conflict, InvalidInput
 from keystile.unkey import _wire as w
 from keystile.unkey._call import Answer, Call
 from keystile.unkey._convert import (
@@ -30,10 +31,6 @@ from keystile.unkey._convert import (
 from keystile.unkey._errors import UnkeyError
 
 EMPTY = w.Empty()
-NOT_YET = (
-    "this Keystile does not keep keys recoverable yet (kept encrypted so that they can be shown again); "
-    "keys are stored as digests only"
-)
 
 
 def not_offered(detail: str) -> UnkeyError:
@@ -42,8 +39,6 @@ def not_offered(detail: str) -> UnkeyError:
 
 async def create_key(call: Call) -> Answer:
     spec = call.decode(w.CreateKey)
-    if spec.recoverable:
-        raise not_offered(NOT_YET)
     if spec.prefix is not None:
         # Keystile's prefix belongs to the API (every key of an API carries it); a key cannot choose its own.
         api = await call.ks.apis.get(call.actor.principal, spec.api_id, "keys.write")
@@ -64,6 +59,9 @@ async def create_key(call: Call) -> Answer:
         enabled=True if spec.enabled is None else spec.enabled,
         credits=credits_in(spec.credits),
         ratelimits=ratelimits_in(spec.ratelimits),
+        # Unkey's SDKs send false unless asked: a key is kept recoverable when it asks to be (and its API keeps
+        # keys recoverable: PATCH /v1/apis/{id} with recoverable: true).
+        recoverable=spec.recoverable,
     )
     key, plain = await call.ks.keys.create(call.actor, spec.api_id, new)
     return Answer(w.KeyCreatedOut(key_id=key.id, key=plain))
@@ -147,9 +145,25 @@ async def _verify_out(call: Call, result: VerifyResult) -> w.VerifyOut:
 async def get_key(call: Call) -> Answer:
     spec = call.decode(w.GetKey)
     key = await call.ks.keys.get(call.actor.principal, spec.key_id)
-    if spec.decrypt:
-        raise not_offered(NOT_YET)
-    return Answer(key_out(key, await call.owner_identity(key.owner_id)))
+    plain = await revealed(call, key) if spec.decrypt else None
+    return Answer(key_out(key, await call.owner_identity(key.owner_id), plain))
+
+
+async def revealed(call: Call, key: Key) -> str | None:
+    """A key's plain text (needs ``keys.decrypt``; audited as ``key.decrypt``), or ``None`` for a key that opted
+    out of being recoverable. Its API not keeping keys recoverable at all is a 412, as in Unkey."""
+    try:
+        _, plain = await call.ks.keys.reveal(call.actor, key.id)
+    except Conflict as exc:
+        if exc.code != "not_recoverable":
+            raise
+        api = await call.ks.storage.get_api(key.api_id)  # the caller may decrypt this key: reveal checked it
+        if api is None or not api.recoverable:
+            raise Conflict(
+                "the API of this key does not keep its keys recoverable", code="api_not_recoverable"
+            ) from None
+        return None
+    return plain
 
 
 async def whoami(call: Call) -> Answer:
@@ -276,12 +290,39 @@ async def set_roles(call: Call) -> Answer:
     return await _set_roles(call, spec.key_id, spec.roles)
 
 
+_HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
+
+
 async def migrate_keys(call: Call) -> Answer:
+    """Keys imported by their digests (Keystile's import, all or nothing): Unkey keeps base64 SHA-256 digests, and
+    hex ones are taken too. ``migrationId`` names a hashing scheme of Unkey's own and is not needed here."""
     spec = call.decode(w.MigrateKeys)
-    await call.ks.apis.get(call.actor.principal, spec.api_id, "keys.write")
-    raise not_offered(
-        "keys.migrateKeys (importing keys by their digests) is not available in this version of Keystile yet"
-    )
+    entries = [
+        ImportedKey(
+            spec=NewKey(
+                name=given.name,
+                owner_id=given.external_id,
+                meta=given.meta or {},
+                permissions=given.permissions or (),
+                roles=given.roles or (),
+                expires_at=to_datetime(given.expires) if given.expires is not None else None,
+                enabled=True if given.enabled is None else given.enabled,
+                credits=credits_in(given.credits),
+                ratelimits=ratelimits_in(given.ratelimits),
+            ),
+            hash=KeyHash(given.hash, "sha256_hex" if _HEX_DIGEST.fullmatch(given.hash) else "sha256_base64"),
+        )
+        for given in spec.keys
+    ]
+    result = await call.ks.imports.import_keys(call.actor, spec.api_id, entries)
+    migrated, failed = [], []
+    for item in result.items:
+        digest = spec.keys[item.index].hash
+        if item.status == "imported":
+            migrated.append(w.MigratedOut(hash=digest, key_id=item.id))
+        else:
+            failed.append(digest)  # the API holds it already: Unkey lists hashes it did not migrate as failed
+    return Answer(w.MigrateOut(migrated=migrated, failed=failed))
 
 
 def listed_filter(external_id: str | None) -> KeyFilter:

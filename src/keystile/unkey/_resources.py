@@ -12,7 +12,7 @@ from keystile.core.verify import Code
 from keystile.unkey import _wire as w
 from keystile.unkey._call import Answer, Call
 from keystile.unkey._convert import identity_out, key_out, ratelimits_in, replacing_patch
-from keystile.unkey._keys import EMPTY, NOT_YET, listed_filter, not_offered
+from keystile.unkey._keys import EMPTY, listed_filter, revealed
 
 # -- APIs -------------------------------------------------------------------------------------------------------------
 
@@ -37,15 +37,18 @@ async def delete_api(call: Call) -> Answer:
 
 async def list_keys(call: Call) -> Answer:
     spec = call.decode(w.ListKeys)
-    if spec.decrypt:
-        raise not_offered(NOT_YET)
     page = await call.ks.keys.list(
         call.actor.principal, spec.api_id, listed_filter(spec.external_id), cursor=spec.cursor, limit=spec.limit
     )
     identities = {}
     for owner in {key.owner_id for key in page.items if key.owner_id is not None}:
         identities[owner] = await call.owner_identity(owner)
-    data = [key_out(key, identities.get(key.owner_id) if key.owner_id else None) for key in page.items]
+    # With decrypt, each recoverable key is read back (audited once per key, as reading one is).
+    plains = [await revealed(call, key) if spec.decrypt else None for key in page.items]
+    data = [
+        key_out(key, identities.get(key.owner_id) if key.owner_id else None, plain)
+        for key, plain in zip(page.items, plains, strict=True)
+    ]
     return Answer(data, paged=True, cursor=page.next_cursor)
 
 

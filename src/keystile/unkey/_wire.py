@@ -241,10 +241,33 @@ class KeyRoles(_In):
     roles: list[Annotated[str, Meta(min_length=1, max_length=64)]]
 
 
+class MigrateKeyIn(_In):
+    hash: Annotated[str, Meta(min_length=3, max_length=512)]
+    name: str | None = None
+    external_id: Id | None = None
+    meta: Meta_ | None = None
+    roles: list[str] | None = None
+    permissions: list[Slug] | None = None
+    expires: Millis | None = None
+    enabled: bool | None = None
+    credits: CreditsIn | None = None
+    ratelimits: list[RatelimitIn] | None = None
+
+
 class MigrateKeys(_In):
-    migration_id: str
+    migration_id: Annotated[str, Meta(min_length=1, max_length=255)]
     api_id: Id
-    keys: list[dict[str, Any]]
+    keys: Annotated[list[MigrateKeyIn], Meta(min_length=1, max_length=1000)]
+
+
+class MigratedOut(_Out):
+    hash: str
+    key_id: str
+
+
+class MigrateOut(_Out):
+    migrated: list[MigratedOut]
+    failed: list[str]
 
 
 # -- APIs -------------------------------------------------------------------------------------------------------------
