@@ -28,13 +28,14 @@ from keystile.unkey._convert import (
     ratelimits_in,
     replacing_patch,
 )
-from keystile.unkey._errors import UnkeyError
+from keystile.unkey._errors import DOCS, UnkeyError
 
 EMPTY = w.Empty()
 
 
 def not_offered(detail: str) -> UnkeyError:
-    return UnkeyError(400, "Bad Request", "https://unkey.com/docs/errors/unkey/application/invalid_input", detail)
+    """A 400 for a part of Unkey's API that Keystile does not offer, saying why."""
+    return UnkeyError(400, "Bad Request", DOCS + "unkey/application/invalid_input", detail)
 
 
 async def create_key(call: Call) -> Answer:
