@@ -145,7 +145,8 @@ class KeyBundle:
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
-    """One management action (SPEC A1); ``seq`` is given by storage, in commit order."""
+    """One management action (SPEC A1). Storage gives ``seq`` (in commit order), ``prev_hash`` and ``hash`` (the
+    hash chain of SPEC A2, see :mod:`keystile.core.auditchain`)."""
 
     id: str
     ts: int
@@ -156,9 +157,12 @@ class AuditEntry:
     user_agent: str | None = None
     changes: dict[str, Any] = field(default_factory=dict)
     seq: int | None = None
+    prev_hash: str | None = None
+    hash: str | None = None
 
     def canonical(self) -> bytes:
-        """The one canonical serialisation of an entry, which A2's hash chain will cover.
+        """The one canonical serialisation of an entry, which the hash chain covers (``prev_hash`` and ``hash``
+        are not part of it).
 
         UTF-8 JSON with sorted keys and no whitespace; times stay integers, so no formatting choice can change
         the bytes.

@@ -1,32 +1,49 @@
-"""The audit log (SPEC A1): appended in the transaction of the change it records, read newest first by ``seq``."""
+"""The audit log (SPEC A1, A2): appended in the transaction of the change it records, hash-chained in commit order,
+read newest first by ``seq`` and walked oldest first to verify the chain.
+
+Appending reads the head (the last entry's ``seq`` and ``hash``, one row of ``audit_head``) and inserts the entry
+after it; a trigger moves the head in the same statement. On PostgreSQL the read locks the head row until the
+transaction ends, so concurrent writers, on any number of servers, queue there and make one chain in commit
+order; on SQLite ``BEGIN IMMEDIATE`` already holds the database's one write lock. That is one statement more than
+an unchained log, and no more round trips.
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+from keystile.core.auditchain import GENESIS, chain_hash
 from keystile.core.models import AuditEntry, AuditFilter
 from keystile.storage._driver import Executor
+from keystile.storage._queries import Queries
 from keystile.storage._rows import audit_from_row, dump
 
+_COLUMNS = "seq, id, ts, actor, action, target, ip, user_agent, changes, prev_hash, hash"
+BACKFILL_PAGE = 500
+"""Entries :func:`chain_existing` reads at a time."""
 
-async def append_audit(tx: Executor, entry: AuditEntry) -> AuditEntry:
-    row = await tx.fetchone(
-        """INSERT INTO audit_log (id, ts, actor, action, target, ip, user_agent, changes)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq""",
-        entry.id,
-        entry.ts,
-        entry.actor,
-        entry.action,
-        entry.target,
-        entry.ip,
-        entry.user_agent,
-        dump(entry.changes),
+
+async def append_audit(tx: Executor, q: Queries, entry: AuditEntry) -> AuditEntry:
+    head = await tx.fetchone(f"SELECT seq, hash FROM audit_head WHERE id = 1{q.lock_row}")
+    assert head is not None  # written by the migration that made the table
+    chained = replace(entry, seq=head["seq"] + 1, prev_hash=head["hash"])
+    chained = replace(chained, hash=chain_hash(head["hash"], chained))
+    await tx.execute(
+        f"INSERT INTO audit_log ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        chained.seq,
+        chained.id,
+        chained.ts,
+        chained.actor,
+        chained.action,
+        chained.target,
+        chained.ip,
+        chained.user_agent,
+        dump(chained.changes),
+        chained.prev_hash,
+        chained.hash,
     )
-    assert row is not None
-    return AuditEntry(
-        entry.id, entry.ts, entry.actor, entry.action, entry.target, entry.ip, entry.user_agent,
-        entry.changes, row["seq"],
-    )  # fmt: skip
+    return chained
 
 
 async def list_audit(db: Executor, where: AuditFilter, *, before: int | None, limit: int) -> list[AuditEntry]:
@@ -49,8 +66,47 @@ async def list_audit(db: Executor, where: AuditFilter, *, before: int | None, li
         conditions.append(f"ts < {arg(where.until)}")
     clause = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     rows = await db.fetchall(
-        "SELECT seq, id, ts, actor, action, target, ip, user_agent, changes FROM audit_log "
-        f"{clause} ORDER BY seq DESC LIMIT {arg(limit)}",
+        f"SELECT {_COLUMNS} FROM audit_log {clause} ORDER BY seq DESC LIMIT {arg(limit)}",
         *args,
     )
     return [audit_from_row(row) for row in rows]
+
+
+async def audit_chain(db: Executor, *, from_seq: int, limit: int) -> list[AuditEntry]:
+    """Entries from ``from_seq`` on, oldest first (a page of the walk that verifies the chain)."""
+    rows = await db.fetchall(f"SELECT {_COLUMNS} FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2", from_seq, limit)
+    return [audit_from_row(row) for row in rows]
+
+
+async def audit_entry(db: Executor, seq: int) -> AuditEntry | None:
+    row = await db.fetchone(f"SELECT {_COLUMNS} FROM audit_log WHERE seq = $1", seq)
+    return audit_from_row(row) if row is not None else None
+
+
+async def audit_head(db: Executor) -> tuple[int, str]:
+    """The head as ``audit_head`` records it: ``(0, 64 zeros)`` before the first entry."""
+    row = await db.fetchone("SELECT seq, hash FROM audit_head WHERE id = 1")
+    assert row is not None
+    return int(row["seq"]), str(row["hash"])
+
+
+async def chain_existing(tx: Executor) -> None:
+    """Chain the entries written before the log was chained (migration 5): number them 1, 2, 3, ... in their
+    ``seq`` order (closing the gaps rolled-back transactions left) and give each its hashes, a page at a time.
+
+    Renumbering only ever lowers a ``seq`` to one already vacated, so no two rows clash on the way.
+    """
+    seq, digest = 0, GENESIS
+    after = 0
+    while rows := await tx.fetchall(
+        f"SELECT {_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2", after, BACKFILL_PAGE
+    ):
+        updates = []
+        for row in rows:
+            after = int(row["seq"])
+            seq += 1
+            entry = replace(audit_from_row(row), seq=seq)
+            prev, digest = digest, chain_hash(digest, entry)
+            updates.append((seq, prev, digest, after))
+        await tx.executemany("UPDATE audit_log SET seq = $1, prev_hash = $2, hash = $3 WHERE seq = $4", updates)
+    await tx.execute("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", seq, digest)

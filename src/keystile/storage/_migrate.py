@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 
 from keystile.errors import MigrationError
-from keystile.storage._driver import Driver
+from keystile.storage._audit import chain_existing
+from keystile.storage._driver import Driver, Executor
 
 _NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
+_STEPS: dict[int, Callable[[Executor], Awaitable[None]]] = {5: chain_existing}
+"""Work a migration needs beyond its SQL, run right after its script in the same transaction: what SQL alone
+cannot compute (the hashes that chain the audit entries written before migration 5)."""
 _TABLE = """CREATE TABLE IF NOT EXISTS keystile_migrations (
     version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at BIGINT NOT NULL)"""
 
@@ -81,6 +86,9 @@ async def migrate(driver: Driver, now_ms: int) -> list[int]:
             if row is not None:
                 continue  # another process applied it while we waited for the lock
             await driver.run_script(tx, migration.script)
+            step = _STEPS.get(migration.version)
+            if step is not None:
+                await step(tx)
             await tx.execute(
                 "INSERT INTO keystile_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)",
                 migration.version,

@@ -172,4 +172,6 @@ def audit_from_row(row: Row) -> AuditEntry:
         user_agent=row["user_agent"],
         changes=load(row["changes"]),
         seq=row["seq"],
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
     )

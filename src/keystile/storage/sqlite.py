@@ -228,6 +228,16 @@ class SqliteDriver(_Calls):
 
 
 def _statements(script: str) -> list[str]:
-    """Split a migration script into statements (our scripts keep ``;`` out of literals and comments)."""
+    """Split a migration script into statements (our scripts keep ``;`` out of literals and comments; a trigger's
+    body, whose statements end in ``;`` too, stays whole: SQLite's own parser says where a statement is complete)."""
     lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
-    return [part.strip() for part in "\n".join(lines).split(";") if part.strip()]
+    statements = []
+    pending = ""
+    for part in "\n".join(lines).split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            text = pending.strip().removesuffix(";").strip()
+            if text:
+                statements.append(text)
+            pending = ""
+    return statements
