@@ -73,10 +73,11 @@ async def pending(driver: Driver) -> list[Migration]:
     return [m for m in shipped if m.version not in applied]
 
 
-async def migrate(driver: Driver, now_ms: int) -> list[int]:
-    """Apply every pending migration; returns the versions applied."""
+async def migrate(driver: Driver, now_ms: int, *, up_to: int | None = None) -> list[int]:
+    """Apply every pending migration (up to version ``up_to``: a database as an older Keystile left it, for tests
+    of an upgrade); returns the versions applied."""
     done: list[int] = []
-    migrations = await pending(driver)
+    migrations = [m for m in await pending(driver) if up_to is None or m.version <= up_to]
     if not migrations:
         return done
     async with driver.transaction() as tx:
