@@ -107,3 +107,18 @@ async def test_entries_written_before_the_chain_are_chained_by_the_upgrade(
         assert len(await _walk(store)) == 5
     finally:
         await store.close()
+
+
+async def test_changes_of_every_json_shape_keep_their_hash(storage: SqlStorage, records: Records) -> None:
+    # PostgreSQL's jsonb would rewrite numbers (1e100 as 1000..., -0.0 as 0.0), and so the bytes that were hashed.
+    changes = {
+        "meta": [None, {"big": 1e100, "tiny": 1e-7, "one": 1.0, "minus_zero": -0.0, "long": 2**63 - 1}],
+        "name": ["Zoë 🔑", "\u2028 \\ \" '"],
+        "nested": {"b": [1, {"z": None, "a": True}], "a": []},
+    }
+    async with storage.transaction() as tx:
+        stored = await tx.append_audit(records.audit(changes=changes))
+
+    [walked] = await _walk(storage)
+    assert walked == stored
+    assert walked.changes == changes

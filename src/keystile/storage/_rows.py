@@ -14,12 +14,12 @@ _json_decode = msgspec.json.decode
 
 
 def dump(value: Any) -> str:
-    """JSON text for a JSON column (text on SQLite, jsonb on PostgreSQL)."""
+    """JSON text for a JSON column (text on SQLite, jsonb or json on PostgreSQL)."""
     return _json_encode(value).decode()
 
 
 def load(value: Any) -> Any:
-    """A JSON column's value (asyncpg hands jsonb over as text, as sqlite3 does)."""
+    """A JSON column's value (asyncpg hands jsonb and json over as text, as sqlite3 does)."""
     return _json_decode(value) if isinstance(value, str | bytes) else value
 
 

@@ -4,6 +4,9 @@
 -- from rollbacks), goes. The entries already written are chained (and numbered from 1 without gaps) by this
 -- migration's Python step, keystile.storage._audit.chain_existing, in the same transaction.
 ALTER TABLE audit_log ALTER COLUMN seq DROP IDENTITY;
+-- json keeps the text it is given; jsonb rewrote numbers (1e100 came back as 1000..., -0.0 as 0.0), so the
+-- changes read back would no longer be the ones hashed.
+ALTER TABLE audit_log ALTER COLUMN changes TYPE json USING changes::json;
 ALTER TABLE audit_log ADD COLUMN prev_hash TEXT COLLATE "C";
 ALTER TABLE audit_log ADD COLUMN hash TEXT COLLATE "C";
 
