@@ -17,7 +17,6 @@ import tempfile
 from pathlib import Path
 
 from _timing import Timing, measure_async
-
 from keystile.core.clock import SystemClock
 from keystile.core.ids import new_id
 from keystile.core.models import AuditEntry
