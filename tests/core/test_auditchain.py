@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import replace
 
 import pytest
@@ -104,3 +105,16 @@ def test_anchors_parse_from_what_the_head_command_prints() -> None:
     for text in ("12", f"0:{digest}", f"x:{digest}", "12:abc", f"١٢:{digest}", f"12:{'g' * 64}"):
         with pytest.raises(ValueError, match="SEQ:HASH"):
             Anchor.parse(text)
+
+
+def test_the_text_around_seq_is_the_canonical_entry_cut_at_its_digits() -> None:
+    # What the database completes with seq when it appends; "seq" and "target" inside changes or strings must not
+    # confuse where the cut is.
+    entry = AuditEntry(
+        "aud_1", 1, "cli", "key.update", ',"seq":1,"target":"x"', "::1", "ua \u2028 ✓",
+        {"seq": 0, "target": {"seq": None}, "z": ',"seq":'}, 4_000_000_000,
+    )  # fmt: skip
+    before, after = entry.canonical_around_seq()
+
+    assert f"{before}4000000000{after}".encode() == entry.canonical()
+    assert json.loads(f"{before}4000000000{after}")["seq"] == 4_000_000_000

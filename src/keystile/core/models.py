@@ -167,18 +167,20 @@ class AuditEntry:
         UTF-8 JSON with sorted keys and no whitespace; times stay integers, so no formatting choice can change
         the bytes.
         """
-        body = {
-            "seq": self.seq,
-            "id": self.id,
-            "ts": self.ts,
-            "actor": self.actor,
-            "action": self.action,
-            "target": self.target,
-            "ip": self.ip,
-            "user_agent": self.user_agent,
-            "changes": self.changes,
-        }
-        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        before, after = self.canonical_around_seq()
+        return f"{before}{json.dumps(self.seq)}{after}".encode()
+
+    def canonical_around_seq(self) -> tuple[str, str]:
+        """The canonical text before and after the digits of ``seq`` (which sorts between ``ip`` and ``target``),
+        for a writer that learns ``seq`` only inside the database (PostgreSQL hashes there, see ``storage._audit``).
+        """
+        first = {"action": self.action, "actor": self.actor, "changes": self.changes, "id": self.id, "ip": self.ip}
+        rest = {"target": self.target, "ts": self.ts, "user_agent": self.user_agent}
+        return f'{_compact(first)[:-1]},"seq":', f",{_compact(rest)[1:]}"
+
+
+def _compact(value: dict[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)

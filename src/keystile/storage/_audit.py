@@ -1,11 +1,12 @@
 """The audit log (SPEC A1, A2): appended in the transaction of the change it records, hash-chained in commit order,
 read newest first by ``seq`` and walked oldest first to verify the chain.
 
-Appending reads the head (the last entry's ``seq`` and ``hash``, one row of ``audit_head``) and inserts the entry
-after it; a trigger moves the head in the same statement. On PostgreSQL the read locks the head row until the
-transaction ends, so concurrent writers, on any number of servers, queue there and make one chain in commit
-order; on SQLite ``BEGIN IMMEDIATE`` already holds the database's one write lock. That is one statement more than
-an unchained log, and no more round trips.
+An entry is appended in one statement that follows the head (the last entry's ``seq`` and ``hash``, the one row
+of ``audit_head``) and moves it, the hash computed in the database from the canonical text around the digits of
+``seq`` (:meth:`~keystile.core.models.AuditEntry.canonical_around_seq`), so that no second trip is needed to learn
+``seq`` first. On PostgreSQL the statement's update of the head locks its row until the transaction ends:
+concurrent writers, on any number of servers, queue there and make one chain in commit order. On SQLite
+``BEGIN IMMEDIATE`` already holds the database's one write lock.
 """
 
 from __future__ import annotations
@@ -22,28 +23,34 @@ from keystile.storage._rows import audit_from_row, dump
 _COLUMNS = "seq, id, ts, actor, action, target, ip, user_agent, changes, prev_hash, hash"
 BACKFILL_PAGE = 500
 """Entries :func:`chain_existing` reads at a time."""
+_VALUES = "$1, $2, $3, $4, $5, $6, $7, $8"
+_TYPED_VALUES = "$1::text, $2::bigint, $3::text, $4::text, $5::text, $6::text, $7::text, $8::json"
+# PostgreSQL: one statement. The UPDATE waits for the head's row lock (held by a writer until its commit), then
+# works on the head as that writer left it: numbers the entry, hashes it there (the canonical text around the
+# digits of seq comes as $9 and $10) and moves the head; the INSERT takes seq and hashes from it.
+_APPEND_PG = f"""WITH head AS (
+    UPDATE audit_head SET seq = seq + 1, prev_hash = hash,
+        hash = encode(sha256(decode(hash, 'hex') || convert_to($9 || (seq + 1)::text || $10, 'UTF8')), 'hex')
+    WHERE id = 1 RETURNING seq, prev_hash, hash)
+INSERT INTO audit_log ({_COLUMNS})
+SELECT head.seq, {_TYPED_VALUES}, head.prev_hash, head.hash FROM head RETURNING seq, prev_hash, hash"""
+# SQLite: BEGIN IMMEDIATE holds the write lock already; the entry follows the head it reads, hashed by the function
+# the driver registers (audit_hash), and a trigger moves the head.
+_APPEND_SQLITE = f"""INSERT INTO audit_log ({_COLUMNS})
+SELECT seq + 1, {_VALUES}, hash, audit_hash(hash, $9 || (seq + 1) || $10) FROM audit_head WHERE id = 1
+RETURNING seq, prev_hash, hash"""
 
 
 async def append_audit(tx: Executor, q: Queries, entry: AuditEntry) -> AuditEntry:
-    head = await tx.fetchone(f"SELECT seq, hash FROM audit_head WHERE id = 1{q.lock_row}")
-    assert head is not None  # written by the migration that made the table
-    chained = replace(entry, seq=head["seq"] + 1, prev_hash=head["hash"])
-    chained = replace(chained, hash=chain_hash(head["hash"], chained))
-    await tx.execute(
-        f"INSERT INTO audit_log ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        chained.seq,
-        chained.id,
-        chained.ts,
-        chained.actor,
-        chained.action,
-        chained.target,
-        chained.ip,
-        chained.user_agent,
-        dump(chained.changes),
-        chained.prev_hash,
-        chained.hash,
-    )
-    return chained
+    """Append ``entry`` after the head, in one statement; returns it with its ``seq`` and hashes."""
+    sql = _APPEND_PG if q.dialect == "postgresql" else _APPEND_SQLITE
+    row = await tx.fetchone(
+        sql,
+        entry.id, entry.ts, entry.actor, entry.action, entry.target, entry.ip, entry.user_agent, dump(entry.changes),
+        *entry.canonical_around_seq(),
+    )  # fmt: skip
+    assert row is not None  # the head row is written by the migration that made the table
+    return replace(entry, seq=row["seq"], prev_hash=row["prev_hash"], hash=row["hash"])
 
 
 async def list_audit(db: Executor, where: AuditFilter, *, before: int | None, limit: int) -> list[AuditEntry]:
@@ -96,7 +103,7 @@ async def chain_existing(tx: Executor) -> None:
 
     Renumbering only ever lowers a ``seq`` to one already vacated, so no two rows clash on the way.
     """
-    seq, digest = 0, GENESIS
+    seq, prev, digest = 0, None, GENESIS
     after = 0
     while rows := await tx.fetchall(
         f"SELECT {_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2", after, BACKFILL_PAGE
@@ -109,4 +116,4 @@ async def chain_existing(tx: Executor) -> None:
             prev, digest = digest, chain_hash(digest, entry)
             updates.append((seq, prev, digest, after))
         await tx.executemany("UPDATE audit_log SET seq = $1, prev_hash = $2, hash = $3 WHERE seq = $4", updates)
-    await tx.execute("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", seq, digest)
+    await tx.execute("UPDATE audit_head SET seq = $1, prev_hash = $2, hash = $3 WHERE id = 1", seq, prev, digest)

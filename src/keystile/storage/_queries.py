@@ -60,7 +60,6 @@ class Queries:
         # Row locks on PostgreSQL; SQLite's BEGIN IMMEDIATE already holds its one write lock.
         self.for_update = " FOR UPDATE OF k" if dialect == "postgresql" else ""
         self.identity_for_update = " FOR UPDATE OF i" if dialect == "postgresql" else ""
-        self.lock_row = " FOR UPDATE" if dialect == "postgresql" else ""
 
     def any_of(self, column: str, values: Sequence[Any], first: int) -> tuple[str, list[Any]]:
         """``column`` equal to one of ``values``, as SQL starting at placeholder ``$first``, and its args."""

@@ -5,16 +5,17 @@
 ALTER TABLE audit_log ADD COLUMN prev_hash TEXT;
 ALTER TABLE audit_log ADD COLUMN hash TEXT;
 
--- The last entry's seq and hash: what the next entry follows. One row, kept by the trigger below, so that
--- removing entries from the end shows as a head past the end of the log.
+-- The last entry's seq and hash (and the hash before it): what the next entry follows. One row, kept by the
+-- trigger below, so that removing entries from the end shows as a head past the end of the log.
 CREATE TABLE audit_head (
-    id   INTEGER PRIMARY KEY CHECK (id = 1),
-    seq  INTEGER NOT NULL,
-    hash TEXT NOT NULL
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    seq       INTEGER NOT NULL,
+    prev_hash TEXT,
+    hash      TEXT NOT NULL
 );
 INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
 
 CREATE TRIGGER audit_head_follows AFTER INSERT ON audit_log
 BEGIN
-    UPDATE audit_head SET seq = NEW.seq, hash = NEW.hash WHERE id = 1;
+    UPDATE audit_head SET seq = NEW.seq, prev_hash = NEW.prev_hash, hash = NEW.hash WHERE id = 1;
 END;
