@@ -1,6 +1,7 @@
 """What the audit hash chain adds to a management transaction: appending a chained entry (one statement that
-follows and locks the head, hashes in the database and inserts) against inserting the same entry unchained (one INSERT, as before the chain), each in its own
-transaction, interleaved, on a SQLite file and on a throwaway PostgreSQL database.
+follows and locks the head, hashes in the database and inserts) against inserting the same entry unchained (one
+INSERT, as before the chain), each in its own transaction, interleaved, on a SQLite file and on a throwaway
+PostgreSQL database.
 
     .venv/bin/python bench/audit_append.py [--pg-admin-url postgresql://postgres@127.0.0.1:5432/postgres]
 
