@@ -257,3 +257,28 @@ async def test_verifying_needs_audit_read(ks: Keystile, admin: Admin) -> None:
         await ks.audit.verify(reader.principal)
     with pytest.raises(Forbidden):
         await ks.audit.head(reader.principal)
+
+
+async def test_from_after_an_anchored_head_checks_the_link_to_it(ks: Keystile, admin: Admin) -> None:
+    log = await _log(admin)
+    anchor = _anchor(log[2])
+    assert (await _verify(ks, start=4, anchors=[anchor])).checked == 3
+
+    # The entries from the anchor on rewritten (entry 3 changed, every hash recomputed): entry 3 no longer has the
+    # anchored hash, and entry 4 no longer links to it.
+    prev = log[1].hash or ""
+    for entry in log[2:]:
+        changed = replace(entry, actor="rk_someone_else" if entry.seq == 3 else entry.actor, prev_hash=prev)
+        changed = replace(changed, hash=chain_hash(prev, changed))
+        await _sql(
+            ks, "UPDATE audit_log SET actor = $1, prev_hash = $2, hash = $3 WHERE seq = $4",
+            changed.actor, changed.prev_hash, changed.hash, changed.seq,
+        )  # fmt: skip
+        prev = changed.hash or ""
+    await _sql(ks, "UPDATE audit_head SET hash = $1", prev)
+    assert (await _verify(ks, start=4)).ok, "from seq 4 on, without the anchor, the chain holds"
+
+    report = await _verify(ks, start=4, anchors=[anchor])
+
+    assert report.problem is not None
+    assert (report.problem.kind, report.problem.seq, report.problem.id) == ("broken_link", 4, log[3].id)

@@ -75,14 +75,16 @@ class Break:
 class ChainCheck:
     """Checks entries fed in ``seq`` order, one at a time (so a walk over any log holds one entry at a time).
 
-    ``start`` is the ``seq`` expected first; the first entry's ``prev_hash`` is trusted when ``start`` is above 1
-    (``keystile audit verify --from``), and must be :data:`GENESIS` otherwise.
+    ``start`` is the ``seq`` expected first. The first entry's ``prev_hash`` must be :data:`GENESIS` when ``start``
+    is 1, else ``prev_hash`` when given (the anchored hash of the entry before ``start``), else it is trusted
+    (``keystile audit verify --from``).
     """
 
-    def __init__(self, start: int = 1) -> None:
+    def __init__(self, start: int = 1, prev_hash: str | None = None) -> None:
         self.expected = start
         self.checked = 0
         self.last: AuditEntry | None = None
+        self._first_prev = GENESIS if start == 1 else prev_hash
 
     def feed(self, entry: AuditEntry) -> Break | None:
         """Check the next entry; returns the break it shows, else ``None``."""
@@ -103,7 +105,7 @@ class ChainCheck:
                 f"hash mismatch at entry seq {seq} (id {entry.id}): its content does not match its hash, "
                 "so it was changed, or forged",
             )
-        before = self.last.hash if self.last is not None else (GENESIS if seq == 1 else entry.prev_hash)
+        before = self.last.hash if self.last is not None else (self._first_prev or entry.prev_hash)
         if entry.prev_hash != before:
             return Break(
                 "broken_link",

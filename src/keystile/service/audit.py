@@ -48,7 +48,8 @@ class AuditService:
     async def verify(
         self, principal: Principal, *, start: int = 1, anchors: Sequence[Anchor] = (), page: int = VERIFY_PAGE
     ) -> ChainReport:
-        """Walk the chain from ``start`` (trusting that entry's ``prev_hash`` when above 1) to its end, ``page``
+        """Walk the chain from ``start`` (trusting that entry's ``prev_hash`` when above 1, unless an anchor is the
+        entry before it) to its end, ``page``
         entries at a time, and check it against the head the log records and against ``anchors`` (heads recorded
         elsewhere); the report names the first problem. Needs ``audit.read``; raises InvalidInput for a ``start``
         below 1."""
@@ -58,7 +59,8 @@ class AuditService:
         storage = self._ctx.storage
         # The head first: entries appended during the walk are walked too, and cannot look like a lost tail.
         head = await storage.audit_head()
-        check = ChainCheck(start)
+        # An anchored head just before the start vouches for the first entry's link.
+        check = ChainCheck(start, next((a.hash for a in anchors if a.seq == start - 1), None))
         problem = None
         while problem is None:
             entries = await storage.audit_chain(from_seq=check.expected, limit=page)

@@ -18,34 +18,16 @@ from keystile.core.auditchain import GENESIS, chain_hash
 from keystile.core.models import AuditEntry, AuditFilter
 from keystile.storage._driver import Executor
 from keystile.storage._queries import Queries
-from keystile.storage._rows import audit_from_row, dump
+from keystile.storage._rows import AUDIT_COLUMNS, audit_from_row, dump
 
-_COLUMNS = "seq, id, ts, actor, action, target, ip, user_agent, changes, prev_hash, hash"
 BACKFILL_PAGE = 500
 """Entries :func:`chain_existing` reads at a time."""
-_VALUES = "$1, $2, $3, $4, $5, $6, $7, $8"
-_TYPED_VALUES = "$1::text, $2::bigint, $3::text, $4::text, $5::text, $6::text, $7::text, $8::json"
-# PostgreSQL: one statement. The UPDATE waits for the head's row lock (held by a writer until its commit), then
-# works on the head as that writer left it: numbers the entry, hashes it there (the canonical text around the
-# digits of seq comes as $9 and $10) and moves the head; the INSERT takes seq and hashes from it.
-_APPEND_PG = f"""WITH head AS (
-    UPDATE audit_head SET seq = seq + 1, prev_hash = hash,
-        hash = encode(sha256(decode(hash, 'hex') || convert_to($9 || (seq + 1)::text || $10, 'UTF8')), 'hex')
-    WHERE id = 1 RETURNING seq, prev_hash, hash)
-INSERT INTO audit_log ({_COLUMNS})
-SELECT head.seq, {_TYPED_VALUES}, head.prev_hash, head.hash FROM head RETURNING seq, prev_hash, hash"""
-# SQLite: BEGIN IMMEDIATE holds the write lock already; the entry follows the head it reads, hashed by the function
-# the driver registers (audit_hash), and a trigger moves the head.
-_APPEND_SQLITE = f"""INSERT INTO audit_log ({_COLUMNS})
-SELECT seq + 1, {_VALUES}, hash, audit_hash(hash, $9 || (seq + 1) || $10) FROM audit_head WHERE id = 1
-RETURNING seq, prev_hash, hash"""
 
 
 async def append_audit(tx: Executor, q: Queries, entry: AuditEntry) -> AuditEntry:
     """Append ``entry`` after the head, in one statement; returns it with its ``seq`` and hashes."""
-    sql = _APPEND_PG if q.dialect == "postgresql" else _APPEND_SQLITE
     row = await tx.fetchone(
-        sql,
+        q.append_audit,
         entry.id, entry.ts, entry.actor, entry.action, entry.target, entry.ip, entry.user_agent, dump(entry.changes),
         *entry.canonical_around_seq(),
     )  # fmt: skip
@@ -73,7 +55,7 @@ async def list_audit(db: Executor, where: AuditFilter, *, before: int | None, li
         conditions.append(f"ts < {arg(where.until)}")
     clause = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     rows = await db.fetchall(
-        f"SELECT {_COLUMNS} FROM audit_log {clause} ORDER BY seq DESC LIMIT {arg(limit)}",
+        f"SELECT {AUDIT_COLUMNS} FROM audit_log {clause} ORDER BY seq DESC LIMIT {arg(limit)}",
         *args,
     )
     return [audit_from_row(row) for row in rows]
@@ -81,12 +63,14 @@ async def list_audit(db: Executor, where: AuditFilter, *, before: int | None, li
 
 async def audit_chain(db: Executor, *, from_seq: int, limit: int) -> list[AuditEntry]:
     """Entries from ``from_seq`` on, oldest first (a page of the walk that verifies the chain)."""
-    rows = await db.fetchall(f"SELECT {_COLUMNS} FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2", from_seq, limit)
+    rows = await db.fetchall(
+        f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2", from_seq, limit
+    )
     return [audit_from_row(row) for row in rows]
 
 
 async def audit_entry(db: Executor, seq: int) -> AuditEntry | None:
-    row = await db.fetchone(f"SELECT {_COLUMNS} FROM audit_log WHERE seq = $1", seq)
+    row = await db.fetchone(f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq = $1", seq)
     return audit_from_row(row) if row is not None else None
 
 
@@ -106,7 +90,7 @@ async def chain_existing(tx: Executor) -> None:
     seq, prev, digest = 0, None, GENESIS
     after = 0
     while rows := await tx.fetchall(
-        f"SELECT {_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2", after, BACKFILL_PAGE
+        f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2", after, BACKFILL_PAGE
     ):
         updates = []
         for row in rows:

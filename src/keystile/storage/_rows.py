@@ -161,6 +161,9 @@ def role_from_row(row: Row) -> Role:
     )
 
 
+AUDIT_COLUMNS = "seq, id, ts, actor, action, target, ip, user_agent, changes, prev_hash, hash"
+
+
 def audit_from_row(row: Row) -> AuditEntry:
     return AuditEntry(
         id=row["id"],
