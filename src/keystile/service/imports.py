@@ -101,10 +101,10 @@ class ImportService:
         if not 1 <= len(entries) <= MAX_IMPORT:
             raise InvalidInput(f"an import takes 1 to {MAX_IMPORT} keys a call", code="invalid_request", field="/keys")
         sealer: Sealer | None = None
-        if not dry_run and any(entry.key is not None for entry in entries):
-            # As for created keys, the data key is fetched before the keys' transaction begins.
-            if (await self._apis.get(actor.principal, api_id, "keys.write")).recoverable:
-                sealer = await self._vault.sealer()
+        # As for created keys, the data key is fetched before the keys' transaction begins.
+        plain = not dry_run and any(entry.key is not None for entry in entries)
+        if plain and (await self._apis.get(actor.principal, api_id, "keys.write")).recoverable:
+            sealer = await self._vault.sealer()
         async with self._ctx.storage.transaction() as tx:
             api = await self._apis.get(actor.principal, api_id, "keys.write")
             now = self._ctx.now()
