@@ -95,7 +95,7 @@ async def test_entries_written_before_the_chain_are_chained_by_the_upgrade(
         # A gap, as a rolled-back insert left them before the chain numbered entries itself.
         await store.driver.execute("DELETE FROM audit_log WHERE id = $1", old[1].id)
 
-        assert await store.migrate() == [5]
+        assert (await store.migrate())[0] == 5  # with the migrations after it
 
         walked = await _walk(store)
         assert [entry.id for entry in walked] == [old[i].id for i in (0, 2, 3, 4)]
