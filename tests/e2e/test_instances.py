@@ -22,7 +22,7 @@ import pytest
 
 from tests.availability import missing
 
-from .server import REDIS_URL, Server, post_many, redis_available, serve
+from .server import REDIS_URL, Server, cli, post_many, redis_available, serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -145,3 +145,36 @@ def test_a_key_revoked_through_one_server_stops_verifying_on_the_other_within_1_
             break
         assert waited < 1.0, f"still {code} on the other server after {waited:.2f} s (SPEC V6: within 1 s)"
         time.sleep(0.01)
+
+
+# SPEC A2: both servers append to one audit log; the row lock on its head makes their entries one chain.
+@pytest.mark.parametrize("pair", ["postgresql-only"], indirect=True)
+def test_concurrent_management_calls_on_two_servers_make_one_contiguous_audit_chain(
+    pair: tuple[Server, Server], tmp_path: Path, fresh_pg_url: str
+) -> None:
+    api = _create(pair, "/v1/apis", {"name": "audited"})
+    path = f"/v1/apis/{api['id']}/keys"
+    bodies = [json.dumps({"name": f"key {i}"}).encode() for i in range(100)]
+
+    async def both() -> list[list[tuple[int, bytes]]]:
+        return list(
+            await asyncio.gather(*(post_many(server.url, path, bodies, _auth(pair), connections=8) for server in pair))
+        )
+
+    answers = [answer for server_answers in asyncio.run(both()) for answer in server_answers]
+    assert [status for status, _ in answers] == [201] * 200, answers[:3]
+
+    env = {"KEYSTILE_DATABASE_URL": fresh_pg_url, "KEYSTILE_DATA_DIR": str(tmp_path / "cli")}
+    verified = cli("audit", "verify", "--json", workdir=tmp_path, env=env)
+    report = json.loads(verified)
+    # init's root key, the API, the 200 keys: numbered 1 to 202 without a gap, each linked to the one before.
+    assert report["ok"] is True, report
+    assert report["checked"] == 202
+    assert report["last_checked"]["seq"] == 202
+    head = cli("audit", "head", workdir=tmp_path, env=env).split()[0]
+    assert head == f"202:{report['last_checked']['hash']}"
+    seqs = [
+        item["seq"]
+        for item in httpx.get(f"{pair[1].url}/v1/audit?limit=1000", headers=_auth(pair), timeout=10).json()["items"]
+    ]
+    assert seqs == list(range(202, 0, -1))

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .server import Server, cli, serve
+from .server import Server, cli, post_many, serve
 
 pytestmark = pytest.mark.e2e
 
@@ -126,3 +128,21 @@ def test_the_first_serve_makes_private_files_whatever_the_umask(tmp_path: Path) 
         }
     finally:
         running.stop()
+
+
+def test_the_cli_and_the_server_writing_at_once_make_one_audit_chain(server: Server, tmp_path: Path) -> None:
+    # SPEC A2 on SQLite: each process's write transaction holds the database's write lock, so entries written
+    # by the server and by `keystile` commands at the same time still follow one another.
+    api = httpx.post(f"{server.url}/v1/apis", json={"name": "audited"}, headers=_auth(server)).json()
+    bodies = [json.dumps({"name": f"key {i}"}).encode() for i in range(60)]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        commands = [pool.submit(cli, "apis", "create", f"cli {i}", workdir=tmp_path) for i in range(3)]
+        answers = asyncio.run(post_many(server.url, f"/v1/apis/{api['id']}/keys", bodies, _auth(server), 4))
+        for command in commands:
+            command.result()
+    assert [status for status, _ in answers] == [201] * 60
+
+    report = json.loads(cli("audit", "verify", "--json", workdir=tmp_path))
+
+    # The root key, the API, 60 keys and 3 APIs from the CLI.
+    assert (report["ok"], report["checked"], report["last_checked"]["seq"]) == (True, 65, 65), report

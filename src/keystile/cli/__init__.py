@@ -17,6 +17,7 @@ from keystile import __version__
 from keystile.cli._errors import EXIT_CODES_HELP, CliError, from_keystile
 from keystile.cli._runtime import Options
 from keystile.cli.apis import apis
+from keystile.cli.audit import audit
 from keystile.cli.identities import identities
 from keystile.cli.keys import keys
 from keystile.cli.logs import logs
@@ -77,7 +78,7 @@ def cli(ctx: click.Context, data_dir: Path | None, database_url: str | None, deb
     ctx.obj = Options({"data_dir": data_dir, "database_url": database_url}, debug)
 
 
-for command in (init, migrate, serve, apis, keys, identities, root_keys, master_key, logs, scan, proxy):
+for command in (init, migrate, serve, apis, keys, identities, root_keys, master_key, logs, audit, scan, proxy):
     cli.add_command(command)
 
 

@@ -191,7 +191,8 @@ class KeyBundle:
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
-    """One management action (SPEC A1); ``seq`` is given by storage, in commit order."""
+    """One management action (SPEC A1). Storage gives ``seq`` (in commit order), ``prev_hash`` and ``hash`` (the
+    hash chain of SPEC A2, see :mod:`keystile.core.auditchain`)."""
 
     id: str
     ts: int
@@ -202,25 +203,30 @@ class AuditEntry:
     user_agent: str | None = None
     changes: dict[str, Any] = field(default_factory=dict)
     seq: int | None = None
+    prev_hash: str | None = None
+    hash: str | None = None
 
     def canonical(self) -> bytes:
-        """The one canonical serialisation of an entry, which A2's hash chain will cover.
+        """The one canonical serialisation of an entry, which the hash chain covers (``prev_hash`` and ``hash``
+        are not part of it).
 
         UTF-8 JSON with sorted keys and no whitespace; times stay integers, so no formatting choice can change
         the bytes.
         """
-        body = {
-            "seq": self.seq,
-            "id": self.id,
-            "ts": self.ts,
-            "actor": self.actor,
-            "action": self.action,
-            "target": self.target,
-            "ip": self.ip,
-            "user_agent": self.user_agent,
-            "changes": self.changes,
-        }
-        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        before, after = self.canonical_around_seq()
+        return f"{before}{json.dumps(self.seq)}{after}".encode()
+
+    def canonical_around_seq(self) -> tuple[str, str]:
+        """The canonical text before and after the digits of ``seq`` (which sorts between ``ip`` and ``target``),
+        for a writer that learns ``seq`` only inside the database (PostgreSQL hashes there, see ``storage._audit``).
+        """
+        first = {"action": self.action, "actor": self.actor, "changes": self.changes, "id": self.id, "ip": self.ip}
+        rest = {"target": self.target, "ts": self.ts, "user_agent": self.user_agent}
+        return f'{_compact(first)[:-1]},"seq":', f",{_compact(rest)[1:]}"
+
+
+def _compact(value: dict[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,7 +108,8 @@ class Transaction(Protocol):
         ...
 
     async def append_audit(self, entry: AuditEntry) -> AuditEntry:
-        """Append an entry; returns it with its ``seq``."""
+        """Append an entry after the last one committed; returns it with its ``seq``, ``prev_hash`` and ``hash``
+        (SPEC A2). Concurrent transactions that append queue until this one ends."""
         ...
 
     async def insert_key_secrets(self, secrets: Sequence[KeySecret]) -> None:
@@ -203,6 +204,18 @@ class Storage(Protocol):
     async def count_keys(self, api_id: str) -> int: ...
     async def list_audit(self, where: AuditFilter, *, before: int | None, limit: int) -> list[AuditEntry]:
         """Audit entries newest first, with ``seq`` below the cursor ``before``."""
+        ...
+
+    async def audit_chain(self, *, from_seq: int, limit: int) -> list[AuditEntry]:
+        """Audit entries with ``seq`` from ``from_seq`` on, oldest first, as stored (hashes included)."""
+        ...
+
+    async def audit_entry(self, seq: int) -> AuditEntry | None:
+        """The audit entry ``seq``, if there is one."""
+        ...
+
+    async def audit_head(self) -> tuple[int, str]:
+        """The ``(seq, hash)`` the next audit entry will follow: ``(0, 64 zeros)`` before the first."""
         ...
 
     async def list_events(

@@ -1,4 +1,4 @@
-"""The audit log (SPEC A1): one entry as the API shows it."""
+"""The audit log (SPEC A1, A2): one entry as the API shows it."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ class AuditOut(Struct):
     ip: str | None
     user_agent: str | None
     changes: dict[str, Any]
+    hash: str | None = None
+    """The entry's link in the hash chain (lowercase hex SHA-256): what ``keystile audit verify`` checks, and
+    ``keystile audit head`` prints for the newest entry. Absent from servers older than the chain."""
 
 
 def audit_out(entry: AuditEntry) -> AuditOut:
@@ -34,4 +37,5 @@ def audit_out(entry: AuditEntry) -> AuditOut:
         entry.ip,
         entry.user_agent,
         entry.changes,
+        entry.hash,
     )

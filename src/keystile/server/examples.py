@@ -256,6 +256,7 @@ EXAMPLES: dict[Any, Any] = {
                 ip="198.51.100.20",
                 user_agent="keystile-python/0.1.0",
                 changes={"revoked_at": [None, LATER]},
+                hash="3f1c2e9a0b7d4c6e8f5a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6a",
             )
         ],
         None,

@@ -1,12 +1,19 @@
-"""Reading the audit log (SPEC A1); entries are written by the services, in their transactions."""
+"""Reading the audit log (SPEC A1) and verifying its hash chain (SPEC A2); entries are written by the services,
+in their transactions."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from keystile.core.auditchain import Anchor, ChainCheck, ChainReport, check_anchor, check_head
 from keystile.core.models import MAX_AUDIT_CURSOR_DIGITS, AuditEntry, AuditFilter, Page
 from keystile.errors import InvalidInput
 from keystile.service.authz import Principal
 from keystile.service.context import Context, page_limit, paged
 from keystile.service.validate import check_json
+
+VERIFY_PAGE = 1000
+"""Entries a verification reads at a time: memory stays flat however long the log."""
 
 
 class AuditService:
@@ -30,3 +37,46 @@ class AuditService:
             before = int(cursor)
         items = await self._ctx.storage.list_audit(where, before=before, limit=size + 1)
         return paged(items, size, lambda entry: str(entry.seq))
+
+    async def head(self, principal: Principal) -> AuditEntry | None:
+        """The newest entry (whose ``seq`` and ``hash`` are the chain's head), ``None`` before the first; needs
+        ``audit.read``."""
+        principal.require("audit.read")
+        newest = await self._ctx.storage.list_audit(AuditFilter(), before=None, limit=1)
+        return newest[0] if newest else None
+
+    async def verify(
+        self, principal: Principal, *, start: int = 1, anchors: Sequence[Anchor] = (), page: int = VERIFY_PAGE
+    ) -> ChainReport:
+        """Walk the chain from ``start`` (trusting that entry's ``prev_hash`` when above 1, unless an anchor is the
+        entry before it) to its end, ``page``
+        entries at a time, and check it against the head the log records and against ``anchors`` (heads recorded
+        elsewhere); the report names the first problem. Needs ``audit.read``; raises InvalidInput for a ``start``
+        below 1."""
+        principal.require("audit.read")
+        if start < 1:
+            raise InvalidInput("the chain starts at seq 1", code="invalid_seq", field="from")
+        storage = self._ctx.storage
+        # The head first: entries appended during the walk are walked too, and cannot look like a lost tail.
+        head = await storage.audit_head()
+        # An anchored head just before the start vouches for the first entry's link.
+        check = ChainCheck(start, next((a.hash for a in anchors if a.seq == start - 1), None))
+        problem = None
+        while problem is None:
+            entries = await storage.audit_chain(from_seq=check.expected, limit=page)
+            for entry in entries:
+                problem = check.feed(entry)
+                if problem is not None:
+                    break
+            if len(entries) < page:
+                break
+        if problem is None:
+            problem = check_head(head, check.last, start)
+        end = check.last.seq if check.last is not None and check.last.seq is not None else start - 1
+        for anchor in anchors:
+            if problem is not None:
+                break
+            found = check.last if check.last is not None and anchor.seq == end else None
+            found = found or await storage.audit_entry(anchor.seq)
+            problem = check_anchor(anchor, found, end)
+        return ChainReport(start, check.checked, check.last, problem, tuple(anchors))

@@ -102,8 +102,8 @@ class ImportService:
             raise InvalidInput(f"an import takes 1 to {MAX_IMPORT} keys a call", code="invalid_request", field="/keys")
         sealer: Sealer | None = None
         # As for created keys, the data key is fetched before the keys' transaction begins.
-        plain_given = not dry_run and any(entry.key is not None for entry in entries)
-        if plain_given and (await self._apis.get(actor.principal, api_id, "keys.write")).recoverable:
+        plain = not dry_run and any(entry.key is not None for entry in entries)
+        if plain and (await self._apis.get(actor.principal, api_id, "keys.write")).recoverable:
             sealer = await self._vault.sealer()
         async with self._ctx.storage.transaction() as tx:
             api = await self._apis.get(actor.principal, api_id, "keys.write")

@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 
 from keystile.errors import MigrationError
-from keystile.storage._driver import Driver
+from keystile.storage._audit import chain_existing
+from keystile.storage._driver import Driver, Executor
 
 _NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
+_STEPS: dict[int, Callable[[Executor], Awaitable[None]]] = {5: chain_existing}
+"""Work a migration needs beyond its SQL, run right after its script in the same transaction: what SQL alone
+cannot compute (the hashes that chain the audit entries written before migration 5)."""
 _TABLE = """CREATE TABLE IF NOT EXISTS keystile_migrations (
     version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at BIGINT NOT NULL)"""
 
@@ -68,10 +73,11 @@ async def pending(driver: Driver) -> list[Migration]:
     return [m for m in shipped if m.version not in applied]
 
 
-async def migrate(driver: Driver, now_ms: int) -> list[int]:
-    """Apply every pending migration; returns the versions applied."""
+async def migrate(driver: Driver, now_ms: int, *, up_to: int | None = None) -> list[int]:
+    """Apply every pending migration (up to version ``up_to``: a database as an older Keystile left it, for tests
+    of an upgrade); returns the versions applied."""
     done: list[int] = []
-    migrations = await pending(driver)
+    migrations = [m for m in await pending(driver) if up_to is None or m.version <= up_to]
     if not migrations:
         return done
     async with driver.transaction() as tx:
@@ -81,6 +87,9 @@ async def migrate(driver: Driver, now_ms: int) -> list[int]:
             if row is not None:
                 continue  # another process applied it while we waited for the lock
             await driver.run_script(tx, migration.script)
+            step = _STEPS.get(migration.version)
+            if step is not None:
+                await step(tx)
             await tx.execute(
                 "INSERT INTO keystile_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)",
                 migration.version,

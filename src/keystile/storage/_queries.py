@@ -1,7 +1,8 @@
 """The SQL text that differs between the dialects, built once per storage, and what the aggregate modules share.
 
-The dialects differ only in their DDL (migrations), the JSON aggregates below, row locks and how a list of values
-is matched; every other statement is written once, with PostgreSQL's ``$n`` placeholders.
+The dialects differ only in their DDL (migrations), the JSON aggregates below, row locks, how a list of values
+is matched and how an audit entry is hashed as it is appended; every other statement is written once, with
+PostgreSQL's ``$n`` placeholders.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from keystile.storage._driver import Dialect
-from keystile.storage._rows import API_COLUMNS, IDENTITY_COLUMNS, KEY_COLUMNS
+from keystile.storage._rows import API_COLUMNS, AUDIT_COLUMNS, IDENTITY_COLUMNS, KEY_COLUMNS
 
 CHUNK = 500
 """Values matched by one statement at most (SQLite's limit on parameters is far above it)."""
@@ -30,6 +31,26 @@ _AGGREGATES: dict[Dialect, tuple[str, str]] = {
              WHERE ro.api_id = k.api_id)""",
     ),
 }
+
+
+# Appending an audit entry (SPEC A2, see keystile.storage._audit): $1-$8 its fields, $9 and $10 the canonical text
+# before and after the digits of seq.
+_VALUES = "$1, $2, $3, $4, $5, $6, $7, $8"
+_TYPED_VALUES = "$1::text, $2::bigint, $3::text, $4::text, $5::text, $6::text, $7::text, $8::json"
+# PostgreSQL: one statement. The UPDATE waits for the head's row lock (held by a writer until its commit), then
+# works on the head as that writer left it: numbers the entry, hashes it there (the canonical text around the
+# digits of seq comes as $9 and $10) and moves the head; the INSERT takes seq and hashes from it.
+_APPEND_PG = f"""WITH head AS (
+    UPDATE audit_head SET seq = seq + 1, prev_hash = hash,
+        hash = encode(sha256(decode(hash, 'hex') || convert_to($9 || (seq + 1)::text || $10, 'UTF8')), 'hex')
+    WHERE id = 1 RETURNING seq, prev_hash, hash)
+INSERT INTO audit_log ({AUDIT_COLUMNS})
+SELECT head.seq, {_TYPED_VALUES}, head.prev_hash, head.hash FROM head RETURNING seq, prev_hash, hash"""
+# SQLite: BEGIN IMMEDIATE holds the write lock already; the entry follows the head it reads, hashed by the function
+# the driver registers (audit_hash), and a trigger moves the head.
+_APPEND_SQLITE = f"""INSERT INTO audit_log ({AUDIT_COLUMNS})
+SELECT seq + 1, {_VALUES}, hash, audit_hash(hash, $9 || (seq + 1) || $10) FROM audit_head WHERE id = 1
+RETURNING seq, prev_hash, hash"""
 
 
 class Queries:
@@ -60,6 +81,7 @@ class Queries:
         # Row locks on PostgreSQL; SQLite's BEGIN IMMEDIATE already holds its one write lock.
         self.for_update = " FOR UPDATE OF k" if dialect == "postgresql" else ""
         self.identity_for_update = " FOR UPDATE OF i" if dialect == "postgresql" else ""
+        self.append_audit = _APPEND_PG if dialect == "postgresql" else _APPEND_SQLITE
 
     def any_of(self, column: str, values: Sequence[Any], first: int) -> tuple[str, list[Any]]:
         """``column`` equal to one of ``values``, as SQL starting at placeholder ``$first``, and its args."""

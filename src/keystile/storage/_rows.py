@@ -14,12 +14,12 @@ _json_decode = msgspec.json.decode
 
 
 def dump(value: Any) -> str:
-    """JSON text for a JSON column (text on SQLite, jsonb on PostgreSQL)."""
+    """JSON text for a JSON column (text on SQLite, jsonb or json on PostgreSQL)."""
     return _json_encode(value).decode()
 
 
 def load(value: Any) -> Any:
-    """A JSON column's value (asyncpg hands jsonb over as text, as sqlite3 does)."""
+    """A JSON column's value (asyncpg hands jsonb and json over as text, as sqlite3 does)."""
     return _json_decode(value) if isinstance(value, str | bytes) else value
 
 
@@ -161,6 +161,9 @@ def role_from_row(row: Row) -> Role:
     )
 
 
+AUDIT_COLUMNS = "seq, id, ts, actor, action, target, ip, user_agent, changes, prev_hash, hash"
+
+
 def audit_from_row(row: Row) -> AuditEntry:
     return AuditEntry(
         id=row["id"],
@@ -172,4 +175,6 @@ def audit_from_row(row: Row) -> AuditEntry:
         user_agent=row["user_agent"],
         changes=load(row["changes"]),
         seq=row["seq"],
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
     )

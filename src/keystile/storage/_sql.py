@@ -135,7 +135,7 @@ class SqlTransaction:
         return await _apis.delete_role(self._tx, api_id, name)
 
     async def append_audit(self, entry: AuditEntry) -> AuditEntry:
-        return await _audit.append_audit(self._tx, entry)
+        return await _audit.append_audit(self._tx, self._q, entry)
 
     # -- recoverable keys (SPEC K3) -------------------------------------------------------------------------
 
@@ -272,6 +272,15 @@ class SqlStorage:
 
     async def newest_data_key(self, master_id: str) -> DataKey | None:
         return await _secrets.newest_data_key(self.driver, master_id)
+
+    async def audit_chain(self, *, from_seq: int, limit: int) -> list[AuditEntry]:
+        return await _audit.audit_chain(self.driver, from_seq=from_seq, limit=limit)
+
+    async def audit_entry(self, seq: int) -> AuditEntry | None:
+        return await _audit.audit_entry(self.driver, seq)
+
+    async def audit_head(self) -> tuple[int, str]:
+        return await _audit.audit_head(self.driver)
 
     # -- verification events (SPEC O1-O3) -----------------------------------------------------------------------
 

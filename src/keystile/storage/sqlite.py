@@ -13,6 +13,7 @@ new directory 0700), whatever the umask; SQLite gives its -wal and -shm files th
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import sqlite3
@@ -82,11 +83,18 @@ def _create_private(path: Path) -> None:
         os.close(fd)
 
 
+def _audit_hash(prev_hash: str, canonical: str) -> str:
+    """SQL ``audit_hash(prev_hash, canonical)``: an audit entry's link in the hash chain, computed in the statement
+    that appends it (see :mod:`keystile.storage._audit` and :func:`keystile.core.auditchain.chain_hash`)."""
+    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical.encode()).hexdigest()
+
+
 def _connect(target: str, *, uri: bool = False) -> sqlite3.Connection:
     conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False, uri=uri)
     conn.row_factory = sqlite3.Row
     # SQLite's own lower() folds ASCII only, so a search for "über" missed "ÜBER" (PostgreSQL finds it).
     conn.create_function("lower", 1, _lower, deterministic=True)
+    conn.create_function("audit_hash", 2, _audit_hash, deterministic=True)
     for pragma in _PRAGMAS:
         conn.execute(pragma)
     return conn
@@ -228,6 +236,16 @@ class SqliteDriver(_Calls):
 
 
 def _statements(script: str) -> list[str]:
-    """Split a migration script into statements (our scripts keep ``;`` out of literals and comments)."""
+    """Split a migration script into statements (our scripts keep ``;`` out of literals and comments; a trigger's
+    body, whose statements end in ``;`` too, stays whole: SQLite's own parser says where a statement is complete)."""
     lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
-    return [part.strip() for part in "\n".join(lines).split(";") if part.strip()]
+    statements = []
+    pending = ""
+    for part in "\n".join(lines).split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            text = pending.strip().removesuffix(";").strip()
+            if text:
+                statements.append(text)
+            pending = ""
+    return statements
