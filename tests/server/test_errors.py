@@ -118,7 +118,7 @@ async def test_storage_that_is_gone_is_503(client: httpx.AsyncClient, auth: Head
 async def test_an_unknown_route_is_a_404_problem_that_does_not_echo_the_path(
     client: httpx.AsyncClient, key: Json
 ) -> None:
-    response = await client.get(f"/v2/verify/{key['key']}")
+    response = await client.get(f"/v9/verify/{key['key']}")
 
     problem(response, 404, "route_not_found")
     assert key["key"] not in response.text

@@ -221,3 +221,34 @@ async def test_a_named_limit_of_the_identity_can_be_asked_for(ks: Keystile, admi
     assert await verify(ks, admin, plain) == ("VALID", None, {})
     named = [VerifyRateLimit(name="expensive", cost=4)]
     assert await verify(ks, admin, plain, ratelimits=named) == ("VALID", None, {"expensive": 6})
+
+
+# -- finding and listing (the Unkey-compatible routes know identities by id as well as by owner) ------------------
+
+
+async def test_an_identity_is_found_by_its_owner_or_its_id_and_listed_newest_first(
+    ks: Keystile, admin: Admin, clock: ManualClock
+) -> None:
+    made = []
+    for owner in ("acme", "idn_x", "beta"):
+        clock.advance(1)  # ids order by the millisecond they were made in
+        made.append(await ks.identities.create(admin.actor, NewIdentity(owner_id=owner)))
+    assert await ks.identities.find(admin.actor.principal, "acme") == made[0]
+    assert await ks.identities.find(admin.actor.principal, made[0].id) == made[0]
+    # An owner id wins over an identity id it happens to look like.
+    assert await ks.identities.find(admin.actor.principal, "idn_x") == made[1]
+    with pytest.raises(NotFound):
+        await ks.identities.find(admin.actor.principal, "idn_0000000000000000000000")
+
+    first = await ks.identities.list(admin.actor.principal, cursor=None, limit=2)
+    assert [i.owner_id for i in first.items] == ["beta", "idn_x"]
+    rest = await ks.identities.list(admin.actor.principal, cursor=first.next_cursor, limit=2)
+    assert ([i.owner_id for i in rest.items], rest.next_cursor) == (["acme"], None)
+    found = await ks.identities.list(admin.actor.principal, cursor=None, limit=10, search="be")
+    assert [i.owner_id for i in found.items] == ["beta"]
+
+    keys_only = await admin.actor_with("keys.read")
+    with pytest.raises(Forbidden):
+        await ks.identities.list(keys_only.principal, cursor=None, limit=None)
+    with pytest.raises(Forbidden):
+        await ks.identities.find(keys_only.principal, "acme")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from keystile.core.clock import ManualClock
-from keystile.core.commands import NewApi, NewCredits, NewKey
+from keystile.core.commands import NewApi, NewCredits, NewKey, NewRootKey
 from keystile.core.models import AuditFilter, KeyFilter, RateLimit, Refill
 from keystile.core.timefmt import from_rfc3339, to_rfc3339
 from keystile.core.verify import KeyCheck
@@ -411,3 +411,19 @@ async def test_listing_with_a_nul_character_in_a_filter_is_invalid_input(
         assert caught.value.code == "invalid_character"
     with pytest.raises(InvalidInput):
         await ks.audit.list(admin.actor.principal, AuditFilter(target="key_\x00"), cursor=None, limit=None)
+
+
+async def test_a_key_is_found_by_its_plain_text_only_by_root_keys_that_may_see_it(
+    ks: Keystile, admin: Admin, api_id: str
+) -> None:
+    key, plain = await ks.keys.create(admin.actor, api_id, NewKey(name="mine"))
+    assert await ks.keys.holding(admin.actor.principal, plain) == key
+    other = await admin.api(NewApi(name="other"))
+    scoped = await admin.actor_with(f"api.{other.id}.keys.read")
+    for principal, guess in [(admin.actor.principal, plain[:-1] + "x"), (scoped.principal, plain)]:
+        with pytest.raises(NotFound) as refused:
+            await ks.keys.holding(principal, guess)
+        assert plain not in str(refused.value)
+    root = await ks.root_keys.create(admin.actor, NewRootKey(permissions=["keys.read"]))
+    with pytest.raises(NotFound):
+        await ks.keys.holding(admin.actor.principal, root[1])  # root keys are not keys of an API

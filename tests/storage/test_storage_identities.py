@@ -221,3 +221,20 @@ async def test_concurrent_spends_share_transactions_and_stay_exact(
         # One trip to SQLite's writer for many spends, not three trips each.
         assert 0 < len(batches) < 300 / 4
     assert [row["remaining"] for row in await records.rows("credits")] == [0]
+
+
+async def test_identities_are_listed_newest_first_by_page_prefix_and_id(storage: SqlStorage, records: Records) -> None:
+    made = [await insert_identity(storage, identity(records, owner)) for owner in ("acme", "acme-eu", "Acme", "zeta")]
+    listed = await storage.list_identities(after=None, limit=10)
+    assert [i.owner_id for i in listed] == ["zeta", "Acme", "acme-eu", "acme"]
+    first = await storage.list_identities(after=None, limit=2)
+    rest = await storage.list_identities(after=first[-1].id, limit=10)
+    assert [i.id for i in first + rest] == [i.id for i in listed]
+    # A prefix of the owner id, in its exact case; LIKE's wildcards are plain characters here.
+    assert [i.owner_id for i in await storage.list_identities(after=None, limit=10, search="acme")] == [
+        "acme-eu",
+        "acme",
+    ]
+    assert await storage.list_identities(after=None, limit=10, search="ac%") == []
+    [one] = await storage.list_identities(after=None, limit=10, identity_id=made[1].id)
+    assert one == made[1]

@@ -158,6 +158,13 @@ class Storage(Protocol):
 
     async def get_key(self, key_id: str) -> Key | None: ...
     async def get_identity(self, owner_id: str) -> Identity | None: ...
+    async def list_identities(
+        self, *, after: str | None, limit: int, search: str | None = None, identity_id: str | None = None
+    ) -> list[Identity]:
+        """Identities newest first, after the cursor id ``after``; ``search`` keeps owner ids starting with it,
+        ``identity_id`` only the identity of that id."""
+        ...
+
     async def list_keys(self, api_id: str, where: KeyFilter, *, at_ms: int, after: str | None, limit: int) -> list[Key]:
         """Keys of an API newest first; ``at_ms`` is "now" for the ``expired`` filter."""
         ...

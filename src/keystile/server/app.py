@@ -33,6 +33,7 @@ from keystile.http.asgi import (
     Send,
     declared_length,
     header_bytes,
+    new_request_id,
     request_id_from,
     send_bytes,
     too_large_body,
@@ -48,6 +49,9 @@ from keystile.server.routes import OPERATIONS
 from keystile.server.routing import Operation, endpoint, problem_response
 from keystile.server.runtime import Runtime
 from keystile.service import Keystile
+from keystile.unkey import KEY_BODIES as UNKEY_KEY_BODIES
+from keystile.unkey import PREFIX as UNKEY_PREFIX
+from keystile.unkey import UnkeyApp
 
 log = logging.getLogger("keystile.server")
 
@@ -57,15 +61,17 @@ VERIFY_PATH = "/v1/keys/verify"
 class KeystileApp:
     """The outer ASGI callable: transport security, verification fast path, limits, request ids, then Starlette."""
 
-    __slots__ = ("auth", "hsts", "plain_http", "runtime", "starlette", "verify")
+    __slots__ = ("auth", "hsts", "plain_http", "runtime", "starlette", "unkey", "verify")
 
     def __init__(self, runtime: Runtime, starlette: Starlette, verify: VerifyEndpoint) -> None:
         self.runtime = runtime
         self.starlette = starlette
         self.verify = verify
         self.auth = ForwardAuthEndpoint(runtime)
+        # SPEC R6: Unkey's v2 API, over the same services (its own envelopes and error bodies).
+        self.unkey = UnkeyApp(lambda: runtime.ks, runtime.max_body)
         # SPEC S1: HSTS on every answer over HTTPS; without TLS, a warning when keys come over plain HTTP.
-        self.hsts, self.plain_http = transport_security(runtime.settings, frozenset({VERIFY_PATH}))
+        self.hsts, self.plain_http = transport_security(runtime.settings, frozenset({VERIFY_PATH, *UNKEY_KEY_BODIES}))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -83,7 +89,12 @@ class KeystileApp:
             await self.auth(scope, receive, send)  # any method; answers never have a body
             return
         headers = scope["headers"]
-        request_id = scope[REQUEST_ID_SCOPE_KEY] = request_id_from(headers)
+        if path in UNKEY_KEY_BODIES:
+            # The key these bodies carry is read after the request id is chosen, so a client's id cannot be checked
+            # against it (as the verification fast path does): a fresh id, never one that could hold the key.
+            request_id = scope[REQUEST_ID_SCOPE_KEY] = new_request_id()
+        else:
+            request_id = scope[REQUEST_ID_SCOPE_KEY] = request_id_from(headers)
         runtime = self.runtime
         error: KeystileError | None = None
         if header_bytes(headers) > runtime.max_headers:
@@ -92,6 +103,9 @@ class KeystileApp:
             error = too_large_body(runtime.max_body)
         elif scope["path"] == VERIFY_PATH:
             error = InvalidInput(f"{scope['method']} is not allowed here; use POST", code="method_not_allowed")
+        if error is not None and path.startswith(UNKEY_PREFIX):
+            await self.unkey.refuse(send, error, request_id, tag=True)
+            return
         if error is not None:
             await send_problem(send, error, request_id, [(b"allow", b"POST")] if scope["path"] == VERIFY_PATH else [])
             return
@@ -113,8 +127,9 @@ class KeystileApp:
                 message["headers"] = [*message.get("headers", ()), tag]
             await send(message)
 
+        app: ASGIApp = self.unkey if scope["path"].startswith(UNKEY_PREFIX) else self.starlette
         try:
-            await self.starlette(scope, receive, send_tagged)
+            await app(scope, receive, send_tagged)
         except Exception as exc:
             # Handlers answer their own errors; this is a fault in the framework around them.
             log.error("unhandled error in request %s", request_id, exc_info=exc)

@@ -11,14 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from keystile.core.commands import KEEP, IdentityUpdate, NewIdentity
-from keystile.core.ids import new_id
+from keystile.core.ids import looks_like_id, new_id
 from keystile.core.jsonvalues import MAX_META_BYTES
-from keystile.core.models import Identity
+from keystile.core.models import Identity, Page
 from keystile.core.ports import Change
 from keystile.errors import Conflict, InvalidInput, NotFound
 from keystile.service.apis import distinct_ratelimits
 from keystile.service.authz import Actor, Principal
-from keystile.service.context import Context
+from keystile.service.context import Context, page_limit, paged
 from keystile.service.credits import as_spec, credits_change, credits_from_spec, merged_credits
 from keystile.service.snapshots import identity_snapshot
 from keystile.service.validate import check_json, json_size, merge_patch
@@ -91,6 +91,29 @@ class IdentityService:
         if identity is None:
             raise _not_found()
         return identity
+
+    async def find(self, principal: Principal, ref: str, permission: str = "identities.read") -> Identity:
+        """The identity of the owner ``ref``, else the identity whose id is ``ref`` (callers that know identities
+        by their id, as Unkey's API does); needs ``permission``. Raises :class:`NotFound`."""
+        principal.require(permission)
+        check_json(ref, "identity")
+        identity = await self._ctx.storage.get_identity(ref)
+        if identity is None and looks_like_id(ref, "idn"):
+            found = await self._ctx.storage.list_identities(after=None, limit=1, identity_id=ref)
+            identity = found[0] if found else None
+        if identity is None:
+            raise _not_found()
+        return identity
+
+    async def list(
+        self, principal: Principal, *, cursor: str | None, limit: int | None, search: str | None = None
+    ) -> Page[Identity]:
+        """Identities newest first; ``search`` keeps the owner ids that start with it. Needs ``identities.read``."""
+        principal.require("identities.read")
+        check_json(search, "search")
+        size = page_limit(limit)
+        items = await self._ctx.storage.list_identities(after=cursor, limit=size + 1, search=search)
+        return paged(items, size, lambda identity: identity.id)
 
     async def update(self, actor: Actor, owner_id: str, update: IdentityUpdate) -> Identity:
         """Change an identity's settings (fields not given stay, ``meta`` and ``credits`` merge); needs

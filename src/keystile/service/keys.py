@@ -23,7 +23,7 @@ from keystile.core.netaddr import normalise_allowlist
 from keystile.core.permissions import validate_grant
 from keystile.core.ports import Transaction
 from keystile.core.timefmt import to_datetime
-from keystile.errors import Conflict, InvalidInput
+from keystile.errors import Conflict, InvalidInput, NotFound
 from keystile.service.apis import ApiService, distinct_ratelimits
 from keystile.service.authz import Actor, Principal
 from keystile.service.context import Context, key_change, not_found, page_limit, paged
@@ -181,6 +181,16 @@ class KeyService:
         key = await self._ctx.storage.get_key(key_id) if looks_like_id(key_id, "key") else None
         if key is None or key.api_id == ROOT_API_ID or not principal.allows(permission, key.api_id):
             raise not_found("key", key_id, "key", "key_not_found")
+        return key
+
+    async def holding(self, principal: Principal, plain: str, permission: str = "keys.read") -> Key:
+        """The key whose plain text is ``plain`` (looked up by its digest), if the principal may see it; raises
+        NotFound otherwise, as for an unknown key (or Forbidden when the permission is held nowhere)."""
+        principal.require_any(permission)
+        bundle = await self._ctx.storage.load_for_verify(keyformat.digest(plain))
+        key = bundle.key if bundle is not None else None
+        if key is None or key.api_id == ROOT_API_ID or not principal.allows(permission, key.api_id):
+            raise NotFound("no key matches that key", code="key_not_found")
         return key
 
     async def views(self, keys: Sequence[Key]) -> builtins.list[KeyView]:

@@ -28,6 +28,37 @@ async def get_identity(db: Executor, q: Queries, owner_id: str) -> Identity | No
     return identity_from_row(row) if row is not None else None
 
 
+async def list_identities(
+    db: Executor,
+    q: Queries,
+    *,
+    after: str | None,
+    limit: int,
+    search: str | None = None,
+    identity_id: str | None = None,
+) -> list[Identity]:
+    """Identities newest first (by id), after the cursor id ``after``; ``search`` keeps the owner ids that start
+    with it, ``identity_id`` the one identity of that id."""
+    select = q.identity_select.rpartition(" WHERE ")[0]
+    conditions: list[str] = []
+    args: list[object] = []
+    if after is not None:
+        args.append(after)
+        conditions.append(f"i.id < ${len(args)}")
+    if identity_id is not None:
+        args.append(identity_id)
+        conditions.append(f"i.id = ${len(args)}")
+    if search:
+        # A prefix match, exact in case on both databases (SQLite's LIKE ignores ASCII case, PostgreSQL's does not).
+        args.append(search)
+        conditions.append(f"substr(i.owner_id, 1, length(${len(args)})) = ${len(args)}")
+    args.append(limit)
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    rows = await db.fetchall(f"{select}{where} ORDER BY i.id DESC LIMIT ${len(args)}", *args)
+    found = [identity_from_row(row) for row in rows]
+    return [identity for identity in found if identity is not None]
+
+
 async def insert_identity(tx: Executor, identity: Identity) -> None:
     await write_credits(tx, None, identity.credits, identity.updated_at)
     await tx.execute(

@@ -242,6 +242,13 @@ class SqlStorage:
     async def get_identity(self, owner_id: str) -> Identity | None:
         return await _identities.get_identity(self.driver, self._q, owner_id)
 
+    async def list_identities(
+        self, *, after: str | None, limit: int, search: str | None = None, identity_id: str | None = None
+    ) -> list[Identity]:
+        return await _identities.list_identities(
+            self.driver, self._q, after=after, limit=limit, search=search, identity_id=identity_id
+        )
+
     async def list_keys(self, api_id: str, where: KeyFilter, *, at_ms: int, after: str | None, limit: int) -> list[Key]:
         return await _keys.list_keys(self.driver, self._q, api_id, where, at_ms=at_ms, after=after, limit=limit)
 
