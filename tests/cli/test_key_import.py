@@ -78,6 +78,7 @@ def test_bad_files_name_the_line_and_exit_nonzero(ready: Shell, tmp_path: Path) 
 
     missing = ready("keys", "import", str(tmp_path / "broken.jsonl"), "--api-id", "api_none")
     assert missing.exit_code == 3
+    assert "Imported" not in missing.stdout  # nothing began: no summary, only the error
     nowhere = ready("keys", "import", str(tmp_path / "no-such-file.jsonl"), "--api-id", api_id)
     assert nowhere.exit_code == 2
 

@@ -206,9 +206,10 @@ def import_keys(
             finally:
                 summary.seconds = time.perf_counter() - started
                 entries.close()
-    except KeystileError as exc:  # before any batch: the API, the database
+    except KeystileError as exc:  # a failed batch (summary.resume_line says where), or the API or database before any
         summary.error = exc
-    _report(summary, as_json)
+    if summary.error is None or summary.resume_line is not None:
+        _report(summary, as_json)
     if summary.error is not None:
         error = summary.error
         kind = type(from_keystile(error))
