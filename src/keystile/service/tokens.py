@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -155,9 +154,9 @@ class TokenService:
 
     async def _load(self, *, fresh: bool = False) -> list[SigningKey]:
         loaded = self._loaded_at
-        if fresh or loaded is None or time.monotonic() - loaded > RELOAD_S:
+        if fresh or loaded is None or self._ctx.clock.monotonic() - loaded > RELOAD_S:
             self._keys = await self._ctx.storage.list_signing_keys()
-            self._loaded_at = time.monotonic()
+            self._loaded_at = self._ctx.clock.monotonic()
         return self._keys
 
     @staticmethod

@@ -134,5 +134,8 @@ async def retire_signing_keys(tx: Executor, *, at: int, not_after: int, keep: st
 
 
 async def list_signing_keys(db: Executor) -> list[SigningKey]:
-    rows = await db.fetchall(f"SELECT {_SIGNING_COLUMNS} FROM signing_keys ORDER BY created_at, kid")
+    rows = await db.fetchall(
+        f"SELECT {_SIGNING_COLUMNS} FROM signing_keys"
+        " ORDER BY created_at, CASE WHEN retired_at IS NULL THEN 1 ELSE 0 END, kid"  # the one that signs last
+    )
     return [_signing_key(row) for row in rows]
