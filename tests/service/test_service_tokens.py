@@ -44,7 +44,8 @@ async def test_a_token_carries_the_claims_and_checks_against_the_published_key(
 
     issued = await ks.tokens.issue(KeyCheck(plain), ttl_s=600)
 
-    assert issued.result.valid and issued.token is not None
+    assert issued.result.valid
+    assert issued.token is not None
     token = issued.token
     header = jwt.get_unverified_header(token.token)
     assert (header["alg"], header["typ"], header["kid"]) == ("EdDSA", "JWT", token.kid)
@@ -85,7 +86,9 @@ async def test_a_scope_the_key_does_not_hold_is_refused_without_spending(ks: Key
 
     assert (refused.result.code, refused.token) == (Code.INSUFFICIENT_PERMISSIONS, None)
     key = await ks.storage.get_key(key_id)
-    assert key is not None and key.credits is not None and key.credits.remaining == 5
+    assert key is not None
+    assert key.credits is not None
+    assert key.credits.remaining == 5
     with pytest.raises(InvalidInput) as bad:
         await ks.tokens.issue(KeyCheck(plain), permissions=["docs.*"])
     assert bad.value.code == "invalid_scope"
@@ -94,13 +97,13 @@ async def test_a_scope_the_key_does_not_hold_is_refused_without_spending(ks: Key
 async def test_disabled_expired_unknown_and_limited_keys_get_no_token(
     ks: Keystile, admin: Admin, clock: ManualClock
 ) -> None:
-    _, disabled_id, disabled = await key_of(admin, NewKey(enabled=False))
+    _, _disabled_id, disabled = await key_of(admin, NewKey(enabled=False))
     assert (await ks.tokens.issue(KeyCheck(disabled))).result.code == Code.DISABLED
 
     _, _, unknown = await key_of(admin)
     assert (await ks.tokens.issue(KeyCheck(unknown + "x"))).result.code == Code.NOT_FOUND
 
-    _, limited_id, limited = await key_of(admin, NewKey(ratelimits=[RateLimit("burst", 1, 60_000)]))
+    _, _limited_id, limited = await key_of(admin, NewKey(ratelimits=[RateLimit("burst", 1, 60_000)]))
     assert (await ks.tokens.issue(KeyCheck(limited))).token is not None
     limited_again = await ks.tokens.issue(KeyCheck(limited))
     assert (limited_again.result.code, limited_again.token) == (Code.RATE_LIMITED, None)
@@ -110,13 +113,14 @@ async def test_disabled_expired_unknown_and_limited_keys_get_no_token(
     soon = datetime.fromtimestamp(clock.now() + 60, UTC)
     _, _, expiring = await key_of(admin, NewKey(expires_at=soon))
     capped = await ks.tokens.issue(KeyCheck(expiring), ttl_s=3600)
-    assert capped.token is not None and capped.token.expires_in == 60, "a token does not outlive its key"
+    assert capped.token is not None
+    assert capped.token.expires_in == 60, "a token does not outlive its key"
     clock.advance(61)
     assert (await ks.tokens.issue(KeyCheck(expiring))).result.code == Code.EXPIRED
 
 
 async def test_issuing_spends_credits(ks: Keystile, admin: Admin) -> None:
-    _, key_id, plain = await key_of(admin, NewKey(credits=NewCredits(remaining=2)))
+    _, _key_id, plain = await key_of(admin, NewKey(credits=NewCredits(remaining=2)))
 
     assert (await ks.tokens.issue(KeyCheck(plain))).token is not None
     assert (await ks.tokens.issue(KeyCheck(plain))).token is not None
@@ -204,7 +208,8 @@ async def test_rotation_keeps_old_tokens_until_they_expire_then_drops_the_key(
     rotation = await ks.tokens.rotate(admin.actor)
     new = (await ks.tokens.issue(KeyCheck(plain))).token
 
-    assert new is not None and new.kid == rotation.kid != old.kid
+    assert new is not None
+    assert new.kid == rotation.kid != old.kid
     assert rotation.retired == (old.kid,)
     assert [k["kid"] for k in (await ks.tokens.jwks())["keys"]] == [new.kid, old.kid]
     assert [(s.key.kid, s.state) for s in await ks.tokens.signing_keys()] == [
@@ -235,7 +240,8 @@ async def test_another_process_signs_with_the_rotated_key(
     clock.advance(2)
 
     second = (await other.tokens.issue(KeyCheck(plain))).token
-    assert second is not None and second.kid == rotation.kid != first.kid
+    assert second is not None
+    assert second.kid == rotation.kid != first.kid
     assert (await ks.tokens.verify(OPERATOR, second.token)).code == Code.VALID
 
 
@@ -250,7 +256,9 @@ async def test_without_a_master_key_no_token_is_issued_and_nothing_is_spent(
         await bare.tokens.issue(KeyCheck(plain))
 
     key = await storage.get_key(key_id)
-    assert key is not None and key.credits is not None and key.credits.remaining == 3
+    assert key is not None
+    assert key.credits is not None
+    assert key.credits.remaining == 3
     assert (await bare.tokens.jwks())["keys"] == []
     assert (await bare.verification.verify(OPERATOR, KeyCheck(plain))).valid
 
@@ -262,7 +270,8 @@ async def test_the_private_signing_key_is_stored_sealed_only(ks: Keystile, admin
     private = ks.tokens._private[stored.kid]
 
     raw = private.private_bytes_raw()
-    assert raw not in stored.ciphertext and raw not in stored.nonce
+    assert raw not in stored.ciphertext
+    assert raw not in stored.nonce
     assert private.public_key().public_bytes_raw() == stored.public_key
     [created] = await admin.audit(AuditFilter(action="signing_key.create"))
     assert created.target == stored.kid

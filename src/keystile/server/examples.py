@@ -84,6 +84,7 @@ LATER = "2026-11-28T09:40:02.518Z"
 ROLE = "forecaster"
 SIGNING_KEY_ID = "sk_0EvMSif02StR3D6eknb68r"
 
+_TOKEN = "eyJhbGciOiJFZERTQSIsImtpZCI6InNrXzBFdk1…"  # noqa: S105 - cut short, as keys are
 _LIMIT = RateLimitSpec(name="search", limit=100, duration_ms=60_000, auto_apply=False)
 _LIMIT_OUT = RateLimitOut("search", 100, 60_000, False)
 _KEY_CREATE = KeyCreate(
@@ -234,13 +235,13 @@ EXAMPLES: dict[Any, Any] = {
     # -- API tokens
     TokenRequest: TokenRequest(ttl_s=900, permissions=["forecast.read"]),
     TokenOut: TokenOut(
-        token="eyJhbGciOiJFZERTQSIsImtpZCI6InNrXzBFdk1…",
-        token_type="Bearer",
+        token=_TOKEN,
+        token_type="Bearer",  # noqa: S106 - the name of a scheme
         expires_in=900,
         expires_at="2026-11-28T09:27:44Z",
         scope="forecast.read",
     ),
-    TokenVerifyRequest: TokenVerifyRequest(token="eyJhbGciOiJFZERTQSIsImtpZCI6InNrXzBFdk1…"),
+    TokenVerifyRequest: TokenVerifyRequest(token=_TOKEN),
     TokenVerifyResponse: TokenVerifyResponse(
         valid=True,
         code="VALID",
