@@ -46,8 +46,8 @@ def test_tokens_issued_checked_offline_and_online_rotated_and_revoked(database: 
     [root_key] = ROOT_KEY_RE.findall(cli("init", workdir=tmp_path, env=env))
     server = serve(tmp_path, env)
     cli_env = {**env, "KEYSTILE_TOKEN_ISSUER": server.url}
+    client = Client(server.url, root_key)
     try:
-        client = Client(server.url, root_key)
         auth = {"Authorization": f"Bearer {root_key}"}
         api_id = client.create_api(ApiCreate(name="weather")).id
         spec = {"owner_id": "alice", "permissions": ["forecast.read", "forecast.write"], "credits": {"remaining": 3}}
@@ -150,6 +150,7 @@ def test_tokens_issued_checked_offline_and_online_rotated_and_revoked(database: 
         assert logs
         assert all("token" in event["tags"] for event in logs)
     finally:
+        client.close()
         assert server.stop() == 0
     output = server.stdout() + server.stderr()
     assert key not in output
