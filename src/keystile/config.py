@@ -22,6 +22,8 @@ DEFAULT_DATA_DIR = "./keystile-data"
 DEFAULT_CACHE_TTL_MS = 5_000
 NOTIFIED_CACHE_TTL_MS = 60_000
 """The cache TTL when changes are pushed to every process (Redis or PostgreSQL notifications, SPEC V6)."""
+DEFAULT_ISSUER_URL = "http://127.0.0.1:8787"
+"""The ``iss`` of API tokens when nothing else says (the default host and port)."""
 DEFAULT_TRUSTED_PROXIES = ("127.0.0.0/8", "::1/128")
 DEFAULT_HSTS = "max-age=63072000"
 """Two years, as browsers' preload lists ask (SPEC S1)."""
@@ -78,6 +80,8 @@ class Settings:
     auth_limited_status: int = 429
     """What ``/v1/auth`` answers for ``RATE_LIMITED``/``USAGE_EXCEEDED``: 429, or 403 for nginx's auth_request."""
     auth_failures_per_minute: int = 100
+    token_issuer: str | None = None
+    """The ``iss`` of API tokens (SPEC T1); default the server's own URL (``http(s)://host:port``)."""
     """Failed ``/v1/auth`` attempts (401s) allowed per client IP and minute before it answers 429; 0: no limit."""
 
     def __post_init__(self) -> None:
@@ -97,6 +101,15 @@ class Settings:
             elif environ.get(name, "") != "":
                 values[field.name] = _coerce(field.name, name, environ[name])
         return cls(**values)
+
+    @property
+    def issuer(self) -> str:
+        """The ``iss`` of API tokens: ``token_issuer``, else this server's URL."""
+        if self.token_issuer:
+            return self.token_issuer
+        scheme = "https" if self.tls_cert is not None else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
 
     def public(self) -> dict[str, Any]:
         """The settings with secrets (passwords in URLs) masked, for ``keystile serve`` to print."""

@@ -34,6 +34,7 @@ from keystile.schemas import (
     IdentityCreate,
     IdentityOut,
     IdentityPatch,
+    Jwks,
     KeyCreate,
     KeyCreated,
     KeyImport,
@@ -54,6 +55,10 @@ from keystile.schemas import (
     RootKeyCreated,
     RootKeyOut,
     Status,
+    TokenOut,
+    TokenRequest,
+    TokenVerifyRequest,
+    TokenVerifyResponse,
     VerificationSeries,
     VerifyRequest,
     VerifyResponse,
@@ -100,6 +105,9 @@ class Route(Generic[T]):
     """Other success statuses that answer with ``response`` too."""
     query: tuple[Param, ...] = ()
     media_type: str = JSON
+    key_param: str | None = None
+    """The client method's parameter that carries the caller's own key, sent instead of the root key (a route
+    authenticated by an API's key, such as issuing a token); the first after the path parameters."""
 
     @property
     def path_params(self) -> list[str]:
@@ -159,6 +167,12 @@ FORWARD_AUTH = Route(
         Param("cost", "integer", "Credits to spend (default 1).", {"minimum": 0, "maximum": MAX_COST}),
     ),
 )
+
+# -- API tokens (SPEC T1, T2) ---------------------------------------------------------------------------------------
+
+ISSUE_TOKEN = Route("issue_token", "POST", "/v1/tokens", TokenOut, body=TokenRequest, key_param="key")
+VERIFY_TOKEN = Route("verify_token", "POST", "/v1/tokens/verify", TokenVerifyResponse, body=TokenVerifyRequest)
+JWKS = Route("jwks", "GET", "/.well-known/jwks.json", Jwks)
 
 # -- identities (SPEC K5), standalone rate limits (SPEC L4), roles (SPEC V3), root keys (SPEC K6) --------------------
 
@@ -276,6 +290,9 @@ ROUTES: tuple[Route[Any], ...] = (
     CHANGE_CREDITS,
     GET_KEY_PLAINTEXT,
     FORWARD_AUTH,
+    ISSUE_TOKEN,
+    VERIFY_TOKEN,
+    JWKS,
     CREATE_IDENTITY,
     GET_IDENTITY,
     UPDATE_IDENTITY,

@@ -73,7 +73,9 @@ def test_a_method_takes_the_query_parameters_path_parameters_and_body_of_its_rou
     assert keywords == {param.name for param in route.query}
     assert positional[: len(path_names)] == path_names
     assert op.body is route.body
-    assert len(positional) == len(path_names) + (route.body is not None)
+    keys = [route.route.key_param] if route.route.key_param is not None else []
+    assert positional[len(path_names) : len(path_names) + len(keys)] == keys
+    assert len(positional) == len(path_names) + len(keys) + (route.body is not None)
 
 
 @pytest.mark.parametrize("name", sorted(name for name in CLIENT if _server(name).response not in (None, str, dict)))
@@ -123,7 +125,10 @@ def disagreements(method: ClientOperation[Any, Any], route: Route[Any]) -> list[
         found.append(
             f"path parameters: the method takes {positional[: len(path_names)]}, {route.path} has {path_names}"
         )
-    bodies = positional[len(path_names) :]
+    keys = [route.key_param] if route.key_param is not None else []
+    if positional[len(path_names) : len(path_names) + len(keys)] != keys:
+        found.append(f"key: the method takes {positional[len(path_names) :]}, the route's key is {keys}")
+    bodies = positional[len(path_names) + len(keys) :]
     if len(bodies) != (route.body is not None):
         found.append(f"body: the method takes {bodies}, the route's body is {route.body}")
     elif bodies and typing.get_type_hints(method.build)[bodies[0]] not in (route.body, route.body | None):
@@ -139,7 +144,8 @@ def disagreements(method: ClientOperation[Any, Any], route: Route[Any]) -> list[
         return found  # the call below would only repeat them
 
     # Each path parameter, and each query parameter alone, gets a value of its own: a swap or a typo shows.
-    args: list[Any] = [f"{name}-1" for name in path_names] + ([_BODY] if route.body is not None else [])
+    args: list[Any] = [f"{name}-1" for name in path_names] + ["key-1"] * len(keys)
+    args += [_BODY] if route.body is not None else []
     expected_path = route.path.format_map({name: quote(f"{name}-1", safe="") for name in path_names})
     for param in (None, *route.query):
         kwargs = {} if param is None else {param.name: _SAMPLES[param.kind]}
@@ -155,6 +161,8 @@ def disagreements(method: ClientOperation[Any, Any], route: Route[Any]) -> list[
             found.append(f"body: the method sends {call.content!r} to {route.path}, which takes none")
         if route.body is not None and call.content != msgspec.json.encode(_BODY):
             found.append(f"body: the method sends {call.content!r}, not the body it is given")
+        if keys and dict(call.extra_headers or {}) != {"authorization": "Bearer key-1"}:
+            found.append(f"key: the method sends {call.extra_headers}, not the key as a Bearer credential")
         if route.body is not None and call.content_type not in route.body_types:
             found.append(f"body media type: the method sends {call.content_type}, the route takes {route.body_types}")
     return sorted(set(found))

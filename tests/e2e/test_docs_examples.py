@@ -61,8 +61,9 @@ from .server import BIN, REPO, Server, cli, free_port, non_loopback_address, ser
 pytestmark = pytest.mark.e2e
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-MEASURED = frozenset({"latency_us"})
-"""Members whose values the server measures: only their type is compared."""
+MEASURED = frozenset({"latency_us", "exp", "iat"})
+"""Members whose values the server measures (a latency) or takes from its clock (a token's times in seconds):
+only their type is compared."""
 FENCE = re.compile(
     r"^(?P<indent>[ ]*)(?P<fence>```+)(?P<info>[^`\n]*)\n(?P<body>.*?)^(?P=indent)(?P=fence)[ ]*$", re.M | re.S
 )
@@ -481,6 +482,32 @@ def _recover(docs: Docs, example: Example) -> list[Got]:
     got = docs.run(example, {"KEY_ID": created["id"]})
     assert [answer.body for answer in got] == [{"key_id": created["id"], "key": created["key"]}]
     return got
+
+
+def _token_key(docs: Docs) -> str:
+    api_id = docs.call("POST", "/v1/apis", {"name": "weather"})["id"]
+    key: str = docs.call("POST", f"/v1/apis/{api_id}/keys", {"owner_id": "alice", "permissions": ["forecast.read"]})[
+        "key"
+    ]
+    return key
+
+
+@scenario("docs/tokens.md", "issue")
+def _issue_token(docs: Docs, example: Example) -> list[Got]:
+    return docs.run(example, {"KEY": _token_key(docs)})
+
+
+@scenario("docs/tokens.md", "jwks")
+def _jwks(docs: Docs, example: Example) -> list[Got]:
+    httpx.post(f"{docs.server.url}/v1/tokens", headers={"X-API-Key": _token_key(docs)}).raise_for_status()
+    return docs.run(example, {})
+
+
+@scenario("docs/tokens.md", "verify")
+def _verify_token(docs: Docs, example: Example) -> list[Got]:
+    body = {"permissions": ["forecast.read"]}
+    answer = httpx.post(f"{docs.server.url}/v1/tokens", json=body, headers={"X-API-Key": _token_key(docs)})
+    return docs.run(example, {"TOKEN": answer.json()["token"]})
 
 
 @scenario("docs/leaks.md", "report")

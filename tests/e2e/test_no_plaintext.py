@@ -226,3 +226,69 @@ def test_imported_plain_keys_appear_nowhere(database: str, tmp_path: Path) -> No
         assert key not in audit_text, "an imported plain-text key is in the audit log"
         assert key not in server_output, "an imported plain-text key is in the server's output"
         assert not any(key in text for text in [*seen.http, *seen.cli]), "an imported key was shown"
+
+
+async def _signing_private_keys(database: str, master_file: Path) -> list[bytes]:
+    """The private token signing keys in the database, opened with the master key (as only a server can)."""
+    from keystile.core.clock import ManualClock
+    from keystile.service import sealing
+    from keystile.service.vault import read_master_key_file
+    from keystile.storage import open_storage
+
+    master = read_master_key_file(master_file)
+    storage = await open_storage(database, ManualClock())
+    try:
+        opened = []
+        for stored in await storage.list_signing_keys():
+            row = await storage.get_data_key(stored.data_key_id)
+            assert row is not None
+            data_key = sealing.unwrap_data_key(master, row.id, row.wrapped)
+            opened.append(sealing.open_signing_key(data_key, stored.kid, stored.nonce, stored.ciphertext))
+        return opened
+    finally:
+        await storage.close()
+
+
+def test_token_signing_keys_and_the_keys_that_issue_tokens_appear_nowhere(database: str, tmp_path: Path) -> None:
+    # SPEC T2: signing keys are stored sealed under the master key; the keys presented to issue tokens are
+    # verified, never stored or echoed (not in the token either).
+    import asyncio
+    import base64
+
+    env = {"KEYSTILE_DATA_DIR": str(tmp_path / "data"), "KEYSTILE_DATABASE_URL": database}
+    seen = Seen()
+    [root_key] = ROOT_KEY_RE.findall(seen.run("init", workdir=tmp_path, env=env))
+    server: Server = serve(tmp_path, env)
+    try:
+        auth = {"Authorization": f"Bearer {root_key}"}
+        api_id = seen.call("POST", f"{server.url}/v1/apis", json={"name": "tokens"}, headers=auth).json()["id"]
+        keys = [
+            seen.call("POST", f"{server.url}/v1/apis/{api_id}/keys", json={"owner_id": "o"}, headers=auth).json()["key"]
+            for _ in range(2)
+        ]
+        tokens = [seen.call("POST", f"{server.url}/v1/tokens", json={}, headers={"X-API-Key": keys[0]}).json()]
+        seen.run("tokens", "rotate", workdir=tmp_path, env=env)
+        tokens.append(
+            seen.call("POST", f"{server.url}/v1/tokens", json={}, headers={"Authorization": f"Bearer {keys[1]}"}).json()
+        )
+        seen.call("POST", f"{server.url}/v1/tokens", json={"ttl_s": 0}, headers={"X-API-Key": keys[1]})
+        seen.call("POST", f"{server.url}/v1/tokens", json={"permissions": ["x"]}, headers={"X-API-Key": keys[1]})
+        for token in tokens:
+            seen.call("POST", f"{server.url}/v1/tokens/verify", json={"token": token["token"]}, headers=auth)
+        seen.call("GET", f"{server.url}/.well-known/jwks.json")
+    finally:
+        assert server.stop() == 0
+
+    stored = _dump(database, tmp_path)
+    server_output = server.stdout() + server.stderr()
+    private_keys = asyncio.run(_signing_private_keys(database, tmp_path / "data" / "master.key"))
+    assert len(private_keys) == 2
+    for private in private_keys:
+        for form in (private, base64.urlsafe_b64encode(private).rstrip(b"="), private.hex().encode()):
+            assert form not in stored, "a private signing key is in the database"
+            assert form.decode("latin-1") not in server_output
+            assert not any(form.decode("latin-1") in text for text in [*seen.http, *seen.cli])
+    for key in keys:
+        assert key.encode() not in stored, "a key that issued a token is in the database"
+        assert key not in server_output
+        assert sum(text.count(key) for text in seen.http) == 1, "a key appears beyond the answer that created it"

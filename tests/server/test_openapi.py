@@ -31,6 +31,7 @@ async def _document(client: httpx.AsyncClient) -> Json:
 PUBLIC = {
     "/v1/leaks": "leak reports are signed by GitHub instead",
     "/v1/auth": "forward auth trusts the network (SPEC V5)",
+    "/v1/tokens": "the caller presents its own key, not a root key (SPEC T1)",
 }
 
 

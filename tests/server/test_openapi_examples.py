@@ -24,6 +24,7 @@ from keystile.config import Settings
 from keystile.server.docs import render
 from keystile.server.openapi import build_document
 from keystile.server.routes import OPERATIONS
+from tests.conftest import MASTER_KEY
 
 from .helpers import Headers
 from .test_leaks import KEY_ID, pem, sign
@@ -42,7 +43,7 @@ def settings(database_url: str, tmp_path: Path, github: ec.EllipticCurvePrivateK
     """Leak reports on, so that the example report can be sent too (signed as GitHub would)."""
     keys = tmp_path / "github-keys.json"
     keys.write_text(json.dumps({"public_keys": [{"key_identifier": KEY_ID, "key": pem(github), "is_current": True}]}))
-    return Settings(database_url=database_url, leaks_public_keys=keys)
+    return Settings(database_url=database_url, leaks_public_keys=keys, master_key=MASTER_KEY.hex())
 
 
 async def _document(client: httpx.AsyncClient) -> Json:
@@ -137,6 +138,8 @@ SENT = [
     ("patch", "/v1/keys/{key_id}"),
     ("post", "/v1/keys/{key_id}/credits"),
     ("post", "/v1/keys/verify"),
+    ("post", "/v1/tokens"),
+    ("post", "/v1/tokens/verify"),
     ("post", "/v1/keys/{key_id}/reroll"),
     ("post", "/v1/ratelimit"),
     ("post", "/v1/root-keys"),
@@ -163,6 +166,8 @@ async def test_the_request_examples_are_accepted_and_answered_as_the_answer_exam
     for method, path in SENT:
         body = json.dumps(_request_example(document, method, path)).encode()
         headers = sign(github, body) if path == "/v1/leaks" else {**auth, "Content-Type": "application/json"}
+        if path == "/v1/tokens":  # the caller presents its own key, not a root key
+            headers = {"Authorization": f"Bearer {params['key']}", "Content-Type": "application/json"}
         answer = await client.request(method, path.format(**params), content=body, headers=headers)
 
         assert answer.status_code in (200, 201), (method, path, answer.text)
@@ -174,7 +179,7 @@ async def test_the_request_examples_are_accepted_and_answered_as_the_answer_exam
         elif path == "/v1/identities":
             params["owner_id"] = answer.json()["owner_id"]
         elif path == "/v1/apis/{api_id}/keys":
-            params["key_id"] = answer.json()["id"]
+            params["key_id"], params["key"] = answer.json()["id"], answer.json()["key"]
 
 
 def _shown_texts(document: Json) -> list[str]:

@@ -70,6 +70,7 @@ SETTING_FLAGS: list[tuple[str, Any, str]] = [
     ("auth_api_ids", str, "Comma-separated APIs whose keys /v1/auth may verify [default: any named by api_id]."),
     ("auth_limited_status", click.Choice(["429", "403"]), "/v1/auth status for RATE_LIMITED [default: 429]."),
     ("auth_failures_per_minute", int, "Failed /v1/auth attempts per client IP a minute [default: 100; 0: off]."),
+    ("token_issuer", str, "The iss of API tokens [default: this server's URL, http://host:port]."),
 ]
 
 

@@ -43,9 +43,14 @@ class Call(Generic[T]):
     content: bytes | None = None
     content_type: str | None = None
     idempotent: bool = False
+    extra_headers: Mapping[str, str] | None = field(default=None, repr=False)
+    """Headers of this call only (the key of ``issue_token``, sent instead of the root key); never shown."""
 
     def headers(self) -> dict[str, str]:
-        return {"content-type": self.content_type} if self.content_type is not None else {}
+        headers = {"content-type": self.content_type} if self.content_type is not None else {}
+        if self.extra_headers:
+            headers.update(self.extra_headers)
+        return headers
 
     def answer(self, response: httpx.Response) -> T:
         """The decoded answer; raises the :class:`ApiError` that a non-2xx answer stands for."""
@@ -61,6 +66,7 @@ class Parts:
     path: Mapping[str, str] = field(default_factory=dict)
     query: Mapping[str, Any] = field(default_factory=dict)
     body: Any = None
+    headers: Mapping[str, str] | None = None
 
 
 class SyncSender:
@@ -133,6 +139,7 @@ def operation(route: Route[T], *, idempotent: bool | None = None) -> Callable[[C
                 content,
                 content_type if content is not None else None,
                 repeatable,
+                parts.headers,
             )
 
         return Operation(route, functools.wraps(build)(call))

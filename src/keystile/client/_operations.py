@@ -31,6 +31,8 @@ from keystile.operations import (
     GET_KEY_PLAINTEXT,
     HEALTHZ,
     IMPORT_KEYS,
+    ISSUE_TOKEN,
+    JWKS,
     LIST_APIS,
     LIST_AUDIT,
     LIST_KEYS,
@@ -50,6 +52,7 @@ from keystile.operations import (
     UPDATE_KEY,
     VERIFICATION_COUNTS,
     VERIFY_KEY,
+    VERIFY_TOKEN,
 )
 from keystile.schemas import (
     ApiCreate,
@@ -65,6 +68,8 @@ from keystile.schemas import (
     RerollSpec,
     RoleSpec,
     RootKeyCreate,
+    TokenRequest,
+    TokenVerifyRequest,
     VerifyRequest,
 )
 
@@ -139,6 +144,24 @@ class Operations:
         """Verify a key: an answer with ``valid`` and ``code`` whatever the key; errors only for a bad
         request or root key. Never retried: a verification spends rate limits and credits."""
         return Parts(body=request)
+
+    # -- API tokens (SPEC T1, T2) -------------------------------------------------------------------------------
+
+    @operation(ISSUE_TOKEN)
+    def issue_token(key: str, request: TokenRequest | None = None) -> Parts:
+        """A signed token for ``key`` (sent as ``Authorization: Bearer`` instead of the root key); issuing is a
+        verification of the key (limits and credits apply). Never retried."""
+        return Parts(body=request, headers={"authorization": f"Bearer {key}"})
+
+    @operation(VERIFY_TOKEN)
+    def verify_token(request: TokenVerifyRequest) -> Parts:
+        """Check a token online: an answer with ``valid`` and ``code`` whatever the token. Needs ``keys.verify``."""
+        return Parts(body=request)
+
+    @operation(JWKS)
+    def jwks() -> Parts:
+        """The public keys that sign tokens (a JSON Web Key Set)."""
+        return Parts()
 
     @operation(GET_KEY)
     def get_key(key_id: str) -> Parts:

@@ -179,6 +179,28 @@ class KeySecret:
 
 
 @dataclass(frozen=True, slots=True)
+class SigningKey:
+    """An Ed25519 key that signs API tokens (SPEC T2), as stored: the public key in the clear (32 bytes), the
+    private key sealed (AES-256-GCM, ``nonce`` and ``ciphertext``) under the data key ``data_key_id``.
+
+    ``retired_at``: when a newer key took over signing (``None`` while it signs); ``not_after``: when the last
+    token it signed has expired, and its public key leaves the JWKS (``None`` while it signs)."""
+
+    kid: str
+    created_at: int
+    public_key: bytes
+    data_key_id: str
+    nonce: bytes
+    ciphertext: bytes
+    retired_at: int | None = None
+    not_after: int | None = None
+
+    def published(self, at_ms: int) -> bool:
+        """Whether its public key is still in the JWKS (tokens it signed may still be unexpired)."""
+        return self.not_after is None or at_ms < self.not_after
+
+
+@dataclass(frozen=True, slots=True)
 class KeyBundle:
     """What verification needs on a cache miss: the key, its API, the permissions of its API's roles and the
     identity of its owner, if one exists."""

@@ -28,6 +28,7 @@ from keystile.core.models import (
     KeyFilter,
     KeySecret,
     Role,
+    SigningKey,
     VerificationEvent,
 )
 from keystile.core.ratelimit import Bucket, LimitState
@@ -125,6 +126,15 @@ class Transaction(Protocol):
         """Replace a data key's wrapping with ``new``'s, if it is still wrapped under ``old_master_id``."""
         ...
 
+    async def insert_signing_key(self, key: SigningKey) -> None:
+        """Store a new token signing key (SPEC T2)."""
+        ...
+
+    async def retire_signing_keys(self, *, at: int, not_after: int, keep: str) -> list[str]:
+        """Mark every signing key still signing, other than ``keep``, retired at ``at`` and published until
+        ``not_after``; delete those whose ``not_after`` has passed at ``at``. Returns the kids retired."""
+        ...
+
 
 class Storage(Protocol):
     """Where Keystile keeps its records (SPEC X2)."""
@@ -199,6 +209,10 @@ class Storage(Protocol):
 
     async def newest_data_key(self, master_id: str) -> DataKey | None:
         """The data key most recently made among those wrapped under ``master_id``."""
+        ...
+
+    async def list_signing_keys(self) -> list[SigningKey]:
+        """Every stored token signing key (SPEC T2), oldest first."""
         ...
 
     async def count_keys(self, api_id: str) -> int: ...

@@ -101,6 +101,15 @@ from keystile.schemas.root_keys import (
     root_key_out,
 )
 from keystile.schemas.rules import RULES
+from keystile.schemas.tokens import (
+    Jwk,
+    Jwks,
+    TokenOut,
+    TokenRequest,
+    TokenVerifyRequest,
+    TokenVerifyResponse,
+    token_out,
+)
 from keystile.schemas.verify import (
     RateLimitState,
     RemainingOut,
@@ -137,6 +146,8 @@ __all__ = [
     "IdentityCreate",
     "IdentityOut",
     "IdentityPatch",
+    "Jwk",
+    "Jwks",
     "KeyCreate",
     "KeyCreated",
     "KeyHashSpec",
@@ -179,6 +190,10 @@ __all__ = [
     "Status",
     "TimeOut",
     "Timestamp",
+    "TokenOut",
+    "TokenRequest",
+    "TokenVerifyRequest",
+    "TokenVerifyResponse",
     "VerificationCount",
     "VerificationSeries",
     "VerifyCredits",
@@ -211,4 +226,5 @@ __all__ = [
     "root_key_out",
     "series_out",
     "to_builtins",
+    "token_out",
 ]

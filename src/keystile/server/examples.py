@@ -32,6 +32,8 @@ from keystile.schemas import (
     IdentityCreate,
     IdentityOut,
     IdentityPatch,
+    Jwk,
+    Jwks,
     KeyCreate,
     KeyCreated,
     KeyHashSpec,
@@ -61,6 +63,10 @@ from keystile.schemas import (
     RootKeyCreated,
     RootKeyOut,
     Status,
+    TokenOut,
+    TokenRequest,
+    TokenVerifyRequest,
+    TokenVerifyResponse,
     VerificationCount,
     VerificationSeries,
     VerifyCredits,
@@ -76,7 +82,9 @@ ROOT_KEY_ID = "rk_IIRxjbrhPLKTAAheKrpF32"
 CREATED = "2026-11-28T09:12:44.031Z"
 LATER = "2026-11-28T09:40:02.518Z"
 ROLE = "forecaster"
+SIGNING_KEY_ID = "sk_0EvMSif02StR3D6eknb68r"
 
+_TOKEN = "eyJhbGciOiJFZERTQSIsImtpZCI6InNrXzBFdk1…"  # noqa: S105 - cut short, as keys are
 _LIMIT = RateLimitSpec(name="search", limit=100, duration_ms=60_000, auto_apply=False)
 _LIMIT_OUT = RateLimitOut("search", 100, 60_000, False)
 _KEY_CREATE = KeyCreate(
@@ -223,6 +231,41 @@ EXAMPLES: dict[Any, Any] = {
         expires_at=None,
         credits=RemainingOut(999),
         ratelimits=[RateLimitState("search", 100, 98, LATER)],
+    ),
+    # -- API tokens
+    TokenRequest: TokenRequest(ttl_s=900, permissions=["forecast.read"]),
+    TokenOut: TokenOut(
+        token=_TOKEN,
+        token_type="Bearer",  # noqa: S106 - the name of a scheme
+        expires_in=900,
+        expires_at="2026-11-28T09:27:44Z",
+        scope="forecast.read",
+    ),
+    TokenVerifyRequest: TokenVerifyRequest(token=_TOKEN),
+    TokenVerifyResponse: TokenVerifyResponse(
+        valid=True,
+        code="VALID",
+        key_id=KEY_ID,
+        api_id=API_ID,
+        sub="alice",
+        scope="forecast.read",
+        exp=1795858064,
+        expires_at="2026-11-28T09:27:44Z",
+        iat=1795857164,
+        jti="tok_0EvMSif02StR3D6eknb68r",
+        kid=SIGNING_KEY_ID,
+    ),
+    Jwks: Jwks(
+        [
+            Jwk(
+                kty="OKP",
+                crv="Ed25519",
+                x="11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+                kid=SIGNING_KEY_ID,
+                alg="EdDSA",
+                use="sig",
+            )
+        ]
     ),
     RatelimitRequest: RatelimitRequest(namespace="login", identifier="203.0.113.7", limit=5, duration_ms=60_000),
     RatelimitResponse: RatelimitResponse(success=True, limit=5, remaining=4, reset_at=LATER),

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from keystile.config import Settings
 from keystile.errors import StorageError
+from keystile.http.forwarded import TrustedProxies
 from keystile.service import Keystile
 
 if TYPE_CHECKING:
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 class Runtime:
     """The settings, the reference of the routes and, once started, the :class:`Keystile` services of one app."""
 
-    __slots__ = ("keystile", "max_body", "max_headers", "reference", "settings")
+    __slots__ = ("keystile", "max_body", "max_headers", "proxies", "reference", "settings")
 
     def __init__(self, settings: Settings, keystile: Keystile | None, reference: Reference) -> None:
         self.settings = settings
@@ -25,6 +26,8 @@ class Runtime:
         self.keystile = keystile
         self.max_body = settings.max_body_bytes
         self.max_headers = settings.max_header_bytes
+        self.proxies = TrustedProxies(settings.trusted_proxies)
+        """Who may say, in forwarding headers, which address a request came from (SPEC S4)."""
 
     @property
     def ks(self) -> Keystile:

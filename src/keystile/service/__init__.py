@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from keystile.config import DEFAULT_CACHE_TTL_MS, NOTIFIED_CACHE_TTL_MS, Settings
+from keystile.config import DEFAULT_CACHE_TTL_MS, DEFAULT_ISSUER_URL, NOTIFIED_CACHE_TTL_MS, Settings
 from keystile.core.clock import Clock, SystemClock
 from keystile.core.ports import ChangeBus, LocalChangeBus, Spender, Storage
 from keystile.core.verify import Verifier
@@ -21,6 +21,7 @@ from keystile.service.keys import KeyService
 from keystile.service.leaks import LeakService
 from keystile.service.ratelimits import RatelimitService
 from keystile.service.rootkeys import RootKeyService
+from keystile.service.tokens import TokenService
 from keystile.service.vault import MasterKeys, Vault
 from keystile.service.verification import VerificationService
 
@@ -36,6 +37,7 @@ class Keystile:
         verifier: Verifier,
         events: Events | None = None,
         masters: MasterKeys | None = None,
+        token_issuer: str = DEFAULT_ISSUER_URL,
     ) -> None:
         self.ctx = Context(storage, clock, bus, verifier)
         self.events = events if events is not None else Events(storage, clock)
@@ -54,6 +56,8 @@ class Keystile:
         self.ratelimits = RatelimitService(self.ctx)
         self.analytics = AnalyticsService(self.ctx)
         self.leaks = LeakService(self.ctx, self.keys)
+        self.tokens = TokenService(self.ctx, self.vault, self.verification, token_issuer)
+        """API tokens (SPEC T1, T2): issued from keys, signed with keys sealed in the vault."""
 
     @property
     def storage(self) -> Storage:
@@ -95,7 +99,7 @@ class Keystile:
             raw_days=settings.events_retention_days,
             rollup_days=settings.rollups_retention_days,
         )
-        return cls(storage, clock, bus, verifier, events, MasterKeys.from_settings(settings))
+        return cls(storage, clock, bus, verifier, events, MasterKeys.from_settings(settings), settings.issuer)
 
     @classmethod
     async def open(cls, settings: Settings, clock: Clock | None = None, *, retention: bool = True) -> Keystile:

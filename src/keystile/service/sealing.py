@@ -107,3 +107,16 @@ def seal_key(data_key: bytes, key_id: str, api_id: str, plain: str) -> tuple[byt
 def open_key(data_key: bytes, key_id: str, api_id: str, nonce: bytes, ciphertext: bytes) -> str:
     """The plain text :func:`seal_key` sealed; raises :class:`Unopenable` for any other key, API or data key."""
     return _open(data_key, nonce, ciphertext, _key_aad(key_id, api_id)).decode()
+
+
+_SIGNING_AAD = b"keystile signing key v1\x00"
+
+
+def seal_signing_key(data_key: bytes, kid: str, private: bytes) -> tuple[bytes, bytes]:
+    """A token signing key's private bytes sealed under ``data_key``, bound to its ``kid``: ``(nonce, ciphertext)``."""
+    return _seal(data_key, private, _SIGNING_AAD + kid.encode())
+
+
+def open_signing_key(data_key: bytes, kid: str, nonce: bytes, ciphertext: bytes) -> bytes:
+    """The private bytes :func:`seal_signing_key` sealed; raises :class:`Unopenable` for any other kid or data key."""
+    return _open(data_key, nonce, ciphertext, _SIGNING_AAD + kid.encode())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from keystile.core.models import DataKey, KeySecret
+from keystile.core.models import DataKey, KeySecret, SigningKey
 from keystile.storage._driver import Executor, Row
 
 _DATA_KEY_COLUMNS = "id, master_id, wrapped, created_at, updated_at"
@@ -87,3 +87,55 @@ async def rewrap_data_key(tx: Executor, data_key_id: str, old_master_id: str, ne
         new.updated_at,
     )
     return changed > 0
+
+
+# -- token signing keys (SPEC T2) ---------------------------------------------------------------------------------
+
+_SIGNING_COLUMNS = "kid, created_at, retired_at, not_after, public_key, data_key_id, nonce, ciphertext"
+
+
+def _signing_key(row: Row) -> SigningKey:
+    return SigningKey(
+        kid=row["kid"],
+        created_at=row["created_at"],
+        retired_at=row["retired_at"],
+        not_after=row["not_after"],
+        public_key=bytes(row["public_key"]),
+        data_key_id=row["data_key_id"],
+        nonce=bytes(row["nonce"]),
+        ciphertext=bytes(row["ciphertext"]),
+    )
+
+
+async def insert_signing_key(tx: Executor, key: SigningKey) -> None:
+    await tx.execute(
+        f"INSERT INTO signing_keys ({_SIGNING_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        key.kid,
+        key.created_at,
+        key.retired_at,
+        key.not_after,
+        key.public_key,
+        key.data_key_id,
+        key.nonce,
+        key.ciphertext,
+    )
+
+
+async def retire_signing_keys(tx: Executor, *, at: int, not_after: int, keep: str) -> list[str]:
+    await tx.execute("DELETE FROM signing_keys WHERE not_after IS NOT NULL AND not_after <= $1", at)
+    rows = await tx.fetchall("SELECT kid FROM signing_keys WHERE retired_at IS NULL AND kid <> $1 ORDER BY kid", keep)
+    await tx.execute(
+        "UPDATE signing_keys SET retired_at = $1, not_after = $2 WHERE retired_at IS NULL AND kid <> $3",
+        at,
+        not_after,
+        keep,
+    )
+    return [row["kid"] for row in rows]
+
+
+async def list_signing_keys(db: Executor) -> list[SigningKey]:
+    rows = await db.fetchall(
+        f"SELECT {_SIGNING_COLUMNS} FROM signing_keys"
+        " ORDER BY created_at, CASE WHEN retired_at IS NULL THEN 1 ELSE 0 END, kid"  # the one that signs last
+    )
+    return [_signing_key(row) for row in rows]

@@ -43,6 +43,7 @@ from keystile.core.models import (
     KeyFilter,
     KeySecret,
     Role,
+    SigningKey,
     VerificationEvent,
     event_row,
 )
@@ -150,6 +151,14 @@ class SqlTransaction:
 
     async def rewrap_data_key(self, data_key_id: str, old_master_id: str, new: DataKey) -> bool:
         return await _secrets.rewrap_data_key(self._tx, data_key_id, old_master_id, new)
+
+    # -- token signing keys (SPEC T2) -----------------------------------------------------------------------
+
+    async def insert_signing_key(self, key: SigningKey) -> None:
+        await _secrets.insert_signing_key(self._tx, key)
+
+    async def retire_signing_keys(self, *, at: int, not_after: int, keep: str) -> list[str]:
+        return await _secrets.retire_signing_keys(self._tx, at=at, not_after=not_after, keep=keep)
 
 
 class SqlStorage:
@@ -272,6 +281,9 @@ class SqlStorage:
 
     async def newest_data_key(self, master_id: str) -> DataKey | None:
         return await _secrets.newest_data_key(self.driver, master_id)
+
+    async def list_signing_keys(self) -> list[SigningKey]:
+        return await _secrets.list_signing_keys(self.driver)
 
     async def audit_chain(self, *, from_seq: int, limit: int) -> list[AuditEntry]:
         return await _audit.audit_chain(self.driver, from_seq=from_seq, limit=limit)

@@ -15,6 +15,7 @@ from keystile.server.routes import (
     ratelimit,
     roles,
     root_keys,
+    tokens,
 )
 from keystile.server.routing import Operation
 
@@ -22,6 +23,7 @@ OPERATIONS: list[Operation] = [
     *apis.OPERATIONS,
     *keys.OPERATIONS,
     *auth.OPERATIONS,
+    *tokens.OPERATIONS,
     *identities.OPERATIONS,
     *ratelimit.OPERATIONS,
     *roles.OPERATIONS,
