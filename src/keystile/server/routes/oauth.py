@@ -20,11 +20,12 @@ from starlette.responses import Response
 
 from keystile.core.verify import Code, KeyCheck
 from keystile.errors import InvalidInput, RateLimited
-from keystile.http.answers import retry_after_s
+from keystile.http.answers import retry_after_s, whole_seconds
 from keystile.http.asgi import encode_json, read_body
 from keystile.http.refusals import refusal
 from keystile.operations import OAUTH_INTROSPECT, OAUTH_METADATA, OAUTH_TOKEN
 from keystile.schemas import OAuthIntrospection, OAuthMetadata, OAuthTokenOut
+from keystile.server.examples import example
 from keystile.server.failures import FailureLimiter
 from keystile.server.routing import Call, Operation
 from keystile.server.runtime import Runtime
@@ -105,6 +106,14 @@ def _basic(call: Call) -> tuple[str, str] | None:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
+def _too_many_failures(wait_ms: float) -> RateLimited:
+    return RateLimited(
+        "too many failed attempts from this address; retry later",
+        code="too_many_failures",
+        retry_after=whole_seconds(wait_ms),
+    )
+
+
 async def oauth_token(call: Call) -> Response:
     try:
         return await _token(call)
@@ -138,15 +147,11 @@ async def _token(call: Call) -> Response:
 
     limiter = _limiter(call)
     if limiter.enabled and (wait := limiter.blocked_for(ip)):
-        raise RateLimited(
-            "too many failed attempts from this address; retry later",
-            code="too_many_failures",
-            retry_after=max(1, -(-int(wait) // 1000)),
-        )
+        raise _too_many_failures(wait)
 
-    async def invalid_client() -> OAuthError:
-        if limiter.enabled:
-            await limiter.fail(ip)
+    async def invalid_client() -> Exception:
+        if limiter.enabled and (wait := await limiter.fail(ip)):
+            return _too_many_failures(wait)
         return OAuthError("invalid_client", "client authentication failed", 401, basic=basic is not None)
 
     ks = call.ks
@@ -230,8 +235,13 @@ async def oauth_metadata(call: Call) -> Response:
     return call.json(out)
 
 
-def _json(description: str, schema: dict[str, Any], headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    answer: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": schema}}}
+def _json(
+    description: str, schema: dict[str, Any], headers: dict[str, Any] | None = None, shown: Any = None
+) -> dict[str, Any]:
+    media: dict[str, Any] = {"schema": schema}
+    if shown is not None:
+        media["examples"] = {"example": {"value": example(shown)}}
+    answer: dict[str, Any] = {"description": description, "content": {"application/json": media}}
     if headers:
         answer["headers"] = headers
     return answer
@@ -272,7 +282,7 @@ _INTROSPECTION = {
     },
 }
 TOKEN_RESPONSES = {
-    "200": _json("An access token (RFC 6749 section 5.1).", _TOKEN),
+    "200": _json("An access token (RFC 6749 section 5.1).", _TOKEN, shown=OAuthTokenOut),
     "400": _json("`invalid_request`, `invalid_scope` or `unsupported_grant_type` (RFC 6749 section 5.2).", _ERROR),
     "401": _json("`invalid_client`: client authentication failed.", _ERROR, {"WWW-Authenticate": {"schema": _STR}}),
     "429": _problem("The key is rate limited or out of credits, or too many failed attempts came from this address."),
@@ -280,7 +290,11 @@ TOKEN_RESPONSES = {
     "default": _problem("Any other error (a body over the size limit: 413)."),
 }
 INTROSPECT_RESPONSES = {
-    "200": _json("What the token is (RFC 7662): `{active: false}` for anything not valid.", _INTROSPECTION),
+    "200": _json(
+        "What the token is (RFC 7662): `{active: false}` for anything not valid.",
+        _INTROSPECTION,
+        shown=OAuthIntrospection,
+    ),
     "400": _json("`invalid_request`: not a form, or no `token`.", _ERROR),
     "401": _problem("No root key, or an invalid one."),
     "403": _problem("The root key lacks `keys.verify`."),
