@@ -20,7 +20,7 @@ with warnings.catch_warnings():
     import authlib.deprecate  # noqa: F401 (its filter first, so that the one below wins)
 
     warnings.simplefilter("ignore", DeprecationWarning)
-    from authlib.integrations.httpx_client import OAuth2Client  # type: ignore[import-untyped]
+    from authlib.integrations.httpx_client import OAuth2Client
 
 pytestmark = pytest.mark.e2e
 
