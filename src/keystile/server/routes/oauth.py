@@ -6,7 +6,7 @@ token of ``POST /v1/tokens`` in the RFC 9068 profile (header ``typ: at+jwt``; cl
 ``client_id`` = the key id). Errors of the token endpoint are RFC 6749 section 5.2 JSON ``{error,
 error_description}``; a key that is rate limited or out of credits is answered 429 (a problem, with
 ``Retry-After``) rather than ``invalid_client``, since its credentials are right. Failed client authentication
-counts toward the per-IP failure limit of ``/v1/auth``: the same bucket, kept by the same spender.
+counts toward the per-IP failure limit of ``/v1/auth``: the same limiter (:meth:`Runtime.failure_limiter`).
 """
 
 from __future__ import annotations
@@ -26,15 +26,12 @@ from keystile.http.refusals import refusal
 from keystile.operations import OAUTH_INTROSPECT, OAUTH_METADATA, OAUTH_TOKEN
 from keystile.schemas import OAuthIntrospection, OAuthMetadata, OAuthTokenOut
 from keystile.server.examples import example
-from keystile.server.failures import FailureLimiter
 from keystile.server.routing import Call, Operation
-from keystile.server.runtime import Runtime
 
 FORM = "application/x-www-form-urlencoded"
 MAX_FIELDS = 16
 REALM = 'Basic realm="keystile"'
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-_limiters: dict[int, tuple[Runtime, FailureLimiter]] = {}
 
 
 class OAuthError(Exception):
@@ -53,16 +50,6 @@ class OAuthError(Exception):
             headers["WWW-Authenticate"] = REALM
         body = {"error": self.error, "error_description": self.description}
         return Response(encode_json(body), self.status, media_type="application/json", headers=headers)
-
-
-def _limiter(call: Call) -> FailureLimiter:
-    runtime = call.runtime
-    held = _limiters.get(id(runtime))
-    if held is None or held[0] is not runtime:
-        ks = call.ks
-        limiter = FailureLimiter(ks.ctx.verifier.spender, ks.ctx.clock, runtime.settings.auth_failures_per_minute)
-        _limiters[id(runtime)] = held = (runtime, limiter)
-    return held[1]
 
 
 async def _form(call: Call) -> dict[str, str]:
@@ -145,7 +132,7 @@ async def _token(call: Call) -> Response:
     wanted = form.get("scope")
     permissions = wanted.split() if wanted and wanted.strip() else None
 
-    limiter = _limiter(call)
+    limiter = call.runtime.failure_limiter()
     if limiter.enabled and (wait := limiter.blocked_for(ip)):
         raise _too_many_failures(wait)
 
