@@ -44,6 +44,11 @@ from keystile.schemas import (
     KeyPlaintext,
     LeakLabel,
     LeakReport,
+    OAuthIntrospectForm,
+    OAuthIntrospection,
+    OAuthMetadata,
+    OAuthTokenForm,
+    OAuthTokenOut,
     Page,
     RatelimitRequest,
     RatelimitResponse,
@@ -174,6 +179,15 @@ ISSUE_TOKEN = Route("issue_token", "POST", "/v1/tokens", TokenOut, body=TokenReq
 VERIFY_TOKEN = Route("verify_token", "POST", "/v1/tokens/verify", TokenVerifyResponse, body=TokenVerifyRequest)
 JWKS = Route("jwks", "GET", "/.well-known/jwks.json", Jwks)
 
+# -- OAuth 2.0 client credentials (SPEC T3) ------------------------------------------------------------------------
+
+FORM = "application/x-www-form-urlencoded"
+OAUTH_TOKEN = Route("oauth_token", "POST", "/oauth/token", OAuthTokenOut, body=OAuthTokenForm, body_types=(FORM,))
+OAUTH_INTROSPECT = Route(
+    "oauth_introspect", "POST", "/oauth/introspect", OAuthIntrospection, body=OAuthIntrospectForm, body_types=(FORM,)
+)
+OAUTH_METADATA = Route("oauth_metadata", "GET", "/.well-known/oauth-authorization-server", OAuthMetadata)
+
 # -- identities (SPEC K5), standalone rate limits (SPEC L4), roles (SPEC V3), root keys (SPEC K6) --------------------
 
 CREATE_IDENTITY = Route("create_identity", "POST", "/v1/identities", IdentityOut, body=IdentityCreate, status=201)
@@ -293,6 +307,9 @@ ROUTES: tuple[Route[Any], ...] = (
     ISSUE_TOKEN,
     VERIFY_TOKEN,
     JWKS,
+    OAUTH_TOKEN,
+    OAUTH_INTROSPECT,
+    OAUTH_METADATA,
     CREATE_IDENTITY,
     GET_IDENTITY,
     UPDATE_IDENTITY,

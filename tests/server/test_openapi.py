@@ -75,6 +75,10 @@ async def test_the_document_is_openapi_3_1_with_resolvable_schemas(client: httpx
     assert {"KeyCreate", "KeyCreated", "KeyOutPage", "VerifyRequest", "VerifyResponse", "Problem"} <= set(schemas)
 
 
+OAUTH_ERRORS = {("/oauth/token", "400"), ("/oauth/token", "401"), ("/oauth/introspect", "400")}
+"""Answers that are RFC 6749 errors (``{error, error_description}``), as OAuth 2.0 clients expect, not problems."""
+
+
 async def test_operations_declare_parameters_bodies_answers_and_security(client: httpx.AsyncClient) -> None:
     document = await _document(client)
     operation_ids = set()
@@ -85,10 +89,12 @@ async def test_operations_declare_parameters_bodies_answers_and_security(client:
             path_params = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
             assert path_params == set(re.findall(r"\{(\w+)\}", path)), (method, path)
             for status, answer in operation["responses"].items():
-                if path != "/v1/auth" and (status == "default" or status.startswith("4")):
+                if (path, status) in OAUTH_ERRORS:
+                    assert set(answer["content"]) == {"application/json"}
+                elif path != "/v1/auth" and (status == "default" or status.startswith("4")):
                     schema = answer["content"]["application/problem+json"]["schema"]
                     assert schema == {"$ref": "#/components/schemas/Problem"}
-            if path.startswith("/v1/") and path not in PUBLIC:
+            if (path.startswith("/v1/") and path not in PUBLIC) or path == "/oauth/introspect":
                 assert operation["security"] == [{"rootKey": []}]
                 assert "401" in operation["responses"]
             else:

@@ -13,6 +13,7 @@ import re
 from html import escape
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import jsonschema_rs
@@ -144,7 +145,10 @@ SENT = [
     ("post", "/v1/ratelimit"),
     ("post", "/v1/root-keys"),
     ("post", "/v1/leaks"),
+    ("post", "/oauth/token"),
+    ("post", "/oauth/introspect"),
 ]
+FORM = "application/x-www-form-urlencoded"
 
 
 def _members(value: Any) -> set[str]:
@@ -164,10 +168,22 @@ async def test_the_request_examples_are_accepted_and_answered_as_the_answer_exam
 
     params: dict[str, str] = {}
     for method, path in SENT:
-        body = json.dumps(_request_example(document, method, path)).encode()
-        headers = sign(github, body) if path == "/v1/leaks" else {**auth, "Content-Type": "application/json"}
-        if path == "/v1/tokens":  # the caller presents its own key, not a root key
-            headers = {"Authorization": f"Bearer {params['key']}", "Content-Type": "application/json"}
+        if path.startswith("/oauth/"):  # form bodies: the example, with the key and the token made above
+            shown = _examples(document["paths"][path][method]["requestBody"]["content"][FORM])[0]
+            if path == "/oauth/token":
+                shown = {**shown, "client_id": params["key_id"], "client_secret": params["key"]}
+            else:
+                shown = {**shown, "token": params["access_token"]}
+            body = urlencode(shown).encode()
+            headers = {**auth, "Content-Type": FORM}
+        else:
+            body = json.dumps(_request_example(document, method, path)).encode()
+            headers = sign(github, body) if path == "/v1/leaks" else {**auth, "Content-Type": "application/json"}
+        if path in ("/v1/tokens", "/oauth/token"):  # the caller presents its own key, not a root key
+            content_type = headers["Content-Type"]
+            headers = {"Authorization": f"Bearer {params['key']}", "Content-Type": content_type}
+            if path == "/oauth/token":
+                del headers["Authorization"]
         answer = await client.request(method, path.format(**params), content=body, headers=headers)
 
         assert answer.status_code in (200, 201), (method, path, answer.text)
@@ -178,6 +194,8 @@ async def test_the_request_examples_are_accepted_and_answered_as_the_answer_exam
             params["api_id"] = answer.json()["id"]
         elif path == "/v1/identities":
             params["owner_id"] = answer.json()["owner_id"]
+        elif path == "/oauth/token":
+            params["access_token"] = answer.json()["access_token"]
         elif path == "/v1/apis/{api_id}/keys":
             params["key_id"], params["key"] = answer.json()["id"], answer.json()["key"]
 

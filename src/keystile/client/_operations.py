@@ -341,6 +341,9 @@ class Operations:
 NOT_FOR_CLIENTS: dict[tuple[str, str], str] = {
     ("POST", "/v1/leaks"): "called by GitHub's secret scanning, with a body GitHub signs, never with a root key",
     ("GET", "/v1/auth"): "called by a reverse proxy (nginx, Caddy, Traefik, Envoy) with the caller's own request",
+    ("POST", "/oauth/token"): "called by OAuth 2.0 client libraries, with a form body and the key as client secret",
+    ("POST", "/oauth/introspect"): "called by OAuth 2.0 resource servers with a form body (RFC 7662)",
+    ("GET", "/.well-known/oauth-authorization-server"): "read by OAuth 2.0 client libraries (RFC 8414)",
 }
 """Routes that have no client method, and why: they are not called by an application with a root key."""
 

@@ -87,3 +87,63 @@ class Jwks(Struct):
 
 def token_out(token: str, expires_in: int, expires_at_s: int, scope: str) -> TokenOut:
     return TokenOut(token, "Bearer", expires_in, to_rfc3339(expires_at_s * 1000) or "", scope)
+
+
+# -- OAuth 2.0 (SPEC T3): form bodies, documented for the OpenAPI document; the routes parse them themselves ------
+
+
+class OAuthTokenForm(_In):
+    """A token request (RFC 6749 section 4.4), form-encoded. The client authenticates by HTTP Basic
+    (`client_secret_basic`) or with `client_id` and `client_secret` in this form (`client_secret_post`)."""
+
+    grant_type: Annotated[str, Meta(max_length=64, description="`client_credentials`.")]
+    client_id: Annotated[str, Meta(max_length=128, description="The key's id (client_secret_post).")] | None = None
+    client_secret: Annotated[str, Meta(max_length=512, description="The key (client_secret_post).")] | None = None
+    scope: Annotated[str, Meta(max_length=8192, description="Permissions the key holds, space-separated.")] | None = (
+        None
+    )
+
+
+class OAuthTokenOut(Struct, omit_defaults=False):
+    """An access token response (RFC 6749 section 5.1)."""
+
+    access_token: Annotated[str, Meta(description="A JWT access token (RFC 9068, `typ: at+jwt`).")]
+    token_type: Literal["Bearer"]
+    expires_in: Annotated[int, Meta(description="Seconds until it expires.")]
+    scope: Annotated[str, Meta(description="The token's permissions, separated by spaces.")]
+
+
+class OAuthIntrospectForm(_In):
+    """A token introspection request (RFC 7662), form-encoded."""
+
+    token: Annotated[str, Meta(max_length=MAX_TOKEN_LENGTH, description="The access token to check.")]
+    token_type_hint: Annotated[str, Meta(max_length=64, description="Ignored.")] | None = None
+
+
+class OAuthIntrospection(Struct, omit_defaults=True):
+    """A token introspection answer (RFC 7662 section 2.2): `{active: false}` for anything but a valid token."""
+
+    active: bool
+    scope: str | None = None
+    client_id: str | None = None
+    sub: str | None = None
+    exp: int | None = None
+    iat: int | None = None
+    iss: str | None = None
+    aud: str | None = None
+    jti: str | None = None
+    token_type: str | None = None
+
+
+class OAuthMetadata(Struct, omit_defaults=False):
+    """Authorization server metadata (RFC 8414)."""
+
+    issuer: str
+    token_endpoint: str
+    jwks_uri: str
+    introspection_endpoint: str
+    grant_types_supported: list[str]
+    token_endpoint_auth_methods_supported: list[str]
+    introspection_endpoint_auth_methods_supported: list[str]
+    response_types_supported: list[str]
+    scopes_supported: list[str]

@@ -46,6 +46,11 @@ from keystile.schemas import (
     KeyPlaintext,
     LeakLabel,
     LeakReport,
+    OAuthIntrospectForm,
+    OAuthIntrospection,
+    OAuthMetadata,
+    OAuthTokenForm,
+    OAuthTokenOut,
     Page,
     RateLimitOut,
     RatelimitRequest,
@@ -266,6 +271,43 @@ EXAMPLES: dict[Any, Any] = {
                 use="sig",
             )
         ]
+    ),
+    # -- OAuth 2.0 client credentials
+    OAuthTokenForm: OAuthTokenForm(
+        grant_type="client_credentials",
+        client_id=KEY_ID,
+        client_secret="ks_3Fx9…",  # noqa: S106 - cut short, as keys are
+        scope="forecast.read",
+    ),
+    OAuthTokenOut: OAuthTokenOut(
+        access_token=_TOKEN,
+        token_type="Bearer",  # noqa: S106 - the name of a scheme
+        expires_in=900,
+        scope="forecast.read",
+    ),
+    OAuthIntrospectForm: OAuthIntrospectForm(token=_TOKEN),
+    OAuthIntrospection: OAuthIntrospection(
+        active=True,
+        scope="forecast.read",
+        client_id=KEY_ID,
+        sub="alice",
+        exp=1795858064,
+        iat=1795857164,
+        iss="https://keys.example.com",
+        aud=API_ID,
+        jti="tok_0EvMSif02StR3D6eknb68r",
+        token_type="Bearer",  # noqa: S106 - the name of a scheme
+    ),
+    OAuthMetadata: OAuthMetadata(
+        issuer="https://keys.example.com",
+        token_endpoint="https://keys.example.com/oauth/token",  # noqa: S106 - a URL
+        jwks_uri="https://keys.example.com/.well-known/jwks.json",
+        introspection_endpoint="https://keys.example.com/oauth/introspect",
+        grant_types_supported=["client_credentials"],
+        token_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post"],
+        introspection_endpoint_auth_methods_supported=["bearer"],
+        response_types_supported=[],
+        scopes_supported=[],
     ),
     RatelimitRequest: RatelimitRequest(namespace="login", identifier="203.0.113.7", limit=5, duration_ms=60_000),
     RatelimitResponse: RatelimitResponse(success=True, limit=5, remaining=4, reset_at=LATER),

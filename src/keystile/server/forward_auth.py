@@ -199,9 +199,7 @@ class ForwardAuthEndpoint:
                 original_query = scope["query_string"]
             failures = self._failures
             if failures is None:
-                failures = self._failures = FailureLimiter(
-                    ks.ctx.verifier.spender, ks.ctx.clock, runtime.settings.auth_failures_per_minute
-                )
+                failures = self._failures = runtime.failure_limiter()
             if failures.enabled and (wait := failures.blocked_for(ip)):
                 await self._refuse(send, "too_many_failures", whole_seconds(wait))
                 return

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from keystile.config import Settings
 from keystile.errors import StorageError
 from keystile.http.forwarded import TrustedProxies
+from keystile.server.failures import FailureLimiter
 from keystile.service import Keystile
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 class Runtime:
     """The settings, the reference of the routes and, once started, the :class:`Keystile` services of one app."""
 
-    __slots__ = ("keystile", "max_body", "max_headers", "proxies", "reference", "settings")
+    __slots__ = ("_failures", "keystile", "max_body", "max_headers", "proxies", "reference", "settings")
 
     def __init__(self, settings: Settings, keystile: Keystile | None, reference: Reference) -> None:
         self.settings = settings
@@ -28,6 +29,17 @@ class Runtime:
         self.max_headers = settings.max_header_bytes
         self.proxies = TrustedProxies(settings.trusted_proxies)
         """Who may say, in forwarding headers, which address a request came from (SPEC S4)."""
+        self._failures: FailureLimiter | None = None
+
+    def failure_limiter(self) -> FailureLimiter:
+        """The per-address limit of failed key attempts, one for forward auth and the OAuth token endpoint."""
+        limiter = self._failures
+        if limiter is None:
+            ks = self.ks
+            limiter = self._failures = FailureLimiter(
+                ks.ctx.verifier.spender, ks.ctx.clock, self.settings.auth_failures_per_minute
+            )
+        return limiter
 
     @property
     def ks(self) -> Keystile:
