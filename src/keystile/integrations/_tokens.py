@@ -75,7 +75,7 @@ class JwksCache:
         url: str,
         *,
         http: httpx.AsyncClient | None = None,
-        min_refetch_s: float = 10.0,
+        min_refetch_s: float = 1.0,
         default_max_age_s: float = DEFAULT_MAX_AGE_S,
         max_age_s: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
@@ -193,7 +193,7 @@ class TokenVerifier:
         client: AsyncClient | None = None,
         online_cache_s: float = 2.0,
         cache_size: int = 10_000,
-        min_refetch_s: float = 10.0,
+        min_refetch_s: float = 1.0,
         http: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
