@@ -445,8 +445,9 @@ class TokenService:
         return TokenAuth(Code.VALID, grant)
 
     async def _decode(self, token: str, now: float) -> TokenGrant | None:
-        """The grant of a token signed by one of this deployment's published keys, not issued in the future; ``None`` for anything else. An unknown ``kid`` does not reload the keys (they are reloaded at
-        most every :data:`RELOAD_S`), so a flood of made-up ones never reaches storage."""
+        """The grant of a token signed by one of this deployment's published keys, not issued in the future;
+        ``None`` for anything else. An unknown ``kid`` does not reload the keys (they are reloaded at most every
+        :data:`RELOAD_S`), so a flood of made-up ones never reaches storage."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
