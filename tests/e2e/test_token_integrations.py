@@ -283,6 +283,12 @@ def test_the_token_verifier_against_a_real_server(deployment: Deployment) -> Non
             finally:
                 await elsewhere.aclose()
 
+            # A token verifier alone (no root key) takes tokens and refuses keys.
+            alone = await authenticate(verifier, [(b"authorization", f"Bearer {after}".encode())], b"", None)
+            assert (alone.token, alone.key_id) == (True, key_id)
+            with pytest.raises(Unauthenticated):
+                await authenticate(verifier, [(b"x-api-key", key.encode())], b"", None)
+
             # Through the integrations' one decision, with a remote verifier: the handler sees a token.
             remote = RemoteVerifier(url, deployment.root_key, cache_ttl=0)
             try:
