@@ -1,4 +1,4 @@
-"""Run Keystile's benchmarks (SPEC P1, P2, P3, P5, P6) and print their ratios against the SPEC's targets.
+"""Run Keystile's benchmarks (SPEC P1, P2, P3, P5, P6, P8) and print their ratios against the SPEC's targets.
 
 ``make bench`` installs the bench extras and runs this. Each benchmark measures its own baseline in the same
 run, so the ratios mean something on a shared, noisy machine where the absolute numbers do not. A missed target
@@ -17,6 +17,7 @@ import events_verify
 import forward_auth
 import http_verify
 import limits_verify
+import tokens
 import verify_inprocess
 
 
@@ -26,8 +27,8 @@ def _row(spec: str, what: str, measured: str, target: str, met: bool | None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Keystile benchmarks (SPEC P1, P2, P3, P5, P6)")
-    parser.add_argument("--only", choices=["p1", "p2", "p3", "p5", "p6"], help="run one benchmark")
+    parser = argparse.ArgumentParser(description="Keystile benchmarks (SPEC P1, P2, P3, P5, P6, P8)")
+    parser.add_argument("--only", choices=["p1", "p2", "p3", "p5", "p6", "p8"], help="run one benchmark")
     parser.add_argument("--keys", type=int, default=1000, help="P1: keys on each side (default 1000)")
     parser.add_argument("--duration", type=float, default=2.0, help="P2: seconds per wrk run (default 2)")
     parser.add_argument("--rounds", type=int, default=7, help="P2: hello/verify pairs (default 7)")
@@ -185,6 +186,38 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
             failed.extend(f"P6: {error}" for error in p6.errors)
+
+    if args.only in (None, "p8"):
+        print()
+        try:
+            p8 = tokens.run()
+        except RuntimeError as exc:
+            print(f"P8 token benchmark not run: {exc}")
+            rows.append(_row("P8", "POST /v1/tokens / POST /v1/keys/verify", "not run", "", None))
+            failed.append(f"P8: {exc}")
+        else:
+            print(p8.report())
+            target = tokens.TARGET_ISSUE_RATIO
+            rows.append(
+                _row(
+                    "P8",
+                    "POST /v1/tokens / POST /v1/keys/verify",
+                    f"{p8.issue_ratio:.2f}x",
+                    f"<= {target:g}x",
+                    p8.issue_ratio <= target,
+                )
+            )
+            target = tokens.TARGET_CACHED_RATIO
+            rows.append(
+                _row(
+                    "P8",
+                    "integration: token seen before / cached key",
+                    f"{p8.cached_ratio:.2f}x",
+                    f"<= {target:g}x",
+                    p8.cached_ratio <= target,
+                )
+            )
+            rows.append(_row("P8", "  context: token first seen / cached key", f"{p8.first_ratio:.1f}x", "", None))
 
     print()
     print("Summary (ratios measured in this run; absolute numbers above are for context only)")

@@ -236,6 +236,10 @@ def _setup(keystile: Server) -> tuple[Json, dict[str, str]]:
     assert foreign.status_code == 201, foreign.text
     keys["foreign"] = foreign.json()
     assert httpx.post(f"{keystile.url}/v1/keys/{keys['revoked']['id']}/revoke", headers=auth).status_code == 200
+    # An API token of the valid key (it passes as the key does).
+    token = httpx.post(f"{keystile.url}/v1/tokens", headers={"X-API-Key": keys["valid"]["key"]})
+    assert token.status_code == 200, token.text
+    keys["token"] = {"key": token.json()["token"], "id": keys["valid"]["id"]}
     return api, {name: key["key"] for name, key in keys.items()} | {
         f"{name}_id": key["id"] for name, key in keys.items()
     }
@@ -382,3 +386,16 @@ def test_the_reason_of_a_refusal_reaches_nginxs_log_not_the_client(
     assert "x-keystile-code" not in refused.headers
     log = (proxy.log.parent / "access.log").read_text()
     assert '"GET /orders/logged HTTP/1.1" 401 keystile=REVOKED' in log, log
+
+
+def test_an_api_token_passes_with_its_keys_identity(proxied: Setup) -> None:
+    proxy, api, keys = proxied
+    got = _echoed(httpx.get(f"{proxy.url}/orders/7", headers={"Authorization": f"Bearer {keys['token']}"}))
+    assert (got["x-keystile-key-id"], got["x-keystile-owner-id"]) == (keys["valid_id"], "acme")
+    assert got["x-keystile-api-id"] == api["id"]
+    assert "authorization" not in got
+    # The token holds docs.read only: the docs.write location refuses it.
+    refused = httpx.get(f"{proxy.url}/docs/page", headers={"Authorization": f"Bearer {keys['token']}"})
+    assert refused.status_code == 403
+    forged = httpx.get(f"{proxy.url}/orders/7", headers={"Authorization": f"Bearer {keys['token'][:-4]}AAAA"})
+    assert forged.status_code == 401

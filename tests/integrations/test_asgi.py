@@ -208,3 +208,44 @@ async def test_the_verifier_is_closed_when_the_application_shuts_down(kind: str)
 
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert verifier._client._http.is_closed
+
+
+async def test_an_api_token_passes_where_its_key_does_until_it_expires(
+    ks: Keystile, local: LocalVerifier, make_key: MakeKey, clock: ManualClock, root: tuple[Actor, str]
+) -> None:
+    """A token goes where a key goes: its scope feeds the same permission queries, the handler learns it came
+    with a token, and it stops at its exp or when its key is revoked (the local verifier sees the database)."""
+    from keystile.core.verify import KeyCheck
+
+    key_id, plain = await make_key(owner_id="alice", permissions=["notes.read", "notes.write"])
+    issued = await ks.tokens.issue(KeyCheck(plain), ttl_s=60, permissions=["notes.read"])
+    assert issued.token is not None
+    token = issued.token.token
+    app = FastAPI()
+    setup(app, local)
+
+    @app.get("/read")
+    async def read(key: VerifiedKey = Depends(require_key("notes.read"))) -> dict[str, object]:  # noqa: B008
+        return {"key_id": key.key_id, "owner_id": key.owner_id, "token": key.token, "permissions": key.permissions}
+
+    @app.get("/write")
+    async def write(key: VerifiedKey = Depends(require_key("notes.read AND notes.write"))) -> dict[str, str]:  # noqa: B008
+        return {"key_id": key.key_id}
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        answer = await client.get("/read", headers=_bearer(token))
+        assert answer.json() == {"key_id": key_id, "owner_id": "alice", "token": True, "permissions": ["notes.read"]}
+        _problem(await client.get("/write", headers=_bearer(token)), 403, "insufficient_permissions")
+        assert (await client.get("/write", headers=_bearer(plain))).status_code == 200
+        guarded = httpx.ASGITransport(app=_guarded(local, "notes.read"))
+        async with httpx.AsyncClient(transport=guarded, base_url="http://app") as middleware:
+            assert (await middleware.get("/whoami", headers={"X-API-Key": token})).json()["key_id"] == key_id
+
+        clock.advance(60)
+        _problem(await client.get("/read", headers=_bearer(token)), 401, "invalid_key")
+        fresh = await ks.tokens.issue(KeyCheck(plain), ttl_s=60)
+        assert fresh.token is not None
+        assert (await client.get("/read", headers=_bearer(fresh.token.token))).status_code == 200
+        await ks.keys.revoke(root[0], key_id)
+        _problem(await client.get("/read", headers=_bearer(fresh.token.token)), 401, "invalid_key")

@@ -112,3 +112,41 @@ def test_a_refusal_never_echoes_the_requests_key_as_its_request_id(
         assert refused.status_code == 401
         assert refused.headers["X-Request-Id"].startswith("req_")
         assert imported not in refused.get_data(as_text=True)
+
+
+async def _token(url: str, key: str) -> str:
+    from keystile.core.verify import KeyCheck
+
+    storage = await open_storage(url, SystemClock())
+    ks = Keystile.create(storage, Settings(database_url=url, master_key="11" * 32))
+    try:
+        issued = await ks.tokens.issue(KeyCheck(key), ttl_s=60)
+        assert issued.token is not None
+        return issued.token.token
+    finally:
+        await ks.close()
+
+
+def test_the_flask_decorator_and_the_wsgi_middleware_take_api_tokens(
+    deployed: tuple[BlockingVerifier, dict[str, str]], tmp_path: Path
+) -> None:
+    blocking, keys = deployed
+    url = f"sqlite:///{tmp_path / 'keystile.db'}"
+    reader, nobody = asyncio.run(_token(url, keys["reader"])), asyncio.run(_token(url, keys["nobody"]))
+    client = _flask(blocking).test_client()
+    assert client.get("/notes", headers={"Authorization": f"Bearer {reader}"}).json == {"owner_id": "reader"}
+    denied = client.get("/notes", headers={"Authorization": f"Bearer {nobody}"})
+    assert (denied.status_code, denied.get_json(force=True)["code"]) == (403, "insufficient_permissions")
+    forged = client.get("/notes", headers={"Authorization": f"Bearer {reader[:-4]}AAAA"})
+    assert (forged.status_code, forged.get_json(force=True)["code"]) == (401, "invalid_key")
+
+    seen: list[Any] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append(environ.get("keystile.key"))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    wsgi = WerkzeugClient(KeystileWSGIMiddleware(app, blocking, permissions="notes.read"))
+    assert wsgi.get("/notes", headers={"X-API-Key": reader}).status_code == 200
+    assert (seen[-1].key_id, seen[-1].token) == (keys["reader_id"], True)

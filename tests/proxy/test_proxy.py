@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.server import Server, free_port, raw_exchange
+from tests.e2e.server import Server, cli, free_port, raw_exchange
 
 from .conftest import Deployment
 from .upstream import Upstream, pattern
@@ -348,4 +348,30 @@ def test_a_key_revoked_with_the_cli_stops_at_the_proxy(deployment: Deployment, p
     while answer.status_code == 200 and time.monotonic() < deadline:
         time.sleep(0.05)
         answer = httpx.get(f"{proxy.url}/things", headers={"X-API-Key": key})
+    _refused(answer, 401, "invalid_key")
+
+
+def test_an_api_token_passes_as_its_key_does_and_stops_when_the_key_is_revoked(
+    deployment: Deployment, upstream: Upstream, proxy: Server
+) -> None:
+    key, key_id = deployment.key("--owner-id", "tess")
+    token = cli("tokens", "issue", "--ttl", "600", workdir=deployment.workdir, env=deployment.env, stdin=key).strip()
+    before = len(upstream.seen)
+    answer = httpx.get(f"{proxy.url}/things/2", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200, answer.text
+    seen = _last_seen(upstream, before)
+    got = _headers(seen)
+    assert (got["x-keystile-key-id"], got["x-keystile-owner-id"]) == (key_id, "tess")
+    assert (got["x-keystile-api-id"], got["x-keystile-token"]) == (deployment.api_id, "true")
+    assert "authorization" not in got
+    assert token not in json.dumps(seen), "the upstream never sees the token"
+    assert httpx.get(f"{proxy.url}/things", headers={"X-API-Key": token}).status_code == 200
+    _refused(httpx.get(f"{proxy.url}/things", headers={"X-API-Key": token[:-3] + "abc"}), 401, "invalid_key")
+
+    deployment.cli("keys", "revoke", key_id)
+    deadline = time.monotonic() + 10
+    answer = httpx.get(f"{proxy.url}/things", headers={"Authorization": f"Bearer {token}"})
+    while answer.status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        answer = httpx.get(f"{proxy.url}/things", headers={"Authorization": f"Bearer {token}"})
     _refused(answer, 401, "invalid_key")

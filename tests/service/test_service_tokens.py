@@ -275,3 +275,65 @@ async def test_the_private_signing_key_is_stored_sealed_only(ks: Keystile, admin
     assert private.public_key().public_bytes_raw() == stored.public_key
     [created] = await admin.audit(AuditFilter(action="signing_key.create"))
     assert created.target == stored.kid
+
+
+async def test_the_in_process_check_caches_until_exp_and_follows_the_key(
+    ks: Keystile, admin: Admin, clock: ManualClock, storage: SqlStorage
+) -> None:
+    """TokenService.check (forward auth, the proxy, the local verifier): offline against the deployment's keys,
+    cached until exp, the issuing key's state cached briefly and dropped at once when the key changes."""
+    from keystile.core.commands import KeyUpdate
+
+    api_id, key_id, plain = await key_of(admin, NewKey(owner_id="olga", permissions=["a.read", "a.write"]))
+    issued = await ks.tokens.issue(KeyCheck(plain), ttl_s=60, permissions=["a.read"])
+    assert issued.token is not None
+    token = issued.token.token
+
+    checked = await ks.tokens.check(token, api_id=api_id, permissions="a.read")
+    assert checked.valid
+    assert checked.grant is not None
+    assert (checked.grant.key_id, checked.grant.owner_id, checked.grant.scope) == (key_id, "olga", ("a.read",))
+    assert (await ks.tokens.check(token, permissions="a.write")).code == Code.INSUFFICIENT_PERMISSIONS
+    assert (await ks.tokens.check(token, api_id="api_other")).code == Code.NOT_FOUND
+
+    # Seen before: neither the signature nor storage is asked again (within the key state's TTL).
+    reads = {"get_key": 0, "list_signing_keys": 0}
+    real_get_key, real_list = storage.get_key, storage.list_signing_keys
+
+    async def counting_get_key(key_id: str) -> object:
+        reads["get_key"] += 1
+        return await real_get_key(key_id)
+
+    async def counting_list() -> object:
+        reads["list_signing_keys"] += 1
+        return await real_list()
+
+    storage.get_key = counting_get_key  # type: ignore[method-assign,assignment]
+    storage.list_signing_keys = counting_list  # type: ignore[method-assign,assignment]
+    try:
+        for _ in range(5):
+            assert (await ks.tokens.check(token)).valid
+        assert reads["get_key"] == 0
+
+        # A change of the key reaches the check at once (the change bus), without waiting for the TTL.
+        await ks.keys.update(admin.actor, key_id, KeyUpdate(enabled=False))
+        assert (await ks.tokens.check(token)).code == Code.DISABLED
+        await ks.keys.update(admin.actor, key_id, KeyUpdate(enabled=True))
+        assert (await ks.tokens.check(token)).valid
+        await ks.keys.revoke(admin.actor, key_id)
+        assert (await ks.tokens.check(token)).code == Code.REVOKED
+
+        # A flood of made-up kids and forgeries never reaches storage.
+        before = dict(reads)
+        claims = claims_of(token)
+        for n in range(20):
+            forged = jwt.encode(claims, Ed25519PrivateKey.generate(), algorithm="EdDSA", headers={"kid": f"sk_{n}"})
+            assert (await ks.tokens.check(forged)).code == Code.NOT_FOUND
+        assert (await ks.tokens.check("a.b.c")).code == Code.NOT_FOUND
+        assert reads == before
+    finally:
+        storage.get_key = real_get_key  # type: ignore[method-assign]
+        storage.list_signing_keys = real_list  # type: ignore[method-assign]
+
+    clock.advance(60)
+    assert (await ks.tokens.check(token)).code == Code.EXPIRED

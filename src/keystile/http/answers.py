@@ -26,6 +26,7 @@ from urllib.parse import quote
 from keystile.core.credits import next_refill_moment
 from keystile.core.models import RateLimit
 from keystile.core.ratelimit import LimitState
+from keystile.core.tokens import TokenGrant
 from keystile.core.verify import CachedKey, Code
 
 HeaderList = list[tuple[bytes, bytes]]
@@ -124,4 +125,15 @@ def identity_headers(entry: CachedKey) -> HeaderList:
         (b"x-keystile-key-id", encoded["id"]),
         (b"x-keystile-api-id", encoded["api"]),
         (b"x-keystile-owner-id", owner),
+    ]
+
+
+def token_identity_headers(grant: TokenGrant) -> HeaderList:
+    """The identity headers of a verified API token: those of the key that issued it (``X-Keystile-Owner-Id``
+    from its ``sub``), and ``X-Keystile-Token: true``."""
+    return [
+        (b"x-keystile-key-id", grant.key_id.encode("latin-1", "replace")),
+        (b"x-keystile-api-id", grant.api_id.encode("latin-1", "replace")),
+        (b"x-keystile-owner-id", owner_header(grant.owner_id)),
+        (b"x-keystile-token", b"true"),
     ]

@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from keystile.core.netaddr import parse_ip
 from keystile.core.permissions import Grants, evaluate, parse_query
 from keystile.core.ratelimit import LimitState
-from keystile.core.timefmt import from_rfc3339
+from keystile.core.timefmt import from_rfc3339, to_rfc3339
+from keystile.core.tokens import TokenGrant, looks_like_token
 from keystile.core.verify import Code
 from keystile.errors import KeystileError, StorageError
 from keystile.http.answers import room_after_ms, whole_seconds
@@ -46,6 +47,14 @@ class VerifiedKey:
     credits_remaining: int | None
     """Credits left after this request; ``None`` when unlimited."""
     ratelimits: tuple[RateLimitState, ...]
+    token: bool = False
+    """Whether the request came with an API token (issued from the key) rather than the key itself. For a token,
+    ``permissions`` is its scope, ``expires_at`` its expiry, and ``name``, ``meta``, credits and rate limits are
+    not known (nothing is spent)."""
+    subject: str | None = None
+    """A token's ``sub``: the key's owner id, else the key's id."""
+    token_id: str | None = None
+    """A token's ``jti``."""
 
     def allows(self, query: str) -> bool:
         """Whether the key's permissions satisfy a permission query (SPEC V3), such as ``"a AND (b OR c)"``."""
@@ -67,6 +76,40 @@ def verified_key(answer: VerifyResponse) -> VerifiedKey:
         credits_remaining=answer.credits.remaining if answer.credits is not None else None,
         ratelimits=tuple(answer.ratelimits or ()),
     )
+
+
+class TokenChecker(Protocol):
+    """What checks tokens for an integration (a verifier's ``tokens``): what a token grants, or raise the refusal
+    to answer it with."""
+
+    async def check_token(self, token: str, *, permissions: str | None, api_id: str | None) -> TokenGrant: ...
+
+
+def token_identity(grant: TokenGrant) -> VerifiedKey:
+    """What the handler sees of a verified token (made once per token): its key's id, API and owner, its scope."""
+    identity = grant.extra
+    if isinstance(identity, VerifiedKey):
+        return identity
+    try:
+        expires_at: str | None = to_rfc3339(grant.expires_at * 1000)
+    except (ValueError, OverflowError):
+        expires_at = None
+    identity = grant.extra = VerifiedKey(
+        key_id=grant.key_id,
+        api_id=grant.api_id,
+        owner_id=grant.owner_id,
+        name=None,
+        meta={},
+        permissions=grant.scope,
+        roles=(),
+        expires_at=expires_at,
+        credits_remaining=None,
+        ratelimits=(),
+        token=True,
+        subject=grant.subject,
+        token_id=grant.jti,
+    )
+    return identity
 
 
 def rejection(answer: VerifyResponse, now: float) -> KeystileError:
@@ -96,11 +139,16 @@ async def authenticate(
     """The verified key of a request, or raise the :class:`KeystileError` to answer it with.
 
     ``headers`` are ASGI-style (lower-case names); ``client_ip`` is checked against allowlists when it is an
-    address. ``permissions`` is a permission query the key must satisfy; ``api_id`` accepts only keys of that API.
+    address. A credential with a JWT's shape is an API token, checked by the verifier's ``tokens`` (when it has
+    one: else it is looked up as a key, and not found). ``permissions`` is a permission query the key must
+    satisfy; ``api_id`` accepts only keys of that API.
     """
     found = extract_key(headers, query_string)
     if found is None:
         raise refusal("missing_key")
+    tokens: TokenChecker | None = getattr(verifier, "tokens", None)
+    if tokens is not None and looks_like_token(found[0]):
+        return token_identity(await tokens.check_token(found[0], permissions=permissions, api_id=api_id))
     if len(found[0]) > MAX_KEY_LENGTH:
         raise refusal(Code.NOT_FOUND)
     ip = client_ip if client_ip is not None and parse_ip(client_ip) is not None else None

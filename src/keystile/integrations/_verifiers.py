@@ -5,7 +5,10 @@
 - :class:`RemoteVerifier` asks a server's ``POST /v1/keys/verify`` with a root key, and keeps answers that spent
   nothing for a short time (2 s by default), by the key's SHA-256 digest, never the key itself.
 
-Both answer :class:`~keystile.schemas.VerifyResponse`, exactly what the HTTP API answers.
+Both answer :class:`~keystile.schemas.VerifyResponse`, exactly what the HTTP API answers. Both take API tokens
+too (their ``tokens``): the local one checks them in process against the deployment's own signing keys and the
+state of the key that issued them; the remote one offline against the server's key set
+(:class:`~keystile.integrations.TokenVerifier`), or online as well with ``tokens_online=True``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from keystile.client import ROOT_KEY_VARIABLE, URL_VARIABLE
 from keystile.config import Settings
+from keystile.core.tokens import TokenGrant
+from keystile.integrations._tokens import TokenVerifier
 from keystile.schemas import VerifyRequest, VerifyResponse
 
 if TYPE_CHECKING:
@@ -28,6 +33,7 @@ if TYPE_CHECKING:
 
 DATABASE_VARIABLE = "KEYSTILE_DATABASE_URL"
 REMOTE_CACHE_VARIABLE = "KEYSTILE_REMOTE_CACHE_MS"
+TOKENS_ONLINE_VARIABLE = "KEYSTILE_TOKENS_ONLINE"
 DEFAULT_REMOTE_CACHE_S = 2.0
 # Answers whose key will answer differently on the next request whatever changes: they are never kept.
 _SPENDING = frozenset({"RATE_LIMITED", "USAGE_EXCEEDED"})
@@ -61,6 +67,20 @@ class LocalVerifier:
         self._owned = keystile is None
         self._lock = asyncio.Lock()
         self._principal = OPERATOR
+        self.tokens = self
+        """API tokens are checked here too (:meth:`check_token`)."""
+
+    async def check_token(self, token: str, *, permissions: str | None, api_id: str | None) -> TokenGrant:
+        """What a token grants: checked in process against the deployment's signing keys (cached until its
+        ``exp``) and the state of the key that issued it (a revoked key's tokens are refused, as fast as the key
+        itself is). Raises the refusal to answer it with."""
+        from keystile.http.refusals import refusal
+
+        ks = self._keystile or await self._open()
+        checked = await ks.tokens.check(token, api_id=api_id, permissions=permissions)
+        if not checked.valid or checked.grant is None:
+            raise refusal(checked.code)
+        return checked.grant
 
     async def verify(self, request: VerifyRequest) -> VerifyResponse:
         """Verify with every permission (this process holds the database, so it may verify keys of any API).
@@ -97,6 +117,11 @@ class RemoteVerifier:
     request or the key spends: a key with rate limits or credits is asked about every time, so its limits hold.
     A key revoked on the server may therefore keep working here for up to ``cache_ttl`` on top of the server's
     own propagation (SPEC V6); ``cache_ttl=0`` turns the cache off.
+
+    API tokens are checked offline against the server's key set by ``tokens`` (a
+    :class:`~keystile.integrations.TokenVerifier` of ``url``, made here unless given; ``tokens=None`` refuses
+    them). With ``tokens_online=True`` each token is also checked with the server (answers kept for
+    ``cache_ttl``), so the tokens of a revoked key are refused at once rather than working until they expire.
     """
 
     def __init__(
@@ -108,10 +133,15 @@ class RemoteVerifier:
         cache_size: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
         client: AsyncClient | None = None,
+        tokens: TokenVerifier | bool | None = True,
+        tokens_online: bool = False,
     ) -> None:
         from keystile.client import AsyncClient
 
         self._client = client or AsyncClient(url, root_key)
+        if tokens is True:
+            tokens = TokenVerifier(url, online=tokens_online, client=self._client, online_cache_s=cache_ttl)
+        self.tokens: TokenVerifier | None = tokens or None
         self._ttl = cache_ttl
         self._size = cache_size
         self._clock = clock
@@ -142,13 +172,16 @@ class RemoteVerifier:
 
     async def aclose(self) -> None:
         self._cache.clear()
+        if self.tokens is not None:
+            await self.tokens.aclose()
         await self._client.aclose()
 
 
 def verifier_from_env(environ: Mapping[str, str] | None = None) -> KeyVerifier:
     """A :class:`RemoteVerifier` when ``KEYSTILE_URL`` is set (with ``KEYSTILE_ROOT_KEY``, and optionally
-    ``KEYSTILE_REMOTE_CACHE_MS``), else a :class:`LocalVerifier` of ``KEYSTILE_DATABASE_URL`` and the other
-    ``KEYSTILE_*`` settings. Raises ValueError when neither is configured."""
+    ``KEYSTILE_REMOTE_CACHE_MS``, and ``KEYSTILE_TOKENS_ONLINE=true`` to check tokens with the server), else a
+    :class:`LocalVerifier` of ``KEYSTILE_DATABASE_URL`` and the other ``KEYSTILE_*`` settings. Raises ValueError
+    when neither is configured."""
     env = os.environ if environ is None else environ
     url = env.get(URL_VARIABLE)
     if url:
@@ -157,7 +190,8 @@ def verifier_from_env(environ: Mapping[str, str] | None = None) -> KeyVerifier:
             raise ValueError(f"{URL_VARIABLE} needs {ROOT_KEY_VARIABLE}: a root key with keys.verify")
         cache_ms = env.get(REMOTE_CACHE_VARIABLE)
         ttl = int(cache_ms) / 1000 if cache_ms else DEFAULT_REMOTE_CACHE_S
-        return RemoteVerifier(url, root_key, cache_ttl=ttl)
+        online = env.get(TOKENS_ONLINE_VARIABLE, "").strip().lower() in ("1", "true", "yes", "on")
+        return RemoteVerifier(url, root_key, cache_ttl=ttl, tokens_online=online)
     if env.get(DATABASE_VARIABLE):
         return LocalVerifier(Settings.from_env(env))
     raise ValueError(

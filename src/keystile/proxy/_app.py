@@ -8,6 +8,11 @@ Bodies are never held whole: the request body goes to the upstream as the client
 ``Content-Length`` when it declared one, else chunked), and the upstream's answer goes back chunk by chunk, so the
 proxy's memory does not grow with the size of what passes through it. Request body size limits are therefore
 the upstream's to enforce; the header size limit (``KEYSTILE_MAX_HEADER_BYTES``) applies here.
+
+API tokens (a credential with a JWT's shape) pass as keys do, checked in process against the deployment's own
+signing keys and the state of the key that issued them (:meth:`TokenService.check
+<keystile.service.tokens.TokenService.check>`); they spend nothing and record no event, and the upstream sees the
+identity headers of the key that issued them with ``X-Keystile-Token: true``.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from keystile.config import Settings
+from keystile.core.tokens import looks_like_token
 from keystile.core.verify import Code, KeyCheck, VerifyResult
 from keystile.errors import KeystileError, StorageError
-from keystile.http.answers import identity_headers, ratelimit_headers, retry_after_s
+from keystile.http.answers import identity_headers, ratelimit_headers, retry_after_s, token_identity_headers
 from keystile.http.asgi import (
     IncompleteBody,
     Message,
@@ -112,9 +118,16 @@ class ProxyApp:
             found = extract_key(headers, scope.get("query_string", b""))
             if found is None:
                 raise refusal("missing_key")
-            result = await self._verify(found[0], self._trusted.client(scope), request_id)
+            if looks_like_token(found[0]):
+                identity = await self._check_token(found[0])
+            else:
+                identity = None
+                result = await self._verify(found[0], self._trusted.client(scope), request_id)
         except KeystileError as exc:  # refused (no key, two keys), bad input, storage unreachable
             await send_problem(send, exc, request_id)
+            return
+        if identity is not None:
+            await self._forward(scope, receive, send, request_id, identity, [])
             return
         ks = self.keystile
         now_ms = ks.ctx.clock.now() * 1000 if ks is not None else 0.0
@@ -126,7 +139,18 @@ class ProxyApp:
                 retry_after = retry_after_s(result.code, result.entry, states, now_ms)
             await send_problem(send, refusal(result.code, retry_after), request_id, limits)
             return
-        await self._forward(scope, receive, send, request_id, result, limits)
+        assert result.entry is not None, "a VALID result names its key"
+        await self._forward(scope, receive, send, request_id, identity_headers(result.entry), limits)
+
+    async def _check_token(self, token: str) -> list[tuple[bytes, bytes]]:
+        """The identity headers of a token that passes; raises the refusal of one that does not."""
+        ks = self.keystile
+        if ks is None:
+            raise StorageError("the proxy is starting and has not opened its storage yet", code="not_ready")
+        checked = await ks.tokens.check(token, api_id=self.options.api_id, permissions=self.options.permissions)
+        if not checked.valid or checked.grant is None:
+            raise refusal(checked.code)
+        return token_identity_headers(checked.grant)
 
     async def _verify(self, key: str, client_ip: str | None, request_id: str) -> VerifyResult:
         ks = self.keystile
@@ -144,12 +168,12 @@ class ProxyApp:
         receive: Receive,
         send: Send,
         request_id: str,
-        result: VerifyResult,
+        identity: list[tuple[bytes, bytes]],
         limits: list[tuple[bytes, bytes]],
     ) -> None:
         client = self.client
         assert client is not None, "the lifespan opens the client"
-        outgoing = upstream_headers(scope["headers"], self._added_headers(scope, request_id, result, limits))
+        outgoing = upstream_headers(scope["headers"], self._added_headers(scope, request_id, identity, limits))
         first = await receive()
         if first["type"] != "http.request":
             raise IncompleteBody
@@ -186,13 +210,16 @@ class ProxyApp:
             await response.aclose()
 
     def _added_headers(
-        self, scope: Scope, request_id: str, result: VerifyResult, limits: list[tuple[bytes, bytes]]
+        self,
+        scope: Scope,
+        request_id: str,
+        identity: list[tuple[bytes, bytes]],
+        limits: list[tuple[bytes, bytes]],
     ) -> list[tuple[bytes, bytes]]:
         """Who the caller is, its rate-limit state, where the request came from, and its request id."""
         headers = scope["headers"]
         address = peer(scope)
-        assert result.entry is not None, "a VALID result names its key"
-        added = [*identity_headers(result.entry), *limits, (b"x-request-id", request_id.encode())]
+        added = [*identity, *limits, (b"x-request-id", request_id.encode())]
         chain = forwarded_chain(headers, address, self._trusted.trusts(address))
         if chain is not None:
             added.append((b"x-forwarded-for", chain.encode("latin-1")))

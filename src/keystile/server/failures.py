@@ -15,6 +15,8 @@ from keystile.core.clock import Clock
 from keystile.core.ports import Spend, Spender
 from keystile.core.ratelimit import Bucket
 from keystile.core.verify import Code
+from keystile.errors import RateLimited
+from keystile.http.answers import whole_seconds
 
 log = logging.getLogger("keystile.server")
 
@@ -79,3 +81,12 @@ class FailureLimiter:
             del self._blocked[ip]
         while len(self._blocked) >= _MAX_BLOCKED:
             del self._blocked[next(iter(self._blocked))]
+
+
+def too_many_failures(wait_ms: float) -> RateLimited:
+    """The 429 answering a client blocked for ``wait_ms`` (``Retry-After`` in whole seconds)."""
+    return RateLimited(
+        "too many failed attempts from this address; retry later",
+        code="too_many_failures",
+        retry_after=whole_seconds(wait_ms),
+    )

@@ -21,6 +21,12 @@ The reason is always in ``X-Keystile-Code``. Options are in the endpoint's own q
 from the original request's ``Authorization`` / ``X-API-Key`` headers (proxies pass them on) and the ``api_key``
 parameter of the original URI. Envoy appends the original path to its ``path_prefix``: ``/v1/auth/<path>?<query>``
 is the original request itself, with options from the settings only. See docs/forward-auth.md.
+
+An API token (a credential with a JWT's shape) is checked in process against this deployment's own signing keys
+(:meth:`TokenService.check <keystile.service.tokens.TokenService.check>`: no HTTP, cached until its ``exp``),
+including the state of the key that issued it (a revoked key's tokens are refused like the key). The answers are
+a key's, with ``X-Keystile-Token: true``; a token spends no limits or credits (``cost`` does not apply) and
+records no event; a failed one counts toward the same per-IP failure limit.
 """
 
 from __future__ import annotations
@@ -30,9 +36,17 @@ from urllib.parse import parse_qsl
 
 from keystile.core.netaddr import parse_ip
 from keystile.core.permissions import parse_query
+from keystile.core.tokens import looks_like_token
 from keystile.core.verify import CachedKey, Code, KeyCheck, VerifyResult
 from keystile.errors import InvalidInput, KeystileError, StorageError
-from keystile.http.answers import STATUS, identity_headers, ratelimit_headers, retry_after_s, whole_seconds
+from keystile.http.answers import (
+    STATUS,
+    identity_headers,
+    ratelimit_headers,
+    retry_after_s,
+    token_identity_headers,
+    whole_seconds,
+)
 from keystile.http.asgi import HEADER_OVERHEAD, Message, Receive, Scope, Send, too_large_headers
 from keystile.http.credentials import extract_key
 from keystile.http.forwarded import TrustedProxies
@@ -40,6 +54,7 @@ from keystile.http.problems import status_of
 from keystile.operations import MAX_COST
 from keystile.server.failures import FailureLimiter
 from keystile.server.runtime import Runtime
+from keystile.service.tokens import TokenAuth
 from keystile.service.verification import OPERATOR
 
 log = logging.getLogger("keystile.server")
@@ -212,6 +227,10 @@ class ForwardAuthEndpoint:
                 await send(_message(401, [_CHALLENGE, (b"x-keystile-code", b"missing_key")]))
                 await send(_EMPTY_BODY)
                 return
+            if looks_like_token(found[0]):
+                checked = await ks.tokens.check(found[0], api_id=options.api_id, permissions=options.permissions)
+                await self._answer_token(send, checked, failures, ip)
+                return
             method = original_method if trusted and original_method is not None else scope["method"].encode()
             tags = self._tags_of(method)
             check = KeyCheck(
@@ -253,6 +272,18 @@ class ForwardAuthEndpoint:
         else:
             start = _message(status, _identity(entry, code))
         await send(start)
+        await send(_EMPTY_BODY)
+
+    async def _answer_token(self, send: Send, checked: TokenAuth, failures: FailureLimiter, ip: str | None) -> None:
+        code = checked.code
+        status = STATUS[code]
+        if status == 401 or checked.grant is None:
+            await self._unauthorized(send, failures, ip, code)
+            return
+        if code != Code.VALID:
+            await send(_message(status, [(b"x-keystile-code", _CODES.get(code) or code.encode())]))
+        else:
+            await send(_message(200, [_VALID, *token_identity_headers(checked.grant)]))
         await send(_EMPTY_BODY)
 
     async def _unauthorized(self, send: Send, failures: FailureLimiter, ip: str | None, code: str) -> None:

@@ -20,6 +20,12 @@ issue the same token with a few more claims and another ``typ``).
   token of this deployment (malformed, a bad signature, an unknown or dropped ``kid``, another issuer, a time
   in the future, or a key of an API the caller may not verify). It spends no limits or credits.
 
+- **Checking a token in process** (:meth:`TokenService.check`: forward auth and ``keystile proxy``) is offline
+  against this deployment's own public keys, with what a verified token grants cached until its ``exp`` (at most
+  :data:`CHECK_CACHE_SIZE` tokens). The state of the key that issued it (revoked, deleted, disabled, expired) is
+  read from storage at most once per :data:`KEY_STATE_TTL_S` per key and dropped at once when the change bus says
+  that key changed, so a revoked key's tokens stop working here as fast as the key itself does.
+
 PyJWT is imported here only, so the key verification path never loads it.
 """
 
@@ -27,6 +33,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +45,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from keystile.core.ids import new_id
 from keystile.core.models import SigningKey
 from keystile.core.permissions import SLUG_RE
+from keystile.core.ports import Change
+from keystile.core.tokens import TokenGrant
 from keystile.core.verify import Code, KeyCheck, VerifyResult
 from keystile.errors import Conflict, InvalidInput, MasterKeyUnavailable
 from keystile.service import sealing
@@ -55,6 +65,10 @@ CLOCK_SKEW_S = 5
 """How far in the future a token's ``iat``/``nbf`` may be (clocks of several servers differ a little)."""
 RELOAD_S = 1.0
 """How long this process trusts its list of signing keys before reading it again (a rotation by another process)."""
+CHECK_CACHE_SIZE = 10_000
+"""How many tokens :meth:`TokenService.check` remembers (least recently used first out)."""
+KEY_STATE_TTL_S = 5.0
+"""How long :meth:`TokenService.check` trusts what it read of the state of a token's key (as the key cache does)."""
 _SYSTEM = Actor(Principal("keystile", None))
 
 
@@ -136,6 +150,21 @@ def _not_found() -> TokenCheck:
     return TokenCheck(Code.NOT_FOUND)
 
 
+@dataclass(frozen=True, slots=True)
+class TokenAuth:
+    """What :meth:`TokenService.check` found: a verification code and, for a token of this deployment, its grant."""
+
+    code: str
+    grant: TokenGrant | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.code == Code.VALID
+
+
+_NOT_FOUND_AUTH = TokenAuth(Code.NOT_FOUND)
+
+
 class TokenService:
     """Issues and checks API tokens; keeps the signing keys (see the module's description)."""
 
@@ -149,6 +178,11 @@ class TokenService:
         self._private: dict[str, Ed25519PrivateKey] = {}
         self._public: dict[str, Ed25519PublicKey] = {}
         self._lock = asyncio.Lock()
+        self._checked: OrderedDict[bytes, TokenGrant] = OrderedDict()
+        self._key_states: dict[str, tuple[str, float]] = {}
+        self._key_ids: dict[bytes, str] = {}
+        """The digest of each key in ``_key_states``: changes name keys by digest."""
+        ctx.bus.subscribe(self._apply_changes)
 
     # -- signing keys ---------------------------------------------------------------------------------------
 
@@ -380,3 +414,112 @@ class TokenService:
         if key.is_expired(now_ms) or (stale is not None and now_ms >= stale):
             return TokenCheck(Code.EXPIRED, claims, kid)
         return TokenCheck(Code.VALID, claims, kid)
+
+    # -- checking in process (forward auth, the proxy) ----------------------------------------------------------
+
+    async def check(self, token: str, *, api_id: str | None = None, permissions: str | None = None) -> TokenAuth:
+        """Check a token offline against this deployment's public keys (cached until its ``exp``), then the state
+        of the key that issued it (cached briefly, dropped on change). ``api_id`` accepts only tokens of that API
+        (others are ``NOT_FOUND``, as keys are); ``permissions`` is a permission query the token's scope must
+        satisfy (``INSUFFICIENT_PERMISSIONS``). Spends nothing and records no event."""
+        digest = hashlib.sha256(token.encode()).digest()
+        grant = self._checked.get(digest)
+        now = self._ctx.clock.now()
+        if grant is None:
+            grant = await self._decode(token, now)
+            if grant is None:
+                return _NOT_FOUND_AUTH
+            self._checked[digest] = grant
+            if len(self._checked) > CHECK_CACHE_SIZE:
+                self._drop_expired(now)
+        if grant.expires_at <= now:
+            self._checked.pop(digest, None)
+            return TokenAuth(Code.EXPIRED, grant)
+        if api_id is not None and grant.api_id != api_id:
+            return _NOT_FOUND_AUTH
+        code = await self._key_state(grant.key_id, grant.api_id)
+        if code != Code.VALID:
+            return TokenAuth(code, grant)
+        if permissions is not None and not grant.permitted(permissions):
+            return TokenAuth(Code.INSUFFICIENT_PERMISSIONS, grant)
+        return TokenAuth(Code.VALID, grant)
+
+    async def _decode(self, token: str, now: float) -> TokenGrant | None:
+        """The grant of a token signed by one of this deployment's published keys, not issued in the future;
+        ``None`` for anything else. An unknown ``kid`` does not reload the keys (they are reloaded at most every
+        :data:`RELOAD_S`), so a flood of made-up ones never reaches storage."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            return None
+        kid = header.get("kid")
+        if header.get("alg") != ALGORITHM or not isinstance(kid, str):
+            return None
+        now_ms = self._ctx.now()
+        found = next((k for k in await self._load() if k.kid == kid), None)
+        if found is None or not found.published(now_ms):
+            return None
+        public = self._public.get(kid)
+        if public is None:
+            public = self._public[kid] = Ed25519PublicKey.from_public_bytes(found.public_key)
+        try:
+            claims = jwt.decode(
+                token,
+                public,
+                algorithms=[ALGORITHM],
+                options={"verify_exp": False, "verify_iat": False, "verify_nbf": False, "verify_aud": False},
+            )
+        except jwt.PyJWTError:
+            return None
+        # No issuer check: a signature by one of this deployment's own keys says who issued it, and a process
+        # that opens the storage (an integration's local verifier) need not know the server's public URL.
+        nbf = claims.get("nbf", 0)
+        grant = TokenGrant.from_claims(claims, kid)
+        if grant is None or not _whole(nbf) or grant.issued_at > now + CLOCK_SKEW_S or nbf > now + CLOCK_SKEW_S:
+            return None
+        return grant
+
+    async def _key_state(self, key_id: str, api_id: str) -> str:
+        """``VALID``, ``REVOKED`` (revoked or deleted), ``DISABLED`` or ``EXPIRED``: the state of a token's key."""
+        monotonic = self._ctx.clock.monotonic()
+        known = self._key_states.get(key_id)
+        if known is not None and known[1] > monotonic:
+            return known[0]
+        now_ms = self._ctx.now()
+        key = await self._ctx.storage.get_key(key_id)
+        if key is None or key.api_id != api_id or key.revoked_at is not None:
+            code = Code.REVOKED
+        elif not key.enabled:
+            code = Code.DISABLED
+        else:
+            api = await self._ctx.storage.get_api(api_id)
+            stale = api.stale_expiry(key.created_at) if api is not None else None
+            expired = key.is_expired(now_ms) or (stale is not None and now_ms >= stale)
+            code = Code.EXPIRED if expired else Code.VALID
+        if len(self._key_states) >= CHECK_CACHE_SIZE:
+            self._key_states.clear()
+            self._key_ids.clear()
+        self._key_states[key_id] = (code, monotonic + KEY_STATE_TTL_S)
+        if key is not None:
+            self._key_ids[key.digest] = key_id
+        return code
+
+    def _drop_expired(self, now: float) -> None:
+        for digest in [d for d, grant in self._checked.items() if grant.expires_at <= now]:
+            del self._checked[digest]
+        while len(self._checked) > CHECK_CACHE_SIZE:
+            self._checked.popitem(last=False)
+
+    def _apply_changes(self, changes: Sequence[Change]) -> None:
+        """A change-bus listener: forget the state of keys that changed (by digest), or of every key."""
+        if not self._key_states:
+            return
+        for change in changes:
+            if change.kind == "key":
+                key_id = self._key_ids.pop(bytes.fromhex(change.ref), None)
+                if key_id is not None:
+                    self._key_states.pop(key_id, None)
+            elif change.kind != "credits":
+                self._key_states.clear()
+                self._key_ids.clear()
+                return

@@ -47,6 +47,7 @@ RESPONSES = {
                 "alice",
                 required=True,
             ),
+            "X-Keystile-Token": _header("`true` when the request came with an API token rather than a key.", "true"),
             **_RATELIMIT,
         },
     ),
@@ -93,7 +94,8 @@ OPERATIONS = [
             "a missing, unknown, revoked, disabled or expired key; 403 for FORBIDDEN and INSUFFICIENT_PERMISSIONS; "
             "429 with `Retry-After` for RATE_LIMITED, USAGE_EXCEEDED and too many failed attempts (403 with "
             "KEYSTILE_AUTH_LIMITED_STATUS=403); 400 for a bad option. Every answer is empty and carries its "
-            "reason in `X-Keystile-Code`. See docs/forward-auth.md."
+            "reason in `X-Keystile-Code`. An API token passes where its key would (checked against this server's "
+            "signing keys and its key's state), with `X-Keystile-Token: true`. See docs/forward-auth.md."
         ),
     ),
 ]

@@ -1,17 +1,23 @@
-"""API tokens (SPEC T1, T2): issue a token from a key, check one online, publish the public keys (JWKS)."""
+"""API tokens (SPEC T1, T2): issue a token from a key, check one online, publish the public keys (JWKS).
+
+A key that fails to get a token (401: unknown, revoked, disabled, expired) counts toward the per-address failure
+limit shared with ``/v1/auth`` and ``/oauth/token`` (:meth:`Runtime.failure_limiter`): a blocked address is
+answered 429 ``too_many_failures`` before its key is looked at.
+"""
 
 from __future__ import annotations
 
 from starlette.responses import Response
 
 from keystile.core.verify import Code, KeyCheck
-from keystile.errors import Forbidden
-from keystile.http.answers import retry_after_s
+from keystile.errors import Forbidden, Unauthenticated
+from keystile.http.answers import STATUS, retry_after_s
 from keystile.http.asgi import encode_json, read_body
 from keystile.http.credentials import extract_key
 from keystile.http.refusals import refusal
 from keystile.operations import ISSUE_TOKEN, JWKS, VERIFY_TOKEN
 from keystile.schemas import TokenRequest, TokenVerifyRequest, TokenVerifyResponse, decode, token_out
+from keystile.server.failures import too_many_failures
 from keystile.server.routing import Call, Operation
 
 JWKS_CACHE_CONTROL = "public, max-age=300"
@@ -21,14 +27,23 @@ JWKS_CACHE_CONTROL = "public, max-age=300"
 async def issue_token(call: Call) -> Response:
     scope = call.request.scope
     # The key comes in a header only: a token endpoint has no business with keys in URLs (they end up in logs).
-    found = extract_key(scope["headers"])
+    ip = call.runtime.proxies.client(scope)
+    limiter = call.runtime.failure_limiter()
+    if limiter.enabled and (wait := limiter.blocked_for(ip)):
+        raise too_many_failures(wait)
+    try:
+        found = extract_key(scope["headers"])
+    except Unauthenticated:  # two different keys
+        if limiter.enabled and (wait := await limiter.fail(ip)):
+            raise too_many_failures(wait) from None
+        raise
     if found is None:
         raise refusal("missing_key")
     raw = await read_body(call.request.receive, call.runtime.max_body)
     body = decode(raw, TokenRequest) if raw.strip() else TokenRequest()  # no body: the defaults
     ks = call.ks
     issued = await ks.tokens.issue(
-        KeyCheck(found[0], ip=call.runtime.proxies.client(scope)),
+        KeyCheck(found[0], ip=ip),
         ttl_s=body.ttl_s,
         permissions=body.permissions,
         request_id=call.request_id,
@@ -42,6 +57,8 @@ async def issue_token(call: Call) -> Response:
         if result.code in (Code.RATE_LIMITED, Code.USAGE_EXCEEDED):
             states = result.spent.ratelimits if result.spent is not None else ()
             retry_after = retry_after_s(result.code, result.entry, states, ks.ctx.clock.now() * 1000)
+        if STATUS[result.code] == 401 and limiter.enabled and (wait := await limiter.fail(ip)):
+            raise too_many_failures(wait)
         raise refusal(result.code, retry_after)
     out = token_out(token.token, token.expires_in, token.expires_at, " ".join(token.scope))
     return Response(encode_json(out), 200, media_type="application/json", headers={"Cache-Control": "no-store"})
@@ -103,8 +120,10 @@ OPERATIONS = [
             "Issuing is a verification of that key (its IP allowlist, rate limits and credits apply, and the event "
             "is tagged `token`); a key that does not verify gets no token: 401 `invalid_key` (unknown, revoked, "
             "disabled, expired or another API's key alike), 403 `ip_not_allowed`, 429 `rate_limited` or "
-            "`usage_exceeded`. `permissions` narrows the token's `scope` to permissions the key holds (403 "
-            "`invalid_scope` otherwise, nothing spent); by default the scope is every permission the key holds. "
+            "`usage_exceeded`; refused keys count toward the per-address failure limit shared with `/v1/auth` "
+            "(429 `too_many_failures` past it). `permissions` narrows the token's `scope` to permissions the key "
+            "holds (403 `invalid_scope` otherwise, nothing spent); by default the scope is every permission the "
+            "key holds. "
             "The token carries `iss`, `sub` (the key's owner id, else its id), `key_id`, `api_id`, `scope`, `iat`, "
             "`exp` and `jti`, and its header the `kid` of the signing key in `/.well-known/jwks.json`. It expires "
             "after `ttl_s` seconds, or when the key does if that is sooner. Without the master key, which "
