@@ -19,6 +19,7 @@ from keystile.service.identities import IdentityService
 from keystile.service.imports import ImportService
 from keystile.service.keys import KeyService
 from keystile.service.leaks import LeakService
+from keystile.service.portal import PortalService
 from keystile.service.ratelimits import RatelimitService
 from keystile.service.rootkeys import RootKeyService
 from keystile.service.tokens import TokenService
@@ -58,6 +59,8 @@ class Keystile:
         self.leaks = LeakService(self.ctx, self.keys)
         self.tokens = TokenService(self.ctx, self.vault, self.verification, token_issuer)
         """API tokens (SPEC T1, T2): issued from keys, signed with keys sealed in the vault."""
+        self.portal = PortalService(self.ctx, self.apis, self.keys, self.analytics)
+        """The customer portal's sign-in links and its owner-bound key actions (SPEC D2)."""
 
     @property
     def storage(self) -> Storage:
