@@ -52,7 +52,7 @@ from keystile.service import Keystile
 from keystile.unkey import KEY_BODIES as UNKEY_KEY_BODIES
 from keystile.unkey import PREFIX as UNKEY_PREFIX
 from keystile.unkey import UnkeyApp
-from keystile.web import dashboard_app
+from keystile.web import dashboard_app, portal_app
 
 log = logging.getLogger("keystile.server")
 
@@ -208,6 +208,8 @@ def create_app(settings: Settings, *, keystile: Keystile | None = None) -> ASGIA
     ]
     # SPEC D1: the dashboard, over the same services (its own pages, sessions and errors).
     routes.append(Mount("/dashboard", app=dashboard_app(lambda: runtime.ks)))
+    # SPEC D2: the customer portal, signed into by the links of POST /v1/portal/sessions.
+    routes.append(Mount("/portal", app=portal_app(lambda: runtime.ks)))
     starlette = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},

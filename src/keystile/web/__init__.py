@@ -9,5 +9,6 @@ own app.
 from __future__ import annotations
 
 from keystile.web.dashboard import dashboard_app
+from keystile.web.portal import portal_app
 
-__all__ = ["dashboard_app"]
+__all__ = ["dashboard_app", "portal_app"]
