@@ -1,7 +1,7 @@
 """Browser tests of the dashboard and the portal (SPEC D1, D2): Playwright for Python driving Debian's Chromium
 (``make chromium`` installs it; Playwright never downloads a browser here) against a real ``keystile serve``.
 
-Every page a test visits is photographed at 1280×800 and at 390×844 into ``test-artifacts/screenshots/`` (kept
+Every page a test visits is photographed at 1280x800 and at 390x844 into ``test-artifacts/screenshots/`` (kept
 after the run, git-ignored; the path is printed at the end of the run) and checked with axe-core, vendored in
 ``vendor/``: no serious or critical violation may be found.
 """

@@ -42,8 +42,11 @@ def test_sign_in_create_copy_verify_chart_logs_reroll_revoke_audit_sign_out(
 
     # The session cookie holds no key.
     [cookie] = [c for c in context.cookies() if c["name"] == "keystile_session"]
-    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/dashboard"
-    assert root_key not in cookie["value"] and "ks_" not in cookie["value"]
+    assert cookie["httpOnly"]
+    assert cookie["sameSite"] == "Strict"
+    assert cookie["path"] == "/dashboard"
+    assert root_key not in cookie["value"]
+    assert "ks_" not in cookie["value"]
 
     # Create an API, then a key in it.
     page.get_by_label("Name").fill("Weather")
@@ -138,7 +141,8 @@ def test_sign_in_create_copy_verify_chart_logs_reroll_revoke_audit_sign_out(
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(re.compile(r"/dashboard/sign-in$"))
     again = httpx.get(f"{server.url}/dashboard/apis", cookies={"keystile_session": old}, follow_redirects=False)
-    assert again.status_code == 303 and again.headers["location"] == "/dashboard/sign-in"
+    assert again.status_code == 303
+    assert again.headers["location"] == "/dashboard/sign-in"
 
 
 def test_a_root_key_without_keys_write_sees_no_buttons_and_is_refused_posting_the_forms(
@@ -183,7 +187,8 @@ def test_every_form_without_a_valid_csrf_token_is_refused(page: Page, server: Se
     key_id = api(server, root_key, "POST", f"/v1/apis/{api_id}/keys", {"name": "k"}).json()["id"]
     # The sign-in form itself: a posted root key without the form's token is refused.
     refused = httpx.post(f"{server.url}/dashboard/sign-in", data={"root_key": root_key}, follow_redirects=False)
-    assert refused.status_code == 403 and "keystile_session" not in refused.cookies
+    assert refused.status_code == 403
+    assert "keystile_session" not in refused.cookies
     sign_in(page, root_key)
     forms = [
         ("/dashboard/apis", {"name": "x"}),
