@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, ViewportSize, sync_playwright
 
 from tests.availability import require_chromium
 from tests.e2e.server import REPO, Server, serve
@@ -33,8 +33,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="session")
@@ -139,3 +139,14 @@ def csrf_of(page: Page) -> str:
     token = page.locator("input[name=csrf]").first.get_attribute("value")
     assert token
     return token
+
+
+def assert_nowhere(server: Server, *secrets: str) -> None:
+    """No secret shown in the browser is in the server's output or in any file of its data directory (the
+    database, its WAL)."""
+    output = server.output()
+    data = server.stdout_path.parent / "keystile-data"
+    files = [path.read_bytes() for path in data.rglob("*") if path.is_file()]
+    for secret in secrets:
+        assert secret not in output
+        assert all(secret.encode() not in content for content in files)

@@ -8,7 +8,7 @@ import time
 import httpx
 from playwright.sync_api import BrowserContext, Locator, Page, expect
 
-from tests.browser.conftest import api, check_page, csrf_of
+from tests.browser.conftest import api, assert_nowhere, check_page, csrf_of
 from tests.e2e.server import Server
 
 
@@ -143,6 +143,7 @@ def test_sign_in_create_copy_verify_chart_logs_reroll_revoke_audit_sign_out(
     again = httpx.get(f"{server.url}/dashboard/apis", cookies={"keystile_session": old}, follow_redirects=False)
     assert again.status_code == 303
     assert again.headers["location"] == "/dashboard/sign-in"
+    assert_nowhere(server, key, new_key, old)
 
 
 def test_a_root_key_without_keys_write_sees_no_buttons_and_is_refused_posting_the_forms(
@@ -166,14 +167,15 @@ def test_a_root_key_without_keys_write_sees_no_buttons_and_is_refused_posting_th
     expect(page.get_by_role("button", name="Create API")).to_have_count(0)
 
     token = csrf_of(page)
-    for path, form in (
+    forms: list[tuple[str, dict[str, str | float | bool]]] = [
         (f"/dashboard/keys/{key_id}/revoke", {"csrf": token}),
         (f"/dashboard/keys/{key_id}/reroll", {"csrf": token, "grace_hours": "0"}),
         (f"/dashboard/keys/{key_id}/disable", {"csrf": token}),
         (f"/dashboard/apis/{api_id}/keys", {"csrf": token, "name": "sneaky"}),
         ("/dashboard/apis", {"csrf": token, "name": "sneaky"}),
         ("/dashboard/root-keys", {"csrf": token, "permission": "*"}),
-    ):
+    ]
+    for path, form in forms:
         answer = page.request.post(path, form=form, max_redirects=0)
         assert answer.status == 403, (path, answer.status)
     assert api(server, root_key, "GET", f"/v1/keys/{key_id}").json()["revoked_at"] is None
@@ -190,7 +192,7 @@ def test_every_form_without_a_valid_csrf_token_is_refused(page: Page, server: Se
     assert refused.status_code == 403
     assert "keystile_session" not in refused.cookies
     sign_in(page, root_key)
-    forms = [
+    forms: list[tuple[str, dict[str, str | float | bool]]] = [
         ("/dashboard/apis", {"name": "x"}),
         (f"/dashboard/apis/{api_id}/keys", {"name": "x"}),
         (f"/dashboard/keys/{key_id}/revoke", {}),
@@ -202,7 +204,7 @@ def test_every_form_without_a_valid_csrf_token_is_refused(page: Page, server: Se
     ]
     for path, form in forms:
         for token in (None, "", "forged-token"):
-            sent = form if token is None else {**form, "csrf": token}
+            sent: dict[str, str | float | bool] = form if token is None else {**form, "csrf": token}
             answer = page.request.post(path, form=sent, max_redirects=0)
             assert answer.status == 403, (path, token, answer.status)
     # Nothing changed, and the session still works.

@@ -9,7 +9,7 @@ import time
 import httpx
 from playwright.sync_api import BrowserContext, Page, expect
 
-from tests.browser.conftest import api, check_page, csrf_of
+from tests.browser.conftest import api, assert_nowhere, check_page, csrf_of
 from tests.browser.test_dashboard import copied_key
 from tests.e2e.server import Server
 
@@ -98,9 +98,9 @@ def test_a_customer_signs_in_by_link_and_manages_only_their_own_keys(
 
     # Nothing of another owner, or of another API, is reachable by guessing its URL: 404, as for no key at all.
     for other in (bob["id"], elsewhere["id"], "key_0000000000000000000000", "nonsense"):
-        answer = page.goto(f"/portal/keys/{other}")
-        assert answer is not None
-        assert answer.status == 404, other
+        shown = page.goto(f"/portal/keys/{other}")
+        assert shown is not None
+        assert shown.status == 404, other
     expect(page.get_by_role("heading", name="Not found")).to_be_visible()
     check_page(page, "portal not found")
     page.goto("/portal/")
@@ -136,6 +136,7 @@ def test_a_customer_signs_in_by_link_and_manages_only_their_own_keys(
     expect(page.get_by_role("heading", name="Signed out")).to_be_visible()
     check_page(page, "portal signed out")
     assert httpx.get(f"{server.url}/portal/", cookies={"keystile_portal": session}).status_code == 401
+    assert_nowhere(server, key, rolled, link.split("token=")[1], session)
 
 
 def test_the_portal_session_route_checks_the_root_key(server: Server, root_key: str) -> None:
