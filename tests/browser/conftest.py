@@ -37,14 +37,16 @@ DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
-@pytest.fixture(scope="session")
+# Module-scoped, not session-scoped: Playwright's synchronous API runs an event loop of its own while it is open,
+# and the asynchronous tests that run after these ones need theirs.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     require_chromium()
     with sync_playwright() as running:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     launched = playwright.chromium.launch(executable_path=require_chromium(), args=CHROMIUM_ARGS)
     try:
