@@ -225,3 +225,33 @@ def test_the_pages_work_with_javascript_off_except_the_copy_button(
     # Without script the copy button stays hidden; the key is in a read-only field, selectable.
     expect(page.get_by_role("button", name="Copy")).to_be_hidden()
     assert page.locator("#plain-key").input_value().startswith("ks_")
+
+
+def test_the_keyboard_alone_signs_in_and_reaches_every_control(page: Page, server: Server, root_key: str) -> None:
+    page.goto("/dashboard/sign-in")
+    # The root key field has the focus; typing and Enter sign in.
+    page.keyboard.type(root_key)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="APIs", exact=True)).to_be_visible()
+    # The first Tab reaches "Skip to content", which moves the focus to the page's content.
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("() => document.activeElement.id") == "main"
+    # Tabbing on reaches the create-API form; Enter in its field submits it.
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.id") == "api-name":
+            break
+    else:
+        raise AssertionError("Tab never reached the API name field")
+    page.keyboard.type("Keyboard")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name=re.compile("^Keyboard"))).to_be_visible()
+    # Every control of the pages seen has a label that names it (axe checks it too, in check_page).
+    unnamed = page.evaluate(
+        """() => [...document.querySelectorAll("input:not([type=hidden]), select, button")]
+            .filter(el => !(el.labels && el.labels.length) && !el.getAttribute("aria-label") && !el.textContent.trim())
+            .map(el => el.outerHTML)"""
+    )
+    assert unnamed == []
