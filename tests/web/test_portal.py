@@ -25,15 +25,20 @@ async def test_a_link_signs_in_once_and_expires(ks: Keystile, root: tuple[Actor,
     api = await ks.apis.create(actor, NewApi(name="weather"))
     grant = PortalGrant(api.id, "alice", PortalPolicy(max_keys=1))
     link = await ks.portal.create_link(actor, grant)
-    assert ks.portal.redeem(link.token) == grant
+    session_id, redeemed = await ks.portal.redeem(link.token)
+    assert redeemed == grant
+    assert await ks.portal.session(session_id) is not None
     with pytest.raises(Unauthenticated):
-        ks.portal.redeem(link.token)  # used
+        await ks.portal.redeem(link.token)  # used
     late = await ks.portal.create_link(actor, grant, ttl_s=60)
     clock.advance(61)
     with pytest.raises(Unauthenticated):
-        ks.portal.redeem(late.token)  # expired
+        await ks.portal.redeem(late.token)  # expired
     with pytest.raises(Unauthenticated):
-        ks.portal.redeem("made-up")
+        await ks.portal.redeem("made-up")
+    # The portal session lasts an hour.
+    clock.advance(3600)
+    assert await ks.portal.session(session_id) is None
     # The audit entry names the owner and the policy, never the token.
     [entry] = (
         await ks.audit.list(actor.principal, AuditFilter(action="portal.session.create"), cursor=None, limit=10)

@@ -25,6 +25,7 @@ from keystile.service.rootkeys import RootKeyService
 from keystile.service.tokens import TokenService
 from keystile.service.vault import MasterKeys, Vault
 from keystile.service.verification import VerificationService
+from keystile.service.websessions import WebSessions
 
 
 class Keystile:
@@ -59,7 +60,9 @@ class Keystile:
         self.leaks = LeakService(self.ctx, self.keys)
         self.tokens = TokenService(self.ctx, self.vault, self.verification, token_issuer)
         """API tokens (SPEC T1, T2): issued from keys, signed with keys sealed in the vault."""
-        self.portal = PortalService(self.ctx, self.apis, self.keys, self.analytics)
+        self.sessions = WebSessions(self.ctx)
+        """The dashboard's and the portal's browser sessions, in storage (SPEC D1, D2)."""
+        self.portal = PortalService(self.ctx, self.apis, self.keys, self.analytics, self.sessions)
         """The customer portal's sign-in links and its owner-bound key actions (SPEC D2)."""
 
     @property

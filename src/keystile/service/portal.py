@@ -6,18 +6,18 @@ own login decides the owner when the portal is mounted inside its app. Every act
 services and permission checks as the API, as a principal that may read and write the keys of that one API only,
 and a key of any other owner answers 404 exactly as one that does not exist.
 
-Sign-in links are kept in this process's memory, by the SHA-256 of their token (never the token itself): a link
-is redeemed once, by the process that made it.
+Sign-in links are kept in storage by the SHA-256 of their token (never the token itself), as
+:class:`~keystile.service.websessions.WebSessions`: any process of the deployment redeems a link, once.
 """
 
 from __future__ import annotations
 
-import hashlib
-import secrets
+import json
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from keystile.core.commands import KeyUpdate, NewCredits, NewKey
-from keystile.core.models import EventFilter, Key, KeyFilter, RateLimit
+from keystile.core.models import EventFilter, Key, KeyFilter, RateLimit, Refill
 from keystile.core.permissions import Grants, validate_grant
 from keystile.core.timefmt import to_datetime
 from keystile.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
@@ -26,6 +26,7 @@ from keystile.service.apis import ApiService
 from keystile.service.authz import Actor, Principal
 from keystile.service.context import Context
 from keystile.service.keys import DAY_MS, KeyService
+from keystile.service.websessions import Lifetime, WebSessions
 
 DEFAULT_LINK_TTL_S = 600
 """A sign-in link is valid 10 minutes unless the provider says otherwise."""
@@ -35,7 +36,8 @@ SESSION_TTL_MS = 3_600_000
 MAX_GRACE_MS = 7 * DAY_MS
 """The longest grace period a customer may give a rolled key."""
 MAX_PORTAL_KEYS = 1000
-_LINKS_KEPT = 10_000
+LINK = "portal_link"
+SESSION = "portal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,17 +74,57 @@ class PortalLink:
     expires_at: int
 
 
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+def grant_text(grant: PortalGrant) -> str:
+    """A grant as JSON, as a link or session keeps it."""
+    policy = grant.policy
+    credits = policy.credits
+    refill = credits.refill if credits is not None else None
+    return json.dumps(
+        {
+            "api_id": grant.api_id,
+            "owner_id": grant.owner_id,
+            "return_url": grant.return_url,
+            "max_keys": policy.max_keys,
+            "permissions": list(policy.permissions),
+            "ratelimits": [[r.name, r.limit, r.duration_ms, r.auto_apply] for r in policy.ratelimits],
+            "credits": None if credits is None else credits.remaining,
+            "refill": None if refill is None else [refill.amount, refill.interval, refill.day],
+            "max_expires_days": policy.max_expires_days,
+        }
+    )
+
+
+def grant_of(text: str) -> PortalGrant:
+    """The grant :func:`grant_text` wrote."""
+    data: dict[str, Any] = json.loads(text)
+    refill = data["refill"]
+    credits = None
+    if data["credits"] is not None:
+        credits = NewCredits(data["credits"], None if refill is None else Refill(refill[0], refill[1], refill[2]))
+    policy = PortalPolicy(
+        max_keys=data["max_keys"],
+        permissions=tuple(data["permissions"]),
+        ratelimits=tuple(RateLimit(r[0], r[1], r[2], r[3]) for r in data["ratelimits"]),
+        credits=credits,
+        max_expires_days=data["max_expires_days"],
+    )
+    return PortalGrant(data["api_id"], data["owner_id"], policy, data["return_url"])
 
 
 class PortalService:
-    def __init__(self, ctx: Context, apis: ApiService, keys: KeyService, analytics: AnalyticsService) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        apis: ApiService,
+        keys: KeyService,
+        analytics: AnalyticsService,
+        sessions: WebSessions,
+    ) -> None:
         self._ctx = ctx
         self._apis = apis
         self._keys = keys
         self._analytics = analytics
-        self._links: dict[bytes, tuple[PortalGrant, int]] = {}
+        self._sessions = sessions
 
     # -- sign-in links ----------------------------------------------------------------------------------------
 
@@ -94,12 +136,8 @@ class PortalService:
         ttl = DEFAULT_LINK_TTL_S if ttl_s is None else ttl_s
         if not 1 <= ttl <= MAX_LINK_TTL_S:
             raise InvalidInput(f"ttl_s must be between 1 and {MAX_LINK_TTL_S}", code="invalid_request", field="/ttl_s")
-        now = self._ctx.now()
-        token = secrets.token_urlsafe(32)
-        expires_at = now + ttl * 1000
-        if len(self._links) >= _LINKS_KEPT:
-            self._links = {d: kept for d, kept in self._links.items() if kept[1] > now}
-        self._links[_digest(token)] = (grant, expires_at)
+        token, link = await self._sessions.start(LINK, grant_text(grant), Lifetime(ttl * 1000, ttl * 1000))
+        now, expires_at = link.created_at, link.expires_at
         policy = grant.policy
         changes = {
             "owner_id": grant.owner_id,
@@ -114,13 +152,19 @@ class PortalService:
             await self._ctx.audit(tx, actor, "portal.session.create", grant.api_id, changes, now)
         return PortalLink(token, expires_at)
 
-    def redeem(self, token: str) -> PortalGrant:
-        """The grant of a sign-in link, which is then used up; raises :class:`Unauthenticated` for a link that was
-        used, has expired or never existed (one answer for all three)."""
-        kept = self._links.pop(_digest(token), None)
-        if kept is None or kept[1] <= self._ctx.now():
+    async def redeem(self, token: str) -> tuple[str, PortalGrant]:
+        """Use up a sign-in link: a new portal session (its id, for the browser's cookie) and its grant. Raises
+        :class:`Unauthenticated` for a link that was used, has expired or never existed (one answer for all)."""
+        link = await self._sessions.take(LINK, token)
+        if link is None:
             raise Unauthenticated("this sign-in link was used already, has expired or is unknown", code="invalid_link")
-        return kept[0]
+        session_id, _ = await self._sessions.start(SESSION, link.subject, Lifetime(SESSION_TTL_MS, SESSION_TTL_MS))
+        return session_id, grant_of(link.subject)
+
+    async def session(self, session_id: str | None) -> tuple[PortalGrant, str] | None:
+        """The grant and CSRF token of a live portal session."""
+        found = await self._sessions.get(SESSION, session_id, Lifetime(SESSION_TTL_MS, SESSION_TTL_MS))
+        return None if found is None else (grant_of(found.subject), found.csrf)
 
     def check_grant(self, grant: PortalGrant) -> None:
         if not grant.owner_id or len(grant.owner_id) > 256:

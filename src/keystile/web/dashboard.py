@@ -1,9 +1,10 @@
 """The admin dashboard (SPEC D1, S5), mounted by the server at ``/dashboard``.
 
-Signed in with a root key that the sign-in form posts once: the session (in :mod:`keystile.web.sessions`) keeps the
-root key's id, and every request reads that key afresh and acts as its principal through the same services, and
-so the same permission checks, as the HTTP API. Pages show only what the root key may see; buttons for actions it
-lacks are not shown, and posting them anyway is refused by the services (403, or 404 for an object out of scope).
+Signed in with a root key that the sign-in form posts once: the session (in storage, shared by every process,
+:mod:`keystile.service.websessions`) keeps the root key's id, and every request reads that key afresh and acts as
+its principal through the same services, and so the same permission checks, as the HTTP API. Pages show only
+what the root key may see; buttons for actions it lacks are not shown, and posting them anyway is refused by the
+services (403, or 404 for an object out of scope).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from keystile.core.commands import KeyUpdate, NewApi, NewCredits, NewKey, NewRootKey
-from keystile.core.models import AuditFilter, EventFilter, KeyFilter
+from keystile.core.models import AuditFilter, EventFilter, KeyFilter, WebSession
 from keystile.core.timefmt import to_datetime
 from keystile.core.verify import ALL_CODES
 from keystile.errors import InvalidInput, KeystileError, NotFound, Unauthenticated
@@ -40,8 +41,8 @@ from keystile.web.base import (
     render,
     set_cookie,
 )
-from keystile.web.sessions import Session, SessionStore
 
+SESSION = "dashboard"
 SESSION_COOKIE = "keystile_session"
 SIGN_IN_COOKIE = "keystile_sign_in"
 PAGE = 50
@@ -65,7 +66,7 @@ here and a route in :func:`dashboard_app`'s ``extra_routes``."""
 class Viewer:
     """The signed-in root key as the templates see it: what it may do, and the session's CSRF token."""
 
-    def __init__(self, principal: Principal, session: Session[str]) -> None:
+    def __init__(self, principal: Principal, session: WebSession) -> None:
         self.principal = principal
         self.csrf = session.csrf
         self.id = principal.id
@@ -85,7 +86,6 @@ Page = Callable[[Request, Keystile, Viewer], Awaitable[Response]]
 class Dashboard:
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.sessions: SessionStore[str] = SessionStore()
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
@@ -96,13 +96,13 @@ class Dashboard:
         async def endpoint(request: Request) -> Response:
             ks = self.services()
             sid = request.cookies.get(SESSION_COOKIE)
-            session = self.sessions.get(sid)
+            session = await ks.sessions.get(SESSION, sid)
             if session is None:
                 return redirect(request, "/sign-in")
             try:
                 principal = await ks.root_keys.principal(session.subject)
             except Unauthenticated:
-                self.sessions.end(sid)
+                await ks.sessions.end(sid)
                 response = redirect(request, "/sign-in")
                 clear_cookie(response, request, SESSION_COOKIE, self._cookie_path(request))
                 return response
@@ -121,7 +121,7 @@ class Dashboard:
     # -- signing in and out ---------------------------------------------------------------------------------
 
     async def sign_in_page(self, request: Request) -> Response:
-        if self.sessions.get(request.cookies.get(SESSION_COOKIE)) is not None:
+        if await self.services().sessions.get(SESSION, request.cookies.get(SESSION_COOKIE)) is not None:
             return redirect(request, "/apis")
         return self._sign_in_form(request, None, 200)
 
@@ -137,11 +137,12 @@ class Dashboard:
             check_csrf(form, request.cookies.get(SIGN_IN_COOKIE))
         except KeystileError as exc:
             return error_page(request, exc, "dashboard/error.html", {"viewer": None})
+        ks = self.services()
         try:
-            principal = await self.services().root_keys.authenticate(form.get("root_key"))
+            principal = await ks.root_keys.authenticate(form.get("root_key"))
         except Unauthenticated:
             return self._sign_in_form(request, "That root key is unknown, revoked or expired.", 401)
-        sid, _ = self.sessions.start(principal.id)
+        sid, _ = await ks.sessions.start(SESSION, principal.id)
         response = redirect(request, "/apis")
         path = self._cookie_path(request)
         set_cookie(response, request, SESSION_COOKIE, sid, path)
@@ -149,7 +150,7 @@ class Dashboard:
         return response
 
     async def sign_out(self, request: Request, ks: Keystile, viewer: Viewer) -> Response:
-        self.sessions.end(request.cookies.get(SESSION_COOKIE))
+        await ks.sessions.end(request.cookies.get(SESSION_COOKIE))
         response = redirect(request, "/sign-in")
         clear_cookie(response, request, SESSION_COOKIE, self._cookie_path(request))
         return response

@@ -4,7 +4,7 @@ Two ways in, one set of pages:
 
 - **Links** (the server's ``/portal``): the provider asks ``POST /v1/portal/sessions`` for a one-time sign-in link
   for one owner of one API; following it starts a session (a random id in an HttpOnly, SameSite=Strict cookie;
-  the grant stays on the server). A used or expired link is refused.
+  the grant stays in storage, shared by every process). A used or expired link is refused.
 - **Mounted** (:func:`keystile.portal.mount`): inside the provider's own ASGI app, whose own login decides the
   owner through a function of the request; CSRF tokens are then a double-submit cookie.
 
@@ -45,7 +45,6 @@ from keystile.web.base import (
     render,
     set_cookie,
 )
-from keystile.web.sessions import SessionStore
 
 SESSION_COOKIE = "keystile_portal"
 CSRF_COOKIE = "keystile_portal_csrf"
@@ -112,7 +111,6 @@ class Portal:
         self.title = title
         self.return_url = return_url
         self.theme = theme_css(theme) if theme else None
-        self.sessions: SessionStore[PortalGrant] = SessionStore()
 
     def _cookie_path(self, request: Request) -> str:
         return request.scope.get("root_path", "") or "/"
@@ -123,10 +121,10 @@ class Portal:
     async def _viewer(self, request: Request) -> tuple[Viewer | None, str | None]:
         """The customer and, in mounted mode, a CSRF cookie to set (``None``: the one sent is kept)."""
         if self.owner is None:
-            session = self.sessions.get(request.cookies.get(SESSION_COOKIE))
-            return (Viewer(session.subject, session.csrf, True) if session else None), None
-        found = self.owner(request)
-        owner = await found if inspect.isawaitable(found) else found
+            found = await self.services().portal.session(request.cookies.get(SESSION_COOKIE))
+            return (Viewer(found[0], found[1], True) if found else None), None
+        given = self.owner(request)
+        owner = await given if inspect.isawaitable(given) else given
         if not owner:
             return None, None
         assert self.api_id is not None
@@ -162,16 +160,15 @@ class Portal:
 
     async def sign_in(self, request: Request) -> Response:
         try:
-            grant = self.services().portal.redeem(request.query_params.get("token", ""))
+            sid, _ = await self.services().portal.redeem(request.query_params.get("token", ""))
         except KeystileError as exc:
             return error_page(request, exc, "portal/error.html", self._context(None))
-        sid, _ = self.sessions.start(grant)
         response = redirect(request, "/")
         set_cookie(response, request, SESSION_COOKIE, sid, self._cookie_path(request))
         return response
 
     async def sign_out(self, request: Request, ks: Keystile, viewer: Viewer) -> Response:
-        self.sessions.end(request.cookies.get(SESSION_COOKIE))
+        await ks.sessions.end(request.cookies.get(SESSION_COOKIE))
         response = render(request, "portal/signed_out.html", self._context(None, return_url=viewer.grant.return_url))
         clear_cookie(response, request, SESSION_COOKIE, self._cookie_path(request))
         return response
