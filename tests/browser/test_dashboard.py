@@ -230,7 +230,9 @@ def test_the_pages_work_with_javascript_off_except_the_copy_button(
 def test_the_keyboard_alone_signs_in_and_reaches_every_control(page: Page, server: Server, root_key: str) -> None:
     page.goto("/dashboard/sign-in")
     # The root key field has the focus; typing and Enter sign in.
+    expect(page.get_by_label("Root key")).to_be_focused()
     page.keyboard.type(root_key)
+    expect(page.get_by_label("Root key")).to_have_value(root_key)
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="APIs", exact=True)).to_be_visible()
     # The first Tab reaches "Skip to content", which moves the focus to the page's content.
