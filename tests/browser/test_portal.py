@@ -34,6 +34,8 @@ def test_a_customer_signs_in_by_link_and_manages_only_their_own_keys(
     link = portal_link(server, root_key, api_id, "alice", policy=policy, return_url="https://weather.example/account")
 
     page.goto(link)
+    check_page(page, "portal sign-in")
+    page.get_by_role("button", name="Continue to your keys").click()
     expect(page).to_have_url(re.compile(r"/portal/$"))
     expect(page.get_by_role("heading", name="Your API keys")).to_be_visible()
     expect(page.get_by_text("You have no keys yet.")).to_be_visible()
@@ -117,13 +119,19 @@ def test_a_customer_signs_in_by_link_and_manages_only_their_own_keys(
     beyond = page.request.post("/portal/keys", form={"csrf": token, "permission": "admin"})
     assert beyond.status == 403
 
-    # The link was used: it is refused, and so is an expired one.
+    # The link was used: it is refused, and so is an expired one (when opened, and when its form is posted).
     page.goto(link)
     expect(page.get_by_role("heading", name="Not signed in")).to_be_visible()
     check_page(page, "portal link refused")
+    used = httpx.post(f"{server.url}/portal/sign-in", data={"token": link.split("token=")[1]})
+    assert used.status_code == 401
     short = portal_link(server, root_key, api_id, "carol", ttl_s=1)
+    assert httpx.get(short).status_code == 200  # opening it does not use it up (link previews, mail scanners)
+    assert httpx.get(short).status_code == 200
     time.sleep(1.2)
     assert httpx.get(short, follow_redirects=False).status_code == 401
+    expired = httpx.post(f"{server.url}/portal/sign-in", data={"token": short.split("token=")[1]})
+    assert expired.status_code == 401
 
     # Audit entries name the customer.
     audit = api(server, root_key, "GET", "/v1/audit?actor=portal:alice").json()["items"]

@@ -46,11 +46,13 @@ def test_a_portal_link_and_a_dashboard_session_work_across_servers(pair: tuple[S
     token = url.json()["url"].split("token=")[1]
 
     with httpx.Client(base_url=b.url) as browser:
-        signed_in = browser.get(f"/portal/sign-in?token={token}")
+        assert browser.get(f"/portal/sign-in?token={token}").status_code == 200
+        signed_in = browser.post("/portal/sign-in", data={"token": token})
         assert signed_in.status_code == 303
         assert browser.get("/portal/").status_code == 200
     with httpx.Client(base_url=a.url) as other:
         assert other.get(f"/portal/sign-in?token={token}").status_code == 401  # used, on the other server too
+        assert other.post("/portal/sign-in", data={"token": token}).status_code == 401
         other.cookies.set("keystile_portal", signed_in.cookies["keystile_portal"], path="/portal")
         assert other.get("/portal/").status_code == 200
 

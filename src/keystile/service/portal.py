@@ -26,7 +26,7 @@ from keystile.service.apis import ApiService
 from keystile.service.authz import Actor, Principal
 from keystile.service.context import Context
 from keystile.service.keys import DAY_MS, KeyService
-from keystile.service.websessions import Lifetime, WebSessions
+from keystile.service.websessions import Lifetime, WebSessions, digest
 
 DEFAULT_LINK_TTL_S = 600
 """A sign-in link is valid 10 minutes unless the provider says otherwise."""
@@ -160,6 +160,13 @@ class PortalService:
             raise Unauthenticated("this sign-in link was used already, has expired or is unknown", code="invalid_link")
         session_id, _ = await self._sessions.start(SESSION, link.subject, Lifetime(SESSION_TTL_MS, SESSION_TTL_MS))
         return session_id, grant_of(link.subject)
+
+    async def link_valid(self, token: str) -> bool:
+        """Whether a sign-in link may still be used (without using it up)."""
+        if not token or len(token) > 256:
+            return False
+        found = await self._ctx.storage.get_web_session(digest(token), at_ms=self._ctx.now())
+        return found is not None and found.kind == LINK
 
     async def session(self, session_id: str | None) -> tuple[PortalGrant, str] | None:
         """The grant and CSRF token of a live portal session."""

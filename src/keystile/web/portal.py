@@ -77,6 +77,10 @@ def theme_css(theme: Mapping[str, str]) -> str:
     return ":root {\n" + "\n".join(lines) + "\n}\n"
 
 
+def _used_link() -> Unauthenticated:
+    return Unauthenticated("this sign-in link was used already, has expired or is unknown", code="invalid_link")
+
+
 class Viewer:
     """The signed-in customer as the templates see them."""
 
@@ -158,9 +162,18 @@ class Portal:
 
     # -- signing in and out (links) -------------------------------------------------------------------------
 
+    async def sign_in_page(self, request: Request) -> Response:
+        """The page a sign-in link opens: a button that uses the link up. Opening the link does not, so that a mail
+        scanner or a chat's link preview that fetches it leaves it to the customer."""
+        token = request.query_params.get("token", "")
+        if not await self.services().portal.link_valid(token):
+            return error_page(request, _used_link(), "portal/error.html", self._context(None))
+        return render(request, "portal/sign_in.html", self._context(None, token=token))
+
     async def sign_in(self, request: Request) -> Response:
         try:
-            sid, _ = await self.services().portal.redeem(request.query_params.get("token", ""))
+            form = await read_form(request)
+            sid, _ = await self.services().portal.redeem(form.get("token"))
         except KeystileError as exc:
             return error_page(request, exc, "portal/error.html", self._context(None))
         response = redirect(request, "/")
@@ -271,7 +284,8 @@ def portal_app(
     ]
     if owner is None:
         routes += [
-            Route("/sign-in", portal.sign_in, methods=["GET"]),
+            Route("/sign-in", portal.sign_in_page, methods=["GET"]),
+            Route("/sign-in", portal.sign_in, methods=["POST"]),
             Route("/sign-out", post(portal.sign_out), methods=["POST"]),
         ]
     if theme:
