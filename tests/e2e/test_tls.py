@@ -108,3 +108,16 @@ def test_the_dashboards_and_the_portals_cookies_are_secure_over_https(tmp_path: 
         assert signed_in.headers["strict-transport-security"] == HSTS
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(("trusted", "secure"), [("127.0.0.1/32", True), ("192.0.2.0/24", False)])
+def test_behind_a_tls_proxy_the_cookie_is_secure_when_the_proxy_is_trusted(
+    tmp_path: Path, trusted: str, secure: bool
+) -> None:
+    server = serve(tmp_path, {"KEYSTILE_TRUSTED_PROXIES": trusted})
+    try:
+        form = httpx.get(f"{server.url}/dashboard/sign-in", headers={"X-Forwarded-Proto": "https"})
+        attributes = [part.strip().lower() for part in form.headers["set-cookie"].split(";")]
+        assert ("secure" in attributes) is secure
+    finally:
+        server.stop()

@@ -207,9 +207,9 @@ def create_app(settings: Settings, *, keystile: Keystile | None = None) -> ASGIA
         for path, ops in by_path.items()
     ]
     # SPEC D1: the dashboard, over the same services (its own pages, sessions and errors).
-    routes.append(Mount("/dashboard", app=dashboard_app(lambda: runtime.ks)))
+    routes.append(Mount("/dashboard", app=dashboard_app(lambda: runtime.ks, proxies=runtime.proxies)))
     # SPEC D2: the customer portal, signed into by the links of POST /v1/portal/sessions.
-    routes.append(Mount("/portal", app=portal_app(lambda: runtime.ks)))
+    routes.append(Mount("/portal", app=portal_app(lambda: runtime.ks, proxies=runtime.proxies)))
     starlette = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from keystile.errors import InvalidInput, KeystileError, TooLarge
+from keystile.http.forwarded import TrustedProxies
 from keystile.http.problems import status_of
 from keystile.service import Actor, Keystile, Principal
 from keystile.web.sessions import same_token
@@ -81,8 +82,18 @@ def redirect(request: Request, path: str, query: Mapping[str, str] | None = None
     return RedirectResponse(url, 303, headers=SECURITY_HEADERS)
 
 
+def _proxies(request: Request) -> TrustedProxies | None:
+    found: TrustedProxies | None = getattr(request.app.state, "proxies", None)
+    return found
+
+
 def is_https(request: Request) -> bool:
-    return request.url.scheme == "https"
+    """Whether the browser speaks HTTPS: to this server, or to a trusted proxy in front of it that says so in
+    ``X-Forwarded-Proto``."""
+    if request.url.scheme == "https":
+        return True
+    proxies = _proxies(request)
+    return proxies is not None and proxies.forwarded(request.scope, b"x-forwarded-proto") == "https"
 
 
 def set_cookie(response: Response, request: Request, name: str, value: str, path: str) -> None:
@@ -152,9 +163,12 @@ def error_page(request: Request, exc: KeystileError, template: str, context: Map
 
 
 def actor(principal: Principal, request: Request) -> Actor:
+    """Who acts, for the audit log: the client's address (as trusted proxies tell it) and ``User-Agent``."""
+    proxies = _proxies(request)
     client = request.scope.get("client")
+    address = proxies.client(request.scope) if proxies is not None else (client[0] if client else None)
     agent = request.headers.get("user-agent")
-    return Actor(principal, client[0] if client else None, agent[:512] if agent else None)
+    return Actor(principal, address, agent[:512] if agent else None)
 
 
 Handler = Callable[[Request], Awaitable[Response]]

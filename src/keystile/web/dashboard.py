@@ -24,6 +24,7 @@ from keystile.core.models import AuditFilter, EventFilter, KeyFilter, WebSession
 from keystile.core.timefmt import to_datetime
 from keystile.core.verify import ALL_CODES
 from keystile.errors import InvalidInput, KeystileError, NotFound, Unauthenticated
+from keystile.http.forwarded import TrustedProxies
 from keystile.service import Keystile, Principal
 from keystile.service.analytics import BUCKET_MS
 from keystile.service.authz import ROOT_PERMISSIONS
@@ -323,8 +324,12 @@ class Dashboard:
         return redirect(request, "/root-keys")
 
 
-def dashboard_app(services: Services, extra_routes: list[BaseRoute] | None = None) -> Starlette:
-    """The dashboard as an ASGI app, to be mounted (the server mounts it at ``/dashboard``)."""
+def dashboard_app(
+    services: Services, extra_routes: list[BaseRoute] | None = None, proxies: TrustedProxies | None = None
+) -> Starlette:
+    """The dashboard as an ASGI app, to be mounted (the server mounts it at ``/dashboard``). ``proxies``: whose
+    ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are believed (the audit's client address, the ``Secure``
+    cookie)."""
     board = Dashboard(services)
 
     def get(handler: Page) -> Callable[[Request], Awaitable[Response]]:
@@ -356,4 +361,5 @@ def dashboard_app(services: Services, extra_routes: list[BaseRoute] | None = Non
     ]
     app = Starlette(routes=routes)
     app.state.dashboard = board
+    app.state.proxies = proxies
     return app

@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from keystile.errors import KeystileError, NotFound, Unauthenticated
+from keystile.http.forwarded import TrustedProxies
 from keystile.service import Keystile
 from keystile.service.analytics import BUCKET_MS
 from keystile.service.portal import PortalGrant, PortalPolicy
@@ -262,6 +263,7 @@ def portal_app(
     title: str = "API keys",
     theme: Mapping[str, str] | None = None,
     return_url: str | None = None,
+    proxies: TrustedProxies | None = None,
 ) -> Starlette:
     """The portal as an ASGI app. Without ``owner`` customers sign in by one-time links (the server's
     ``/portal``); with it, ``owner(request)`` names the signed-in customer and ``api_id`` the API."""
@@ -292,6 +294,7 @@ def portal_app(
         routes.append(Route("/theme.css", portal.theme_file, methods=["GET"]))
     app = Starlette(routes=routes)
     app.state.portal = portal
+    app.state.proxies = proxies
     return app
 
 
