@@ -9,7 +9,7 @@ BIN = $(VENV)/bin
 RUN_STAMP = $(VENV)/.installed-run
 DEV_STAMP = $(VENV)/.installed-dev
 
-.PHONY: run test lint typecheck unit bench clean promtool proxies
+.PHONY: run test lint typecheck unit bench clean promtool proxies chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,7 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-unit: $(DEV_STAMP) promtool proxies
+unit: $(DEV_STAMP) promtool proxies chromium
 	$(BIN)/pytest
 
 # The metrics tests run Prometheus's `promtool check metrics` (Debian package `prometheus`). Installed once, quietly,
@@ -62,6 +62,16 @@ proxies:
 		apt-get install -y -qq nginx caddy >/dev/null 2>&1 || \
 		{ apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq nginx caddy >/dev/null 2>&1; } || \
 		echo "could not install nginx and caddy: apt-get install failed"; }
+
+# The browser tests of the dashboard and the portal drive Debian's Chromium through Playwright (never a browser that
+# Playwright downloads); installed like promtool when missing.
+chromium:
+	@[ -x /usr/bin/chromium ] || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 || { \
+		echo "installing chromium (Debian package)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		{ apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; } || \
+		echo "could not install chromium: apt-get install chromium failed"; }
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'

@@ -30,6 +30,8 @@ ALLOWED: dict[str, set[str]] = {
     "proxy": {"config", "core", "errors", "http", "service"},
     "integrations": {"client", "config", "core", "errors", "http", "schemas", "service"},
     "unkey": {"config", "core", "errors", "http", "observability", "schemas", "service"},
+    "web": {"config", "core", "errors", "http", "service"},
+    "portal": {"config", "core", "errors", "service", "web"},
     "server": {
         "config",
         "core",
@@ -41,6 +43,7 @@ ALLOWED: dict[str, set[str]] = {
         "schemas",
         "service",
         "unkey",
+        "web",
     },
     "cli": {"config", "core", "errors", "http", "leaks", "observability", "proxy", "schemas", "service", "storage"},
     "__init__": {"_version", "client", "config", "errors"},

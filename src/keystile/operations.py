@@ -50,6 +50,8 @@ from keystile.schemas import (
     OAuthTokenForm,
     OAuthTokenOut,
     Page,
+    PortalSessionCreate,
+    PortalSessionOut,
     RatelimitRequest,
     RatelimitResponse,
     RerollSpec,
@@ -277,6 +279,12 @@ VERIFICATION_COUNTS = Route(
 )
 REPORT_LEAKS = Route("report_leaks", "POST", "/v1/leaks", list[LeakLabel], body=list[LeakReport])
 
+# -- the customer portal (SPEC D2) --------------------------------------------------------------------------------
+
+CREATE_PORTAL_SESSION = Route(
+    "create_portal_session", "POST", "/v1/portal/sessions", PortalSessionOut, body=PortalSessionCreate, status=201
+)
+
 # -- operations and documents -------------------------------------------------------------------------------------
 
 HEALTHZ = Route("healthz", "GET", "/healthz", Status)
@@ -325,6 +333,7 @@ ROUTES: tuple[Route[Any], ...] = (
     LIST_LOGS,
     VERIFICATION_COUNTS,
     REPORT_LEAKS,
+    CREATE_PORTAL_SESSION,
     HEALTHZ,
     READYZ,
     METRICS,

@@ -510,6 +510,11 @@ def _verify_token(docs: Docs, example: Example) -> list[Got]:
     return docs.run(example, {"TOKEN": answer.json()["token"]})
 
 
+@scenario("docs/portal.md", "session")
+def _portal_session(docs: Docs, example: Example) -> list[Got]:
+    return docs.run(example, {"API_ID": docs.new_api()})
+
+
 @scenario("docs/leaks.md", "report")
 def _leak_report(docs: Docs, example: Example) -> list[Got]:
     api_id = docs.call("POST", "/v1/apis", {"name": "acme", "prefix": "acme"})["id"]

@@ -75,3 +75,49 @@ def test_a_key_over_plain_http_from_another_address_is_warned_about_once(tmp_pat
         assert server.root_key() not in server.stderr()
     finally:
         server.stop()
+
+
+def test_the_dashboards_and_the_portals_cookies_are_secure_over_https(tmp_path: Path) -> None:
+    cert, key, trusted = self_signed(tmp_path)
+    port = free_port()
+    command = [str(BIN / "keystile"), "serve", "--tls-cert", str(cert), "--tls-key", str(key)]
+    server = Server(command, tmp_path, {"KEYSTILE_DATA_DIR": str(tmp_path / "data")}, port, "https", tls=trusted)
+    try:
+        root_key = server.root_key()
+        with httpx.Client(base_url=server.url, verify=trusted) as http:
+            form = http.get("/dashboard/sign-in")
+            csrf = form.text.split('name="csrf" value="')[1].split('"')[0]
+            signed_in = http.post("/dashboard/sign-in", data={"csrf": csrf, "root_key": root_key})
+            api_id = http.post("/v1/apis", json={"name": "w"}, headers={"Authorization": f"Bearer {root_key}"})
+            link = http.post(
+                "/v1/portal/sessions",
+                json={"api_id": api_id.json()["id"], "owner_id": "alice"},
+                headers={"Authorization": f"Bearer {root_key}"},
+            ).json()["url"]
+            assert link.startswith(f"https://127.0.0.1:{port}/portal/sign-in?token=")
+            portal = http.post("/portal/sign-in", data={"token": link.split("token=")[1]})
+        cookies = [
+            form.headers["set-cookie"],
+            *signed_in.headers.get_list("set-cookie"),
+            portal.headers["set-cookie"],
+        ]
+        assert len(cookies) == 4
+        for cookie in cookies:
+            attributes = [part.strip().lower() for part in cookie.split(";")]
+            assert {"secure", "httponly", "samesite=strict"} <= set(attributes), cookie
+        assert signed_in.headers["strict-transport-security"] == HSTS
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(("trusted", "secure"), [("127.0.0.1/32", True), ("192.0.2.0/24", False)])
+def test_behind_a_tls_proxy_the_cookie_is_secure_when_the_proxy_is_trusted(
+    tmp_path: Path, trusted: str, secure: bool
+) -> None:
+    server = serve(tmp_path, {"KEYSTILE_TRUSTED_PROXIES": trusted})
+    try:
+        form = httpx.get(f"{server.url}/dashboard/sign-in", headers={"X-Forwarded-Proto": "https"})
+        attributes = [part.strip().lower() for part in form.headers["set-cookie"].split(";")]
+        assert ("secure" in attributes) is secure
+    finally:
+        server.stop()

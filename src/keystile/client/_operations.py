@@ -19,6 +19,7 @@ from keystile.operations import (
     CREATE_IDENTITY,
     CREATE_KEY,
     CREATE_KEYS_BULK,
+    CREATE_PORTAL_SESSION,
     CREATE_ROOT_KEY,
     DELETE_API,
     DELETE_IDENTITY,
@@ -64,6 +65,7 @@ from keystile.schemas import (
     KeyCreate,
     KeyImport,
     KeyPatch,
+    PortalSessionCreate,
     RatelimitRequest,
     RerollSpec,
     RoleSpec,
@@ -260,6 +262,13 @@ class Operations:
     def revoke_root_key(root_key_id: str) -> Parts:
         """Revoke a root key (it may be the caller's own)."""
         return Parts({"root_key_id": root_key_id})
+
+    # -- the customer portal (SPEC D2) ---------------------------------------------------------------------------
+
+    @operation(CREATE_PORTAL_SESSION)
+    def create_portal_session(request: PortalSessionCreate) -> Parts:
+        """A one-time link that signs one owner of one API into the customer portal, within a policy."""
+        return Parts(body=request)
 
     # -- audit, logs, analytics (SPEC A2, O2, O3) ---------------------------------------------------------------
 

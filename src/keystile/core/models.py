@@ -179,6 +179,20 @@ class KeySecret:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSession:
+    """A browser session of the dashboard or the portal, or a portal sign-in link (SPEC D1, D2), kept by the
+    SHA-256 of its id; ``subject`` names a root key by id, or a portal grant, never a key."""
+
+    digest: bytes
+    kind: str
+    subject: str
+    csrf: str
+    created_at: int
+    seen_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class SigningKey:
     """An Ed25519 key that signs API tokens (SPEC T2), as stored: the public key in the clear (32 bytes), the
     private key sealed (AES-256-GCM, ``nonce`` and ``ciphertext``) under the data key ``data_key_id``.

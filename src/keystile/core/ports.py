@@ -30,6 +30,7 @@ from keystile.core.models import (
     Role,
     SigningKey,
     VerificationEvent,
+    WebSession,
 )
 from keystile.core.ratelimit import Bucket, LimitState
 
@@ -213,6 +214,25 @@ class Storage(Protocol):
 
     async def list_signing_keys(self) -> list[SigningKey]:
         """Every stored token signing key (SPEC T2), oldest first."""
+        ...
+
+    async def put_web_session(self, session: WebSession) -> None:
+        """Store a browser session or sign-in link (SPEC D1, D2)."""
+        ...
+
+    async def get_web_session(self, digest: bytes, *, at_ms: int) -> WebSession | None:
+        """The session with this digest, unless it expired before ``at_ms``."""
+        ...
+
+    async def take_web_session(self, digest: bytes, *, at_ms: int) -> WebSession | None:
+        """Delete the session (a one-time link) with this digest and return it, unless it expired before ``at_ms``:
+        of two takers, one gets it."""
+        ...
+
+    async def touch_web_session(self, digest: bytes, *, seen_at: int, expires_at: int) -> None: ...
+    async def drop_web_sessions(self, *, digest: bytes | None = None, expired_at: int | None = None) -> int:
+        """Delete the session with ``digest``, or every session that expired before ``expired_at``; returns how
+        many."""
         ...
 
     async def count_keys(self, api_id: str) -> int: ...

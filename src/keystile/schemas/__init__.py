@@ -90,6 +90,14 @@ from keystile.schemas.limits import (
     credits_out,
     ratelimit_out,
 )
+from keystile.schemas.portal import (
+    PortalPolicySpec,
+    PortalSessionCreate,
+    PortalSessionOut,
+    portal_credits,
+    portal_ratelimits,
+    portal_session_out,
+)
 from keystile.schemas.ratelimits import RatelimitRequest, RatelimitResponse
 from keystile.schemas.roles import RoleList, RoleOut, RoleSpec, role_out
 from keystile.schemas.root_keys import (
@@ -176,6 +184,9 @@ __all__ = [
     "OwnerId",
     "Page",
     "Permission",
+    "PortalPolicySpec",
+    "PortalSessionCreate",
+    "PortalSessionOut",
     "Prefix",
     "Problem",
     "RateLimitOut",
@@ -230,6 +241,9 @@ __all__ = [
     "new_identity",
     "new_key",
     "new_root_key",
+    "portal_credits",
+    "portal_ratelimits",
+    "portal_session_out",
     "ratelimit_out",
     "role_out",
     "root_key_created",

@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from keystile.config import Settings
 from keystile.errors import InvalidInput, KeystileError, NotFound
@@ -52,6 +52,7 @@ from keystile.service import Keystile
 from keystile.unkey import KEY_BODIES as UNKEY_KEY_BODIES
 from keystile.unkey import PREFIX as UNKEY_PREFIX
 from keystile.unkey import UnkeyApp
+from keystile.web import dashboard_app, portal_app
 
 log = logging.getLogger("keystile.server")
 
@@ -197,7 +198,7 @@ def create_app(settings: Settings, *, keystile: Keystile | None = None) -> ASGIA
     by_path: dict[str, list[Operation]] = {}
     for op in OPERATIONS:
         by_path.setdefault(op.path, []).append(op)
-    routes = [
+    routes: list[BaseRoute] = [
         Route(
             path,
             verify if path == VERIFY_PATH else endpoint(ops, runtime),
@@ -205,6 +206,10 @@ def create_app(settings: Settings, *, keystile: Keystile | None = None) -> ASGIA
         )
         for path, ops in by_path.items()
     ]
+    # SPEC D1: the dashboard, over the same services (its own pages, sessions and errors).
+    routes.append(Mount("/dashboard", app=dashboard_app(lambda: runtime.ks, proxies=runtime.proxies)))
+    # SPEC D2: the customer portal, signed into by the links of POST /v1/portal/sessions.
+    routes.append(Mount("/portal", app=portal_app(lambda: runtime.ks, proxies=runtime.proxies)))
     starlette = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},

@@ -52,6 +52,9 @@ from keystile.schemas import (
     OAuthTokenForm,
     OAuthTokenOut,
     Page,
+    PortalPolicySpec,
+    PortalSessionCreate,
+    PortalSessionOut,
     RateLimitOut,
     RatelimitRequest,
     RatelimitResponse,
@@ -325,6 +328,21 @@ EXAMPLES: dict[Any, Any] = {
     RoleOut: _ROLE,
     RoleList: RoleList([_ROLE]),
     RootKeyCreate: RootKeyCreate(permissions=["keys.verify"], name="verifier"),
+    # -- the customer portal
+    PortalSessionCreate: PortalSessionCreate(
+        api_id=API_ID,
+        owner_id="alice",
+        return_url="https://weather.example/account",
+        policy=PortalPolicySpec(
+            max_keys=5,
+            permissions=["forecast.read"],
+            ratelimits=[RateLimitSpec(name="requests", limit=100, duration_ms=60_000)],
+            max_expires_days=365,
+        ),
+    ),
+    PortalSessionOut: PortalSessionOut(
+        url="https://keys.weather.example/portal/sign-in?token=Qm9vdHN0cmFw…", expires_at="2026-01-15T08:10:00Z"
+    ),
     RootKeyOut: RootKeyOut(**_ROOT_KEY_FIELDS),
     RootKeyCreated: RootKeyCreated(**_ROOT_KEY_FIELDS, key="ks_root_Zt4q…"),
     Page[RootKeyOut]: Page[RootKeyOut]([RootKeyOut(**_ROOT_KEY_FIELDS)], None),

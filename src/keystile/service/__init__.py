@@ -19,11 +19,13 @@ from keystile.service.identities import IdentityService
 from keystile.service.imports import ImportService
 from keystile.service.keys import KeyService
 from keystile.service.leaks import LeakService
+from keystile.service.portal import PortalService
 from keystile.service.ratelimits import RatelimitService
 from keystile.service.rootkeys import RootKeyService
 from keystile.service.tokens import TokenService
 from keystile.service.vault import MasterKeys, Vault
 from keystile.service.verification import VerificationService
+from keystile.service.websessions import WebSessions
 
 
 class Keystile:
@@ -58,6 +60,10 @@ class Keystile:
         self.leaks = LeakService(self.ctx, self.keys)
         self.tokens = TokenService(self.ctx, self.vault, self.verification, token_issuer)
         """API tokens (SPEC T1, T2): issued from keys, signed with keys sealed in the vault."""
+        self.sessions = WebSessions(self.ctx)
+        """The dashboard's and the portal's browser sessions, in storage (SPEC D1, D2)."""
+        self.portal = PortalService(self.ctx, self.apis, self.keys, self.analytics, self.sessions)
+        """The customer portal's sign-in links and its owner-bound key actions (SPEC D2)."""
 
     @property
     def storage(self) -> Storage:

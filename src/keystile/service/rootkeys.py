@@ -6,6 +6,7 @@ from keystile.core import keys as keyformat
 from keystile.core.commands import NewRootKey
 from keystile.core.ids import looks_like_id, new_id
 from keystile.core.models import ROOT_API_ID, Key, KeyFilter, Page
+from keystile.core.permissions import Grants
 from keystile.core.verify import CachedKey
 from keystile.errors import Forbidden, InvalidInput, Unauthenticated
 from keystile.service.authz import CLI_ACTOR, Actor, Principal, holds, validate_root_permission
@@ -49,6 +50,20 @@ class RootKeyService:
                 self._principals.clear()
             principal = self._principals[entry] = Principal(entry.key.id, entry.grants)
         return principal
+
+    async def principal(self, root_key_id: str) -> Principal:
+        """The principal of the root key with this id, read afresh (a dashboard session names its root key by id,
+        never holds the key); raises :class:`Unauthenticated` once the key is revoked, expired, disabled or gone."""
+        key = await self._ctx.storage.get_key(root_key_id) if looks_like_id(root_key_id, "rk") else None
+        if (
+            key is None
+            or key.api_id != ROOT_API_ID
+            or key.revoked_at is not None
+            or not key.enabled
+            or (key.expires_at is not None and key.expires_at <= self._ctx.now())
+        ):
+            raise Unauthenticated(_REJECTED, code="invalid_root_key")
+        return Principal(key.id, Grants(key.permissions))
 
     async def create(self, actor: Actor, spec: NewRootKey) -> tuple[Key, str]:
         """Create a root key; a root key can never grant a permission it does not hold itself."""

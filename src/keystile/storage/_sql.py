@@ -45,10 +45,11 @@ from keystile.core.models import (
     Role,
     SigningKey,
     VerificationEvent,
+    WebSession,
     event_row,
 )
 from keystile.core.ports import CreditDelta, Granularity, GroupBy, Pruned, RollupCount
-from keystile.storage import _apis, _audit, _credits, _event_reads, _identities, _keys, _migrate, _secrets
+from keystile.storage import _apis, _audit, _credits, _event_reads, _identities, _keys, _migrate, _secrets, _websessions
 from keystile.storage._credits import GroupCommit, spend_statements
 from keystile.storage._driver import Dialect, Driver, Executor
 from keystile.storage._event_writes import EventWrites
@@ -284,6 +285,27 @@ class SqlStorage:
 
     async def list_signing_keys(self) -> list[SigningKey]:
         return await _secrets.list_signing_keys(self.driver)
+
+    # -- browser sessions and portal links (SPEC D1, D2) ----------------------------------------------------------
+
+    async def put_web_session(self, session: WebSession) -> None:
+        async with self.driver.transaction() as tx:
+            await _websessions.put(tx, session)
+
+    async def get_web_session(self, digest: bytes, *, at_ms: int) -> WebSession | None:
+        return await _websessions.get(self.driver, digest, at_ms)
+
+    async def take_web_session(self, digest: bytes, *, at_ms: int) -> WebSession | None:
+        async with self.driver.transaction() as tx:
+            return await _websessions.take(tx, digest, at_ms)
+
+    async def touch_web_session(self, digest: bytes, *, seen_at: int, expires_at: int) -> None:
+        async with self.driver.transaction() as tx:
+            await _websessions.touch(tx, digest, seen_at, expires_at)
+
+    async def drop_web_sessions(self, *, digest: bytes | None = None, expired_at: int | None = None) -> int:
+        async with self.driver.transaction() as tx:
+            return await _websessions.drop(tx, digest, expired_at)
 
     async def audit_chain(self, *, from_seq: int, limit: int) -> list[AuditEntry]:
         return await _audit.audit_chain(self.driver, from_seq=from_seq, limit=limit)

@@ -13,6 +13,7 @@ from keystile.server.routes import (
     logs,
     oauth,
     ops,
+    portal,
     ratelimit,
     roles,
     root_keys,
@@ -34,6 +35,7 @@ OPERATIONS: list[Operation] = [
     *logs.OPERATIONS,
     *analytics.OPERATIONS,
     *leaks.OPERATIONS,
+    *portal.OPERATIONS,
     *ops.OPERATIONS,
 ]
 
