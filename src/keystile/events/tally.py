@@ -54,7 +54,7 @@ class VerificationTally:
             buckets[index] += count
         by_outcome = self.by_outcome
         for (entry, code), count in Counter(map(_ENTRY_CODE, map(_RESULT, records))).items():
-            label = (entry.key.api_id if entry is not None else "", code)
+            label = (entry.api_id if entry is not None else "", code)
             by_outcome[label] = by_outcome.get(label, 0) + count
         self.latency_count += len(latencies)
         self.latency_sum_ns += sum(latencies)

@@ -235,8 +235,7 @@ class EventWriter:
             event_id = ids(ts)
             entry = result.entry
             if entry is not None:
-                key = entry.key
-                api_id, key_id, owner_id = key.api_id, key.id, key.owner_id
+                api_id, key_id, owner_id = entry.api_id, entry.key_id, entry.owner_id
             else:
                 api_id = _text(api_id)
                 key_id = owner_id = None
