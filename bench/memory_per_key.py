@@ -30,6 +30,7 @@ import json
 import os
 import random
 import string
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,6 +54,7 @@ PERMISSIONS = ("docs.read", "docs.write")
 QUERY = "docs.read"
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _IMPORT_BATCH = 1000
+_ALPHABET = string.ascii_letters + string.digits
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,23 +97,23 @@ def rss_of(pid: int | str = "self") -> int:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE
 
 
-def make_keys(count: int, seed: int = 7) -> tuple[list[str], list[dict[str, object]]]:
-    """``count`` plain keys (random, as a provider's would be) and a meta of 190-256 bytes of JSON for each."""
+def make_keys(count: int, seed: int = 7) -> list[str]:
+    """``count`` plain keys, random as a provider's would be (the same ones for the same seed: the process that
+    measures makes them again rather than being handed them)."""
     rng = random.Random(seed)
-    alphabet = string.ascii_letters + string.digits
-    keys = ["mem_" + "".join(rng.choices(alphabet, k=32)) for _ in range(count)]
-    metas: list[dict[str, object]] = []
-    for i in range(count):
-        meta: dict[str, object] = {
-            "customer": f"cus_{i:09d}",
-            "plan": rng.choice(["free", "pro", "team", "enterprise"]),
-            "region": rng.choice(["eu-west-1", "us-east-1", "ap-south-1"]),
-            "seats": rng.randint(1, 500),
-            "features": rng.sample(["search", "export", "sso", "audit", "webhooks", "beta"], 3),
-            "note": "".join(rng.choices(alphabet, k=rng.randint(70, 120))),
-        }
-        metas.append(meta)
-    return keys, metas
+    return ["mem_" + "".join(rng.choices(_ALPHABET, k=32)) for _ in range(count)]
+
+
+def make_meta(i: int, rng: random.Random) -> dict[str, object]:
+    """A meta of 190-256 bytes of JSON."""
+    return {
+        "customer": f"cus_{i:09d}",
+        "plan": rng.choice(["free", "pro", "team", "enterprise"]),
+        "region": rng.choice(["eu-west-1", "us-east-1", "ap-south-1"]),
+        "seats": rng.randint(1, 500),
+        "features": rng.sample(["search", "export", "sso", "audit", "webhooks", "beta"], 3),
+        "note": "".join(rng.choices(_ALPHABET, k=rng.randint(70, 120))),
+    }
 
 
 def _meta_size(meta: dict[str, object]) -> int:
@@ -129,10 +131,13 @@ async def _database(storage: str, directory: Path) -> AsyncIterator[str]:
         yield url
 
 
-async def fill_database(url: str, keys: list[str], metas: list[dict[str, object]]) -> tuple[str, str]:
-    """Migrate, bootstrap a root key, import the keys; returns (root key, api id)."""
+async def fill_database(url: str, keys: list[str]) -> tuple[str, str, tuple[int, int]]:
+    """Migrate, bootstrap a root key, import the keys (each with a meta); returns (root key, api id, the smallest
+    and largest meta in bytes of JSON)."""
     clock = SystemClock()
     storage = await open_storage(url, clock)
+    rng = random.Random(11)
+    sizes: list[int] = []
     try:
         await storage.migrate()
         ks = Keystile.create(storage, Settings(database_url=url), clock)
@@ -141,13 +146,15 @@ async def fill_database(url: str, keys: list[str], metas: list[dict[str, object]
             raise RuntimeError("the database already has a root key")
         api = await ks.apis.create(CLI_ACTOR, NewApi(name="memory"))
         for start in range(0, len(keys), _IMPORT_BATCH):
-            batch = [
-                ImportedKey(spec=NewKey(name=f"key {i}", meta=metas[i], permissions=PERMISSIONS), key=keys[i])
-                for i in range(start, min(start + _IMPORT_BATCH, len(keys)))
-            ]
+            batch = []
+            for i in range(start, min(start + _IMPORT_BATCH, len(keys))):
+                meta = make_meta(i, rng)
+                sizes.append(_meta_size(meta))
+                spec = NewKey(name=f"key {i}", meta=meta, permissions=PERMISSIONS)
+                batch.append(ImportedKey(spec=spec, key=keys[i]))
             await ks.imports.import_keys(CLI_ACTOR, api.id, batch)
         await ks.close()
-        return created[1], api.id
+        return created[1], api.id, (min(sizes), max(sizes))
     finally:
         await storage.close()
 
@@ -325,34 +332,46 @@ def over_http(url: str, directory: Path, root: str, api_id: str, keys: list[str]
         server.stop()
 
 
+def _measure_in_child(url: str, api_id: str, keys: int, trace: bool) -> tuple[int, int, int, float, str]:
+    """The in-process measurement in a process of its own: in the one that filled the database, the memory the
+    import freed would be reused by the cache, and its growth understated."""
+    command = [sys.executable, __file__, "--child", url, api_id, "--keys", str(keys)]
+    if trace:
+        command.append("--tracemalloc")
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the measuring process failed: {done.stderr[-3000:]}")
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    return found["before"], found["after"], found["cached"], found["seconds"], found["breakdown"]
+
+
+def _child(url: str, api_id: str, keys: int, trace: bool) -> int:
+    plain = make_keys(keys)
+    before, after, cached, seconds, breakdown = asyncio.run(in_process(url, api_id, plain, trace=trace))
+    print(json.dumps({"before": before, "after": after, "cached": cached, "seconds": seconds, "breakdown": breakdown}))
+    return 0
+
+
 def run(*, keys: int = 100_000, http: bool = False, trace: bool = False, storage: str = "sqlite") -> Result:
-    plain, metas = make_keys(keys)
-    sizes = [_meta_size(meta) for meta in metas]
+    if http and storage != "sqlite":
+        raise RuntimeError("--http runs over SQLite only")
+    plain = make_keys(keys)
     with tempfile.TemporaryDirectory(prefix="keystile-bench-mem-") as tmp:
         directory = Path(tmp)
 
-        async def prepare() -> tuple[str, str, str]:
+        async def measure() -> tuple[tuple[int, int], tuple[int, int, int, float, str]]:
             async with _database(storage, directory) as url:
-                root, api_id = await fill_database(url, plain, metas)
+                root, api_id, sizes = await fill_database(url, plain)
                 if http:
-                    return url, root, api_id
-                before, after, cached, seconds, breakdown = await in_process(url, api_id, plain, trace=trace)
-                results.append((before, after, cached, seconds, breakdown))
-                return url, root, api_id
+                    before, after, cached, seconds = over_http(url, directory, root, api_id, plain)
+                    return sizes, (before, after, cached, seconds, "")
+                return sizes, _measure_in_child(url, api_id, keys, trace)
 
-        results: list[tuple[int, int, int, float, str]] = []
-        if http and storage != "sqlite":
-            raise RuntimeError("--http runs over SQLite only")
-        url, root, api_id = asyncio.run(prepare())
-        if http:
-            before, after, cached, seconds = over_http(url, directory, root, api_id, plain)
-            breakdown = ""
-        else:
-            before, after, cached, seconds, breakdown = results[0]
+        sizes, (before, after, cached, seconds, breakdown) = asyncio.run(measure())
     return Result(
         "HTTP POST /v1/keys/verify, events on" if http else "in process, VerificationService",
         keys,
-        (min(sizes), max(sizes)),
+        sizes,
         before,
         after,
         cached,
@@ -368,7 +387,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http", action="store_true", help="fill a real server's cache over HTTP")
     parser.add_argument("--tracemalloc", action="store_true", help="where the bytes go (in process only)")
     parser.add_argument("--storage", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--child", nargs=2, metavar=("DATABASE_URL", "API_ID"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child:
+        return _child(args.child[0], args.child[1], args.keys, args.tracemalloc)
     result = run(keys=args.keys, http=args.http, trace=args.tracemalloc, storage=args.storage)
     print(result.report())
     return 0

@@ -38,6 +38,8 @@ log = logging.getLogger("keystile.verify")
 _sha256 = hashlib.sha256
 T = TypeVar("T")
 _MEMO_LIMIT = 64
+# Entries loaded within this many seconds of each other share their expiry (the later ones expire that much early).
+_SHARED_UNTIL_S = 0.01
 # Serving stale entries is logged at most this often (with the count since), not once a request.
 _STALE_LOG_EVERY_S = 10.0
 
@@ -71,12 +73,23 @@ ALL_CODES = (
 
 # -- the compact parts of a cache entry ---------------------------------------------------------------------------
 
+
+class _MemoGrants(Grants):
+    """Grants with the answers to the permission queries asked of them so far (bounded by ``_MEMO_LIMIT``)."""
+
+    __slots__ = ("memo",)
+
+    def __init__(self, grants: frozenset[str]) -> None:
+        super().__init__(grants)
+        self.memo: dict[str, bool] = {}
+
+
 _SHARED_LIMIT = 65_536
 # Values many entries hold alike (role tuples, compiled allowlists), and grant sets with their memo: one object
 # each, shared by every entry that has it. Bounded: when full it starts over (entries keep what they hold; only
 # later ones share less).
 _shared: dict[object, object] = {}
-_grant_sets: dict[frozenset[str], tuple[Grants, dict[str, bool]]] = {}
+_grant_sets: dict[frozenset[str], _MemoGrants] = {}
 _NO_LIMITS: dict[str, tuple[RateLimit, str]] = {}
 # A packed key record's fields from ``revoked_at`` on, when unset: left out at its end (see _pack).
 _PACKED_TAIL: tuple[Any, ...] = (None, None, None, [], [], None, None)
@@ -100,14 +113,14 @@ def _networks(allowlist: tuple[str, ...]) -> tuple[Network, ...] | None:
     return _share(compile_allowlist(allowlist)) or None
 
 
-def _grants(granted: frozenset[str]) -> tuple[Grants, dict[str, bool]]:
+def _grants(granted: frozenset[str]) -> _MemoGrants:
     """The grant set and its memo of query answers, shared by every key granted the same permissions (an answer
     depends on nothing else)."""
     found = _grant_sets.get(granted)
     if found is None:
         if len(_grant_sets) >= _SHARED_LIMIT:
             _grant_sets.clear()
-        found = _grant_sets[granted] = (Grants(granted), {})
+        found = _grant_sets[granted] = _MemoGrants(granted)
     return found
 
 
@@ -121,7 +134,7 @@ def _pack(key: Key) -> bytes:
         list(key.permissions),
         list(key.roles),
         key.created_at,
-        key.updated_at,
+        None if key.updated_at == key.created_at else key.updated_at,
         key.expires_at,
         key.enabled,
         key.revoked_at,
@@ -159,7 +172,7 @@ def _unpack(record: bytes, key_id: str, api_id: str, owner_id: str | None, diges
         digest=digest,
         start=start,
         created_at=created_at,
-        updated_at=updated_at,
+        updated_at=created_at if updated_at is None else updated_at,
         name=name,
         owner_id=owner_id,
         meta=meta or {},
@@ -206,7 +219,6 @@ class CachedKey:
         "key_id",
         "key_networks",
         "limits",
-        "memo",
         "owner_id",
         "revoked",
         "role_names",
@@ -230,7 +242,7 @@ class CachedKey:
         for name in role_names:
             granted.extend(bundle.role_permissions[name])
         self.role_names: tuple[str, ...] = _share(tuple(role_names))
-        self.grants, self.memo = _grants(frozenset(granted))
+        self.grants: Grants = _grants(frozenset(granted))
         self.fresh_until = fresh_until
         # What the HTTP edge encodes about this key once rather than per request (answer bodies, header values),
         # by names of its choosing. Dropped with the entry, so it never outlives a change to the key; the edge
@@ -290,13 +302,20 @@ class CachedKey:
         )
         return Spend(buckets, self.credits, 1 if cost is None else cost)
 
+    @property
+    def memo(self) -> dict[str, bool]:
+        """The answers to permission queries asked so far, shared by the keys with the same grants."""
+        return self.grants.memo  # type: ignore[attr-defined,no-any-return]
+
     def permitted(self, query: str) -> bool:
         """Whether the key's grants satisfy a (valid) permission query; memoised per query string."""
-        result = self.memo.get(query)
+        grants = self.grants
+        memo: dict[str, bool] = grants.memo  # type: ignore[attr-defined]
+        result = memo.get(query)
         if result is None:
-            if len(self.memo) >= _MEMO_LIMIT:
-                self.memo.clear()
-            result = self.memo[query] = evaluate(parse_query(query), self.grants)
+            if len(memo) >= _MEMO_LIMIT:
+                memo.clear()
+            result = memo[query] = evaluate(parse_query(query), grants)
         return result
 
 
@@ -409,6 +428,7 @@ class Verifier:
         self._prefixes_until = -math.inf
         self._stale_logged_at = -math.inf
         self._stale_unlogged = 0
+        self._until = -math.inf
         self.hits = self.misses = self.negative_hits = self.stale_served = 0
 
     @property
@@ -591,13 +611,22 @@ class Verifier:
                 CachedKey(self._decoy, 0.0)
             return None
         self._decoy = bundle
-        entry = CachedKey(bundle, self._clock.monotonic() + self._ttl, digest)
+        entry = CachedKey(bundle, self._fresh_until(), digest)
         self._cache[digest] = entry
         self._cache.move_to_end(digest)
         if len(self._cache) + len(self._stale) > self._size:
             (self._stale or self._cache).popitem(last=False)
         self._unknown.pop(digest, None)
         return entry
+
+    def _fresh_until(self) -> float:
+        """Until when an entry loaded now is trusted: the same float as the previous entry's when that one expires
+        at most ``_SHARED_UNTIL_S`` earlier (one object for the entries loaded together, not one each)."""
+        until = self._clock.monotonic() + self._ttl
+        if 0.0 <= until - self._until < _SHARED_UNTIL_S:
+            return self._until
+        self._until = until
+        return until
 
     async def _digest_prefixes(self) -> frozenset[str]:
         """The prefixes of the APIs holding keys imported by digest, asked of storage at most once a TTL (or
