@@ -39,7 +39,7 @@ async def test_the_cached_entry_gives_back_the_whole_key_record(
     # An entry keeps its key compactly (SPEC P7): what it gives back is the record storage holds, field for field.
     api = await world.api()
     meta = {"plan": "pro", "nested": {"list": [1, 2.5, None, True], "text": "é ü \u2603"}, "seats": 10**15}
-    key, plain = await world.key(
+    _, plain = await world.key(
         api.id,
         name="full",
         owner_id="user_é",
@@ -59,7 +59,8 @@ async def test_the_cached_entry_gives_back_the_whole_key_record(
         stored = await storage.load_for_verify(keyformat.digest(plain_text))
         assert stored is not None
         assert result.entry.key == stored.key
-    assert result.entry is not None and result.entry.key.meta == {}
+    assert result.entry is not None
+    assert result.entry.key.meta == {}
     assert bare.id == result.entry.key_id
 
 
