@@ -28,8 +28,9 @@ from keystile.storage._driver import Dialect, Executor, Row
 
 T = TypeVar("T")
 _PLACEHOLDER = re.compile(r"\$(\d+)")
-COPY_SLICE = 500
-"""Rows :meth:`_Calls.copy_records` inserts between two yields to the event loop (a millisecond or two)."""
+COPY_SLICE = 100
+"""Rows :meth:`_Calls.copy_records` inserts between two yields to the event loop: ~0.5 ms of inserts (500 held it
+~2.5 ms, bench/loop_lag.py)."""
 _PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
