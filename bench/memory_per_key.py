@@ -304,7 +304,7 @@ def _group_rss(group: int) -> int:
     return total
 
 
-def over_http(url: str, directory: Path, root: str, api_id: str, keys: list[str]) -> tuple[int, int, int, float]:
+async def over_http(url: str, directory: Path, root: str, api_id: str, keys: list[str]) -> tuple[int, int, int, float]:
     from http_verify import Server
 
     env = {
@@ -323,12 +323,12 @@ def over_http(url: str, directory: Path, root: str, api_id: str, keys: list[str]
         status, payload = server.wait_ready(body, headers)
         if status != 200:
             raise RuntimeError(f"the server answered {status}: {payload[:300]!r}")
-        time.sleep(2.0)  # the event writer's first flush, retention's first pass
+        await asyncio.sleep(2.0)  # the event writer's first flush, retention's first pass
         before = _group_rss(server.process.pid)
         started = time.perf_counter()
-        asyncio.run(_post_all(server.port, root, api_id, keys[1:], connections=8))
+        await _post_all(server.port, root, api_id, keys[1:], connections=8)
         seconds = time.perf_counter() - started
-        time.sleep(3.0)  # the event writer catches up: its buffer is not the cache
+        await asyncio.sleep(3.0)  # the event writer catches up: its buffer is not the cache
         after = _group_rss(server.process.pid)
         return before, after, len(keys) - 1, seconds
     finally:
@@ -366,7 +366,7 @@ def run(*, keys: int = 100_000, http: bool = False, trace: bool = False, storage
             async with _database(storage, directory) as url:
                 root, api_id, sizes = await fill_database(url, plain)
                 if http:
-                    before, after, cached, seconds = over_http(url, directory, root, api_id, plain)
+                    before, after, cached, seconds = await over_http(url, directory, root, api_id, plain)
                     return sizes, (before, after, cached, seconds, "")
                 return sizes, _measure_in_child(url, api_id, keys, trace)
 
