@@ -9,7 +9,7 @@ BIN = $(VENV)/bin
 RUN_STAMP = $(VENV)/.installed-run
 DEV_STAMP = $(VENV)/.installed-dev
 
-.PHONY: run test lint typecheck unit bench clean promtool proxies chromium
+.PHONY: run test lint typecheck unit bench clean promtool proxies chromium wrk
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,7 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-unit: $(DEV_STAMP) promtool proxies chromium
+unit: $(DEV_STAMP) promtool proxies chromium wrk
 	$(BIN)/pytest
 
 # The metrics tests run Prometheus's `promtool check metrics` (Debian package `prometheus`). Installed once, quietly,
@@ -72,6 +72,16 @@ chromium:
 		apt-get install -y -qq chromium >/dev/null 2>&1 || \
 		{ apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; } || \
 		echo "could not install chromium: apt-get install chromium failed"; }
+
+# The benchmarks' quick run in the tests (tests/bench) loads servers with wrk (Debian package wrk); installed like
+# promtool when missing.
+wrk:
+	@command -v wrk >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 || { \
+		echo "installing wrk (Debian package)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -qq wrk >/dev/null 2>&1 || \
+		{ apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq wrk >/dev/null 2>&1; } || \
+		echo "could not install wrk: apt-get install failed"; }
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'

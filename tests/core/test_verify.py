@@ -6,7 +6,7 @@ import pytest
 
 from keystile.core import keys as keyformat
 from keystile.core.clock import ManualClock, now_ms
-from keystile.core.models import ROOT_API_ID
+from keystile.core.models import ROOT_API_ID, RateLimit
 from keystile.core.ports import Change
 from keystile.core.verify import Code, Verifier
 from keystile.errors import InvalidInput, QuerySyntaxError
@@ -31,6 +31,37 @@ async def test_a_good_key_is_valid_and_carries_its_record(world: World, verifier
     assert result.entry is not None
     assert result.entry.key.id == key.id
     assert result.entry.key.owner_id == "user_1"
+
+
+async def test_the_cached_entry_gives_back_the_whole_key_record(
+    world: World, verifier: Verifier, storage: SqlStorage, clock: ManualClock
+) -> None:
+    # An entry keeps its key compactly (SPEC P7): what it gives back is the record storage holds, field for field.
+    api = await world.api()
+    meta = {"plan": "pro", "nested": {"list": [1, 2.5, None, True], "text": "é ü \u2603"}, "seats": 10**15}
+    _, plain = await world.key(
+        api.id,
+        name="full",
+        owner_id="user_é",
+        meta=meta,
+        permissions=("docs.read", "docs.write"),
+        roles=("editor",),
+        expires_at=now_ms(clock) + 86_400_000,
+        ip_allowlist=("10.0.0.0/8",),
+        ratelimits=(RateLimit("api", 10, 1000, False),),
+        rotated_from="key_old",
+    )
+    bare, bare_plain = await world.key(api.id)
+
+    for plain_text in (plain, bare_plain):
+        result = await verifier.verify(plain_text, ip="10.1.2.3")
+        assert result.entry is not None
+        stored = await storage.load_for_verify(keyformat.digest(plain_text))
+        assert stored is not None
+        assert result.entry.key == stored.key
+    assert result.entry is not None
+    assert result.entry.key.meta == {}
+    assert bare.id == result.entry.key_id
 
 
 @pytest.mark.parametrize(
@@ -235,7 +266,9 @@ async def test_permission_answers_are_memoised_per_query(world: World, verifier:
     assert denied.code == Code.INSUFFICIENT_PERMISSIONS
     assert first.entry is second.entry is denied.entry
     assert first.entry is not None
-    assert first.entry.memo == {"docs.read OR admin": True, "admin": False}
+    # Memoised per grant set (shared by the keys granted the same permissions: an answer depends on nothing else).
+    assert first.entry.memo["docs.read OR admin"] is True
+    assert first.entry.memo["admin"] is False
 
 
 async def test_the_memo_is_bounded(world: World, verifier: Verifier) -> None:

@@ -63,7 +63,7 @@ def test_the_readme_names_every_service_the_tests_use_and_the_packages_make_test
 
     assert "`127.0.0.1:5432`" in paragraph, "PostgreSQL (tests/conftest.py)"
     assert "`127.0.0.1:6379`" in paragraph, "Redis (tests/e2e/server.py, tests/limits)"
-    assert packages == {"prometheus", "nginx", "caddy", "chromium"}
+    assert packages == {"prometheus", "nginx", "caddy", "chromium", "wrk"}
     for package in packages:
         assert f"`{package}`" in paragraph, package
     assert "root" in paragraph

@@ -17,7 +17,7 @@ def test_a_full_buffer_drops_new_events_and_counts_them_keeping_the_oldest(clock
 
     assert len(recorder) == 3
     assert recorder.dropped == 2
-    assert [entry[6] for entry in recorder.head(10)] == ["req_0", "req_1", "req_2"]
+    assert [entry[-1] for entry in recorder.head(10)] == ["req_0", "req_1", "req_2"]
 
 
 def test_recording_never_raises_whatever_the_request_carried(clock: ManualClock) -> None:

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from keystile.core.clock import ManualClock
 from keystile.core.verify import NOT_FOUND
-from keystile.events import VerificationTally
+from keystile.events import EventRecorder, VerificationTally
 from keystile.events.tally import LATENCY_BUCKETS_S
 
 
 def record(latency_ns: int, result: Any = NOT_FOUND, api_id: str | None = "api_asked") -> tuple[Any, ...]:
-    return (1.0, latency_ns, result, api_id, None, None, None)
+    """A record as the recorder makes it, with an exact latency (the second field)."""
+    recorder = EventRecorder(ManualClock(), 1)
+    recorder.record(0, result, api_id, None, None, None)
+    made = recorder.head(1)[0]
+    return (made[0], latency_ns, *made[2:])
 
 
 def test_latencies_fall_in_the_first_bucket_whose_bound_they_do_not_exceed() -> None:

@@ -15,14 +15,18 @@ them. So losing the channel, or the database with it, costs cached keys nothing 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
+import sys
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from keystile.core import keys as keyformat
 from keystile.core.clock import Clock
-from keystile.core.models import ROOT_API_ID, Credits, Key, KeyBundle, RateLimit
+from keystile.core.models import ROOT_API_ID, Credits, Key, KeyBundle, RateLimit, Refill
 from keystile.core.netaddr import Network, allowed, compile_allowlist, parse_ip
 from keystile.core.permissions import Grants, evaluate, parse_query
 from keystile.core.ports import Change, Outcome, Spend, Spender, Storage
@@ -32,7 +36,10 @@ from keystile.errors import InvalidInput, StorageError
 log = logging.getLogger("keystile.verify")
 
 _sha256 = hashlib.sha256
+T = TypeVar("T")
 _MEMO_LIMIT = 64
+# Entries loaded within this many seconds of each other share their expiry (the later ones expire that much early).
+_SHARED_UNTIL_S = 0.01
 # Serving stale entries is logged at most this often (with the count since), not once a request.
 _STALE_LOG_EVERY_S = 10.0
 
@@ -64,66 +71,211 @@ ALL_CODES = (
 )
 
 
+# -- the compact parts of a cache entry ---------------------------------------------------------------------------
+
+
+class _MemoGrants(Grants):
+    """Grants with the answers to the permission queries asked of them so far (bounded by ``_MEMO_LIMIT``)."""
+
+    __slots__ = ("memo",)
+
+    def __init__(self, grants: frozenset[str]) -> None:
+        super().__init__(grants)
+        self.memo: dict[str, bool] = {}
+
+
+_SHARED_LIMIT = 65_536
+# Values many entries hold alike (role tuples, compiled allowlists), and grant sets with their memo: one object
+# each, shared by every entry that has it. Bounded: when full it starts over (entries keep what they hold; only
+# later ones share less).
+_shared: dict[object, object] = {}
+_grant_sets: dict[frozenset[str], _MemoGrants] = {}
+_NO_LIMITS: dict[str, tuple[RateLimit, str]] = {}
+# A packed key record's fields from ``revoked_at`` on, when unset: left out at its end (see _pack).
+_PACKED_TAIL: tuple[Any, ...] = (None, None, None, [], [], None, None)
+_DEFAULTS: tuple[Any, ...] = (None, [])
+"""The limits of every key without any (shared: never mutated)."""
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+
+
+def _share(value: T) -> T:
+    found = _shared.get(value)
+    if found is None:
+        if len(_shared) >= _SHARED_LIMIT:
+            _shared.clear()
+        _shared[value] = found = value
+    return found  # type: ignore[return-value]
+
+
+def _networks(allowlist: tuple[str, ...]) -> tuple[Network, ...] | None:
+    if not allowlist:
+        return None
+    return _share(compile_allowlist(allowlist)) or None
+
+
+def _grants(granted: frozenset[str]) -> _MemoGrants:
+    """The grant set and its memo of query answers, shared by every key granted the same permissions (an answer
+    depends on nothing else)."""
+    found = _grant_sets.get(granted)
+    if found is None:
+        if len(_grant_sets) >= _SHARED_LIMIT:
+            _grant_sets.clear()
+        found = _grant_sets[granted] = _MemoGrants(granted)
+    return found
+
+
+def _pack(key: Key) -> bytes:
+    """What an entry keeps of its key record beyond the slots the checks read, as compact JSON."""
+    credits = key.credits
+    packed = [
+        key.start,
+        key.name,
+        key.meta or None,
+        list(key.permissions),
+        list(key.roles),
+        key.created_at,
+        None if key.updated_at == key.created_at else key.updated_at,
+        key.expires_at,
+        key.enabled,
+        key.revoked_at,
+        key.last_used_at,
+        None if credits is None else _pack_credits(credits),
+        [[rl.name, rl.limit, rl.duration_ms, rl.auto_apply] for rl in key.ratelimits],
+        list(key.ip_allowlist),
+        key.rotated_from,
+        key.rotated_to,
+    ]
+    while packed[-1] in _DEFAULTS:  # what most keys have at the end, left out (~30 bytes an entry)
+        packed.pop()
+    return _json(packed).encode("utf-8", "surrogatepass")
+
+
+def _padded(packed: list[Any]) -> list[Any]:
+    packed.extend(_PACKED_TAIL[len(packed) - 16 + len(_PACKED_TAIL) :])
+    return packed
+
+
+def _pack_credits(credits: Credits) -> list[object]:
+    refill = credits.refill
+    packed_refill = None if refill is None else [refill.amount, refill.interval, refill.day]
+    return [credits.id, credits.remaining, packed_refill, credits.refilled_at]
+
+
+def _unpack(record: bytes, key_id: str, api_id: str, owner_id: str | None, digest: bytes) -> Key:
+    (
+        start, name, meta, permissions, roles, created_at, updated_at, expires_at, enabled, revoked_at,
+        last_used_at, credits, ratelimits, ip_allowlist, rotated_from, rotated_to,
+    ) = _padded(json.loads(record.decode("utf-8", "surrogatepass")))  # fmt: skip
+    return Key(
+        id=key_id,
+        api_id=api_id,
+        digest=digest,
+        start=start,
+        created_at=created_at,
+        updated_at=created_at if updated_at is None else updated_at,
+        name=name,
+        owner_id=owner_id,
+        meta=meta or {},
+        permissions=tuple(permissions),
+        roles=tuple(roles),
+        expires_at=expires_at,
+        enabled=enabled,
+        revoked_at=revoked_at,
+        last_used_at=last_used_at,
+        credits=None if credits is None else _unpack_credits(credits),
+        ratelimits=tuple(RateLimit(*rl) for rl in ratelimits),
+        ip_allowlist=tuple(ip_allowlist),
+        rotated_from=rotated_from,
+        rotated_to=rotated_to,
+    )
+
+
+def _unpack_credits(packed: list[Any]) -> Credits:
+    credit_id, remaining, refill, refilled_at = packed
+    return Credits(credit_id, remaining, None if refill is None else Refill(*refill), refilled_at)
+
+
 class CachedKey:
-    """A key compiled for fast checks: allowlists as integer masks, roles expanded into one grant set."""
+    """A key compiled for fast checks: allowlists as integer masks, roles expanded into one grant set.
+
+    Compact, since a server caches up to a million of these (SPEC P7: at most 1 KiB each): what the checks read
+    is held in slots, what several keys have alike (their API id, grant set and its memo, allowlists, roles, an
+    empty limits table) is one object shared between them, and the rest of the key record, read only to answer
+    (its meta above all), is kept as one compact JSON ``bytes`` that :attr:`key` decodes on demand.
+    """
 
     __slots__ = (
+        "_record",
         "api_id",
         "api_networks",
         "credits",
         "default_spend",
+        "digest",
         "enabled",
         "encoded",
         "expires_at",
         "fresh_until",
         "grants",
-        "key",
+        "key_id",
         "key_networks",
         "limits",
-        "memo",
+        "owner_id",
         "revoked",
         "role_names",
         "valid_result",
     )
 
-    def __init__(self, bundle: KeyBundle, fresh_until: float) -> None:
+    def __init__(self, bundle: KeyBundle, fresh_until: float, digest: bytes | None = None) -> None:
         key = bundle.key
-        self.key: Key = key
-        self.api_id = key.api_id
+        self.digest = key.digest if digest is None else digest
+        self.key_id = key.id
+        self.api_id = sys.intern(key.api_id)
+        self.owner_id = key.owner_id
         self.revoked = key.revoked_at is not None
         self.enabled = key.enabled
         stale_expiry = bundle.api.stale_expiry(key.created_at)
         self.expires_at = key.expires_at if stale_expiry is None else min(key.expires_at or stale_expiry, stale_expiry)
-        self.key_networks: tuple[Network, ...] | None = compile_allowlist(key.ip_allowlist) or None
-        self.api_networks: tuple[Network, ...] | None = compile_allowlist(bundle.api.ip_allowlist) or None
+        self.key_networks: tuple[Network, ...] | None = _networks(key.ip_allowlist)
+        self.api_networks: tuple[Network, ...] | None = _networks(bundle.api.ip_allowlist)
         role_names = [name for name in key.roles if name in bundle.role_permissions]
         granted = list(key.permissions)
         for name in role_names:
             granted.extend(bundle.role_permissions[name])
-        self.role_names = tuple(role_names)
-        self.grants = Grants(granted)
-        self.memo: dict[str, bool] = {}
+        self.role_names: tuple[str, ...] = _share(tuple(role_names))
+        self.grants: Grants = _grants(frozenset(granted))
         self.fresh_until = fresh_until
         # What the HTTP edge encodes about this key once rather than per request (answer bodies, header values),
-        # by names of its choosing. Dropped with the entry, so it never outlives a change to the key.
+        # by names of its choosing. Dropped with the entry, so it never outlives a change to the key; the edge
+        # keeps it for a bounded number of entries (see keystile.http.verify), not for every cached key.
         self.encoded: dict[str, bytes] | None = None
+        self._record = _pack(key)
         self._compile_limits(bundle)
         # The VALID answer depends on nothing but the entry: built once, not on every verification.
         self.valid_result = VerifyResult(Code.VALID, self)
 
+    @property
+    def key(self) -> Key:
+        """The key record this entry was compiled from (decoded from its compact form: not for the hot path)."""
+        return _unpack(self._record, self.key_id, self.api_id, self.owner_id, self.digest)
+
     def _compile_limits(self, bundle: KeyBundle) -> None:
         key, identity = bundle.key, bundle.identity
-        # By name: the API's defaults (per key), replaced by the identity's (shared by all of its keys), replaced
-        # by the key's own (SPEC L1: "a key's limit replaces an identity limit of the same name").
-        limits: dict[str, tuple[RateLimit, str]] = {
-            rl.name: (rl, f"k:{key.id}:{rl.name}") for rl in bundle.api.default_ratelimits
-        }
-        if identity is not None:
-            limits.update({rl.name: (rl, f"i:{identity.id}:{rl.name}") for rl in identity.ratelimits})
-        limits.update({rl.name: (rl, f"k:{key.id}:{rl.name}") for rl in key.ratelimits})
-        self.limits = limits
+        if not bundle.api.default_ratelimits and not key.ratelimits and (identity is None or not identity.ratelimits):
+            self.limits: dict[str, tuple[RateLimit, str]] = _NO_LIMITS
+        else:
+            # By name: the API's defaults (per key), replaced by the identity's (shared by all of its keys),
+            # replaced by the key's own (SPEC L1: "a key's limit replaces an identity limit of the same name").
+            limits: dict[str, tuple[RateLimit, str]] = {
+                rl.name: (rl, f"k:{key.id}:{rl.name}") for rl in bundle.api.default_ratelimits
+            }
+            if identity is not None:
+                limits.update({rl.name: (rl, f"i:{identity.id}:{rl.name}") for rl in identity.ratelimits})
+            limits.update({rl.name: (rl, f"k:{key.id}:{rl.name}") for rl in key.ratelimits})
+            self.limits = limits
         self.credits: Credits | None = key.credits or (identity.credits if identity is not None else None)
-        auto = tuple(Bucket(ref, rl.name, rl.limit, rl.duration_ms) for rl, ref in limits.values() if rl.auto_apply)
+        auto = tuple(
+            Bucket(ref, rl.name, rl.limit, rl.duration_ms) for rl, ref in self.limits.values() if rl.auto_apply
+        )
         self.default_spend = Spend(auto, self.credits, 1) if auto or self.credits is not None else None
 
     def spend_for(self, cost: int | None, requested: Sequence[tuple[str, int]] | None) -> Spend | None:
@@ -150,13 +302,20 @@ class CachedKey:
         )
         return Spend(buckets, self.credits, 1 if cost is None else cost)
 
+    @property
+    def memo(self) -> dict[str, bool]:
+        """The answers to permission queries asked so far, shared by the keys with the same grants."""
+        return self.grants.memo  # type: ignore[attr-defined,no-any-return]
+
     def permitted(self, query: str) -> bool:
         """Whether the key's grants satisfy a (valid) permission query; memoised per query string."""
-        result = self.memo.get(query)
+        grants = self.grants
+        memo: dict[str, bool] = grants.memo  # type: ignore[attr-defined]
+        result = memo.get(query)
         if result is None:
-            if len(self.memo) >= _MEMO_LIMIT:
-                self.memo.clear()
-            result = self.memo[query] = evaluate(parse_query(query), self.grants)
+            if len(memo) >= _MEMO_LIMIT:
+                memo.clear()
+            result = memo[query] = evaluate(parse_query(query), grants)
         return result
 
 
@@ -213,7 +372,7 @@ class VerifyResult:
         return self.code == Code.VALID
 
     def __repr__(self) -> str:
-        return f"VerifyResult({self.code}, key_id={self.entry.key.id if self.entry else None})"
+        return f"VerifyResult({self.code}, key_id={self.entry.key_id if self.entry else None})"
 
 
 NOT_FOUND = VerifyResult(Code.NOT_FOUND, None)
@@ -269,6 +428,7 @@ class Verifier:
         self._prefixes_until = -math.inf
         self._stale_logged_at = -math.inf
         self._stale_unlogged = 0
+        self._until = -math.inf
         self.hits = self.misses = self.negative_hits = self.stale_served = 0
 
     @property
@@ -451,13 +611,22 @@ class Verifier:
                 CachedKey(self._decoy, 0.0)
             return None
         self._decoy = bundle
-        entry = CachedKey(bundle, self._clock.monotonic() + self._ttl)
+        entry = CachedKey(bundle, self._fresh_until(), digest)
         self._cache[digest] = entry
         self._cache.move_to_end(digest)
         if len(self._cache) + len(self._stale) > self._size:
             (self._stale or self._cache).popitem(last=False)
         self._unknown.pop(digest, None)
         return entry
+
+    def _fresh_until(self) -> float:
+        """Until when an entry loaded now is trusted: the same float as the previous entry's when that one expires
+        at most ``_SHARED_UNTIL_S`` earlier (one object for the entries loaded together, not one each)."""
+        until = self._clock.monotonic() + self._ttl
+        if 0.0 <= until - self._until < _SHARED_UNTIL_S:
+            return self._until
+        self._until = until
+        return until
 
     async def _digest_prefixes(self) -> frozenset[str]:
         """The prefixes of the APIs holding keys imported by digest, asked of storage at most once a TTL (or
@@ -485,7 +654,7 @@ class Verifier:
             log.warning(
                 "storage unreachable; served %d verification(s) from cache entries past their TTL",
                 self._stale_unlogged,
-                extra={"key_id": entry.key.id},
+                extra={"key_id": entry.key_id},
             )
             self._stale_logged_at = now
             self._stale_unlogged = 0
@@ -525,7 +694,7 @@ class Verifier:
             else:
                 field = "api_id" if kind == "api" else "owner_id"
                 for entries in (self._cache, self._stale):
-                    for digest in [d for d, entry in entries.items() if getattr(entry.key, field) == change.ref]:
+                    for digest in [d for d, entry in entries.items() if getattr(entry, field) == change.ref]:
                         del entries[digest]
 
     def _revalidate_all(self) -> None:
@@ -549,3 +718,31 @@ class Verifier:
     def __len__(self) -> int:
         """Entries held, fallbacks to revalidate included (what the cache's size bounds)."""
         return len(self._cache) + len(self._stale)
+
+
+# -- what the HTTP edge keeps per entry ------------------------------------------------------------------------------
+
+ENCODED_KEPT = 8_192
+"""How many entries keep what the HTTP edge encoded about them (answers, header values): the most recently
+encoded ones. Kept for every cached key, those bytes would cost more memory than the entry itself (SPEC P7)."""
+_encoded: dict[CachedKey, None] = {}  # oldest first
+_encoded_lock = threading.Lock()  # the integrations verify from many threads under WSGI
+
+
+def encoded_of(entry: CachedKey) -> dict[str, bytes]:
+    """The dict in which the HTTP edge keeps what it encoded about ``entry`` once rather than per request, by
+    names of its choosing; made on first use, and dropped again (as the oldest) after :data:`ENCODED_KEPT` other
+    entries have had one. Read ``entry.encoded`` first: that is the hot path."""
+    encoded = entry.encoded
+    if encoded is None:
+        encoded = {}
+        with _encoded_lock:
+            if entry.encoded is not None:
+                return entry.encoded
+            if len(_encoded) >= ENCODED_KEPT:
+                oldest = next(iter(_encoded))
+                del _encoded[oldest]
+                oldest.encoded = None
+            _encoded[entry] = None
+            entry.encoded = encoded
+    return encoded

@@ -1,7 +1,8 @@
 """The hot path's side of verification events (SPEC O1): a bounded buffer that a verification appends to.
 
 Recording appends one tuple to a list and never waits: no id, no formatting, no I/O. The tuple holds what the
-verification already has (its result, the request's ``api_id``, ``ip`` and ``tags``, the caller's request id);
+verification already has (its code and key's ids, the request's ``api_id``, ``ip`` and ``tags``, the caller's
+request id);
 the writer turns it into a :class:`~keystile.core.models.VerificationEvent` later, off the hot path. The key
 itself is never held.
 
@@ -19,8 +20,13 @@ from typing import Any
 from keystile.core.clock import Clock
 from keystile.core.verify import VerifyResult
 
-Record = tuple[float, int, VerifyResult, str | None, str | None, Sequence[str] | None, str | None]
-"""``(ts seconds, latency ns, result, requested api_id, ip, tags, request id)``, as recorded."""
+Record = tuple[
+    float, int, str, str | None, str | None, str | None, str | None, str | None, Sequence[str] | None, str | None
+]
+"""``(ts seconds, latency ns, code, the key's api_id, key_id and owner_id (None when not found), requested api_id,
+ip, tags, request id)``, as recorded: strings and numbers only, so that the collector stops tracking a record
+the first time it looks at it (a record holding the result would be tracked until written, and a busy server's
+buffer would make every collection long: SPEC P2's tail latency, bench/loop_lag.py)."""
 
 
 def _nothing() -> None:
@@ -62,7 +68,19 @@ class EventRecorder:
         buffer = self._buffer
         size = len(buffer)
         if size < self._capacity:
-            buffer.append((self._now(), perf_counter_ns() - started_ns, result, api_id, ip, tags, request_id))
+            if tags and type(tags) is not tuple:
+                tags = tuple(tags)  # a list would keep the record tracked by the collector
+            entry = result.entry
+            if entry is None:
+                buffer.append((
+                    self._now(), perf_counter_ns() - started_ns, result.code, None, None, None, api_id, ip, tags,
+                    request_id,
+                ))  # fmt: skip
+            else:
+                buffer.append((
+                    self._now(), perf_counter_ns() - started_ns, result.code, entry.api_id, entry.key_id,
+                    entry.owner_id, api_id, ip, tags, request_id,
+                ))  # fmt: skip
             if size == self._wake_size:
                 self.wake()
         else:
@@ -77,9 +95,10 @@ class EventRecorder:
         """The ``count`` oldest entries (records, or events the writer put back with :meth:`replace_head`)."""
         return self._buffer[:count]
 
-    def tail(self, start: int) -> list[Any]:
-        """The entries from the ``start``-th oldest on (the writer counts the new ones for ``/metrics``)."""
-        return self._buffer[start:]
+    def tail(self, start: int, stop: int | None = None) -> list[Any]:
+        """The entries from the ``start``-th oldest on, up to the ``stop``-th (the writer counts the new ones for
+        ``/metrics``)."""
+        return self._buffer[start:stop]
 
     def replace_head(self, items: Sequence[Any]) -> None:
         """Put ``items`` in place of as many oldest entries (the writer's converted events, kept for a retry)."""

@@ -15,7 +15,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Sequence
 from functools import partial
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from typing import Any
 
 LATENCY_BUCKETS_S = (
@@ -26,8 +26,7 @@ reads storage milliseconds."""
 _BOUNDS_NS = tuple(round(bound * 1e9) for bound in LATENCY_BUCKETS_S)
 _bucket = partial(bisect_left, _BOUNDS_NS)
 _LATENCY = itemgetter(1)
-_RESULT = itemgetter(2)
-_ENTRY_CODE = attrgetter("entry", "code")
+_API_CODE = itemgetter(3, 2)  # the found key's api_id (None when not found), the code
 
 
 class VerificationTally:
@@ -46,15 +45,15 @@ class VerificationTally:
     def add(self, records: Sequence[Any]) -> None:
         """Count records as :class:`~keystile.events.recorder.EventRecorder` makes them.
 
-        In C loops (``map``, ``Counter``): by key entry and outcome first, a handful of groups whose API is then
-        looked up once each, instead of a Python loop over every record (bench/events_verify.py)."""
+        In C loops (``map``, ``Counter``) by API and outcome, instead of a Python loop over every record
+        (bench/events_verify.py)."""
         latencies = list(map(_LATENCY, records))
         buckets = self.latency_buckets
         for index, count in Counter(map(_bucket, latencies)).items():
             buckets[index] += count
         by_outcome = self.by_outcome
-        for (entry, code), count in Counter(map(_ENTRY_CODE, map(_RESULT, records))).items():
-            label = (entry.key.api_id if entry is not None else "", code)
+        for (api_id, code), count in Counter(map(_API_CODE, records)).items():
+            label = (api_id or "", code)
             by_outcome[label] = by_outcome.get(label, 0) + count
         self.latency_count += len(latencies)
         self.latency_sum_ns += sum(latencies)

@@ -32,7 +32,7 @@ INTERVAL_S = 1.0
 RETRY_S = 0.5
 MAX_BACKOFF_S = 10.0
 _MAX_TEXT = 128
-_CONVERT_SLICE = 500
+_CONVERT_SLICE = 200
 _MAX_LATENCY_US = 2**31 - 1
 
 
@@ -181,10 +181,22 @@ class EventWriter:
             self._tallied = len(recorder)
         return self.tally
 
+    async def _count_up_to(self, count: int) -> None:
+        """Count the oldest ``count`` records in :attr:`tally` if they are not yet, a slice at a time (a batch at
+        once held the event loop for milliseconds: bench/loop_lag.py)."""
+        recorder = self._recorder
+        while self._tallied < count:
+            stop = min(count, self._tallied + _CONVERT_SLICE)
+            self.tally.add(recorder.tail(self._tallied, stop))
+            self._tallied = stop
+            if stop < count:
+                await asyncio.sleep(0)
+
     async def _write_next(self) -> int:
         recorder = self._recorder
-        self.count_recorded()  # before the batch's records are replaced by rows
         size = self._held or min(len(recorder), self._batch)
+        if not self._held:
+            await self._count_up_to(size)  # before the batch's records are replaced by rows
         rows: list[EventRow]
         if self._held:
             rows = recorder.head(size)
@@ -230,16 +242,10 @@ class EventWriter:
         accept_request_id = accepted_request_id
         rows: list[EventRow] = []
         append = rows.append
-        for ts_s, latency_ns, result, api_id, ip, tags, request_id in records:
+        for ts_s, latency_ns, code, key_api_id, key_id, owner_id, api_id, ip, tags, request_id in records:
             ts = int(ts_s * 1000)
             event_id = ids(ts)
-            entry = result.entry
-            if entry is not None:
-                key = entry.key
-                api_id, key_id, owner_id = key.api_id, key.id, key.owner_id
-            else:
-                api_id = _text(api_id)
-                key_id = owner_id = None
+            api_id = key_api_id if key_api_id is not None else _text(api_id)
             if request_id is not None:
                 request_id = accept_request_id(request_id)  # checked by the server already; kept as the last word
             if request_id is None:
@@ -248,7 +254,7 @@ class EventWriter:
                 ip = _text(ip)  # else stored as it is: the common case, without a call
             latency_us = latency_ns // 1000
             append((
-                event_id, ts, request_id, api_id, key_id, owner_id, result.code, ip, _tags(tags) if tags else "[]",
+                event_id, ts, request_id, api_id, key_id, owner_id, code, ip, _tags(tags) if tags else "[]",
                 latency_us if latency_us < _MAX_LATENCY_US else _MAX_LATENCY_US,
             ))  # fmt: skip
         return rows

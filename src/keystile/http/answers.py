@@ -27,7 +27,7 @@ from keystile.core.credits import next_refill_moment
 from keystile.core.models import RateLimit
 from keystile.core.ratelimit import LimitState
 from keystile.core.tokens import TokenGrant
-from keystile.core.verify import CachedKey, Code
+from keystile.core.verify import CachedKey, Code, encoded_of
 
 HeaderList = list[tuple[bytes, bytes]]
 
@@ -115,12 +115,11 @@ def identity_headers(entry: CachedKey) -> HeaderList:
     entry)."""
     encoded = entry.encoded
     if encoded is None:
-        encoded = entry.encoded = {}
+        encoded = encoded_of(entry)
     owner = encoded.get("owner")
     if owner is None:
-        key = entry.key
-        encoded["id"], encoded["api"] = key.id.encode(), key.api_id.encode()
-        owner = encoded["owner"] = owner_header(key.owner_id)
+        encoded["id"], encoded["api"] = entry.key_id.encode(), entry.api_id.encode()
+        owner = encoded["owner"] = owner_header(entry.owner_id)
     return [
         (b"x-keystile-key-id", encoded["id"]),
         (b"x-keystile-api-id", encoded["api"]),

@@ -2,7 +2,8 @@
 answers with a verification's JSON gives (the server's fast path, the integrations' local verifier, the CLI).
 
 Answers about a cached key are encoded once per key and code and kept on the cache entry
-(:attr:`~keystile.core.verify.CachedKey.encoded`), so a verification of a cached key encodes nothing: the bytes
+(:attr:`~keystile.core.verify.CachedKey.encoded`, for the most recently answered entries: see
+:func:`~keystile.core.verify.encoded_of`), so a verification of a recently answered key encodes nothing: the bytes
 go out as they are. An answer that spent (limits, credits) has this request's numbers at its end: its beginning is
 kept the same way, and only the end is encoded per request.
 """
@@ -15,7 +16,7 @@ import msgspec
 
 from keystile.core.ports import Outcome
 from keystile.core.timefmt import to_rfc3339
-from keystile.core.verify import CachedKey, Code, KeyCheck, VerifyResult
+from keystile.core.verify import CachedKey, Code, KeyCheck, VerifyResult, encoded_of
 from keystile.http.asgi import JSON, Message, Send, encode_json, start_message
 from keystile.schemas import RateLimitState, RemainingOut, VerifyRequest, VerifyResponse, decode
 
@@ -90,7 +91,7 @@ def answer_body(result: VerifyResult) -> bytes:
         return NOT_FOUND_BODY
     encoded = entry.encoded
     if encoded is None:
-        encoded = entry.encoded = {}
+        encoded = encoded_of(entry)
     spent = result.spent
     if spent is not None:
         return _spent_body(entry, encoded, result.code, spent)

@@ -53,9 +53,10 @@ _UPSERT_POSTGRESQL = f"""
 _LAST_USED = "UPDATE keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)"
 
 
-PREPARE_SLICE = 500
+PREPARE_SLICE = 200
 """Events prepared between two yields to the event loop: preparing a whole batch at once held it for several
-milliseconds (the p99 latency of verifications, bench/events_verify.py)."""
+milliseconds (the p99 latency of verifications, bench/events_verify.py); 500 at a time still held it for up to
+2 ms on a busy 2-core machine (bench/loop_lag.py)."""
 
 
 class _Batch:
@@ -87,14 +88,23 @@ class _Batch:
             if key_id is not None and ts > newest.get(key_id, -1):
                 newest[key_id] = ts
 
-    def rollups(self) -> list[RollupRow]:
-        """The counts per minute, hour and day bucket and per (api, key, owner, outcome), sorted."""
+    async def rollups(self) -> list[RollupRow]:
+        """The counts per minute, hour and day bucket and per (api, key, owner, outcome), a slice at a time (a
+        batch of many keys has thousands; PostgreSQL upserts them in key order, SQLite's order does not matter)."""
         counts: dict[tuple[str, int, str, str, str, str], int] = {}
-        for (minute, api_id, key_id, owner_id, outcome), count in self._minutes.items():
+        for index, ((minute, api_id, key_id, owner_id, outcome), count) in enumerate(self._minutes.items()):
+            if index and not index % PREPARE_SLICE:
+                await asyncio.sleep(0)
             for granularity, size in BUCKETS:
                 at = (granularity, minute - minute % size, api_id, key_id, owner_id, outcome)
                 counts[at] = counts.get(at, 0) + count
-        return [(*group, count) for group, count in sorted(counts.items())]
+        items = list(counts.items())
+        rows: list[RollupRow] = []
+        for start in range(0, len(items), PREPARE_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            rows.extend([(*group, count) for group, count in items[start : start + PREPARE_SLICE]])
+        return rows
 
     def last_used(self) -> list[tuple[str, int]]:
         """``(key_id, newest ts)`` for every key in the batch, sorted by key id (the order rows are locked in)."""
@@ -140,7 +150,7 @@ class EventWrites:
                 if start:
                     await asyncio.sleep(0)
                 batch.add(events[start : start + PREPARE_SLICE])
-            rollups = batch.rollups()
+            rollups = await batch.rollups()
             used = batch.last_used()
             async with self._driver.transaction() as tx:
                 for table, table_rows in batch.tables.items():

@@ -28,8 +28,9 @@ from keystile.storage._driver import Dialect, Executor, Row
 
 T = TypeVar("T")
 _PLACEHOLDER = re.compile(r"\$(\d+)")
-COPY_SLICE = 500
-"""Rows :meth:`_Calls.copy_records` inserts between two yields to the event loop (a millisecond or two)."""
+COPY_SLICE = 40
+"""Rows :meth:`_Calls.copy_records` inserts between two yields to the event loop: at most ~0.5 ms of inserts (500
+held it for 2.5 to 7 ms on a busy 2-core machine, bench/loop_lag.py)."""
 _PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",

@@ -1,0 +1,194 @@
+"""Tail latency over HTTP: p50, p99 and p99.9 of ``POST /v1/keys/verify`` and ``GET /v1/auth``, events on and off.
+
+SPEC P2 asks a verification's p99 to stay within 2x the hello world's p99 in the same run, events on (a batch
+write must not stall the event loop). Servers (granian, ASGI, one worker each, as in P2), side by side:
+
+* ``hello:app_reading_body`` (the baseline of ``POST``: reads the body, answers a small JSON) and ``hello:app``
+  (the baseline of ``GET``);
+* Keystile with events on (the default) and Keystile with ``KEYSTILE_EVENTS=off``, over the same SQLite file
+  prepared as in P2 (one API, a key with three permissions and a two-CIDR allowlist).
+
+wrk (``-t1 -c32`` by default) runs ``--rounds`` rounds of ``--duration`` seconds per target, alternating:
+hello reading the body, verify with events on, verify with events off, hello, /v1/auth with events on, with events
+off. Percentiles come from wrk's own latency histogram (a ``done`` hook prints p50, p99, p99.9 and the maximum);
+the table shows the median of each over rounds, and the ratio of the p99s.
+
+Run: ``python bench/tail_latency.py [--duration 2] [--rounds 5] [--connections 32]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from http_verify import (
+    BENCH_DIR,
+    CLIENT_IP,
+    HELLO_TARGET,
+    KEYSTILE_TARGET,
+    QUERY,
+    READING_TARGET,
+    Server,
+    ensure_wrk,
+    prepare_database,
+)
+
+TARGET_P99_RATIO = 2.0
+_DONE = """
+done = function(summary, latency, requests)
+  io.write(string.format("TAIL %d %d %d %d %d %d\\n", latency:percentile(50), latency:percentile(99),
+    latency:percentile(99.9), latency.max, summary.requests,
+    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.timeout))
+end
+"""
+_TAIL = re.compile(r"^TAIL (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)$", re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    max_ms: float
+    requests: int
+    errors: int
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    runs: dict[str, tuple[Run, ...]]
+    connections: int
+    duration_s: float
+
+    def median(self, name: str, field: str) -> float:
+        return statistics.median(getattr(run, field) for run in self.runs[name])
+
+    def p99_ratio(self, measured: str, baseline: str) -> float:
+        return self.median(measured, "p99_ms") / self.median(baseline, "p99_ms")
+
+    @property
+    def errors(self) -> list[str]:
+        return [f"{name}: {run.errors} errors" for name, runs in self.runs.items() for run in runs if run.errors]
+
+    def report(self) -> str:
+        lines = [
+            f"Tail latency over HTTP: granian asgi, 1 worker each; wrk -t1 -c{self.connections} -d{self.duration_s:g}s"
+            f" per run, {len(next(iter(self.runs.values())))} rounds alternating; medians over rounds",
+            "  target                                  req/s     p50 ms   p99 ms  p99.9 ms    max ms",
+        ]
+        for name, runs in self.runs.items():
+            rps = statistics.median(run.requests for run in runs) / self.duration_s
+            lines.append(
+                f"  {name:<36} {rps:>9,.0f} {self.median(name, 'p50_ms'):>9.2f} {self.median(name, 'p99_ms'):>8.2f}"
+                f" {self.median(name, 'p999_ms'):>9.2f} {self.median(name, 'max_ms'):>9.2f}"
+            )
+        for measured, baseline in (
+            ("POST verify, events on", "POST hello reading the body"),
+            ("POST verify, events off", "POST hello reading the body"),
+            ("GET /v1/auth, events on", "GET hello"),
+            ("GET /v1/auth, events off", "GET hello"),
+        ):
+            ratio = self.p99_ratio(measured, baseline)
+            verdict = "met" if ratio <= TARGET_P99_RATIO else "MISSED"
+            lines.append(f"  p99 {measured} / {baseline} = {ratio:.2f}x (target <= {TARGET_P99_RATIO:g}x) {verdict}")
+        lines += [f"  ERROR: {error}" for error in self.errors]
+        return "\n".join(lines)
+
+
+def _wrk(wrk: str, url: str, script: Path, env: dict[str, str], connections: int, duration_s: float) -> Run:
+    command = [wrk, "-t1", f"-c{connections}", f"-d{duration_s:g}s", "--latency", "-s", str(script), url]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False, timeout=duration_s + 60)
+    found = _TAIL.search(done.stdout)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
+    p50, p99, p999, most, requests, errors = (int(value) for value in found.groups())
+    return Run(p50 / 1000, p99 / 1000, p999 / 1000, most / 1000, requests, errors)
+
+
+def run(*, duration_s: float = 2.0, rounds: int = 5, connections: int = 32, warmup_s: float = 1.0) -> Result:
+    wrk = ensure_wrk()
+    with tempfile.TemporaryDirectory(prefix="keystile-bench-tail-") as tmp:
+        directory = Path(tmp)
+        post = directory / "post.lua"
+        post.write_text((BENCH_DIR / "post.lua").read_text() + _DONE)
+        get = directory / "get.lua"
+        get.write_text((BENCH_DIR / "get.lua").read_text() + _DONE)
+        url = f"sqlite:///{directory / 'keystile.db'}"
+        root, api_id, key = asyncio.run(prepare_database(url))
+        body = json.dumps({"key": key, "api_id": api_id, "permissions": QUERY, "ip": CLIENT_IP})
+        env = {
+            **os.environ,
+            "BENCH_BODY": body,
+            "BENCH_AUTHORIZATION": f"Bearer {root}",
+            "BENCH_FORWARDED_FOR": CLIENT_IP,
+        }
+        get_env = {**env, "BENCH_AUTHORIZATION": f"Bearer {key}"}
+        server_env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(BENCH_DIR), os.environ.get("PYTHONPATH")])),
+            "KEYSTILE_DATA_DIR": str(directory),
+            "KEYSTILE_DATABASE_URL": url,
+            "KEYSTILE_LOG_LEVEL": "warning",
+        }
+        servers: list[Server] = []
+        try:
+            reading = Server("reading", READING_TARGET, factory=False, env=server_env, logs=directory / "r.log")
+            servers.append(reading)
+            hello = Server("hello", HELLO_TARGET, factory=False, env=server_env, logs=directory / "h.log")
+            servers.append(hello)
+            on = Server("on", KEYSTILE_TARGET, factory=True, env=server_env, logs=directory / "on.log")
+            servers.append(on)
+            off_env = {**server_env, "KEYSTILE_EVENTS": "off"}
+            off = Server("off", KEYSTILE_TARGET, factory=True, env=off_env, logs=directory / "off.log")
+            servers.append(off)
+            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {root}"}
+            for server in servers:
+                status, payload = server.wait_ready(body.encode(), headers)
+                if server in (on, off) and (status != 200 or b'"VALID"' not in payload):
+                    raise RuntimeError(f"Keystile answered {status}: {payload[:300]!r}")
+            auth = f"/v1/auth?api_id={api_id}&permissions={quote(QUERY)}"
+            base = "http://127.0.0.1:{}"
+            targets = {
+                "POST hello reading the body": (base.format(reading.port) + "/v1/keys/verify", post, env),
+                "POST verify, events on": (base.format(on.port) + "/v1/keys/verify", post, env),
+                "POST verify, events off": (base.format(off.port) + "/v1/keys/verify", post, env),
+                "GET hello": (base.format(hello.port) + "/", get, get_env),
+                "GET /v1/auth, events on": (base.format(on.port) + auth, get, get_env),
+                "GET /v1/auth, events off": (base.format(off.port) + auth, get, get_env),
+            }
+            for target, script, target_env in targets.values():
+                _wrk(wrk, target, script, target_env, connections, warmup_s)
+            runs: dict[str, list[Run]] = {name: [] for name in targets}
+            for _ in range(rounds):
+                for name, (target, script, target_env) in targets.items():
+                    runs[name].append(_wrk(wrk, target, script, target_env, connections, duration_s))
+        finally:
+            for server in servers:
+                server.stop()
+    return Result({name: tuple(found) for name, found in runs.items()}, connections, duration_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds per run (default 2)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds (default 5)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    args = parser.parse_args(argv)
+    result = run(duration_s=args.duration, rounds=args.rounds, connections=args.connections)
+    print(result.report())
+    return 1 if result.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
