@@ -8,6 +8,7 @@ from keystile.config import DEFAULT_CACHE_TTL_MS, DEFAULT_ISSUER_URL, NOTIFIED_C
 from keystile.core.clock import Clock, SystemClock
 from keystile.core.ports import ChangeBus, LocalChangeBus, Spender, Storage
 from keystile.core.verify import Verifier
+from keystile.core.webhooks import Backoff
 from keystile.events import Events
 from keystile.limits.local import LocalSpender
 from keystile.service.analytics import AnalyticsService
@@ -15,15 +16,18 @@ from keystile.service.apis import ApiService
 from keystile.service.audit import AuditService
 from keystile.service.authz import CLI_ACTOR, Actor, Principal
 from keystile.service.context import Context
+from keystile.service.deliverer import Deliverer
 from keystile.service.identities import IdentityService
 from keystile.service.imports import ImportService
 from keystile.service.keys import KeyService
 from keystile.service.leaks import LeakService
 from keystile.service.ratelimits import RatelimitService
 from keystile.service.rootkeys import RootKeyService
+from keystile.service.scheduler import Scheduler
 from keystile.service.tokens import TokenService
 from keystile.service.vault import MasterKeys, Vault
 from keystile.service.verification import VerificationService
+from keystile.service.webhooks import WebhookOptions, WebhookService
 
 
 class Keystile:
@@ -38,6 +42,7 @@ class Keystile:
         events: Events | None = None,
         masters: MasterKeys | None = None,
         token_issuer: str = DEFAULT_ISSUER_URL,
+        webhooks: WebhookOptions | None = None,
     ) -> None:
         self.ctx = Context(storage, clock, bus, verifier)
         self.events = events if events is not None else Events(storage, clock)
@@ -58,6 +63,18 @@ class Keystile:
         self.leaks = LeakService(self.ctx, self.keys)
         self.tokens = TokenService(self.ctx, self.vault, self.verification, token_issuer)
         """API tokens (SPEC T1, T2): issued from keys, signed with keys sealed in the vault."""
+        self.webhooks = WebhookService(self.ctx, self.vault, webhooks or WebhookOptions())
+        """Webhook endpoints and their deliveries (SPEC R5); :meth:`start_webhooks` delivers them."""
+        self._webhook_worker: Deliverer | None = None
+
+    def start_webhooks(self) -> Deliverer:
+        """Deliver webhooks and run their scheduler in the background (servers do; :meth:`close` stops it)."""
+        if self._webhook_worker is None:
+            self._webhook_worker = worker = Deliverer(self.ctx, self.webhooks)
+            scheduler = Scheduler(self.ctx, self.webhooks.options.scan_ms)
+            worker.background.append(scheduler.run_due)
+            worker.start()
+        return self._webhook_worker
 
     @property
     def storage(self) -> Storage:
@@ -99,7 +116,18 @@ class Keystile:
             raw_days=settings.events_retention_days,
             rollup_days=settings.rollups_retention_days,
         )
-        return cls(storage, clock, bus, verifier, events, MasterKeys.from_settings(settings), settings.issuer)
+        webhooks = WebhookOptions(
+            allow_private=settings.webhooks_allow_private,
+            backoff=Backoff(
+                settings.webhooks_retry_base_ms, settings.webhooks_retry_max_ms, settings.webhooks_retry_window_ms
+            ),
+            timeout_ms=settings.webhooks_timeout_ms,
+            poll_ms=settings.webhooks_poll_ms,
+            scan_ms=settings.webhooks_scan_ms,
+            enabled=settings.webhooks,
+        )
+        masters = MasterKeys.from_settings(settings)
+        return cls(storage, clock, bus, verifier, events, masters, settings.issuer, webhooks)
 
     @classmethod
     async def open(cls, settings: Settings, clock: Clock | None = None, *, retention: bool = True) -> Keystile:
@@ -125,6 +153,9 @@ class Keystile:
     async def close(self) -> None:
         """Stop background work (flushing what it holds: buffered events, credits), then close the storage."""
         try:
+            if self._webhook_worker is not None:
+                await self._webhook_worker.close()
+                self._webhook_worker = None
             await self.events.close()
         finally:
             if self._closers:

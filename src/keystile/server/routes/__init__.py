@@ -17,6 +17,7 @@ from keystile.server.routes import (
     roles,
     root_keys,
     tokens,
+    webhooks,
 )
 from keystile.server.routing import Operation
 
@@ -34,6 +35,7 @@ OPERATIONS: list[Operation] = [
     *logs.OPERATIONS,
     *analytics.OPERATIONS,
     *leaks.OPERATIONS,
+    *webhooks.OPERATIONS,
     *ops.OPERATIONS,
 ]
 
