@@ -26,6 +26,7 @@ from keystile.core.webhooks import EVENT_TYPES, NewWebhook, WebhookUpdate
 from keystile.errors import Forbidden, InvalidInput, NotFound
 from keystile.service import Keystile
 from keystile.service.authz import Actor
+from keystile.service.credits_watch import CreditsWatch
 from keystile.service.deliverer import Deliverer
 from keystile.service.scheduler import Scheduler
 from keystile.storage import SqlStorage
@@ -60,12 +61,14 @@ async def test_a_session_reaches_the_receiver_signed_once_each(
 ) -> None:
     deliverer = Deliverer(ks.ctx, ks.webhooks)
     scheduler = Scheduler(ks.ctx, 60_000)
+    watch = ks.verification.credits_watch = CreditsWatch(ks.ctx)
     await scheduler.scan()  # starts watching now
     clock.advance(0.01)
     with receiver() as rx:
         endpoint, secret = await ks.webhooks.create(admin.actor, NewWebhook(url=rx.url, events=EVENT_TYPES))
         assert secret.startswith("whsec_")
         rx.secrets.append(secret)
+        await watch.flush()  # sees that an endpoint wants credits events
         api = await admin.api(NewApi(name="billing"))
         key, _ = await ks.keys.create(admin.actor, api.id, NewKey(name="a"))
         await ks.keys.update(admin.actor, key.id, KeyUpdate(name="b"))
@@ -75,6 +78,12 @@ async def test_a_session_reaches_the_receiver_signed_once_each(
         await ks.keys.delete(admin.actor, other.id)
         leaked, _ = await ks.keys.create(admin.actor, api.id, NewKey(name="leaked"))
         await ks.leaks.report(admin.actor, leaked.digest, {"url": "https://example.com/x"})
+        metered, plain = await ks.keys.create(admin.actor, api.id, NewKey(credits=NewCredits(remaining=20)))
+        for _ in range(20):  # 10% of 20 is 2: low when 2 are left, exhausted at 0; each once
+            assert (await ks.verification.verify(admin.actor.principal, KeyCheck(plain))).valid
+            await watch.flush()
+        assert not (await ks.verification.verify(admin.actor.principal, KeyCheck(plain))).valid
+        await watch.flush()
         # The receiver checks timestamps against its own clock: the session's clock moves a few seconds only.
         in_days = [(3.0, "in three days"), (0.5, "in twelve hours"), (2 / DAY_S, "in two seconds")]
         expiring = []
@@ -101,6 +110,9 @@ async def test_a_session_reaches_the_receiver_signed_once_each(
         ("key.created", leaked.id),
         ("key.revoked", leaked.id),
         ("key.leaked", leaked.id),
+        ("key.created", metered.id),
+        ("credits.low", metered.id),
+        ("credits.exhausted", metered.id),
         *[("key.created", k.id) for k in expiring],
         *[("key.expiring", k.id) for k in expiring],
         ("key.expired", expiring[2].id),
@@ -112,6 +124,9 @@ async def test_a_session_reaches_the_receiver_signed_once_each(
     notices = [bodies["key.expiring", k.id]["data"]["expires_in_days"] for k in expiring]
     assert notices == [7, 1, 1]
     assert bodies["key.rerolled", new.id]["data"]["previous"]["id"] == other.id
+    assert bodies["credits.low", metered.id]["data"]["credits"]["remaining"] == 2
+    assert bodies["credits.low", metered.id]["data"]["threshold"] == 2
+    assert bodies["credits.exhausted", metered.id]["data"]["credits"]["remaining"] == 0
     assert all(set(b) == {"type", "timestamp", "data"} for b in bodies.values())
     [created] = await admin.audit(AuditFilter(action="webhook.create"))
     assert created.target == endpoint.id

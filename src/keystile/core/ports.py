@@ -180,6 +180,10 @@ class Transaction(Protocol):
         """Unrevoked keys of an API created in ``(after, until]``, oldest first (an index on the creation)."""
         ...
 
+    async def set_credit_base(self, credit_id: str, amount: int) -> None:
+        """Record the amount a balance was set to (``credits.low`` is a percentage of it)."""
+        ...
+
     async def keys_written(self, after: int, now: int, within_ms: int) -> list[Key]:
         """Unrevoked keys written (``updated_at``) in ``(after, now]`` that expire by ``now + within_ms``."""
         ...
@@ -284,6 +288,10 @@ class Storage(Protocol):
 
     async def list_webhook_attempts(self, delivery_ids: Sequence[str]) -> list[Attempt]:
         """The attempts of these deliveries, oldest first."""
+        ...
+
+    async def credit_base(self, credit_id: str) -> int | None:
+        """A balance's refill amount, else the amount it was last set to; ``None`` when neither is known."""
         ...
 
     async def prune_webhooks(self, before: int) -> int:

@@ -16,6 +16,7 @@ from keystile.service.apis import ApiService
 from keystile.service.audit import AuditService
 from keystile.service.authz import CLI_ACTOR, Actor, Principal
 from keystile.service.context import Context
+from keystile.service.credits_watch import CreditsWatch
 from keystile.service.deliverer import Deliverer
 from keystile.service.identities import IdentityService
 from keystile.service.imports import ImportService
@@ -72,7 +73,8 @@ class Keystile:
         if self._webhook_worker is None:
             self._webhook_worker = worker = Deliverer(self.ctx, self.webhooks)
             scheduler = Scheduler(self.ctx, self.webhooks.options.scan_ms)
-            worker.background.append(scheduler.run_due)
+            watch = self.verification.credits_watch = CreditsWatch(self.ctx)
+            worker.background += [watch.flush, scheduler.run_due]
             worker.start()
         return self._webhook_worker
 

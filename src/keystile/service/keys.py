@@ -167,6 +167,9 @@ class KeyService:
                     raise
                 created.append(self._new_key(api, fields, spec, now, "key"))
             await tx.insert_keys([key for key, _ in created])
+            for key, _ in created:
+                if key.credits is not None:
+                    await tx.set_credit_base(key.credits.id, key.credits.remaining)
             if sealer is not None:
                 pairs = zip(created, recoverable, strict=True)
                 await tx.insert_key_secrets([sealer.seal(key, plain) for (key, plain), keep in pairs if keep])
@@ -271,6 +274,8 @@ class KeyService:
             if not changes:
                 return current
             await tx.update_key(key)
+            if "credits" in changes and key.credits is not None:
+                await tx.set_credit_base(key.credits.id, key.credits.remaining)
             await self._ctx.audit(tx, actor, "key.update", key.id, changes, now)
             await outbox.emit(tx, "key.updated", key, now)
             holders = await tx.credit_holders(key.credits.id) if "credits" in changes and key.credits else []
@@ -436,6 +441,8 @@ class KeyService:
                 assert remaining is not None  # the balance is locked with the key (get_key)
                 key = replace(current, credits=replace(balance, remaining=remaining))
                 holders = await tx.credit_holders(balance.id)
+            if op == "set" and key.credits is not None:
+                await tx.set_credit_base(key.credits.id, key.credits.remaining)
             changes = {
                 "op": op,
                 "amount": amount,

@@ -7,6 +7,7 @@ rows). It writes nothing when no enabled endpoint wants the event.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -14,7 +15,7 @@ import msgspec
 from keystile.core.ids import new_id
 from keystile.core.models import ROOT_API_ID, Key
 from keystile.core.ports import Transaction
-from keystile.core.webhooks import Message
+from keystile.core.webhooks import Endpoint, Message
 from keystile.service.snapshots import key_snapshot, time_text
 
 _encode = msgspec.json.Encoder().encode
@@ -42,14 +43,22 @@ def event_body(event_type: str, at_ms: int, data: dict[str, Any]) -> bytes:
 
 
 async def emit(
-    tx: Transaction, event_type: str, key: Key, at_ms: int, extra: dict[str, Any] | None = None
+    tx: Transaction,
+    event_type: str,
+    key: Key,
+    at_ms: int,
+    extra: dict[str, Any] | None = None,
+    *,
+    only: Callable[[Endpoint], bool] | None = None,
 ) -> str | None:
     """Write the event ``event_type`` about ``key`` to the outbox of every enabled endpoint that wants it (root
     keys have none); returns the message id, or ``None`` when nobody wants it. ``extra`` joins the key record in
-    ``data``."""
+    ``data``; ``only`` narrows the endpoints further."""
     if key.api_id == ROOT_API_ID:
         return None
-    targets = [ep.id for ep in await tx.webhook_targets() if ep.wants(event_type, key.api_id)]
+    targets = [
+        ep.id for ep in await tx.webhook_targets() if ep.wants(event_type, key.api_id) and (only is None or only(ep))
+    ]
     if not targets:
         return None
     body = event_body(event_type, at_ms, {**key_record(key), **(extra or {})})

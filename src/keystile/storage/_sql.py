@@ -216,6 +216,9 @@ class SqlTransaction:
     async def keys_created(self, api_id: str, after: int, until: int, limit: int) -> list[Key]:
         return await _webhooks.keys_created(self._tx, self._q, api_id, after, until, limit)
 
+    async def set_credit_base(self, credit_id: str, amount: int) -> None:
+        await _webhooks.set_credit_base(self._tx, credit_id, amount)
+
     async def keys_written(self, after: int, now: int, within_ms: int) -> list[Key]:
         return await _webhooks.keys_written(self._tx, self._q, after, now, within_ms)
 
@@ -374,6 +377,9 @@ class SqlStorage:
 
     async def list_webhook_attempts(self, delivery_ids: Sequence[str]) -> list[Attempt]:
         return await _webhooks.list_attempts(self.driver, self._q, delivery_ids)
+
+    async def credit_base(self, credit_id: str) -> int | None:
+        return await _webhooks.credit_base(self.driver, credit_id)
 
     async def prune_webhooks(self, before: int) -> int:
         async with self.driver.transaction() as tx:

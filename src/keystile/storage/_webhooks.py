@@ -314,6 +314,28 @@ async def prune(db: Executor, before: int) -> int:
     )
 
 
+# -- credits.low -----------------------------------------------------------------------------------------------
+
+
+async def set_credit_base(tx: Executor, credit_id: str, amount: int) -> None:
+    await tx.execute(
+        """INSERT INTO webhook_credit_bases (credit_id, amount) VALUES ($1, $2)
+           ON CONFLICT (credit_id) DO UPDATE SET amount = excluded.amount""",
+        credit_id,
+        amount,
+    )
+
+
+async def credit_base(db: Executor, credit_id: str) -> int | None:
+    """A balance's refill amount, else the amount it was last set to (``None``: neither is known)."""
+    row = await db.fetchone(
+        """SELECT COALESCE(c.refill_amount, b.amount) AS base FROM credits c
+             LEFT JOIN webhook_credit_bases b ON b.credit_id = c.id WHERE c.id = $1""",
+        credit_id,
+    )
+    return None if row is None or row["base"] is None else int(row["base"])
+
+
 # -- the scheduler ---------------------------------------------------------------------------------------------
 
 

@@ -62,3 +62,10 @@ CREATE TABLE webhook_attempts (
 );
 CREATE INDEX webhook_attempts_by_delivery ON webhook_attempts (delivery_id, id);
 CREATE INDEX webhook_attempts_by_time ON webhook_attempts (at);
+
+-- credits.low (SPEC R5): the amount a balance was last set to, of which an endpoint's credits_low_percent is the
+-- threshold (a balance that refills uses its refill amount). Written with the change that sets it.
+CREATE TABLE webhook_credit_bases (
+    credit_id TEXT COLLATE "C" PRIMARY KEY,
+    amount    BIGINT NOT NULL
+);
