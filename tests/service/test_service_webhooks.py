@@ -20,7 +20,7 @@ from tests.webhook_receiver import Received, Receiver, receiver
 from keystile.config import Settings
 from keystile.core.clock import ManualClock
 from keystile.core.commands import KeyUpdate, NewApi, NewCredits, NewKey
-from keystile.core.models import AuditFilter
+from keystile.core.models import AuditFilter, KeyFilter
 from keystile.core.verify import KeyCheck
 from keystile.core.webhooks import EVENT_TYPES, NewWebhook, WebhookUpdate
 from keystile.errors import Forbidden, InvalidInput, NotFound
@@ -304,3 +304,25 @@ async def test_no_secret_and_no_key_is_stored_in_plain_text(
     if database_url.startswith("sqlite:///"):
         raw = Path(database_url.removeprefix("sqlite:///")).read_bytes()  # noqa: ASYNC240 - a test's read
         assert not any(n in raw for n in needles)
+
+
+async def test_the_scheduler_finds_a_stale_key_once_even_with_two_servers(
+    ks: Keystile, admin: Admin, clock: ManualClock
+) -> None:
+    endpoint, _ = await ks.webhooks.create(
+        admin.actor, NewWebhook(url="http://127.0.0.1:9/x", events=["key.rotation_due", "key.expired"])
+    )
+    api = await admin.api(NewApi(name="rotated", max_key_age_days=30))
+    old, _ = await ks.keys.create(admin.actor, api.id, NewKey())
+    first, second = Scheduler(ks.ctx, 1000), Scheduler(ks.ctx, 1000)
+    assert await first.scan() == 0  # nothing is stale yet
+    clock.advance(31 * DAY_S)
+    await ks.keys.create(admin.actor, api.id, NewKey())  # young
+    assert await first.scan() == 1
+    assert await second.scan() == 0  # the first holds the lease
+    clock.advance(3)  # the lease has expired
+    assert await second.scan() == 0  # found already
+    assert await first.scan() == 0
+    deliveries = (await ks.webhooks.deliveries(admin.actor.principal, endpoint.id)).items
+    assert [(d.delivery.type, d.delivery.state) for d in deliveries] == [("key.rotation_due", "pending")]
+    assert old.id in {k.id for k in (await ks.keys.list(admin.actor.principal, api.id, KeyFilter())).items}

@@ -290,6 +290,10 @@ class Storage(Protocol):
         """The attempts of these deliveries, oldest first."""
         ...
 
+    async def webhooks_due(self, now: int) -> bool:
+        """Whether some pending webhook delivery is due (a read, before leasing in a transaction)."""
+        ...
+
     async def credit_base(self, credit_id: str) -> int | None:
         """A balance's refill amount, else the amount it was last set to; ``None`` when neither is known."""
         ...

@@ -74,8 +74,8 @@ class CreditsWatch:
         if now - self._refreshed < REFRESH_MS:
             return
         self._refreshed = now
-        async with self._ctx.storage.transaction() as tx:
-            targets = [ep for ep in await tx.webhook_targets() if any(e in ep.events for e in _EVENTS)]
+        endpoints = await self._ctx.storage.list_webhooks(after=None, limit=10_000)
+        targets = [ep for ep in endpoints if ep.enabled and any(e in ep.events for e in _EVENTS)]
         percents = tuple(sorted({ep.credits_low_percent for ep in targets if "credits.low" in ep.events}))
         if percents != self._percents:
             self._thresholds.clear()

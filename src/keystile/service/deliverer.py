@@ -64,6 +64,8 @@ class Deliverer:
     async def run_once(self) -> int:
         """Lease and post the due deliveries (one batch); returns how many were attempted. Raises StorageError."""
         now = self._ctx.now()
+        if not await self._ctx.storage.webhooks_due(now):
+            return 0  # a read: no write transaction (nor SQLite's write lock) while the outbox is idle
         lease_until = now + self._options.timeout_ms + LEASE_MARGIN_MS
         async with self._ctx.storage.transaction() as tx:
             due = await tx.lease_webhook_deliveries(now, lease_until, BATCH)

@@ -378,6 +378,9 @@ class SqlStorage:
     async def list_webhook_attempts(self, delivery_ids: Sequence[str]) -> list[Attempt]:
         return await _webhooks.list_attempts(self.driver, self._q, delivery_ids)
 
+    async def webhooks_due(self, now: int) -> bool:
+        return await _webhooks.any_due(self.driver, now)
+
     async def credit_base(self, credit_id: str) -> int | None:
         return await _webhooks.credit_base(self.driver, credit_id)
 

@@ -218,6 +218,13 @@ async def lease_due(tx: Executor, q: Queries, now: int, lease_until: int, limit:
     return due
 
 
+async def any_due(db: Executor, now: int) -> bool:
+    row = await db.fetchone(
+        "SELECT 1 AS due FROM webhook_deliveries WHERE state = 'pending' AND next_at <= $1 LIMIT 1", now
+    )
+    return row is not None
+
+
 async def record_attempt(tx: Executor, attempt: Attempt, state: str, next_at: int | None) -> None:
     """Store an attempt and move its delivery on: ``delivered``, ``failed``, or ``pending`` until ``next_at``."""
     await tx.execute(
