@@ -109,6 +109,9 @@ class Deliverer:
             error = "timed out"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:200]
+        except Exception as exc:  # an attempt that breaks (a URL httpx refuses...) is recorded, not raised
+            error = f"{type(exc).__name__}: {exc}"[:200]
+            log.warning("webhook post failed: %s", error)
         latency = int((time.perf_counter() - started) * 1000)
         return Attempt(new_id("att", now), item.delivery_id, now, status, latency, excerpt, error)
 
