@@ -8,6 +8,7 @@ import itertools
 import json
 import time
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from keystile.service.authz import Actor
 from keystile.service.credits_watch import CreditsWatch
 from keystile.service.deliverer import Deliverer
 from keystile.service.scheduler import Scheduler
+from keystile.service.webhooks import WebhookService
 from keystile.storage import SqlStorage
 
 DAY_S = 86_400.0
@@ -326,3 +328,28 @@ async def test_the_scheduler_finds_a_stale_key_once_even_with_two_servers(
     deliveries = (await ks.webhooks.deliveries(admin.actor.principal, endpoint.id)).items
     assert [(d.delivery.type, d.delivery.state) for d in deliveries] == [("key.rotation_due", "pending")]
     assert old.id in {k.id for k in (await ks.keys.list(admin.actor.principal, api.id, KeyFilter())).items}
+
+
+async def test_a_redirect_is_not_followed_and_a_private_address_is_checked_again_when_posting(
+    ks: Keystile, admin: Admin, clock: ManualClock
+) -> None:
+    with receiver(answer=lambda n: 302) as rx:
+        endpoint, _ = await ks.webhooks.create(admin.actor, NewWebhook(url=rx.url, events=["key.created"]))
+        api = await admin.api()
+        await ks.keys.create(admin.actor, api.id, NewKey())
+        await Deliverer(ks.ctx, ks.webhooks).run_once()
+        [view] = (await ks.webhooks.deliveries(admin.actor.principal, endpoint.id)).items
+        assert view.delivery.state == "pending"
+        assert [a.status for a in view.attempts] == [302]
+        assert len(rx.received) == 1
+
+        # A server that does not allow private addresses refuses to post there, whatever the endpoint says.
+        strict = WebhookService(ks.ctx, ks.vault, replace(ks.webhooks.options, allow_private=False))
+        clock.advance(2)  # the retry is due
+        await Deliverer(ks.ctx, strict).run_once()
+        [view] = (await ks.webhooks.deliveries(admin.actor.principal, endpoint.id)).items
+        assert len(rx.received) == 1
+    last = view.attempts[-1]
+    assert last.status is None
+    assert last.error is not None
+    assert "private address" in last.error

@@ -15,14 +15,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-
-import httpx
+from typing import TYPE_CHECKING
 
 from keystile.core.ids import new_id
 from keystile.core.webhooks import Attempt, Due, headers
 from keystile.errors import KeystileError, StorageError
 from keystile.service.context import Context
 from keystile.service.webhooks import WebhookService, check_reachable
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("keystile.webhooks")
 
@@ -50,6 +52,8 @@ class Deliverer:
         self.stats = {"attempts": 0, "delivered": 0, "failed": 0, "errors": 0}
 
     def _http(self) -> httpx.AsyncClient:
+        import httpx  # only servers deliver: commands that load the services need not import it
+
         if self._client is None:
             timeout = self._options.timeout_ms / 1000
             self._client = httpx.AsyncClient(
@@ -87,6 +91,8 @@ class Deliverer:
         return ("failed", None) if next_at is None else ("pending", next_at)
 
     async def _post(self, item: Due) -> Attempt:
+        import httpx
+
         started = time.perf_counter()
         now = self._ctx.now()
         status: int | None = None

@@ -249,7 +249,7 @@ async def record_attempt(tx: Executor, attempt: Attempt, state: str, next_at: in
 
 
 async def retry_delivery(tx: Executor, endpoint_id: str, delivery_id: str, now: int) -> bool:
-    """Make a delivery of the endpoint due again now (a ``failed`` one too); False when there is none."""
+    """Make a delivered or failed delivery of the endpoint due again now; False when there is none."""
     changed = await tx.execute(
         """UPDATE webhook_deliveries SET state = 'pending', next_at = $3, updated_at = $3
             WHERE id = $1 AND endpoint_id = $2 AND state <> 'pending'""",
@@ -259,18 +259,11 @@ async def retry_delivery(tx: Executor, endpoint_id: str, delivery_id: str, now: 
     )
     if changed:
         return True
+    # Pending already: it goes at its next attempt (moving that could post it twice while a deliverer holds it).
     row = await tx.fetchone(
         "SELECT 1 AS found FROM webhook_deliveries WHERE id = $1 AND endpoint_id = $2", delivery_id, endpoint_id
     )
-    if row is None:
-        return False
-    # Pending already: send it now rather than at its next retry (unless a deliverer holds it).
-    await tx.execute(
-        "UPDATE webhook_deliveries SET next_at = $2 WHERE id = $1 AND state = 'pending' AND next_at > $2 + 120000",
-        delivery_id,
-        now,
-    )
-    return True
+    return row is not None
 
 
 async def get_delivery(db: Executor, endpoint_id: str, delivery_id: str) -> Delivery | None:
@@ -306,7 +299,7 @@ async def list_attempts(db: Executor, q: Queries, delivery_ids: Sequence[str]) -
     if not delivery_ids:
         return []
     where, args = q.any_of("delivery_id", list(delivery_ids), 1)
-    rows = await db.fetchall(f"SELECT {_ATTEMPT_COLUMNS} FROM webhook_attempts WHERE {where} ORDER BY id", *args)
+    rows = await db.fetchall(f"SELECT {_ATTEMPT_COLUMNS} FROM webhook_attempts WHERE {where} ORDER BY at, id", *args)
     return [_attempt(row) for row in rows]
 
 
