@@ -49,7 +49,8 @@ class Deliverer:
         self._pruned_at = 0
         self.background: list[Callable[[], Awaitable[object]]] = []
         """More periodic work run on each pass (the scheduler, the credits watcher)."""
-        self.stats = {"attempts": 0, "delivered": 0, "failed": 0, "errors": 0}
+        self.stats = {"attempts": 0, "delivered": 0, "failed": 0, "retrying": 0}
+        """Attempts made by this process, and how they ended."""
 
     def _http(self) -> httpx.AsyncClient:
         import httpx  # only servers deliver: commands that load the services need not import it
@@ -80,7 +81,7 @@ class Deliverer:
             for item, attempt in zip(due, results, strict=True):
                 state, next_at = self._next(item, attempt)
                 await tx.record_webhook_attempt(attempt, state, next_at)
-                self.stats[state if state != "pending" else "errors"] += 1
+                self.stats[state if state != "pending" else "retrying"] += 1
         self.stats["attempts"] += len(due)
         return len(due)
 
