@@ -83,6 +83,21 @@ class Settings:
     token_issuer: str | None = None
     """The ``iss`` of API tokens (SPEC T1); default the server's own URL (``http(s)://host:port``)."""
     """Failed ``/v1/auth`` attempts (401s) allowed per client IP and minute before it answers 429; 0: no limit."""
+    webhooks: bool = True
+    """Deliver webhooks and run their scheduler in ``keystile serve`` (SPEC R5); off: events wait in the outbox."""
+    webhooks_allow_private: bool = False
+    """Let webhook endpoints be loopback, link-local or private addresses (SSRF guard off; tests, private nets)."""
+    webhooks_timeout_ms: int = 10_000
+    """How long one webhook post may take."""
+    webhooks_retry_base_ms: int = 5_000
+    """The first retry's delay; each next one doubles (with jitter), up to ``webhooks_retry_max_ms``."""
+    webhooks_retry_max_ms: int = 3_600_000
+    webhooks_retry_window_ms: int = 3 * 86_400_000
+    """How long a delivery is retried before it is marked ``failed`` (3 days)."""
+    webhooks_poll_ms: int = 1_000
+    """How often the outbox is checked for due deliveries."""
+    webhooks_scan_ms: int = 60_000
+    """How often the scheduler looks for keys expiring, expired or due for rotation."""
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -158,6 +173,12 @@ _INTS = {
     "events_retention_days": (1, 36_500),
     "rollups_retention_days": (1, 36_500),
     "auth_failures_per_minute": (0, 1_000_000),
+    "webhooks_timeout_ms": (100, 600_000),
+    "webhooks_retry_base_ms": (1, 86_400_000),
+    "webhooks_retry_max_ms": (1, 86_400_000),
+    "webhooks_retry_window_ms": (1, 30 * 86_400_000),
+    "webhooks_poll_ms": (10, 3_600_000),
+    "webhooks_scan_ms": (100, 86_400_000),
 }
 _SWITCHES = {"on": True, "true": True, "1": True, "yes": True, "off": False, "false": False, "0": False, "no": False}
 _CHOICES = {
@@ -165,6 +186,7 @@ _CHOICES = {
     "credits_mode": ("database", "redis"),
     "log_level": ("debug", "info", "warning", "error"),
 }
+_BOOLEANS = ("events", "webhooks", "webhooks_allow_private")
 _PATHS = ("data_dir", "master_key_file", "master_key_previous_file", "tls_cert", "tls_key", "leaks_public_keys")
 
 
@@ -184,7 +206,7 @@ def _coerce(field: str, variable: str, value: Any) -> Any:
             choices = " or ".join(_CHOICES[field])
             raise InvalidInput(f"{variable} must be {choices}", code="invalid_setting")
         return text
-    if field == "events":
+    if field in _BOOLEANS:
         if isinstance(value, bool):
             return value
         switch = _SWITCHES.get(str(value).strip().lower())

@@ -30,6 +30,7 @@ from keystile.schemas import (
     BulkKeyCreate,
     BulkKeysCreated,
     CreditsChange,
+    DeliveryOut,
     EventOut,
     IdentityCreate,
     IdentityOut,
@@ -61,6 +62,7 @@ from keystile.schemas import (
     RootKeyCreate,
     RootKeyCreated,
     RootKeyOut,
+    SecretRotation,
     Status,
     TokenOut,
     TokenRequest,
@@ -69,6 +71,10 @@ from keystile.schemas import (
     VerificationSeries,
     VerifyRequest,
     VerifyResponse,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookOut,
+    WebhookPatch,
 )
 
 T = TypeVar("T")
@@ -285,6 +291,32 @@ CREATE_PORTAL_SESSION = Route(
     "create_portal_session", "POST", "/v1/portal/sessions", PortalSessionOut, body=PortalSessionCreate, status=201
 )
 
+# -- webhooks (SPEC R5) --------------------------------------------------------------------------------------------
+
+CREATE_WEBHOOK = Route("create_webhook", "POST", "/v1/webhooks", WebhookCreated, body=WebhookCreate, status=201)
+LIST_WEBHOOKS = Route("list_webhooks", "GET", "/v1/webhooks", Page[WebhookOut], query=PAGE)
+GET_WEBHOOK = Route("get_webhook", "GET", "/v1/webhooks/{webhook_id}", WebhookOut)
+UPDATE_WEBHOOK = Route(
+    "update_webhook", "PATCH", "/v1/webhooks/{webhook_id}", WebhookOut, body=WebhookPatch, body_types=MERGE_PATCH_TYPES
+)
+DELETE_WEBHOOK = Route("delete_webhook", "DELETE", "/v1/webhooks/{webhook_id}", NoContent, status=204)
+ROTATE_WEBHOOK_SECRET = Route(
+    "rotate_webhook_secret", "POST", "/v1/webhooks/{webhook_id}/rotate-secret", WebhookCreated, body=SecretRotation
+)
+LIST_WEBHOOK_DELIVERIES = Route(
+    "list_webhook_deliveries",
+    "GET",
+    "/v1/webhooks/{webhook_id}/deliveries",
+    Page[DeliveryOut],
+    query=(
+        Param("state", "string", "Only deliveries in this state.", {"enum": ["pending", "delivered", "failed"]}),
+        *PAGE,
+    ),
+)
+RETRY_WEBHOOK_DELIVERY = Route(
+    "retry_webhook_delivery", "POST", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry", DeliveryOut
+)
+
 # -- operations and documents -------------------------------------------------------------------------------------
 
 HEALTHZ = Route("healthz", "GET", "/healthz", Status)
@@ -334,6 +366,14 @@ ROUTES: tuple[Route[Any], ...] = (
     VERIFICATION_COUNTS,
     REPORT_LEAKS,
     CREATE_PORTAL_SESSION,
+    CREATE_WEBHOOK,
+    LIST_WEBHOOKS,
+    GET_WEBHOOK,
+    UPDATE_WEBHOOK,
+    DELETE_WEBHOOK,
+    ROTATE_WEBHOOK_SECRET,
+    LIST_WEBHOOK_DELIVERIES,
+    RETRY_WEBHOOK_DELIVERY,
     HEALTHZ,
     READYZ,
     METRICS,

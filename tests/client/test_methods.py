@@ -32,6 +32,9 @@ from keystile.schemas import (
     Status,
     VerifyCredits,
     VerifyRequest,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookPatch,
 )
 from keystile.service import Keystile
 
@@ -227,3 +230,28 @@ async def test_operations_and_documents_are_read(client: AsyncClient) -> None:
     document = await client.openapi_json()
     assert document["openapi"].startswith("3.1")
     assert "<html" in (await client.docs()).lower()
+
+
+async def test_webhooks_are_created_listed_changed_rotated_and_deleted(
+    client: AsyncClient, api: ApiOut, ks: Keystile
+) -> None:
+    created = await client.create_webhook(
+        WebhookCreate(url="https://93.184.215.14/hook", events=["key.created"], api_ids=[api.id])
+    )
+    assert isinstance(created, WebhookCreated)
+    assert created.secret.startswith("whsec_")
+    assert [w.id for w in (await client.list_webhooks()).items] == [created.id]
+    assert (await client.get_webhook(created.id)).api_ids == [api.id]
+    changed = await client.update_webhook(created.id, WebhookPatch(enabled=False, api_ids=None))
+    assert (changed.enabled, changed.api_ids) == (False, None)
+    rotated = await client.rotate_webhook_secret(created.id)
+    assert rotated.secret != created.secret
+    assert rotated.previous_secret_valid_until is not None
+    await client.update_webhook(created.id, WebhookPatch(enabled=True))
+    await client.create_key(api.id)
+    [delivery] = (await client.list_webhook_deliveries(created.id, state="pending")).items
+    assert delivery.type == "key.created"
+    assert (await client.retry_webhook_delivery(created.id, delivery.id)).state == "pending"
+    await client.delete_webhook(created.id)
+    with pytest.raises(NotFound):
+        await client.get_webhook(created.id)

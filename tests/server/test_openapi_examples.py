@@ -144,6 +144,9 @@ SENT = [
     ("post", "/v1/keys/{key_id}/reroll"),
     ("post", "/v1/ratelimit"),
     ("post", "/v1/root-keys"),
+    ("post", "/v1/webhooks"),
+    ("patch", "/v1/webhooks/{webhook_id}"),
+    ("post", "/v1/webhooks/{webhook_id}/rotate-secret"),
     ("post", "/v1/leaks"),
     ("post", "/oauth/token"),
     ("post", "/oauth/introspect"),
@@ -196,6 +199,8 @@ async def test_the_request_examples_are_accepted_and_answered_as_the_answer_exam
         assert _members(answer.json()) == _members(shown), (method, path)
         if path == "/v1/apis":
             params["api_id"] = answer.json()["id"]
+        elif path == "/v1/webhooks":
+            params["webhook_id"] = answer.json()["id"]
         elif path == "/v1/identities":
             params["owner_id"] = answer.json()["owner_id"]
         elif path == "/oauth/token":

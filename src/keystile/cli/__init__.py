@@ -28,6 +28,7 @@ from keystile.cli.scan import scan
 from keystile.cli.serve import serve
 from keystile.cli.setup import init, migrate
 from keystile.cli.tokens import tokens
+from keystile.cli.webhooks import webhooks
 from keystile.errors import KeystileError
 
 
@@ -79,7 +80,22 @@ def cli(ctx: click.Context, data_dir: Path | None, database_url: str | None, deb
     ctx.obj = Options({"data_dir": data_dir, "database_url": database_url}, debug)
 
 
-for command in (init, migrate, serve, apis, keys, identities, root_keys, master_key, tokens, logs, audit, scan, proxy):
+for command in (
+    init,
+    migrate,
+    serve,
+    apis,
+    keys,
+    identities,
+    root_keys,
+    master_key,
+    tokens,
+    webhooks,
+    logs,
+    audit,
+    scan,
+    proxy,
+):
     cli.add_command(command)
 
 

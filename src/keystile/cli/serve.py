@@ -71,6 +71,14 @@ SETTING_FLAGS: list[tuple[str, Any, str]] = [
     ("auth_limited_status", click.Choice(["429", "403"]), "/v1/auth status for RATE_LIMITED [default: 429]."),
     ("auth_failures_per_minute", int, "Failed /v1/auth attempts per client IP a minute [default: 100; 0: off]."),
     ("token_issuer", str, "The iss of API tokens [default: this server's URL, http://host:port]."),
+    ("webhooks", click.Choice(["on", "off"]), "Deliver webhooks and run their scheduler [default: on]."),
+    ("webhooks_allow_private", click.Choice(["true", "false"]), "Let webhook URLs be private addresses."),
+    ("webhooks_timeout_ms", int, "How long one webhook post may take [default: 10000]."),
+    ("webhooks_retry_base_ms", int, "First webhook retry's delay, doubling with jitter [default: 5000]."),
+    ("webhooks_retry_max_ms", int, "Longest delay between webhook retries [default: 3600000]."),
+    ("webhooks_retry_window_ms", int, "How long a webhook is retried before it fails [default: 259200000]."),
+    ("webhooks_poll_ms", int, "How often the webhook outbox is checked [default: 1000]."),
+    ("webhooks_scan_ms", int, "How often keys are scanned for expiry and rotation events [default: 60000]."),
 ]
 
 

@@ -21,15 +21,18 @@ from keystile.operations import (
     CREATE_KEYS_BULK,
     CREATE_PORTAL_SESSION,
     CREATE_ROOT_KEY,
+    CREATE_WEBHOOK,
     DELETE_API,
     DELETE_IDENTITY,
     DELETE_KEY,
     DELETE_ROLE,
+    DELETE_WEBHOOK,
     DOCS,
     GET_API,
     GET_IDENTITY,
     GET_KEY,
     GET_KEY_PLAINTEXT,
+    GET_WEBHOOK,
     HEALTHZ,
     IMPORT_KEYS,
     ISSUE_TOKEN,
@@ -40,17 +43,22 @@ from keystile.operations import (
     LIST_LOGS,
     LIST_ROLES,
     LIST_ROOT_KEYS,
+    LIST_WEBHOOK_DELIVERIES,
+    LIST_WEBHOOKS,
     METRICS,
     OPENAPI_JSON,
     PUT_ROLE,
     RATELIMIT,
     READYZ,
     REROLL_KEY,
+    RETRY_WEBHOOK_DELIVERY,
     REVOKE_KEY,
     REVOKE_ROOT_KEY,
+    ROTATE_WEBHOOK_SECRET,
     UPDATE_API,
     UPDATE_IDENTITY,
     UPDATE_KEY,
+    UPDATE_WEBHOOK,
     VERIFICATION_COUNTS,
     VERIFY_KEY,
     VERIFY_TOKEN,
@@ -70,9 +78,12 @@ from keystile.schemas import (
     RerollSpec,
     RoleSpec,
     RootKeyCreate,
+    SecretRotation,
     TokenRequest,
     TokenVerifyRequest,
     VerifyRequest,
+    WebhookCreate,
+    WebhookPatch,
 )
 
 
@@ -269,6 +280,50 @@ class Operations:
     def create_portal_session(request: PortalSessionCreate) -> Parts:
         """A one-time link that signs one owner of one API into the customer portal, within a policy."""
         return Parts(body=request)
+
+    # -- webhooks (SPEC R5) ---------------------------------------------------------------------------------------
+
+    @operation(CREATE_WEBHOOK)
+    def create_webhook(spec: WebhookCreate) -> Parts:
+        """Create a webhook endpoint; its signing ``secret`` is shown this once. Needs ``webhooks.write``."""
+        return Parts(body=spec)
+
+    @operation(LIST_WEBHOOKS)
+    def list_webhooks(*, cursor: str | None = None, limit: int | None = None) -> Parts:
+        """One page of webhook endpoints, newest first."""
+        return Parts(query={"cursor": cursor, "limit": limit})
+
+    @operation(GET_WEBHOOK)
+    def get_webhook(webhook_id: str) -> Parts:
+        """One webhook endpoint."""
+        return Parts({"webhook_id": webhook_id})
+
+    @operation(UPDATE_WEBHOOK)
+    def update_webhook(webhook_id: str, patch: WebhookPatch) -> Parts:
+        """Change a webhook endpoint: fields left UNSET stay."""
+        return Parts({"webhook_id": webhook_id}, body=patch)
+
+    @operation(DELETE_WEBHOOK)
+    def delete_webhook(webhook_id: str) -> Parts:
+        """Delete a webhook endpoint and its deliveries."""
+        return Parts({"webhook_id": webhook_id})
+
+    @operation(ROTATE_WEBHOOK_SECRET)
+    def rotate_webhook_secret(webhook_id: str, spec: SecretRotation | None = None) -> Parts:
+        """A new signing secret (shown this once); the old one signs beside it for the grace period."""
+        return Parts({"webhook_id": webhook_id}, body=spec or SecretRotation())
+
+    @operation(LIST_WEBHOOK_DELIVERIES)
+    def list_webhook_deliveries(
+        webhook_id: str, *, state: str | None = None, cursor: str | None = None, limit: int | None = None
+    ) -> Parts:
+        """One page of an endpoint's deliveries, newest first, with their attempts."""
+        return Parts({"webhook_id": webhook_id}, query={"state": state, "cursor": cursor, "limit": limit})
+
+    @operation(RETRY_WEBHOOK_DELIVERY)
+    def retry_webhook_delivery(webhook_id: str, delivery_id: str) -> Parts:
+        """Send a failed (or delivered) delivery again now."""
+        return Parts({"webhook_id": webhook_id, "delivery_id": delivery_id})
 
     # -- audit, logs, analytics (SPEC A2, O2, O3) ---------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from keystile.core.models import (
     WebSession,
 )
 from keystile.core.ratelimit import Bucket, LimitState
+from keystile.core.webhooks import Attempt, Delivery, Due, Endpoint, Message
 
 
 class Transaction(Protocol):
@@ -136,6 +137,62 @@ class Transaction(Protocol):
         ``not_after``; delete those whose ``not_after`` has passed at ``at``. Returns the kids retired."""
         ...
 
+    # -- outgoing webhooks (SPEC R5) ------------------------------------------------------------------------
+
+    async def get_webhook(self, endpoint_id: str) -> Endpoint | None:
+        """A webhook endpoint, locked against concurrent writers until the transaction ends."""
+        ...
+
+    async def insert_webhook(self, endpoint: Endpoint) -> None: ...
+    async def update_webhook(self, endpoint: Endpoint) -> None: ...
+    async def delete_webhook(self, endpoint_id: str) -> bool:
+        """Delete an endpoint with its deliveries."""
+        ...
+
+    async def webhook_targets(self) -> list[Endpoint]:
+        """The enabled endpoints (an event's delivery goes to those that want it)."""
+        ...
+
+    async def enqueue_webhook(self, message: Message, endpoint_ids: Sequence[str]) -> None:
+        """Write an event to the outbox, with a pending delivery to each endpoint (none: nothing is written)."""
+        ...
+
+    async def lease_webhook_deliveries(self, now: int, lease_until: int, limit: int) -> list[Due]:
+        """Take due deliveries (each the earliest pending of its key and endpoint) until ``lease_until``; another
+        deliverer (another server) never takes the same ones while the lease lasts."""
+        ...
+
+    async def record_webhook_attempt(self, attempt: Attempt, state: str, next_at: int | None) -> None: ...
+    async def retry_webhook_delivery(self, endpoint_id: str, delivery_id: str, now: int) -> bool:
+        """Make a delivery due again now; False when the endpoint has no such delivery."""
+        ...
+
+    async def take_schedule_lease(self, owner: str, now: int, until: int) -> bool:
+        """Hold the scheduler's lease until ``until`` when it is free, expired or ``owner``'s already."""
+        ...
+
+    async def schedule_watermark(self, name: str) -> int | None: ...
+    async def set_schedule_watermark(self, name: str, value: int) -> None: ...
+    async def keys_expiring(self, after: int, until: int, limit: int) -> list[Key]:
+        """Unrevoked keys expiring in ``(after, until]``, soonest first (an index on the expiry)."""
+        ...
+
+    async def keys_created(self, api_id: str, after: int, until: int, limit: int) -> list[Key]:
+        """Unrevoked keys of an API created in ``(after, until]``, oldest first (an index on the creation)."""
+        ...
+
+    async def set_credit_base(self, credit_id: str, amount: int) -> None:
+        """Record the amount a balance was set to (``credits.low`` is a percentage of it)."""
+        ...
+
+    async def keys_written(self, after: int, now: int, within_ms: int) -> list[Key]:
+        """Unrevoked keys written (``updated_at``) in ``(after, now]`` that expire by ``now + within_ms``."""
+        ...
+
+    async def claim_notice(self, key_id: str, notice: str, at: int) -> bool:
+        """Record that a key was sent a time-driven notice; False when it was already."""
+        ...
+
 
 class Storage(Protocol):
     """Where Keystile keeps its records (SPEC X2)."""
@@ -236,6 +293,35 @@ class Storage(Protocol):
         ...
 
     async def count_keys(self, api_id: str) -> int: ...
+
+    async def get_webhook(self, endpoint_id: str) -> Endpoint | None: ...
+    async def list_webhooks(self, *, after: str | None, limit: int) -> list[Endpoint]:
+        """Webhook endpoints newest first, after the cursor id ``after``."""
+        ...
+
+    async def get_webhook_delivery(self, endpoint_id: str, delivery_id: str) -> Delivery | None: ...
+    async def list_webhook_deliveries(
+        self, endpoint_id: str, *, after: str | None, limit: int, state: str | None = None
+    ) -> list[Delivery]:
+        """An endpoint's deliveries newest first, after the cursor id ``after``."""
+        ...
+
+    async def list_webhook_attempts(self, delivery_ids: Sequence[str]) -> list[Attempt]:
+        """The attempts of these deliveries, oldest first."""
+        ...
+
+    async def webhooks_due(self, now: int) -> bool:
+        """Whether some pending webhook delivery is due (a read, before leasing in a transaction)."""
+        ...
+
+    async def credit_base(self, credit_id: str) -> int | None:
+        """A balance's refill amount, else the amount it was last set to; ``None`` when neither is known."""
+        ...
+
+    async def prune_webhooks(self, before: int) -> int:
+        """Delete attempts older than ``before`` and ended messages older than that; returns messages deleted."""
+        ...
+
     async def list_audit(self, where: AuditFilter, *, before: int | None, limit: int) -> list[AuditEntry]:
         """Audit entries newest first, with ``seq`` below the cursor ``before``."""
         ...

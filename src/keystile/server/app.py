@@ -177,6 +177,8 @@ def _lifespan(runtime: Runtime) -> Callable[[Starlette], AbstractAsyncContextMan
             # keys are refused (SPEC K3).
             with contextlib.suppress(KeystileError):
                 await opened.vault.check()
+            if runtime.settings.webhooks:
+                opened.start_webhooks()  # webhooks are delivered by servers (SPEC R5)
         try:
             yield
         finally:

@@ -21,6 +21,7 @@ from keystile.schemas import (
     ApiCreate,
     ApiOut,
     ApiPatch,
+    AttemptOut,
     AuditOut,
     BulkKeyCreate,
     BulkKeysCreated,
@@ -28,6 +29,7 @@ from keystile.schemas import (
     CreditsOut,
     CreditsPatch,
     CreditsSpec,
+    DeliveryOut,
     EventOut,
     IdentityCreate,
     IdentityOut,
@@ -70,6 +72,7 @@ from keystile.schemas import (
     RootKeyCreate,
     RootKeyCreated,
     RootKeyOut,
+    SecretRotation,
     Status,
     TokenOut,
     TokenRequest,
@@ -81,6 +84,10 @@ from keystile.schemas import (
     VerifyRateLimit,
     VerifyRequest,
     VerifyResponse,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookOut,
+    WebhookPatch,
 )
 
 API_ID = "api_QJbdNVHfzjSyDP1m3cDqOF"
@@ -171,6 +178,34 @@ _EVENT = EventOut(
     ip="203.0.113.7",
     tags=["search"],
     latency_us=9,
+)
+
+_WEBHOOK_FIELDS: dict[str, Any] = {
+    "id": "whk_0EvMSif02StR3D6eknb68r",
+    "url": "https://hooks.example.com/keystile",
+    "events": ["key.created", "key.revoked", "key.leaked", "credits.exhausted"],
+    "api_ids": [API_ID],
+    "enabled": True,
+    "description": "billing service",
+    "credits_low_percent": 10,
+    "created_at": CREATED,
+    "updated_at": CREATED,
+    "previous_secret_valid_until": None,
+}
+_DELIVERY = DeliveryOut(
+    id="dlv_0EvMSif02StR3D6eknb68r",
+    message_id="msg_0EvMSif02StR3D6eknb68r",
+    type="key.revoked",
+    state="delivered",
+    attempts=2,
+    next_attempt_at=None,
+    last_status=200,
+    created_at=LATER,
+    updated_at=LATER,
+    attempt_log=[
+        AttemptOut(id="att_0EvMSif02StR3D6eknb68r", at=LATER, status=500, latency_ms=31, response="", error=None),
+        AttemptOut(id="att_0EvMSif02StR3D6eknb69r", at=LATER, status=200, latency_ms=12, response="ok", error=None),
+    ],
 )
 
 EXAMPLES: dict[Any, Any] = {
@@ -388,6 +423,20 @@ EXAMPLES: dict[Any, Any] = {
             "9ca96a51d069c57d7e7512205ca641549efce2a86fb2635d0cfcd937751e4567", "keystile_api_key", "false_positive"
         )
     ],
+    # -- webhooks
+    WebhookCreate: WebhookCreate(
+        url="https://hooks.example.com/keystile",
+        events=["key.created", "key.revoked", "key.leaked", "credits.exhausted"],
+        api_ids=[API_ID],
+        description="billing service",
+    ),
+    WebhookPatch: WebhookPatch(enabled=False),
+    WebhookOut: WebhookOut(**_WEBHOOK_FIELDS),
+    WebhookCreated: WebhookCreated(**_WEBHOOK_FIELDS, secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),  # noqa: S106
+    SecretRotation: SecretRotation(grace_period_ms=86_400_000),
+    DeliveryOut: _DELIVERY,
+    Page[WebhookOut]: Page[WebhookOut]([WebhookOut(**_WEBHOOK_FIELDS)], None),
+    Page[DeliveryOut]: Page[DeliveryOut]([_DELIVERY], None),
 }
 """An example of every struct a route takes or answers, by type."""
 

@@ -8,6 +8,7 @@ from keystile.config import DEFAULT_CACHE_TTL_MS, DEFAULT_ISSUER_URL, NOTIFIED_C
 from keystile.core.clock import Clock, SystemClock
 from keystile.core.ports import ChangeBus, LocalChangeBus, Spender, Storage
 from keystile.core.verify import Verifier
+from keystile.core.webhooks import Backoff
 from keystile.events import Events
 from keystile.limits.local import LocalSpender
 from keystile.service.analytics import AnalyticsService
@@ -15,6 +16,8 @@ from keystile.service.apis import ApiService
 from keystile.service.audit import AuditService
 from keystile.service.authz import CLI_ACTOR, Actor, Principal
 from keystile.service.context import Context
+from keystile.service.credits_watch import CreditsWatch
+from keystile.service.deliverer import Deliverer
 from keystile.service.identities import IdentityService
 from keystile.service.imports import ImportService
 from keystile.service.keys import KeyService
@@ -22,9 +25,11 @@ from keystile.service.leaks import LeakService
 from keystile.service.portal import PortalService
 from keystile.service.ratelimits import RatelimitService
 from keystile.service.rootkeys import RootKeyService
+from keystile.service.scheduler import Scheduler
 from keystile.service.tokens import TokenService
 from keystile.service.vault import MasterKeys, Vault
 from keystile.service.verification import VerificationService
+from keystile.service.webhooks import WebhookOptions, WebhookService
 from keystile.service.websessions import WebSessions
 
 
@@ -40,6 +45,7 @@ class Keystile:
         events: Events | None = None,
         masters: MasterKeys | None = None,
         token_issuer: str = DEFAULT_ISSUER_URL,
+        webhooks: WebhookOptions | None = None,
     ) -> None:
         self.ctx = Context(storage, clock, bus, verifier)
         self.events = events if events is not None else Events(storage, clock)
@@ -64,6 +70,19 @@ class Keystile:
         """The dashboard's and the portal's browser sessions, in storage (SPEC D1, D2)."""
         self.portal = PortalService(self.ctx, self.apis, self.keys, self.analytics, self.sessions)
         """The customer portal's sign-in links and its owner-bound key actions (SPEC D2)."""
+        self.webhooks = WebhookService(self.ctx, self.vault, webhooks or WebhookOptions())
+        """Webhook endpoints and their deliveries (SPEC R5); :meth:`start_webhooks` delivers them."""
+        self._webhook_worker: Deliverer | None = None
+
+    def start_webhooks(self) -> Deliverer:
+        """Deliver webhooks and run their scheduler in the background (servers do; :meth:`close` stops it)."""
+        if self._webhook_worker is None:
+            self._webhook_worker = worker = Deliverer(self.ctx, self.webhooks)
+            scheduler = Scheduler(self.ctx, self.webhooks.options.scan_ms)
+            watch = self.verification.credits_watch = CreditsWatch(self.ctx)
+            worker.background += [watch.flush, scheduler.run_due]
+            worker.start()
+        return self._webhook_worker
 
     @property
     def storage(self) -> Storage:
@@ -105,7 +124,18 @@ class Keystile:
             raw_days=settings.events_retention_days,
             rollup_days=settings.rollups_retention_days,
         )
-        return cls(storage, clock, bus, verifier, events, MasterKeys.from_settings(settings), settings.issuer)
+        webhooks = WebhookOptions(
+            allow_private=settings.webhooks_allow_private,
+            backoff=Backoff(
+                settings.webhooks_retry_base_ms, settings.webhooks_retry_max_ms, settings.webhooks_retry_window_ms
+            ),
+            timeout_ms=settings.webhooks_timeout_ms,
+            poll_ms=settings.webhooks_poll_ms,
+            scan_ms=settings.webhooks_scan_ms,
+            enabled=settings.webhooks,
+        )
+        masters = MasterKeys.from_settings(settings)
+        return cls(storage, clock, bus, verifier, events, masters, settings.issuer, webhooks)
 
     @classmethod
     async def open(cls, settings: Settings, clock: Clock | None = None, *, retention: bool = True) -> Keystile:
@@ -131,6 +161,9 @@ class Keystile:
     async def close(self) -> None:
         """Stop background work (flushing what it holds: buffered events, credits), then close the storage."""
         try:
+            if self._webhook_worker is not None:
+                await self._webhook_worker.close()
+                self._webhook_worker = None
             await self.events.close()
         finally:
             if self._closers:

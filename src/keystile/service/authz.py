@@ -24,6 +24,7 @@ ROOT_PERMISSIONS = (
     "identities.write",
     "analytics.read",
     "audit.read",
+    "webhooks.read",
     "webhooks.write",
     "root_keys.write",
 )

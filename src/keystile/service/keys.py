@@ -24,6 +24,7 @@ from keystile.core.permissions import validate_grant
 from keystile.core.ports import Transaction
 from keystile.core.timefmt import to_datetime
 from keystile.errors import Conflict, InvalidInput, NotFound
+from keystile.service import outbox
 from keystile.service.apis import ApiService, distinct_ratelimits
 from keystile.service.authz import Actor, Principal
 from keystile.service.context import Context, key_change, not_found, page_limit, paged
@@ -33,6 +34,8 @@ from keystile.service.validate import check_json, json_size, merge_patch, to_ms
 from keystile.service.vault import Vault
 
 DAY_MS = 86_400_000
+LEAK_ACTION = "key.leak_reported"
+"""The audit action of a leak report (SPEC S3), which also fires ``key.leaked``."""
 
 
 def stale_cutoff(api: Api, now: int) -> int | None:
@@ -164,12 +167,16 @@ class KeyService:
                     raise
                 created.append(self._new_key(api, fields, spec, now, "key"))
             await tx.insert_keys([key for key, _ in created])
+            for key, _ in created:
+                if key.credits is not None:
+                    await tx.set_credit_base(key.credits.id, key.credits.remaining)
             if sealer is not None:
                 pairs = zip(created, recoverable, strict=True)
                 await tx.insert_key_secrets([sealer.seal(key, plain) for (key, plain), keep in pairs if keep])
             for (key, _), keep in zip(created, recoverable, strict=True):
                 changes = {"start": key.start, **key_snapshot(key), **({"recoverable": True} if keep else {})}
                 await self._ctx.audit(tx, actor, "key.create", key.id, changes, now)
+                await outbox.emit(tx, "key.created", key, now)
         await self._ctx.publish([key_change(key.digest) for key, _ in created])
         return created
 
@@ -267,7 +274,10 @@ class KeyService:
             if not changes:
                 return current
             await tx.update_key(key)
+            if "credits" in changes and key.credits is not None:
+                await tx.set_credit_base(key.credits.id, key.credits.remaining)
             await self._ctx.audit(tx, actor, "key.update", key.id, changes, now)
+            await outbox.emit(tx, "key.updated", key, now)
             holders = await tx.credit_holders(key.credits.id) if "credits" in changes and key.credits else []
         # A rerolled pair shares its balance: both keys' cached entries show the new credits.
         published = [key_change(digest) for digest in {key.digest, *holders}]
@@ -295,11 +305,16 @@ class KeyService:
             if current.revoked_at is not None:
                 if details is not None:
                     await self._ctx.audit(tx, actor, action, key_id, details, now)
+                    if action == LEAK_ACTION:
+                        await outbox.emit(tx, "key.leaked", current, now)
                 return current
             key = replace(current, revoked_at=now, updated_at=now)
             await tx.update_key(key)
             changes = {"revoked_at": [None, time_text(key.revoked_at)], **(details or {})}
             await self._ctx.audit(tx, actor, action, key.id, changes, now)
+            await outbox.emit(tx, "key.revoked", key, now)
+            if action == LEAK_ACTION:
+                await outbox.emit(tx, "key.leaked", key, now)
         await self._ctx.publish([key_change(key.digest)])
         return key
 
@@ -311,6 +326,7 @@ class KeyService:
                 raise not_found("key", key_id, "key", "key_not_found")
             now = self._ctx.now()
             await self._ctx.audit(tx, actor, "key.delete", key_id, {"start": key.start, **key_snapshot(key)}, now)
+            await outbox.emit(tx, "key.deleted", key, now)
         await self._ctx.publish([key_change(key.digest)])
 
     async def reveal(self, actor: Actor, key_id: str) -> tuple[Key, str]:
@@ -385,6 +401,7 @@ class KeyService:
                 "new_expires_at": time_text(new.expires_at),
             }
             await self._ctx.audit(tx, actor, "key.reroll", old.id, changes, now)
+            await outbox.emit(tx, "key.rerolled", new, now, {"previous": outbox.key_record(retired)})
         await self._ctx.publish([key_change(old.digest), key_change(new.digest)])
         return new, plain
 
@@ -424,12 +441,15 @@ class KeyService:
                 assert remaining is not None  # the balance is locked with the key (get_key)
                 key = replace(current, credits=replace(balance, remaining=remaining))
                 holders = await tx.credit_holders(balance.id)
+            if op == "set" and key.credits is not None:
+                await tx.set_credit_base(key.credits.id, key.credits.remaining)
             changes = {
                 "op": op,
                 "amount": amount,
                 "remaining": [balance.remaining if balance else None, key.credits.remaining if key.credits else None],
             }
             await self._ctx.audit(tx, actor, "key.credits", key.id, changes, now)
+            await outbox.emit(tx, "key.updated", key, now)
         published = [key_change(digest) for digest in holders]
         await self._ctx.publish([*published, credits_change(balance.id)] if balance is not None else published)
         return key

@@ -13,9 +13,8 @@ from typing import Any, Literal
 from keystile.core.models import Key
 from keystile.service.authz import Actor
 from keystile.service.context import Context
-from keystile.service.keys import KeyService
+from keystile.service.keys import LEAK_ACTION, KeyService
 
-LEAK_ACTION = "key.leak_reported"
 Status = Literal["active", "disabled", "expired", "revoked", "not_found"]
 
 

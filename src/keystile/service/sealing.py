@@ -120,3 +120,16 @@ def seal_signing_key(data_key: bytes, kid: str, private: bytes) -> tuple[bytes, 
 def open_signing_key(data_key: bytes, kid: str, nonce: bytes, ciphertext: bytes) -> bytes:
     """The private bytes :func:`seal_signing_key` sealed; raises :class:`Unopenable` for any other kid or data key."""
     return _open(data_key, nonce, ciphertext, _SIGNING_AAD + kid.encode())
+
+
+_WEBHOOK_AAD = b"keystile webhook secret v1\x00"
+
+
+def seal_webhook_secret(data_key: bytes, endpoint_id: str, secret: str) -> tuple[bytes, bytes]:
+    """A webhook endpoint's signing secret sealed under ``data_key``, bound to the endpoint: ``(nonce, ciphertext)``."""
+    return _seal(data_key, secret.encode(), _WEBHOOK_AAD + endpoint_id.encode())
+
+
+def open_webhook_secret(data_key: bytes, endpoint_id: str, nonce: bytes, ciphertext: bytes) -> str:
+    """The secret :func:`seal_webhook_secret` sealed; raises :class:`Unopenable` for another endpoint or data key."""
+    return _open(data_key, nonce, ciphertext, _WEBHOOK_AAD + endpoint_id.encode()).decode()

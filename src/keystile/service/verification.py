@@ -16,10 +16,11 @@ from __future__ import annotations
 from time import perf_counter_ns
 
 from keystile.core.models import ROOT_API_ID
-from keystile.core.verify import NOT_FOUND, KeyCheck, VerifyResult
+from keystile.core.verify import NOT_FOUND, Code, KeyCheck, VerifyResult
 from keystile.events import EventRecorder
 from keystile.service.authz import Principal
 from keystile.service.context import Context
+from keystile.service.credits_watch import CreditsWatch
 
 OPERATOR = Principal("operator", None)
 """Who verifies for forward auth, the proxy and the integrations: configured by whoever runs them, trusted with
@@ -30,6 +31,8 @@ class VerificationService:
     def __init__(self, ctx: Context, events: EventRecorder | None = None) -> None:
         self._verifier = ctx.verifier
         self._events = events
+        self.credits_watch: CreditsWatch | None = None
+        """Set by a server that delivers webhooks: told of spends that may cross a credits threshold."""
 
     async def verify(self, principal: Principal, check: KeyCheck, request_id: str | None = None) -> VerifyResult:
         """Verify a key for ``principal`` (a root key with ``keys.verify``: keys of APIs out of its scope are
@@ -56,4 +59,9 @@ class VerificationService:
             )
         if events is not None:
             events.record(started, result, check.api_id, check.ip, check.tags, request_id)
+        watch = self.credits_watch
+        if watch is not None and watch.active and result.code == Code.VALID:
+            spent, entry = result.spent, result.entry
+            if spent is not None and spent.remaining is not None and entry is not None and entry.credits is not None:
+                watch.saw(entry.key, entry.credits, spent.remaining, 1 if check.cost is None else check.cost)
         return result

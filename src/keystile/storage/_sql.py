@@ -49,7 +49,19 @@ from keystile.core.models import (
     event_row,
 )
 from keystile.core.ports import CreditDelta, Granularity, GroupBy, Pruned, RollupCount
-from keystile.storage import _apis, _audit, _credits, _event_reads, _identities, _keys, _migrate, _secrets, _websessions
+from keystile.core.webhooks import Attempt, Delivery, Due, Endpoint, Message
+from keystile.storage import (
+    _apis,
+    _audit,
+    _credits,
+    _event_reads,
+    _identities,
+    _keys,
+    _migrate,
+    _secrets,
+    _webhooks,
+    _websessions,
+)
 from keystile.storage._credits import GroupCommit, spend_statements
 from keystile.storage._driver import Dialect, Driver, Executor
 from keystile.storage._event_writes import EventWrites
@@ -160,6 +172,60 @@ class SqlTransaction:
 
     async def retire_signing_keys(self, *, at: int, not_after: int, keep: str) -> list[str]:
         return await _secrets.retire_signing_keys(self._tx, at=at, not_after=not_after, keep=keep)
+
+    # -- outgoing webhooks (SPEC R5) ------------------------------------------------------------------------
+
+    async def get_webhook(self, endpoint_id: str) -> Endpoint | None:
+        lock = " FOR UPDATE" if self._q.dialect == "postgresql" else ""
+        return await _webhooks.get_endpoint(self._tx, endpoint_id, lock)
+
+    async def insert_webhook(self, endpoint: Endpoint) -> None:
+        await _webhooks.insert_endpoint(self._tx, endpoint)
+
+    async def update_webhook(self, endpoint: Endpoint) -> None:
+        await _webhooks.update_endpoint(self._tx, endpoint)
+
+    async def delete_webhook(self, endpoint_id: str) -> bool:
+        return await _webhooks.delete_endpoint(self._tx, endpoint_id)
+
+    async def webhook_targets(self) -> list[Endpoint]:
+        return await _webhooks.list_endpoints(self._tx, after=None, limit=10_000, enabled_only=True)
+
+    async def enqueue_webhook(self, message: Message, endpoint_ids: Sequence[str]) -> None:
+        await _webhooks.enqueue(self._tx, message, endpoint_ids)
+
+    async def lease_webhook_deliveries(self, now: int, lease_until: int, limit: int) -> list[Due]:
+        return await _webhooks.lease_due(self._tx, self._q, now, lease_until, limit)
+
+    async def record_webhook_attempt(self, attempt: Attempt, state: str, next_at: int | None) -> None:
+        await _webhooks.record_attempt(self._tx, attempt, state, next_at)
+
+    async def retry_webhook_delivery(self, endpoint_id: str, delivery_id: str, now: int) -> bool:
+        return await _webhooks.retry_delivery(self._tx, endpoint_id, delivery_id, now)
+
+    async def take_schedule_lease(self, owner: str, now: int, until: int) -> bool:
+        return await _webhooks.take_lease(self._tx, owner, now, until)
+
+    async def schedule_watermark(self, name: str) -> int | None:
+        return await _webhooks.watermark(self._tx, name)
+
+    async def set_schedule_watermark(self, name: str, value: int) -> None:
+        await _webhooks.set_watermark(self._tx, name, value)
+
+    async def keys_expiring(self, after: int, until: int, limit: int) -> list[Key]:
+        return await _webhooks.keys_expiring(self._tx, self._q, after, until, limit)
+
+    async def keys_created(self, api_id: str, after: int, until: int, limit: int) -> list[Key]:
+        return await _webhooks.keys_created(self._tx, self._q, api_id, after, until, limit)
+
+    async def set_credit_base(self, credit_id: str, amount: int) -> None:
+        await _webhooks.set_credit_base(self._tx, credit_id, amount)
+
+    async def keys_written(self, after: int, now: int, within_ms: int) -> list[Key]:
+        return await _webhooks.keys_written(self._tx, self._q, after, now, within_ms)
+
+    async def claim_notice(self, key_id: str, notice: str, at: int) -> bool:
+        return await _webhooks.claim_notice(self._tx, key_id, notice, at)
 
 
 class SqlStorage:
@@ -315,6 +381,35 @@ class SqlStorage:
 
     async def audit_head(self) -> tuple[int, str]:
         return await _audit.audit_head(self.driver)
+
+    # -- outgoing webhooks (SPEC R5) --------------------------------------------------------------------------
+
+    async def get_webhook(self, endpoint_id: str) -> Endpoint | None:
+        return await _webhooks.get_endpoint(self.driver, endpoint_id)
+
+    async def list_webhooks(self, *, after: str | None, limit: int) -> list[Endpoint]:
+        return await _webhooks.list_endpoints(self.driver, after=after, limit=limit)
+
+    async def get_webhook_delivery(self, endpoint_id: str, delivery_id: str) -> Delivery | None:
+        return await _webhooks.get_delivery(self.driver, endpoint_id, delivery_id)
+
+    async def list_webhook_deliveries(
+        self, endpoint_id: str, *, after: str | None, limit: int, state: str | None = None
+    ) -> list[Delivery]:
+        return await _webhooks.list_deliveries(self.driver, endpoint_id, after=after, limit=limit, state=state)
+
+    async def list_webhook_attempts(self, delivery_ids: Sequence[str]) -> list[Attempt]:
+        return await _webhooks.list_attempts(self.driver, self._q, delivery_ids)
+
+    async def webhooks_due(self, now: int) -> bool:
+        return await _webhooks.any_due(self.driver, now)
+
+    async def credit_base(self, credit_id: str) -> int | None:
+        return await _webhooks.credit_base(self.driver, credit_id)
+
+    async def prune_webhooks(self, before: int) -> int:
+        async with self.driver.transaction() as tx:
+            return await _webhooks.prune(tx, before)
 
     # -- verification events (SPEC O1-O3) -----------------------------------------------------------------------
 

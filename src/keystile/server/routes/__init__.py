@@ -18,6 +18,7 @@ from keystile.server.routes import (
     roles,
     root_keys,
     tokens,
+    webhooks,
 )
 from keystile.server.routing import Operation
 
@@ -36,6 +37,7 @@ OPERATIONS: list[Operation] = [
     *analytics.OPERATIONS,
     *leaks.OPERATIONS,
     *portal.OPERATIONS,
+    *webhooks.OPERATIONS,
     *ops.OPERATIONS,
 ]
 
