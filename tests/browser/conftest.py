@@ -88,8 +88,16 @@ def page(context: BrowserContext) -> Page:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    # Events are written every 100 ms so that a verification shows in the chart and the logs soon.
-    running = serve(tmp_path_factory.mktemp("browser"), {"KEYSTILE_EVENTS_FLUSH_MS": "100"})
+    # Events are written every 100 ms so that a verification shows in the chart and the logs soon; webhooks go to
+    # a receiver on 127.0.0.1, polled often, retried quickly and given up on after 1.5 s.
+    env = {
+        "KEYSTILE_EVENTS_FLUSH_MS": "100",
+        "KEYSTILE_WEBHOOKS_ALLOW_PRIVATE": "true",
+        "KEYSTILE_WEBHOOKS_POLL_MS": "100",
+        "KEYSTILE_WEBHOOKS_RETRY_BASE_MS": "200",
+        "KEYSTILE_WEBHOOKS_RETRY_WINDOW_MS": "1500",
+    }
+    running = serve(tmp_path_factory.mktemp("browser"), env)
     try:
         yield running
     finally:

@@ -10,6 +10,7 @@ from playwright.sync_api import BrowserContext, Locator, Page, expect
 
 from tests.browser.conftest import api, assert_nowhere, check_page, csrf_of
 from tests.e2e.server import Server
+from tests.webhook_receiver import receiver
 
 
 def sign_in(page: Page, root_key: str) -> None:
@@ -164,6 +165,7 @@ def test_a_root_key_without_keys_write_sees_no_buttons_and_is_refused_posting_th
     # Navigation offers only what it may read.
     expect(page.get_by_role("link", name="Audit log")).to_have_count(0)
     expect(page.get_by_role("link", name="Root keys")).to_have_count(0)
+    expect(page.get_by_role("link", name="Webhooks")).to_have_count(0)
     expect(page.get_by_role("button", name="Create API")).to_have_count(0)
 
     token = csrf_of(page)
@@ -174,6 +176,7 @@ def test_a_root_key_without_keys_write_sees_no_buttons_and_is_refused_posting_th
         (f"/dashboard/apis/{api_id}/keys", {"csrf": token, "name": "sneaky"}),
         ("/dashboard/apis", {"csrf": token, "name": "sneaky"}),
         ("/dashboard/root-keys", {"csrf": token, "permission": "*"}),
+        ("/dashboard/webhooks", {"csrf": token, "url": "https://example.com/hook"}),
     ]
     for path, form in forms:
         answer = page.request.post(path, form=form, max_redirects=0)
@@ -200,6 +203,7 @@ def test_every_form_without_a_valid_csrf_token_is_refused(page: Page, server: Se
         (f"/dashboard/keys/{key_id}/disable", {}),
         (f"/dashboard/keys/{key_id}/enable", {}),
         ("/dashboard/root-keys", {"permission": "keys.read"}),
+        ("/dashboard/webhooks", {"url": "https://example.com/hook"}),
         ("/dashboard/sign-out", {}),
     ]
     for path, form in forms:
@@ -257,3 +261,71 @@ def test_the_keyboard_alone_signs_in_and_reaches_every_control(page: Page, serve
             .map(el => el.outerHTML)"""
     )
     assert unnamed == []
+
+
+def test_webhooks_add_see_a_failed_delivery_and_send_it_again(page: Page, server: Server, root_key: str) -> None:
+    failing = True
+    with receiver(lambda n: 500 if failing else 200) as rx:
+        sign_in(page, root_key)
+        nav(page, "Webhooks").click()
+        expect(page.get_by_role("heading", name="Webhooks", exact=True)).to_be_visible()
+        expect(page.get_by_text("No webhooks yet.")).to_be_visible()
+        page.get_by_label("URL").fill(rx.url)
+        page.get_by_label("Description").fill("billing")
+        page.get_by_label("key.created").check()
+        with page.expect_response(lambda r: r.request.method == "POST") as answer:
+            page.get_by_role("button", name="Add webhook").click()
+        assert answer.value.headers["cache-control"] == "no-store"
+        expect(page.get_by_role("heading", name="Webhook created")).to_be_visible()
+        check_page(page, "dashboard webhook created")
+        secret = copied_key(page)
+        assert secret.startswith("whsec_")
+        rx.secrets.append(secret)
+        page.get_by_role("link", name="Go to the webhook").click()
+        webhook_id = page.url.rsplit("/", 1)[1]
+        assert secret not in page.content()
+
+        # A key is created: the receiver answers 500 until the retries run out, and the delivery shows failed.
+        api_id = api(server, root_key, "POST", "/v1/apis", {"name": "Hooked"}).json()["id"]
+        key_id = api(server, root_key, "POST", f"/v1/apis/{api_id}/keys", {"name": "k"}).json()["id"]
+        failed = page.locator("tbody .tag.bad", has_text="failed")
+        deadline = time.monotonic() + 20
+        while failed.count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.3)
+            page.reload()
+        expect(failed).to_have_count(1)
+        assert len(rx.received) >= 2  # retried before giving up
+        assert all(r.verified and r.status == 500 for r in rx.received)
+        expect(page.locator("tbody")).to_contain_text("key.created")
+        check_page(page, "dashboard webhook")
+
+        # The receiver recovers; "Send again" delivers the event, signed.
+        failing = False
+        page.get_by_role("button", name=re.compile("^Send key.created")).click()
+        unique = rx.wait_for(1, timeout=15)
+        [event] = unique.values()
+        assert event.verified
+        assert event.body["type"] == "key.created"
+        assert event.body["data"]["id"] == key_id
+        delivered = page.locator("tbody .tag.ok", has_text="delivered")
+        deadline = time.monotonic() + 10
+        while delivered.count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.3)
+            page.reload()
+        expect(delivered).to_have_count(1)
+
+        # Disable, rotate the secret (shown once), delete; each is in the audit log.
+        page.get_by_role("button", name="Disable").click()
+        expect(page.locator("dl.facts")).to_contain_text("disabled")
+        page.get_by_role("button", name="Rotate secret").click()
+        expect(page.get_by_role("heading", name="Webhook secret rotated")).to_be_visible()
+        rotated = page.locator("#plain-key").input_value()
+        assert rotated.startswith("whsec_")
+        assert rotated != secret
+        page.get_by_role("link", name="Go to the webhook").click()
+        page.get_by_role("button", name="Delete").click()
+        expect(page.get_by_text("No webhooks yet.")).to_be_visible()
+        actions = [e["action"] for e in api(server, root_key, "GET", f"/v1/audit?target={webhook_id}").json()["items"]]
+        for action in ("webhook.create", "webhook.retry", "webhook.update", "webhook.rotate_secret", "webhook.delete"):
+            assert action in actions, actions
+    assert_nowhere(server, secret, rotated)

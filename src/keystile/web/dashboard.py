@@ -23,6 +23,7 @@ from keystile.core.commands import KeyUpdate, NewApi, NewCredits, NewKey, NewRoo
 from keystile.core.models import AuditFilter, EventFilter, KeyFilter, WebSession
 from keystile.core.timefmt import to_datetime
 from keystile.core.verify import ALL_CODES
+from keystile.core.webhooks import EVENT_TYPES, NewWebhook, WebhookUpdate
 from keystile.errors import InvalidInput, KeystileError, NotFound, Unauthenticated
 from keystile.http.forwarded import TrustedProxies
 from keystile.service import Keystile, Principal
@@ -58,10 +59,10 @@ NAV: list[tuple[str, str, str]] = [
     ("Logs", "/logs", "analytics.read"),
     ("Identities", "/identities", "identities.read"),
     ("Audit log", "/audit", "audit.read"),
+    ("Webhooks", "/webhooks", "webhooks.read|webhooks.write"),
     ("Root keys", "/root-keys", "root_keys.write"),
 ]
-"""The navigation: label, path, the permission (for any API) that shows it. Further pages (webhooks) add an entry
-here and a route in :func:`dashboard_app`'s ``extra_routes``."""
+"""The navigation: label, path, the permissions (for any API; ``|`` between alternatives) that show it."""
 
 
 class Viewer:
@@ -78,7 +79,7 @@ class Viewer:
         return self.principal.scope(permission) != frozenset()
 
     def nav(self) -> list[tuple[str, str]]:
-        return [(label, path) for label, path, permission in NAV if self.can(permission)]
+        return [(label, path) for label, path, wanted in NAV if any(self.can(p) for p in wanted.split("|"))]
 
 
 Page = Callable[[Request, Keystile, Viewer], Awaitable[Response]]
@@ -278,6 +279,63 @@ class Dashboard:
             raise NotFound("no such action", code="route_not_found")
         return redirect(request, f"/keys/{key_id}")
 
+    # -- webhooks -------------------------------------------------------------------------------------------
+
+    async def webhooks(self, request: Request, ks: Keystile, viewer: Viewer) -> Response:
+        page = await ks.webhooks.list(viewer.principal, cursor=request.query_params.get("cursor"), limit=PAGE)
+        context = {"viewer": viewer, "page": page, "event_types": EVENT_TYPES}
+        return render(request, "dashboard/webhooks.html", context)
+
+    async def create_webhook(self, request: Request, ks: Keystile, viewer: Viewer) -> Response:
+        form: Form = request.state.form
+        url = form.get("url")
+        if not url:
+            raise InvalidInput("a webhook needs a URL", code="invalid_request")
+        api_ids = form.get("api_ids").replace(",", " ").split()
+        spec = NewWebhook(
+            url=url,
+            events=form.all("event") or list(EVENT_TYPES),
+            api_ids=api_ids or None,
+            description=form.get("description") or None,
+        )
+        endpoint, secret = await ks.webhooks.create(actor(viewer.principal, request), spec)
+        context = {"viewer": viewer, "endpoint": endpoint, "plain": secret, "heading": "Webhook created"}
+        return render(request, "dashboard/webhook_created.html", context, 201)
+
+    async def webhook(self, request: Request, ks: Keystile, viewer: Viewer) -> Response:
+        webhook_id = request.path_params["webhook_id"]
+        endpoint = await ks.webhooks.get(viewer.principal, webhook_id)
+        state = request.query_params.get("state") or None
+        if state not in (None, "pending", "delivered", "failed"):
+            state = None
+        deliveries = await ks.webhooks.deliveries(
+            viewer.principal, webhook_id, state=state, cursor=request.query_params.get("cursor"), limit=PAGE
+        )
+        context = {"viewer": viewer, "endpoint": endpoint, "deliveries": deliveries, "state": state or ""}
+        return render(request, "dashboard/webhook.html", context)
+
+    async def webhook_action(self, request: Request, ks: Keystile, viewer: Viewer) -> Response:
+        webhook_id = request.path_params["webhook_id"]
+        action = request.path_params["action"]
+        who = actor(viewer.principal, request)
+        if action in ("disable", "enable"):
+            await ks.webhooks.update(who, webhook_id, WebhookUpdate(enabled=action == "enable"))
+        elif action == "delete":
+            await ks.webhooks.delete(who, webhook_id)
+            return redirect(request, "/webhooks")
+        elif action == "rotate-secret":
+            endpoint, secret = await ks.webhooks.rotate_secret(who, webhook_id)
+            context = {"viewer": viewer, "endpoint": endpoint, "plain": secret, "heading": "Webhook secret rotated"}
+            return render(request, "dashboard/webhook_created.html", context, 201)
+        else:
+            raise NotFound("no such action", code="route_not_found")
+        return redirect(request, f"/webhooks/{webhook_id}")
+
+    async def retry_delivery(self, request: Request, ks: Keystile, viewer: Viewer) -> Response:
+        webhook_id = request.path_params["webhook_id"]
+        await ks.webhooks.retry(actor(viewer.principal, request), webhook_id, request.path_params["delivery_id"])
+        return redirect(request, f"/webhooks/{webhook_id}")
+
     # -- logs, identities, audit, root keys -----------------------------------------------------------------
 
     async def logs(self, request: Request, ks: Keystile, viewer: Viewer) -> Response:
@@ -353,6 +411,11 @@ def dashboard_app(
         Route("/logs", get(board.logs), methods=["GET"]),
         Route("/identities", get(board.identities), methods=["GET"]),
         Route("/audit", get(board.audit), methods=["GET"]),
+        Route("/webhooks", get(board.webhooks), methods=["GET"]),
+        Route("/webhooks", post(board.create_webhook), methods=["POST"]),
+        Route("/webhooks/{webhook_id}", get(board.webhook), methods=["GET"]),
+        Route("/webhooks/{webhook_id}/deliveries/{delivery_id}/retry", post(board.retry_delivery), methods=["POST"]),
+        Route("/webhooks/{webhook_id}/{action}", post(board.webhook_action), methods=["POST"]),
         Route("/root-keys", get(board.root_keys), methods=["GET"]),
         Route("/root-keys", post(board.create_root_key), methods=["POST"]),
         Route("/root-keys/{root_key_id}/revoke", post(board.revoke_root_key), methods=["POST"]),
