@@ -20,6 +20,7 @@ from dataclasses import replace
 
 from keystile.core.models import Credits, Key
 from keystile.core.ports import Change
+from keystile.core.verify import CachedKey
 from keystile.core.webhooks import Endpoint
 from keystile.service import outbox
 from keystile.service.context import Context
@@ -46,17 +47,18 @@ class CreditsWatch:
 
     # -- on the hot path ------------------------------------------------------------------------------------
 
-    def saw(self, key: Key, credits: Credits, remaining: int, cost: int) -> None:
-        """A verification of ``key`` spent ``cost`` from ``credits``, leaving ``remaining``."""
+    def saw(self, entry: CachedKey, credits: Credits, remaining: int, cost: int) -> None:
+        """A verification of ``entry``'s key spent ``cost`` from ``credits``, leaving ``remaining``. The key record
+        is decoded from the cache entry only when a crossing is queued (most spends cross nothing)."""
         if cost <= 0:
             return
         thresholds = self._thresholds.get(credits.id)
         if thresholds is None or remaining == 0:
-            self._queue.append((key, credits, remaining, cost))
+            self._queue.append((entry.key, credits, remaining, cost))
             return
         for threshold in thresholds:
             if remaining <= threshold < remaining + cost:
-                self._queue.append((key, credits, remaining, cost))
+                self._queue.append((entry.key, credits, remaining, cost))
                 return
 
     # -- off it ---------------------------------------------------------------------------------------------

@@ -63,5 +63,5 @@ class VerificationService:
         if watch is not None and watch.active and result.code == Code.VALID:
             spent, entry = result.spent, result.entry
             if spent is not None and spent.remaining is not None and entry is not None and entry.credits is not None:
-                watch.saw(entry.key, entry.credits, spent.remaining, 1 if check.cost is None else check.cost)
+                watch.saw(entry, entry.credits, spent.remaining, 1 if check.cost is None else check.cost)
         return result
