@@ -111,7 +111,15 @@ def _commit() -> str:
 
 
 def write_docs(
-    path: Path, rows: list[Row], failed: list[str], *, command: str, started: str, about: str, quick: bool = False
+    path: Path,
+    rows: list[Row],
+    failed: list[str],
+    *,
+    command: str,
+    started: str,
+    about: str,
+    commit: str = "",
+    quick: bool = False,
 ) -> None:
     """The summary as a Markdown page: every P bar, its rows or "not measured"."""
     lines = [
@@ -123,7 +131,7 @@ def write_docs(
         "",
         f"- Date: {started}",
         f"- Machine: {about}",
-        f"- Code: commit {_commit()}",
+        f"- Code: commit {commit or _commit()}",
         f"- Command: `{command}`",
         "",
         *(
@@ -184,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "bench/run.py", *(sys.argv[1:] if argv is None else argv)])
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     about = machine()
+    commit = _commit()  # the code measured: read before the run, which may outlast a commit
 
     print(f"Keystile benchmarks: {about}; {started}")
     rows: list[Row] = []
@@ -502,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     for problem in failed:
         print(f"NOT MEASURED: {problem}")
     if output is not None and not args.no_write:
-        write_docs(output, rows, failed, command=command, started=started, about=about, quick=quick)
+        write_docs(output, rows, failed, command=command, started=started, about=about, commit=commit, quick=quick)
         print(f"wrote {output}")
     return 1 if failed else 0
 
