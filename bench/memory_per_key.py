@@ -250,7 +250,11 @@ async def in_process(url: str, api_id: str, keys: list[str], *, trace: bool) -> 
         gc.collect()  # a full collection over the filled cache: how long it holds the event loop
         full_gc_ms = (time.perf_counter() - collected) * 1000
         after = rss_of()
-        breakdown = f"  context: a full garbage collection with the cache filled takes {full_gc_ms:.0f} ms"
+        tracked = len(gc.get_objects())
+        breakdown = (
+            f"  context: a full garbage collection with the cache filled takes {full_gc_ms:.0f} ms"
+            f" ({tracked:,} objects tracked by the collector, {tracked / max(1, len(keys)):.2f} per key)"
+        )
         if trace and snapshot is not None:
             breakdown += "\n" + _breakdown(snapshot, tracemalloc.take_snapshot(), len(keys))
             tracemalloc.stop()
