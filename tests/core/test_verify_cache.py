@@ -454,6 +454,7 @@ async def test_an_entry_the_cache_drops_is_freed_at_once_and_never_visited_by_th
     assert not gc.is_tracked(entry)
     assert not gc.is_tracked(result)
     assert (await verifier.verify(first)) is result  # the VALID answer is built once per entry
+    assert not gc.is_tracked(verifier._cache)  # nor is the table, through which it would visit every entry
 
     await verifier.verify(second)  # evicts the first
     # Nothing but these two names (and getrefcount's argument) refers to either: dropping them frees both.

@@ -397,7 +397,9 @@ def _hit(entry: CachedKey) -> VerifyResult:
     reference cycle, so each is freed by reference counting the moment the cache drops it (no garbage collection
     needed). Neither is tracked by the garbage collector either: with nothing in them that could lead back to
     them, there is nothing for it to find, and a full collection takes as long with a million cached keys as with
-    none (it visits every tracked object, and would hold the event loop for a second there).
+    none (it visits every tracked object, and would hold the event loop for a second there). Nor are the
+    verifier's tables of entries: a collection would visit every entry through them (a million reads of memory
+    scattered over a gigabyte), and they refer to nothing that could lead back to them either.
     """
     hit = VerifyResult(Code.VALID, entry)
     _gc_untrack(entry)
@@ -642,6 +644,7 @@ class Verifier:
         self._decoy = bundle
         entry = _hit(CachedKey(bundle, self._fresh_until(), digest))
         self._cache[digest] = entry
+        _gc_untrack(self._cache)  # tracked again by the insertion (see _hit)
         self._cache.move_to_end(digest)
         if len(self._cache) + len(self._stale) > self._size:
             (self._stale or self._cache).popitem(last=False)
@@ -731,6 +734,7 @@ class Verifier:
         # storage cannot answer. O(1) but for an earlier batch of fallbacks not yet revalidated.
         if self._stale:
             self._stale.update(self._cache)
+            _gc_untrack(self._stale)
         else:
             self._stale = self._cache
         self._cache = OrderedDict()
