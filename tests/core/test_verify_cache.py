@@ -6,6 +6,9 @@ Every test counts the calls that reach real storage (memory, SQLite, PostgreSQL)
 
 from __future__ import annotations
 
+import gc
+import sys
+
 import pytest
 
 from keystile.config import Settings
@@ -432,6 +435,36 @@ async def test_the_cache_evicts_the_least_recently_used_key(
     assert counting.calls == []
     assert (await verifier.verify(k2)).code == Code.VALID
     assert counting.calls == ["load_for_verify"]
+
+
+@pytest.mark.skipif(sys.implementation.name != "cpython", reason="reference counts and the collector are CPython's")
+async def test_an_entry_the_cache_drops_is_freed_at_once_and_never_visited_by_the_collector(
+    world: World, counting: CountingStorage, clock: ManualClock
+) -> None:
+    # Tail latency (issue 14): a full garbage collection visits every object it tracks; were cached entries among
+    # them (or freed only by it, as parts of reference cycles), it would hold the event loop for a second with a
+    # million cached keys.
+    verifier = Verifier(counting, clock, size=1)
+    api = await world.api()
+    (_, first), (key, second) = [await world.key(api.id) for _ in range(2)]
+    result = await verifier.verify(first)
+    entry = result.entry
+    assert result.code == Code.VALID
+    assert entry is not None
+    assert not gc.is_tracked(entry)
+    assert not gc.is_tracked(result)
+    assert (await verifier.verify(first)) is result  # the VALID answer is built once per entry
+    assert not gc.is_tracked(verifier._cache)  # nor is the table, through which it would visit every entry
+
+    await verifier.verify(second)  # evicts the first
+    # Nothing but these two names (and getrefcount's argument) refers to either: dropping them frees both.
+    assert sys.getrefcount(result) == 2
+    assert sys.getrefcount(entry) == 3  # the result's reference too
+    del result, entry
+
+    cached = await verifier.verify(second)
+    verifier.apply_changes([Change("key", key.digest.hex())])  # a change drops an entry just as well
+    assert sys.getrefcount(cached) == 2
 
 
 async def test_the_negative_cache_is_bounded(counting: CountingStorage, clock: ManualClock) -> None:

@@ -17,6 +17,7 @@ from keystile.errors import Conflict
 from keystile.events import EventWriter
 from keystile.service import Keystile
 from keystile.storage import open_storage
+from keystile.storage.postgresql import COPY_SLICE
 from tests.analytics.helpers import BUCKETS, DAY, HOUR, MINUTE
 
 from .conftest import World
@@ -145,6 +146,24 @@ async def test_a_batch_is_all_or_nothing(world: World) -> None:
     minutes = await world.ks.storage.count_rollups("minute", "outcome", EventFilter(), limit=10)
     assert [(c.bucket, c.count) for c in minutes] == [(now - now % MINUTE, 1)]
     assert (await world.ks.keys.get(world.actor.principal, alice.id)).last_used_at == now
+
+
+async def test_a_batch_larger_than_a_copy_slice_is_written_whole_and_all_or_nothing(world: World) -> None:
+    # PostgreSQL COPYs a batch a slice at a time (yielding to the event loop between slices, issue 14): every
+    # slice lands, and a failure in the last one takes the earlier ones with it.
+    alice = world.keys["alice"]
+    now = int(world.clock.now() * 1000)
+    count = 2 * COPY_SLICE + 7
+
+    def event(i: int) -> VerificationEvent:
+        return VerificationEvent(new_id("evt", now + i), now + i, "VALID", 1, api_id=alice.api_id, key_id=alice.id)
+
+    events = [event(i) for i in range(count)]
+    await world.ks.storage.write_events(events)
+    with pytest.raises(Conflict):
+        await world.ks.storage.write_events([event(count + i) for i in range(count)] + events[-1:])
+
+    assert sorted(e.id for e in await world.stored()) == sorted(e.id for e in events)
 
 
 async def test_events_with_keys_unknown_to_storage_are_written(ks: Keystile, clock: ManualClock) -> None:

@@ -14,6 +14,7 @@ them. So losing the channel, or the database with it, costs cached keys nothing 
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import logging
@@ -195,6 +196,19 @@ def _unpack_credits(packed: list[Any]) -> Credits:
     return Credits(credit_id, remaining, None if refill is None else Refill(*refill), refilled_at)
 
 
+def _untracked_by_gc() -> Any:
+    """``PyObject_GC_UnTrack`` where the interpreter is CPython, else a no-op."""
+    if sys.implementation.name != "cpython":
+        return lambda obj: None
+    untrack = ctypes.pythonapi.PyObject_GC_UnTrack
+    untrack.argtypes = (ctypes.py_object,)
+    untrack.restype = None
+    return untrack
+
+
+_gc_untrack = _untracked_by_gc()
+
+
 class CachedKey:
     """A key compiled for fast checks: allowlists as integer masks, roles expanded into one grant set.
 
@@ -222,7 +236,6 @@ class CachedKey:
         "owner_id",
         "revoked",
         "role_names",
-        "valid_result",
     )
 
     def __init__(self, bundle: KeyBundle, fresh_until: float, digest: bytes | None = None) -> None:
@@ -250,8 +263,6 @@ class CachedKey:
         self.encoded: dict[str, bytes] | None = None
         self._record = _pack(key)
         self._compile_limits(bundle)
-        # The VALID answer depends on nothing but the entry: built once, not on every verification.
-        self.valid_result = VerifyResult(Code.VALID, self)
 
     @property
     def key(self) -> Key:
@@ -378,6 +389,35 @@ class VerifyResult:
 NOT_FOUND = VerifyResult(Code.NOT_FOUND, None)
 
 
+class _Hit(VerifyResult):
+    """An entry's ``VALID`` answer as the cache holds it, with the entry's ``fresh_until`` beside it (read on every
+    lookup: one attribute away, not two)."""
+
+    __slots__ = ("fresh_until",)
+
+    def __init__(self, entry: CachedKey) -> None:
+        super().__init__(Code.VALID, entry)
+        self.fresh_until = entry.fresh_until
+
+
+def _hit(entry: CachedKey) -> _Hit:
+    """An entry as the cache holds it: as its ``VALID`` answer, which depends on nothing but the entry (built once,
+    not on every verification), and leads to it.
+
+    The cache holds the answer and the answer the entry, never the other way round: no entry is part of a
+    reference cycle, so each is freed by reference counting the moment the cache drops it (no garbage collection
+    needed). Neither is tracked by the garbage collector either: with nothing in them that could lead back to
+    them, there is nothing for it to find, and a full collection takes as long with a million cached keys as with
+    none (it visits every tracked object, and would hold the event loop for a second there). Nor are the
+    verifier's tables of entries: a collection would visit every entry through them (a million reads of memory
+    scattered over a gigabyte), and they refer to nothing that could lead back to them either.
+    """
+    hit = _Hit(entry)
+    _gc_untrack(entry)
+    _gc_untrack(hit)
+    return hit
+
+
 def _unlimited(entry: CachedKey) -> VerifyResult:
     """Without a spender (tests of the cache alone), limits are reported but nothing is spent."""
     return VerifyResult(Code.VALID, entry, Outcome(Code.VALID, (), entry.credits.remaining if entry.credits else None))
@@ -413,9 +453,10 @@ class Verifier:
         self._size = size
         self._negative_ttl = negative_ttl_s
         self._negative_size = negative_size
-        self._cache: OrderedDict[bytes, CachedKey] = OrderedDict()
+        # Each entry as its VALID answer (see _hit).
+        self._cache: OrderedDict[bytes, _Hit] = OrderedDict()
         # Entries to be asked of storage again before use: kept to be served while storage is unreachable.
-        self._stale: OrderedDict[bytes, CachedKey] = OrderedDict()
+        self._stale: OrderedDict[bytes, _Hit] = OrderedDict()
         self._unknown: OrderedDict[bytes, float] = OrderedDict()
         # Bumped by every change; a storage read that a change overtook is not cached (see _load).
         self._generation = 0
@@ -462,11 +503,11 @@ class Verifier:
         ``(name, cost)`` of limits to apply besides the auto-applied ones. Raises :class:`InvalidInput` for a bad
         ``ip``, permission query or rate-limit name.
         """
-        address, entry, unknown = self._lookup(key, ip, permissions)
-        if entry is None:
+        address, hit, unknown = self._lookup(key, ip, permissions)
+        if hit is None:
             return NOT_FOUND if unknown else None
-        decided = self._decide(entry, address, api_id, apis, permissions, cost, ratelimits)
-        return decided if type(decided) is VerifyResult else None
+        decided = self._decide(hit, address, api_id, apis, permissions, cost, ratelimits)
+        return None if type(decided) is tuple else decided  # type: ignore[return-value]
 
     async def verify(
         self,
@@ -484,24 +525,24 @@ class Verifier:
         :class:`StorageError` when a key is not cached and storage cannot be reached."""
         # Not verify_cached then the rest: a cached key that must spend asynchronously (Redis limits, database
         # credits) comes here on every verification, and would be hashed, looked up and checked twice.
-        address, entry, unknown = self._lookup(key, ip, permissions)
-        if entry is None:
+        address, hit, unknown = self._lookup(key, ip, permissions)
+        if hit is None:
             if unknown:
                 return NOT_FOUND
-            entry = await self._load(key)
-            if entry is None:
+            hit = await self._load(key)
+            if hit is None:
                 return NOT_FOUND
-        decided = self._decide(entry, address, api_id, apis, permissions, cost, ratelimits)
+        decided = self._decide(hit, address, api_id, apis, permissions, cost, ratelimits)
         if isinstance(decided, VerifyResult):
             return decided
         assert self.spender is not None, "only a spender leaves something to spend"
         spend, now_ms = decided
         outcome = await self.spender.spend(spend, now_ms)
-        return VerifyResult(outcome.code, entry, outcome)
+        return VerifyResult(outcome.code, hit.entry, outcome)
 
     def _decide(
         self,
-        entry: CachedKey,
+        hit: _Hit,
         address: tuple[int, int] | None,
         api_id: str | None,
         apis: frozenset[str] | None,
@@ -511,7 +552,8 @@ class Verifier:
     ) -> VerifyResult | tuple[Spend, float]:
         """The checks of SPEC V2 in order, then the spend when it can be made without waiting: the result, or
         what is left to spend asynchronously (and the moment it is spent at). One method, not two: on the hot
-        path a call costs as much as a check."""
+        path a call costs as much as a check. ``hit`` is the entry as the cache holds it (see _hit)."""
+        entry: CachedKey = hit.entry  # type: ignore[assignment]
         owner = entry.api_id
         if api_id is not None:
             if owner != api_id:
@@ -536,10 +578,9 @@ class Verifier:
                 return VerifyResult(Code.FORBIDDEN, entry)
         if permissions is not None and not entry.permitted(permissions):
             return VerifyResult(Code.INSUFFICIENT_PERMISSIONS, entry)
-        result = entry.valid_result
         spend = entry.spend_for(cost, ratelimits)
         if spend is None:
-            return result
+            return hit
         if self.spender is None:
             return _unlimited(entry)
         now_ms = self._clock.now() * 1000
@@ -550,20 +591,20 @@ class Verifier:
 
     def _lookup(
         self, key: str, ip: str | None, permissions: str | None
-    ) -> tuple[tuple[int, int] | None, CachedKey | None, bool]:
-        """Validate the request's ``ip`` and query, and find the key in the cache: ``(address, fresh entry or
-        None, whether the key is remembered as unknown)``."""
+    ) -> tuple[tuple[int, int] | None, _Hit | None, bool]:
+        """Validate the request's ``ip`` and query, and find the key in the cache: ``(address, fresh entry (as
+        its VALID answer, see _hit) or None, whether the key is remembered as unknown)``."""
         address = None
         if ip is not None and (address := parse_ip(ip)) is None:
             raise _bad_ip(ip)
         if permissions is not None:
             parse_query(permissions)  # memoised; raises on a syntax error whatever the key
         digest = _sha256(key.encode()).digest()
-        entry = self._cache.get(digest)
-        if entry is not None and entry.fresh_until > self._clock.monotonic():
+        hit = self._cache.get(digest)
+        if hit is not None and hit.fresh_until > self._clock.monotonic():
             self.hits += 1
             self._cache.move_to_end(digest)
-            return address, entry, False
+            return address, hit, False
         until = self._unknown.get(digest)
         if until is not None and until > self._clock.monotonic():
             self.negative_hits += 1
@@ -572,7 +613,8 @@ class Verifier:
 
     # -- misses -----------------------------------------------------------------------------------------------
 
-    async def _load(self, key: str) -> CachedKey | None:
+    async def _load(self, key: str) -> _Hit | None:
+        """The key's entry from storage (as its VALID answer, see _hit), cached; ``None`` when there is none."""
         if not key or len(key) > keyformat.MAX_KEY_LENGTH:
             return None  # cannot be a key, whatever its format: no storage call
         parsed = keyformat.parse(key)
@@ -594,25 +636,26 @@ class Verifier:
             if stale is None or (self._cache.get(digest) is not stale and self._stale.get(digest) is not stale):
                 raise  # nothing cached, or a change dropped the entry while storage was failing
             # Serving a stale entry beats failing every request while the database is away; counted and logged.
-            self._served_stale(stale)
+            self._served_stale(stale.entry)  # type: ignore[arg-type]
             return stale
         if generation != self._generation:
             # A change arrived while storage was answering, so the answer may predate it: use it for this
             # request, but caching it would hide the change (a revocation, say) for a whole TTL.
             self._cache.pop(digest, None)
             self._stale.pop(digest, None)
-            return CachedKey(bundle, 0.0) if bundle is not None else None
+            return _hit(CachedKey(bundle, 0.0)) if bundle is not None else None
         self._stale.pop(digest, None)
         if bundle is None:
             self._cache.pop(digest, None)
             self._remember_unknown(digest)
             if self._decoy is not None:
                 # The work a key that exists costs, thrown away: existence must not show in timing (SPEC S2).
-                CachedKey(self._decoy, 0.0)
+                _hit(CachedKey(self._decoy, 0.0))
             return None
         self._decoy = bundle
-        entry = CachedKey(bundle, self._fresh_until(), digest)
+        entry = _hit(CachedKey(bundle, self._fresh_until(), digest))
         self._cache[digest] = entry
+        _gc_untrack(self._cache)  # tracked again by the insertion (see _hit)
         self._cache.move_to_end(digest)
         if len(self._cache) + len(self._stale) > self._size:
             (self._stale or self._cache).popitem(last=False)
@@ -694,7 +737,7 @@ class Verifier:
             else:
                 field = "api_id" if kind == "api" else "owner_id"
                 for entries in (self._cache, self._stale):
-                    for digest in [d for d, entry in entries.items() if getattr(entry, field) == change.ref]:
+                    for digest in [d for d, hit in entries.items() if getattr(hit.entry, field) == change.ref]:
                         del entries[digest]
 
     def _revalidate_all(self) -> None:
@@ -702,6 +745,7 @@ class Verifier:
         # storage cannot answer. O(1) but for an earlier batch of fallbacks not yet revalidated.
         if self._stale:
             self._stale.update(self._cache)
+            _gc_untrack(self._stale)
         else:
             self._stale = self._cache
         self._cache = OrderedDict()
