@@ -62,10 +62,6 @@ class Deliverer:
             )
         return self._client
 
-    def wake(self) -> None:
-        """Run a pass now rather than at the next poll (something was written to the outbox)."""
-        self._wake.set()
-
     async def run_once(self) -> int:
         """Lease and post the due deliveries (one batch); returns how many were attempted. Raises StorageError."""
         now = self._ctx.now()
