@@ -70,6 +70,10 @@ class Settings:
     events_buffer: int = 100_000
     """Events held in memory waiting to be written; beyond this they are dropped and counted."""
     events_flush_ms: int = 1_000
+    events_writer: str = "process"
+    """Who writes the events a server records: a child process of each server process (``process``: the serving
+    event loop only hands records over, SPEC P2/P6), or the server process itself (``inline``). One-shot commands
+    and ``memory://`` always write inline."""
     events_retention_days: int = 30
     rollups_retention_days: int = 400
     leaks_public_keys: Path | None = None
@@ -185,6 +189,7 @@ _CHOICES = {
     "ratelimit_on_redis_failure": ("open", "closed"),
     "credits_mode": ("database", "redis"),
     "log_level": ("debug", "info", "warning", "error"),
+    "events_writer": ("process", "inline"),
 }
 _BOOLEANS = ("events", "webhooks", "webhooks_allow_private")
 _PATHS = ("data_dir", "master_key_file", "master_key_previous_file", "tls_cert", "tls_key", "leaks_public_keys")

@@ -3,6 +3,7 @@
 ===============================  ==============================================================================
 :class:`EventRecorder`           the bounded buffer a verification appends to (O(1), never waits, counts drops)
 :class:`EventWriter`             writes the buffer in batches, in the background; retries with backoff
+:class:`ProcessEventWriter`      the same, but a child process converts and writes (``keystile serve``)
 :class:`Retention`               removes raw events and rollups past their retention, hourly
 :class:`VerificationTally`       recorded verifications by API and outcome, and their latencies (``/metrics``)
 :class:`Events`                  the three together, as :class:`~keystile.service.Keystile` wires them
@@ -14,22 +15,36 @@ See ``docs/operations.md`` (Verification events) for the design and its guarante
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from keystile.core.clock import Clock
 from keystile.core.models import VerificationEvent
 from keystile.core.ports import Pruned, Storage
+from keystile.events.process import ProcessEventWriter
 from keystile.events.recorder import EventRecorder
 from keystile.events.retention import Retention
 from keystile.events.tally import VerificationTally
 from keystile.events.writer import BATCH_SIZE, EventStats, EventWriter
 
 
+@dataclass(frozen=True, slots=True)
+class WriterProcess:
+    """Where a child process writes the events (:class:`ProcessEventWriter`): the database ``url`` this process
+    uses (never ``memory://``), its round-trip deadline, and the child's log level."""
+
+    url: str
+    timeout_s: float
+    log_level: str = "info"
+
+
 class Events:
     """The verification events of one :class:`~keystile.service.Keystile`.
 
-    ``recorder`` is ``None`` when events are off (``KEYSTILE_EVENTS=off``): nothing is recorded, and ``stats``
-    stay at zero. Created idle: :meth:`start` runs the writer (and retention) in the background; without it,
-    :meth:`flush` writes what is buffered (tests, one-shot commands: :meth:`close` flushes too).
+    With ``process``, a child process converts and writes the batches (:class:`ProcessEventWriter`, servers);
+    else this process does, on its event loop. ``recorder`` is ``None`` when events are off
+    (``KEYSTILE_EVENTS=off``): nothing is recorded, and ``stats`` stay at zero. Created idle: :meth:`start` runs
+    the writer (and retention) in the background; without it, :meth:`flush` writes what is buffered (tests,
+    one-shot commands: :meth:`close` flushes too).
     """
 
     def __init__(
@@ -43,10 +58,24 @@ class Events:
         interval_s: float = 1.0,
         raw_days: int = 30,
         rollup_days: int = 400,
+        process: WriterProcess | None = None,
     ) -> None:
         recorder = EventRecorder(clock, capacity, wake_size=batch_size)
         self.recorder: EventRecorder | None = recorder if enabled else None
-        self.writer = EventWriter(storage, recorder, clock, batch_size=batch_size, interval_s=interval_s)
+        self.writer: EventWriter
+        if process is not None and enabled:
+            self.writer = ProcessEventWriter(
+                storage,
+                recorder,
+                clock,
+                url=process.url,
+                timeout_s=process.timeout_s,
+                log_level=process.log_level,
+                batch_size=batch_size,
+                interval_s=interval_s,
+            )
+        else:
+            self.writer = EventWriter(storage, recorder, clock, batch_size=batch_size, interval_s=interval_s)
         self.retention = Retention(storage, clock, raw_days=raw_days, rollup_days=rollup_days)
 
     @property
@@ -92,4 +121,13 @@ class Events:
         await self.writer.close()
 
 
-__all__ = ["EventRecorder", "EventStats", "EventWriter", "Events", "Retention", "VerificationTally"]
+__all__ = [
+    "EventRecorder",
+    "EventStats",
+    "EventWriter",
+    "Events",
+    "ProcessEventWriter",
+    "Retention",
+    "VerificationTally",
+    "WriterProcess",
+]

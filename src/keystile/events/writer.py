@@ -70,7 +70,7 @@ class EventStats:
         return self._recorder.capacity
 
 
-class _EventIds:
+class EventIds:
     """``evt_`` ids as :func:`keystile.core.ids.new_id` makes them, but increasing within a millisecond too, so
     that events recorded in one millisecond list in the order they happened: the first id of a millisecond takes
     80 random bits, the next ones of the same millisecond add one (as monotonic ULIDs do; it also spares a
@@ -115,6 +115,30 @@ def _text(value: str | None) -> str | None:
     return value
 
 
+def event_rows(ids: EventIds, records: Sequence[Any]) -> list[EventRow]:
+    """Recorded verifications as the rows storage writes, in one loop (no event object on the way, no call per
+    record but the id's: each cost as much as the rest of the conversion, bench/events_verify.py)."""
+    accept_request_id = accepted_request_id
+    rows: list[EventRow] = []
+    append = rows.append
+    for ts_s, latency_ns, code, key_api_id, key_id, owner_id, api_id, ip, tags, request_id in records:
+        ts = int(ts_s * 1000)
+        event_id = ids(ts)
+        api_id = key_api_id if key_api_id is not None else _text(api_id)
+        if request_id is not None:
+            request_id = accept_request_id(request_id)  # checked by the server already; kept as the last word
+        if request_id is None:
+            request_id = event_id
+        if ip is not None and (len(ip) > _MAX_TEXT or not ip.isascii() or "\x00" in ip):
+            ip = _text(ip)  # else stored as it is: the common case, without a call
+        latency_us = latency_ns // 1000
+        append((
+            event_id, ts, request_id, api_id, key_id, owner_id, code, ip, _tags(tags) if tags else "[]",
+            latency_us if latency_us < _MAX_LATENCY_US else _MAX_LATENCY_US,
+        ))  # fmt: skip
+    return rows
+
+
 class EventWriter:
     """Writes what an :class:`EventRecorder` buffers; :meth:`start` runs it in the background, :meth:`flush`
     writes at once, :meth:`close` stops it after a last flush."""
@@ -137,7 +161,7 @@ class EventWriter:
         self._interval = interval_s
         self._retry = retry_s
         self._max_backoff = max_backoff_s
-        self._ids = _EventIds()
+        self._ids = EventIds()
         self._held = 0
         """How many of the oldest buffered entries are a converted batch that failed (retried as it is)."""
         self._tallied = 0
@@ -236,28 +260,7 @@ class EventWriter:
         return size
 
     def _rows(self, records: Sequence[Any]) -> list[EventRow]:
-        """Recorded verifications as the rows storage writes, in one loop (no event object on the way, no call
-        per record but the id's: each cost as much as the rest of the conversion, bench/events_verify.py)."""
-        ids = self._ids
-        accept_request_id = accepted_request_id
-        rows: list[EventRow] = []
-        append = rows.append
-        for ts_s, latency_ns, code, key_api_id, key_id, owner_id, api_id, ip, tags, request_id in records:
-            ts = int(ts_s * 1000)
-            event_id = ids(ts)
-            api_id = key_api_id if key_api_id is not None else _text(api_id)
-            if request_id is not None:
-                request_id = accept_request_id(request_id)  # checked by the server already; kept as the last word
-            if request_id is None:
-                request_id = event_id
-            if ip is not None and (len(ip) > _MAX_TEXT or not ip.isascii() or "\x00" in ip):
-                ip = _text(ip)  # else stored as it is: the common case, without a call
-            latency_us = latency_ns // 1000
-            append((
-                event_id, ts, request_id, api_id, key_id, owner_id, code, ip, _tags(tags) if tags else "[]",
-                latency_us if latency_us < _MAX_LATENCY_US else _MAX_LATENCY_US,
-            ))  # fmt: skip
-        return rows
+        return event_rows(self._ids, records)
 
     # -- in the background --------------------------------------------------------------------------------------
 

@@ -260,7 +260,7 @@ class ProxyApp:
         from keystile.service import Keystile
 
         if self.keystile is None:
-            self.keystile = await Keystile.open(self.settings)
+            self.keystile = await Keystile.open(self.settings, server=True)
             self._owned.append(self.keystile)
         if self.client is None:
             self.client = new_client(self.options)

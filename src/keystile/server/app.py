@@ -173,7 +173,7 @@ def _lifespan(runtime: Runtime) -> Callable[[Starlette], AbstractAsyncContextMan
         opened = None
         if runtime.keystile is None:
             # The CLI's `serve` has migrated and bootstrapped already; a server never changes the schema.
-            opened = runtime.keystile = await Keystile.open(runtime.settings)
+            opened = runtime.keystile = await Keystile.open(runtime.settings, server=True)
             # A missing or wrong master key does not stop the server: it is said once, here, and only recoverable
             # keys are refused (SPEC K3).
             with contextlib.suppress(KeystileError):

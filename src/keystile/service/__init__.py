@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 from keystile.config import DEFAULT_CACHE_TTL_MS, DEFAULT_ISSUER_URL, NOTIFIED_CACHE_TTL_MS, Settings
 from keystile.core.clock import Clock, SystemClock
 from keystile.core.ports import ChangeBus, LocalChangeBus, Spender, Storage
 from keystile.core.verify import Verifier
 from keystile.core.webhooks import Backoff
-from keystile.events import Events
+from keystile.events import Events, WriterProcess
 from keystile.limits.local import LocalSpender
 from keystile.service.analytics import AnalyticsService
 from keystile.service.apis import ApiService
@@ -97,9 +98,12 @@ class Keystile:
         *,
         bus: ChangeBus | None = None,
         spender: Spender | None = None,
+        events_process: bool = False,
     ) -> Keystile:
         """Wire the services around an opened storage as ``settings`` say: by default with in-process limits,
-        database credits and a change bus for this process only (:meth:`open` wires Redis or PostgreSQL)."""
+        database credits and a change bus for this process only (:meth:`open` wires Redis or PostgreSQL). With
+        ``events_process`` and ``settings.events_writer == "process"``, a child process writes the events (servers;
+        never for ``memory://``)."""
         clock = clock or SystemClock()
         bus = bus or LocalChangeBus()
         ttl_ms = settings.cache_ttl_ms
@@ -123,6 +127,7 @@ class Keystile:
             interval_s=settings.events_flush_ms / 1000,
             raw_days=settings.events_retention_days,
             rollup_days=settings.rollups_retention_days,
+            process=_writer_process(settings) if events_process else None,
         )
         webhooks = WebhookOptions(
             allow_private=settings.webhooks_allow_private,
@@ -138,10 +143,13 @@ class Keystile:
         return cls(storage, clock, bus, verifier, events, masters, settings.issuer, webhooks)
 
     @classmethod
-    async def open(cls, settings: Settings, clock: Clock | None = None, *, retention: bool = True) -> Keystile:
+    async def open(
+        cls, settings: Settings, clock: Clock | None = None, *, retention: bool = True, server: bool = False
+    ) -> Keystile:
         """Open the configured storage (without migrating it), the limits backend and the change bus, wire the
         services and start the event writer (and, with ``retention``, the hourly event retention: servers run
-        it, one-shot commands need not); :meth:`close` stops them. Raises StorageError when the database cannot
+        it, one-shot commands need not); :meth:`close` stops them. A ``server`` may write events from a child
+        process (``KEYSTILE_EVENTS_WRITER``). Raises StorageError when the database cannot
         be reached (an unreachable Redis is not an error: Keystile works without it until it is back)."""
         from keystile.service.backends import open_backends
         from keystile.storage import open_storage
@@ -153,7 +161,7 @@ class Keystile:
         except BaseException:
             await storage.close()
             raise
-        ks = cls.create(storage, settings, clock, bus=backends.bus, spender=backends.spender)
+        ks = cls.create(storage, settings, clock, bus=backends.bus, spender=backends.spender, events_process=server)
         ks._closers = [backends.close]
         ks.events.start(retention=retention)
         return ks
@@ -173,6 +181,13 @@ class Keystile:
             else:
                 await self.ctx.bus.close()
             await self.ctx.storage.close()
+
+
+def _writer_process(settings: Settings) -> WriterProcess | None:
+    """Where a child process writes the events, when the settings want one and the database is not in memory."""
+    if settings.events_writer != "process" or urlsplit(settings.database_url).scheme.lower() == "memory":
+        return None
+    return WriterProcess(settings.database_url, settings.database_timeout_ms / 1000, settings.log_level)
 
 
 __all__ = ["CLI_ACTOR", "Actor", "Keystile", "Principal"]

@@ -1,0 +1,174 @@
+"""The event writer process (SPEC O1, P2, P6): ``python -m keystile.events``, started by a server.
+
+A server that runs its event writer in a process of its own (``KEYSTILE_EVENTS_WRITER=process``, the default of
+``keystile serve``) only records verifications and hands their records over, a batch at a time, through this
+process's standard input; converting them to rows and writing them (events, rollups, ``last_used_at``) happens
+here, on another core and under another interpreter lock, so the serving event loop never does that work.
+
+The protocol, both ways frames of a 4-byte big-endian length and a :mod:`marshal` payload:
+
+* in: first ``{"url": …, "timeout_s": …}`` (the database), then ``(seq, records)`` batches, ``(seq, None)`` to
+  finish (write what is left, then exit);
+* out: ``("ok", seq, written, rejected, at_ms)`` once a batch is written (or discarded as a bug's),
+  ``("error", seq, text)`` each time writing it failed (it is retried with a growing backoff, in order).
+
+A batch is converted once, so a retry sends the same event ids (a commit that was not acknowledged is not
+written twice). When the server goes away (its end of the pipe closes) the process writes what it holds and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import marshal
+import os
+import struct
+import sys
+import time
+from collections.abc import Sequence
+from typing import IO, Any
+
+from keystile.core.clock import SystemClock
+from keystile.core.models import EventRow
+from keystile.errors import Conflict, StorageError
+from keystile.events.writer import EventIds, event_rows
+
+log = logging.getLogger("keystile.events")
+
+_LENGTH = struct.Struct(">I")
+MAX_FRAME = 1 << 30
+RETRY_S = 0.5
+MAX_BACKOFF_S = 10.0
+
+
+def frame(payload: Any) -> bytes:
+    """``payload`` as one frame: its length, then its :mod:`marshal` bytes."""
+    data = marshal.dumps(payload)
+    return _LENGTH.pack(len(data)) + data
+
+
+async def read_frame(reader: asyncio.StreamReader) -> Any:
+    """The next frame's payload; raises :class:`asyncio.IncompleteReadError` at the end of the stream."""
+    (length,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
+    if length > MAX_FRAME:
+        raise ValueError("an event frame larger than 1 GiB")
+    # Only ever between a server and the child it started, over their private pipes.
+    return marshal.loads(await reader.readexactly(length))  # noqa: S302
+
+
+class _Writer:
+    """Writes the batches it is given, in order, each until it is written; reports on ``out``."""
+
+    def __init__(self, storage: Any, out: IO[bytes]) -> None:
+        self._storage = storage
+        self._out = out
+        self._ids = EventIds()
+
+    def _say(self, *message: Any) -> None:
+        _say(self._out, *message)
+
+    async def write(self, seq: int, records: Sequence[Any], *, stopping: asyncio.Event) -> None:
+        rows: list[EventRow] = event_rows(self._ids, records)  # the in-process writer's conversion
+        failures = 0
+        while True:
+            try:
+                await self._storage.write_event_rows(rows)
+            except Conflict:
+                log.info("a batch of %d verification events was already written", len(rows))
+            except StorageError as exc:
+                failures += 1
+                self._say("error", seq, str(exc))
+                if stopping.is_set() and failures > 1:
+                    log.error("%d verification events could not be written at shutdown: %s", len(rows), exc)
+                    return
+                await asyncio.sleep(min(RETRY_S * 2 ** (failures - 1), MAX_BACKOFF_S))
+                continue
+            except Exception:
+                log.exception("storage refused a batch of %d verification events; they are discarded", len(rows))
+                self._say("ok", seq, 0, len(rows), int(time.time() * 1000))
+                return
+            if failures:
+                log.info("verification events are being written again")
+            self._say("ok", seq, len(rows), 0, int(time.time() * 1000))
+            return
+
+
+def _say(out: IO[bytes], *message: Any) -> None:
+    try:
+        out.write(frame(message))
+        out.flush()
+    except OSError:  # the server went away: nobody to tell
+        pass
+
+
+async def _open(config: dict[str, Any], out: IO[bytes], stopping: asyncio.Event) -> Any:
+    """The storage at ``config["url"]``, retried with a growing backoff while the database cannot be reached;
+    ``None`` when the server has gone away and it still cannot be reached."""
+    from keystile.storage import open_storage
+
+    failures = 0
+    while True:
+        try:
+            return await open_storage(config["url"], SystemClock(), timeout_s=config["timeout_s"])
+        except StorageError as exc:
+            failures += 1
+            _say(out, "error", 0, str(exc))
+            if stopping.is_set() and failures > 1:
+                return None
+            await asyncio.sleep(min(RETRY_S * 2 ** (failures - 1), MAX_BACKOFF_S))
+
+
+async def _serve(reader: asyncio.StreamReader, out: IO[bytes]) -> None:
+    config = await read_frame(reader)
+    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+    stopping = asyncio.Event()
+
+    async def receive() -> None:
+        try:
+            while True:
+                seq, records = await read_frame(reader)
+                if records is None:
+                    break
+                queue.put_nowait((seq, records))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            log.warning("the server went away; writing the verification events received")
+        stopping.set()
+        queue.put_nowait((-1, None))
+
+    receiving = asyncio.create_task(receive())
+    storage = await _open(config, out, stopping)
+    if storage is None:
+        receiving.cancel()
+        log.error("%d batches of verification events could not be written: the database is unreachable", queue.qsize())
+        return
+    writer = _Writer(storage, out)
+    try:
+        while True:
+            seq, records = await queue.get()
+            if records is None:
+                break
+            await writer.write(seq, records, stopping=stopping)
+    finally:
+        receiving.cancel()
+        await storage.close()
+
+
+def main() -> None:
+    import logging.config
+
+    from keystile.observability.logs import LEVELS, logging_config
+
+    level = os.environ.get("KEYSTILE_LOG_LEVEL", "info")
+    logging.config.dictConfig(logging_config(level if level in LEVELS else "info"))
+    out = sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing but frames on the pipe
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=MAX_FRAME)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+        await _serve(reader, out)
+
+    with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
+        asyncio.run(run())
