@@ -120,7 +120,7 @@ def test_the_writer_process_is_replaced_when_killed_and_never_outlives_its_serve
     wait_until("the writer of a killed server process to exit", lambda: not alive(pid))
 
 
-def test_a_clean_stop_stops_the_writer_and_loses_nothing(tmp_path: Path) -> None:
+def test_ctrl_c_stops_the_server_and_its_writer_and_loses_nothing(tmp_path: Path) -> None:
     running = serve(tmp_path, {"KEYSTILE_EVENTS_FLUSH_MS": "3600000"})  # nothing written before the stop
     try:
         auth = {"Authorization": f"Bearer {running.root_key()}"}
@@ -130,8 +130,10 @@ def test_a_clean_stop_stops_the_writer_and_loses_nothing(tmp_path: Path) -> None
             httpx.post(f"{running.url}/v1/keys/verify", json={"key": key}, headers=auth, timeout=10)
         assert written(running) == 0
         assert writers_of(running) == {}  # started with the first batch
+        os.killpg(running.process.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole process group
+        assert running.process.wait(timeout=60) == 0, running.output()
     finally:
-        assert running.stop() == 0, running.output()
+        running.stop()
 
     again = serve(tmp_path, name="again")
     try:

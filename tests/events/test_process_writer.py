@@ -74,8 +74,12 @@ async def test_the_child_writes_what_is_recorded_once_and_in_order(world: World,
         # Counted for /metrics in this process, before the records left it.
         assert sum(writer.count_recorded().by_outcome.values()) == 10
 
+        # Ctrl-C or a service manager's stop reach the whole process group: the child waits for its server.
+        os.kill(pid, signal.SIGINT)
+        os.kill(pid, signal.SIGTERM)
         outcomes += await traffic(world, 3, start=10)
         assert await writer.flush() == 3
+        assert writer.pid == pid
         assert Counter(e.outcome for e in await world.stored()) == Counter(outcomes)
     finally:
         await writer.close()

@@ -13,7 +13,8 @@ The protocol, both ways frames of a 4-byte big-endian length and a :mod:`marshal
   ``("error", seq, text)`` each time writing it failed (it is retried with a growing backoff, in order).
 
 A batch is converted once, so a retry sends the same event ids (a commit that was not acknowledged is not
-written twice). When the server goes away (its end of the pipe closes) the process writes what it holds and exits.
+written twice). When the server goes away (its end of the pipe closes) the process writes what it holds and exits;
+it ignores SIGINT and SIGTERM, which a terminal or a service manager sends the whole process group at once.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import contextlib
 import logging
 import marshal
 import os
+import signal
 import struct
 import sys
 import time
@@ -161,6 +163,10 @@ def main() -> None:
 
     level = os.environ.get("KEYSTILE_LOG_LEVEL", "info")
     logging.config.dictConfig(logging_config(level if level in LEVELS else "info"))
+    # Ctrl-C in a terminal (SIGINT) and a service manager's stop (SIGTERM) reach the whole process group: this
+    # process ends when its server closes the pipe, after writing what it holds, not before.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but frames on the pipe
 
