@@ -49,7 +49,11 @@ def writers_of(server: Server) -> dict[int, int]:
             pid = table[pid][0]
         return False
 
-    return {pid: parent for pid, (parent, command) in table.items() if "-m keystile.events" in command and under(pid)}
+    return {
+        pid: parent
+        for pid, (parent, command) in table.items()
+        if "-m keystile.cli.eventwriter" in command and under(pid)
+    }
 
 
 def alive(pid: int) -> bool:

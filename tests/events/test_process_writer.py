@@ -1,5 +1,5 @@
 """The event writer in a child process (SPEC O1, P2, P6): the serving process hands records over, a real
-``python -m keystile.events`` converts and writes them to the same SQLite file or PostgreSQL database.
+``python -m keystile.cli.eventwriter`` converts and writes them to the same SQLite file or PostgreSQL database.
 
 It keeps the in-process writer's promises: what is recorded is written once, in order, with ``/metrics`` counts;
 ``flush`` waits for the child; a child killed with SIGKILL is replaced and what it held is sent again; a database
@@ -83,8 +83,7 @@ async def test_the_child_writes_what_is_recorded_once_and_in_order(world: World,
         assert Counter(e.outcome for e in await world.stored()) == Counter(outcomes)
     finally:
         await writer.close()
-    assert writer.pid is None
-    assert exited(pid)
+    assert (writer.pid, exited(pid)) == (None, True)
 
 
 async def test_close_writes_what_is_left_and_the_child_exits(world: World, child_url: str) -> None:

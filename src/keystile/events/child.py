@@ -1,4 +1,4 @@
-"""The event writer process (SPEC O1, P2, P6): ``python -m keystile.events``, started by a server.
+"""The event writer process (SPEC O1, P2, P6): ``python -m keystile.cli.eventwriter``, started by a server.
 
 A server that runs its event writer in a process of its own (``KEYSTILE_EVENTS_WRITER=process``, the default of
 ``keystile serve``) only records verifications and hands their records over, a batch at a time, through this
@@ -23,21 +23,22 @@ import asyncio
 import contextlib
 import logging
 import marshal
-import os
 import signal
 import struct
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import IO, Any
 
-from keystile.core.clock import SystemClock
 from keystile.core.models import EventRow
+from keystile.core.ports import Storage
 from keystile.errors import Conflict, StorageError
 from keystile.events.writer import EventIds, event_rows
 
 log = logging.getLogger("keystile.events")
 
+Opener = Callable[[str, float], Awaitable[Storage]]
+"""Opens the storage at a URL with a round-trip deadline in seconds (``keystile.storage.open_storage``)."""
 _LENGTH = struct.Struct(">I")
 MAX_FRAME = 1 << 30
 RETRY_S = 0.5
@@ -62,7 +63,7 @@ async def read_frame(reader: asyncio.StreamReader) -> Any:
 class _Writer:
     """Writes the batches it is given, in order, each until it is written; reports on ``out``."""
 
-    def __init__(self, storage: Any, out: IO[bytes]) -> None:
+    def __init__(self, storage: Storage, out: IO[bytes]) -> None:
         self._storage = storage
         self._out = out
         self._ids = EventIds()
@@ -104,15 +105,15 @@ def _say(out: IO[bytes], *message: Any) -> None:
         pass
 
 
-async def _open(config: dict[str, Any], out: IO[bytes], stopping: asyncio.Event) -> Any:
+async def _open(
+    config: dict[str, Any], out: IO[bytes], stopping: asyncio.Event, open_storage: Opener
+) -> Storage | None:
     """The storage at ``config["url"]``, retried with a growing backoff while the database cannot be reached;
     ``None`` when the server has gone away and it still cannot be reached."""
-    from keystile.storage import open_storage
-
     failures = 0
     while True:
         try:
-            return await open_storage(config["url"], SystemClock(), timeout_s=config["timeout_s"])
+            return await open_storage(config["url"], config["timeout_s"])
         except StorageError as exc:
             failures += 1
             _say(out, "error", 0, str(exc))
@@ -121,7 +122,7 @@ async def _open(config: dict[str, Any], out: IO[bytes], stopping: asyncio.Event)
             await asyncio.sleep(min(RETRY_S * 2 ** (failures - 1), MAX_BACKOFF_S))
 
 
-async def _serve(reader: asyncio.StreamReader, out: IO[bytes]) -> None:
+async def _serve(reader: asyncio.StreamReader, out: IO[bytes], open_storage: Opener) -> None:
     config = await read_frame(reader)
     queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
     stopping = asyncio.Event()
@@ -139,7 +140,7 @@ async def _serve(reader: asyncio.StreamReader, out: IO[bytes]) -> None:
         queue.put_nowait((-1, None))
 
     receiving = asyncio.create_task(receive())
-    storage = await _open(config, out, stopping)
+    storage = await _open(config, out, stopping, open_storage)
     if storage is None:
         receiving.cancel()
         log.error("%d batches of verification events could not be written: the database is unreachable", queue.qsize())
@@ -156,13 +157,10 @@ async def _serve(reader: asyncio.StreamReader, out: IO[bytes]) -> None:
         await storage.close()
 
 
-def main() -> None:
-    import logging.config
-
-    from keystile.observability.logs import LEVELS, logging_config
-
-    level = os.environ.get("KEYSTILE_LOG_LEVEL", "info")
-    logging.config.dictConfig(logging_config(level if level in LEVELS else "info"))
+def run(open_storage: Opener) -> None:
+    """Be the event writer process: read this process's standard input, write to the storage ``open_storage``
+    opens, report on its standard output, until the server closes the pipe (the entry point configures logging
+    and passes the opener: :mod:`keystile.cli.eventwriter`)."""
     # Ctrl-C in a terminal (SIGINT) and a service manager's stop (SIGTERM) reach the whole process group: this
     # process ends when its server closes the pipe, after writing what it holds, not before.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -170,11 +168,11 @@ def main() -> None:
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but frames on the pipe
 
-    async def run() -> None:
+    async def serve() -> None:
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=MAX_FRAME)
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
-        await _serve(reader, out)
+        await _serve(reader, out, open_storage)
 
     with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
-        asyncio.run(run())
+        asyncio.run(serve())

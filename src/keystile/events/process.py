@@ -5,9 +5,10 @@ verifications did (the slowest requests wait behind it: bench/tail_latency.py), 
 machine serve one interpreter lock. :class:`ProcessEventWriter` keeps everything the in-process
 :class:`~keystile.events.writer.EventWriter` promises — the same bounded buffer, counts for ``/metrics``,
 :meth:`flush`, a clean shutdown that loses nothing — but a batch's records are sent, as they are, to a child
-process (:mod:`keystile.events.child`) that converts and writes them. Records stay in the buffer until the child
-says they are written, so if it dies they are sent again to the one that replaces it (a batch whose commit was
-not acknowledged may then be written twice, with other ids: a crash's only cost).
+process (:mod:`keystile.events.child`, run by ``python -m keystile.cli.eventwriter``) that converts and writes
+them. Records stay in the buffer until the child says they are written, so if it dies they are sent again to the
+one that replaces it (a batch whose commit was not acknowledged may then be written twice, with other ids: a
+crash's only cost).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class ProcessEventWriter(EventWriter):
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "keystile.events",
+                "keystile.cli.eventwriter",
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 env=env,
