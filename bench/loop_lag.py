@@ -154,7 +154,7 @@ async def _prepare(url: str, keys: int) -> tuple[str, list[str]]:
 
 async def _sample(url: str, api_id: str, keys: list[str], *, events: bool, seconds: float, tasks: int) -> Sample:
     settings = Settings(database_url=url, events=events)
-    ks = await Keystile.open(settings, retention=False)
+    ks = await Keystile.open(settings, retention=False, server=True)
     try:
         verification = ks.verification
         checks = [KeyCheck(key, api_id=api_id, permissions=QUERY) for key in keys]

@@ -39,6 +39,21 @@ def test_the_writer_is_woken_once_when_a_batch_is_ready(clock: ManualClock) -> N
     assert wakes == [3]
 
 
+def test_the_wake_mark_moves_to_a_batch_of_new_events_never_behind_the_buffer(clock: ManualClock) -> None:
+    recorder = EventRecorder(clock, 100, wake_size=3)
+    wakes: list[int] = []
+    recorder.wake = lambda: wakes.append(len(recorder))
+    for _ in range(4):
+        recorder.record(0, NOT_FOUND, None, None, None, None)
+    recorder.wake_at(4 + 3)  # the process writer holds 4: wake when 3 more wait
+    for _ in range(3):
+        recorder.record(0, NOT_FOUND, None, None, None, None)
+    recorder.remove_head(5)
+    recorder.wake_at(1)  # behind the buffer (2 events): the next event wakes, not a never-reached mark
+    recorder.record(0, NOT_FOUND, None, None, None, None)
+    assert wakes == [3, 7, 3]
+
+
 def test_a_buffer_holds_at_least_one_event(clock: ManualClock) -> None:
     with pytest.raises(ValueError, match="at least one"):
         EventRecorder(clock, 0)

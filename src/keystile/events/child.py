@@ -7,14 +7,17 @@ here, on another core and under another interpreter lock, so the serving event l
 
 The protocol, both ways frames of a 4-byte big-endian length and a :mod:`marshal` payload:
 
-* in: first ``{"url": …, "timeout_s": …}`` (the database), then ``(seq, records)`` batches, ``(seq, None)`` to
-  finish (write what is left, then exit);
-* out: ``("ok", seq, written, rejected, at_ms)`` once a batch is written (or discarded as a bug's),
-  ``("error", seq, text)`` each time writing it failed (it is retried with a growing backoff, in order).
+* in: first ``{"url": …, "timeout_s": …, "batch": …}`` (the database, the largest batch), then ``(seq, records)``
+  frames, ``(seq, None)`` to finish (write what is left, then exit);
+* out: ``("ok", seq, written, rejected, at_ms, last)`` for each frame once its batch is written (or discarded as a
+  bug's; ``last``: the batch's last frame), ``("error", seq, text)`` each time writing a batch failed (it is
+  retried with a growing backoff, in order).
 
-A batch is converted once, so a retry sends the same event ids (a commit that was not acknowledged is not
-written twice). When the server goes away (its end of the pipe closes) the process writes what it holds and exits;
-it ignores SIGINT and SIGTERM, which a terminal or a service manager sends the whole process group at once.
+The frames that have arrived while a batch was being written are written together, up to ``batch`` events, in
+one transaction. A batch is converted once, so a retry sends the same event ids (a commit that was not
+acknowledged is not written twice). When the server goes away (its end of the pipe closes) the process writes what
+it holds and exits; it ignores SIGINT and SIGTERM, which a terminal or a service manager sends the whole process
+group at once.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import marshal
+import os
 import signal
 import struct
 import sys
@@ -41,6 +45,9 @@ Opener = Callable[[str, float], Awaitable[Storage]]
 """Opens the storage at a URL with a round-trip deadline in seconds (``keystile.storage.open_storage``)."""
 _LENGTH = struct.Struct(">I")
 MAX_FRAME = 1 << 30
+NICENESS = 10
+"""Below the server's priority: on a busy machine the CPU goes to answering requests first; writing catches up in
+the gaps (the buffer holds what waits)."""
 RETRY_S = 0.5
 MAX_BACKOFF_S = 10.0
 
@@ -71,8 +78,11 @@ class _Writer:
     def _say(self, *message: Any) -> None:
         _say(self._out, *message)
 
-    async def write(self, seq: int, records: Sequence[Any], *, stopping: asyncio.Event) -> None:
-        rows: list[EventRow] = event_rows(self._ids, records)  # the in-process writer's conversion
+    async def write(self, frames: Sequence[tuple[int, Sequence[Any]]], *, stopping: asyncio.Event) -> None:
+        """Write the records of ``frames`` as one batch (one transaction), then acknowledge each frame."""
+        rows: list[EventRow] = []
+        for _, records in frames:
+            rows += event_rows(self._ids, records)  # the in-process writer's conversion
         failures = 0
         while True:
             try:
@@ -81,7 +91,7 @@ class _Writer:
                 log.info("a batch of %d verification events was already written", len(rows))
             except StorageError as exc:
                 failures += 1
-                self._say("error", seq, str(exc))
+                self._say("error", frames[0][0], str(exc))
                 if stopping.is_set() and failures > 1:
                     log.error("%d verification events could not be written at shutdown: %s", len(rows), exc)
                     return
@@ -89,12 +99,22 @@ class _Writer:
                 continue
             except Exception:
                 log.exception("storage refused a batch of %d verification events; they are discarded", len(rows))
-                self._say("ok", seq, 0, len(rows), int(time.time() * 1000))
+                self._acknowledge(frames, written=False)
                 return
             if failures:
                 log.info("verification events are being written again")
-            self._say("ok", seq, len(rows), 0, int(time.time() * 1000))
+            self._acknowledge(frames, written=True)
             return
+
+    def _acknowledge(self, frames: Sequence[tuple[int, Sequence[Any]]], *, written: bool) -> None:
+        """Say ``("ok", seq, written, rejected, at_ms, last frame of the batch)`` for each frame."""
+        at_ms = int(time.time() * 1000)
+        with contextlib.suppress(OSError):  # the server went away: nobody to tell
+            for index, (seq, records) in enumerate(frames):
+                count = len(records)
+                last = index == len(frames) - 1
+                self._out.write(frame(("ok", seq, count if written else 0, 0 if written else count, at_ms, last)))
+            self._out.flush()
 
 
 def _say(out: IO[bytes], *message: Any) -> None:
@@ -146,12 +166,23 @@ async def _serve(reader: asyncio.StreamReader, out: IO[bytes], open_storage: Ope
         log.error("%d batches of verification events could not be written: the database is unreachable", queue.qsize())
         return
     writer = _Writer(storage, out)
+    batch_size = int(config.get("batch", 5000))
     try:
-        while True:
-            seq, records = await queue.get()
-            if records is None:
-                break
-            await writer.write(seq, records, stopping=stopping)
+        done = False
+        while not done:
+            # What has arrived meanwhile, up to a batch: the server sends small frames (so that encoding one never
+            # holds its event loop long), written here as one transaction.
+            frames: list[tuple[int, Any]] = []
+            size = 0
+            while not frames or (size < batch_size and not queue.empty()):
+                seq, records = await queue.get()
+                if records is None:
+                    done = True
+                    break
+                frames.append((seq, records))
+                size += len(records)
+            if frames:
+                await writer.write(frames, stopping=stopping)
     finally:
         receiving.cancel()
         await storage.close()
@@ -165,6 +196,8 @@ def run(open_storage: Opener) -> None:
     # process ends when its server closes the pipe, after writing what it holds, not before.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.nice(NICENESS)
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but frames on the pipe
 

@@ -32,6 +32,8 @@ log = logging.getLogger("keystile.events")
 RESPAWN_S = 1.0
 """The least time between two starts of the child process."""
 SHUTDOWN_S = 30.0
+FRAME_EVENTS = 200
+"""Events encoded and sent at a time, letting requests in between (the child writes what has arrived in batches)."""
 """How long a clean shutdown waits for the child to write what it holds."""
 
 
@@ -51,7 +53,7 @@ class ProcessEventWriter(EventWriter):
         interval_s: float = INTERVAL_S,
     ) -> None:
         super().__init__(storage, recorder, clock, batch_size=batch_size, interval_s=interval_s)
-        self._config = {"url": url, "timeout_s": timeout_s}
+        self._config = {"url": url, "timeout_s": timeout_s, "batch": batch_size}
         self._log_level = log_level
         self._proc: asyncio.subprocess.Process | None = None
         self._reading: asyncio.Task[None] | None = None
@@ -108,18 +110,19 @@ class ProcessEventWriter(EventWriter):
             while True:
                 message = await read_frame(proc.stdout)
                 if message[0] == "ok":
-                    _, seq, written, rejected, at_ms = message
+                    _, seq, written, rejected, at_ms, last = message
                     sent_seq, count = batches.popleft()
                     if sent_seq != seq:  # never: the child answers in order
                         raise RuntimeError(f"event batch {seq} acknowledged, {sent_seq} expected")
                     recorder.remove_head(count)
                     self._sent -= count
+                    recorder.wake_at(self._sent + self._batch)
                     self._tallied -= count
                     self._acked += count
                     stats.rejected += rejected
                     if written:
                         stats.written += written
-                        stats.batches += 1
+                        stats.batches += last
                         stats.last_flush_ms = at_ms
                 else:
                     stats.write_errors += 1
@@ -147,11 +150,13 @@ class ProcessEventWriter(EventWriter):
         self._changed.set()
 
     async def _send_all(self) -> None:
-        """Send every buffered record the child does not hold, a batch per frame."""
+        """Send every record buffered now that the child does not hold, :data:`FRAME_EVENTS` at most per frame
+        (not those recorded meanwhile: chasing them sent a frame of a few events per request)."""
         recorder = self._recorder
-        while self._sent < len(recorder):
+        until = self._acked + len(recorder)  # counted from start, as acknowledgements move the buffer's head
+        while self._acked + self._sent < until:
             proc = await self._ensure_child()
-            size = min(len(recorder) - self._sent, self._batch)
+            size = min(until - self._acked - self._sent, self._batch, FRAME_EVENTS)
             await self._count_up_to(self._sent + size)  # counted for /metrics before they leave
             if self._proc is not proc:
                 continue
@@ -165,7 +170,9 @@ class ProcessEventWriter(EventWriter):
                 proc.stdin.write(data)
                 await proc.stdin.drain()
             except (ConnectionError, RuntimeError):
-                await asyncio.sleep(0)  # the child is gone: _read forgets it, and the loop starts another
+                pass  # the child is gone: _read forgets it, and the loop starts another
+            recorder.wake_at(self._sent + self._batch)  # when a batch of unsent events waits: not at every ack
+            await asyncio.sleep(0)  # one frame at a time between requests
 
     # -- writing ------------------------------------------------------------------------------------------------
 

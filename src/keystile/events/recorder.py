@@ -54,6 +54,11 @@ class EventRecorder:
     def capacity(self) -> int:
         return self._capacity
 
+    def wake_at(self, size: int) -> None:
+        """Call :attr:`wake` when the buffer next reaches ``size`` events (a writer whose events leave the buffer
+        a few at a time moves the mark, so that it is woken once a batch of NEW events is waiting)."""
+        self._wake_size = max(size, len(self._buffer) + 1) - 1
+
     def record(
         self,
         started_ns: int,
