@@ -5,6 +5,8 @@ open is still rolled back."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from keystile.errors import StorageError
@@ -44,5 +46,32 @@ async def test_a_transaction_that_failed_is_rolled_back_before_the_connection_is
         row = await driver.fetchone("SELECT count(*) AS n FROM pool_probe")
         assert row is not None
         assert row["n"] == 0
+    finally:
+        await driver.close()
+
+
+async def test_single_reads_reuse_a_kept_connection_and_survive_its_loss(fresh_pg_url: str) -> None:
+    driver = await PostgresDriver.connect(fresh_pg_url, min_size=1, max_size=4)
+    try:
+        pids = {(await driver.fetchone("SELECT pg_backend_pid() AS pid"))["pid"] for _ in range(20)}  # type: ignore[index]
+        assert len(pids) == 1  # one connection serves reads one after another
+
+        # The database ends it (a restart, an administrator): the read on it fails, the next ones do not.
+        (pid,) = pids
+        await driver.execute("SELECT pg_terminate_backend($1)", pid)
+        outcomes = []
+        for _ in range(3):
+            try:
+                row = await driver.fetchone("SELECT pg_backend_pid() AS pid")
+                assert row is not None
+                outcomes.append(row["pid"] != pid)
+            except StorageError:
+                outcomes.append(False)
+            await asyncio.sleep(0.3)  # past the breaker's first backoff
+        assert outcomes[-1] is True
+
+        # Many reads at once: some through kept connections, the rest through the pool; all answered.
+        rows = await asyncio.gather(*(driver.fetchone("SELECT $1::int AS n", n) for n in range(50)))
+        assert [row["n"] for row in rows if row is not None] == list(range(50))
     finally:
         await driver.close()

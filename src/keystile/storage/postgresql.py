@@ -12,6 +12,7 @@ fails fast (and verification serves its cached keys), and recovery needs no rest
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -30,6 +31,11 @@ FIRST_BACKOFF_S = 0.25
 MAX_BACKOFF_S = 2.0
 _CONNECT_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError, TimeoutError)
 
+
+KEPT_CONNECTIONS = 2
+"""Connections kept out of the pool for single reads: taking one from asyncpg's pool and giving it back costs
+~90 µs of the event loop (a task for the acquire's deadline, another for the release), as much as a third of a
+cache miss (SPEC P4; bench/README.md). A kept connection is popped from a list instead."""
 
 COPY_SLICE = 200
 """Rows :meth:`_Conn.copy_records` has asyncpg encode between two yields to the event loop (~0.3 ms)."""
@@ -109,6 +115,9 @@ class PostgresDriver:
     def __init__(self, pool: asyncpg.Pool[Any], timeout_s: float, clock: Clock) -> None:
         self._pool = pool
         self._timeout = timeout_s
+        self._kept: list[Any] = []
+        """Idle connections taken from the pool and kept for single reads (:meth:`fetchone`)."""
+        self._closing = False
         self.breaker = Breaker(clock, FIRST_BACKOFF_S, MAX_BACKOFF_S)
 
     @classmethod
@@ -157,21 +166,64 @@ class PostgresDriver:
             return _translate(exc)
         return exc
 
-    async def _with_conn(self, fn: Callable[[_Conn], Awaitable[T]]) -> T:
+    async def _with_conn(self, fn: Callable[[_Conn], Awaitable[T]], *, keep: bool = False) -> T:
+        """``fn`` on a connection of the pool; with ``keep``, the connection is kept for single reads afterwards
+        (up to :data:`KEPT_CONNECTIONS`) instead of going back."""
         self._admit()
         try:
-            async with self._pool.acquire(timeout=self._timeout) as conn:
-                result = await fn(_Conn(conn))
+            conn = await self._pool.acquire(timeout=self._timeout)
         except BaseException as exc:
             raised = self._failed(exc)
             if raised is exc:
                 raise
             raise raised from exc
+        try:
+            result = await fn(_Conn(conn))
+        except BaseException as exc:
+            raised = self._failed(exc)
+            await self._release(conn)
+            if raised is exc:
+                raise
+            raise raised from exc
+        if keep:
+            await self._keep(conn)
+        else:
+            await self._pool.release(conn)
         self.breaker.succeeded()
         return result
 
+    async def _release(self, conn: Any) -> None:
+        """Give a connection back to the pool after a failed call; asyncpg closes it if it cannot be reset (a
+        broken connection then raises here: it is gone either way)."""
+        with contextlib.suppress(Exception):
+            await self._pool.release(conn)
+
+    async def _keep(self, conn: Any) -> None:
+        """Keep a connection that just answered for the next single read, or give it back to the pool."""
+        if len(self._kept) < KEPT_CONNECTIONS and not self._closing:
+            self._kept.append(conn)
+        else:
+            await self._pool.release(conn)
+
     async def fetchone(self, sql: str, *args: Any) -> Row | None:
-        return await self._with_conn(lambda c: c.fetchone(sql, *args))
+        # The one read of a cache miss (SPEC P4): through a kept connection, not the pool.
+        kept = self._kept
+        if not kept:
+            return await self._with_conn(lambda c: c.fetchone(sql, *args), keep=True)
+        self._admit()  # once per call: a half-open breaker lets one trial through (_with_conn admits its own)
+        conn = kept.pop()
+        try:
+            row = await conn.fetchrow(sql, *args)
+        except BaseException as exc:
+            raised = self._failed(exc)
+            # Maybe broken, maybe mid-query (cancelled): the pool's release cleans it up or closes it.
+            await self._release(conn)
+            if raised is exc:
+                raise
+            raise raised from exc
+        await self._keep(conn)
+        self.breaker.succeeded()
+        return row
 
     async def fetchall(self, sql: str, *args: Any) -> list[Row]:
         return await self._with_conn(lambda c: c.fetchall(sql, *args))
@@ -217,6 +269,10 @@ class PostgresDriver:
         await self.run_script(tx, "SELECT pg_advisory_xact_lock(7300184635)")
 
     async def close(self) -> None:
+        self._closing = True
+        kept, self._kept = self._kept, []
+        for conn in kept:
+            await self._pool.release(conn)
         # Gracefully when the database answers; a shutdown must not hang on one that does not.
         try:
             await asyncio.wait_for(self._pool.close(), self._timeout)
