@@ -210,7 +210,12 @@ def create_app(settings: Settings, *, keystile: Keystile | None = None) -> ASGIA
         for path, ops in by_path.items()
     ]
     # SPEC D1: the dashboard, over the same services (its own pages, sessions and errors).
-    routes.append(Mount("/dashboard", app=dashboard_app(lambda: runtime.ks, proxies=runtime.proxies)))
+    routes.append(
+        Mount(
+            "/dashboard",
+            app=dashboard_app(lambda: runtime.ks, proxies=runtime.proxies, failures=runtime.failure_limiter),
+        )
+    )
     # SPEC D2: the customer portal, signed into by the links of POST /v1/portal/sessions.
     routes.append(Mount("/portal", app=portal_app(lambda: runtime.ks, proxies=runtime.proxies)))
     starlette = Starlette(

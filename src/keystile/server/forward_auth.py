@@ -49,10 +49,10 @@ from keystile.http.answers import (
 )
 from keystile.http.asgi import HEADER_OVERHEAD, Message, Receive, Scope, Send, too_large_headers
 from keystile.http.credentials import extract_key
+from keystile.http.failures import FailureLimiter
 from keystile.http.forwarded import TrustedProxies
 from keystile.http.problems import status_of
 from keystile.operations import MAX_COST
-from keystile.server.failures import FailureLimiter
 from keystile.server.runtime import Runtime
 from keystile.service.tokens import TokenAuth
 from keystile.service.verification import OPERATOR

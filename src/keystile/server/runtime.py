@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from keystile.config import Settings
 from keystile.errors import StorageError
+from keystile.http.failures import FailureLimiter
 from keystile.http.forwarded import TrustedProxies
-from keystile.server.failures import FailureLimiter
 from keystile.service import Keystile
 
 if TYPE_CHECKING:

@@ -162,13 +162,17 @@ def error_page(request: Request, exc: KeystileError, template: str, context: Map
     return render(request, template, {**context, "status": status, "detail": detail, "code": exc.code}, status)
 
 
-def actor(principal: Principal, request: Request) -> Actor:
-    """Who acts, for the audit log: the client's address (as trusted proxies tell it) and ``User-Agent``."""
+def client_address(request: Request) -> str | None:
+    """The client's address, as trusted proxies tell it."""
     proxies = _proxies(request)
     client = request.scope.get("client")
-    address = proxies.client(request.scope) if proxies is not None else (client[0] if client else None)
+    return proxies.client(request.scope) if proxies is not None else (client[0] if client else None)
+
+
+def actor(principal: Principal, request: Request) -> Actor:
+    """Who acts, for the audit log: the client's address (as trusted proxies tell it) and ``User-Agent``."""
     agent = request.headers.get("user-agent")
-    return Actor(principal, address, agent[:512] if agent else None)
+    return Actor(principal, client_address(request), agent[:512] if agent else None)
 
 
 Handler = Callable[[Request], Awaitable[Response]]

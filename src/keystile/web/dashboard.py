@@ -25,6 +25,8 @@ from keystile.core.timefmt import to_datetime
 from keystile.core.verify import ALL_CODES
 from keystile.core.webhooks import EVENT_TYPES, NewWebhook, WebhookUpdate
 from keystile.errors import InvalidInput, KeystileError, NotFound, Unauthenticated
+from keystile.http.answers import whole_seconds
+from keystile.http.failures import FailureLimiter
 from keystile.http.forwarded import TrustedProxies
 from keystile.service import Keystile, Principal
 from keystile.service.analytics import BUCKET_MS
@@ -37,6 +39,7 @@ from keystile.web.base import (
     actor,
     check_csrf,
     clear_cookie,
+    client_address,
     error_page,
     read_form,
     redirect,
@@ -86,8 +89,10 @@ Page = Callable[[Request, Keystile, Viewer], Awaitable[Response]]
 
 
 class Dashboard:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, failures: Callable[[], FailureLimiter] | None = None) -> None:
         self.services = services
+        self.failures = failures
+        """The per-address limit of failed key attempts, shared with forward auth (``None``: no limit)."""
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
@@ -140,15 +145,32 @@ class Dashboard:
         except KeystileError as exc:
             return error_page(request, exc, "dashboard/error.html", {"viewer": None})
         ks = self.services()
+        limiter = self.failures() if self.failures is not None else None
+        address = client_address(request)
+        if limiter is not None and (wait_ms := limiter.blocked_for(address)) > 0:
+            # Before the key is looked at: a blocked client learns nothing, right key or not.
+            return self._too_many_failures(request, wait_ms)
         try:
             principal = await ks.root_keys.authenticate(form.get("root_key"))
         except Unauthenticated:
+            if limiter is not None and (wait_ms := await limiter.fail(address)) > 0:
+                return self._too_many_failures(request, wait_ms)
             return self._sign_in_form(request, "That root key is unknown, revoked or expired.", 401)
         sid, _ = await ks.sessions.start(SESSION, principal.id)
         response = redirect(request, "/apis")
         path = self._cookie_path(request)
         set_cookie(response, request, SESSION_COOKIE, sid, path)
         clear_cookie(response, request, SIGN_IN_COOKIE, path)
+        return response
+
+    def _too_many_failures(self, request: Request, wait_ms: float) -> Response:
+        seconds = whole_seconds(wait_ms)
+        response = self._sign_in_form(
+            request,
+            f"Too many failed sign-ins from your address. Try again in {seconds} second{'s' if seconds != 1 else ''}.",
+            429,
+        )
+        response.headers["Retry-After"] = str(seconds)
         return response
 
     async def sign_out(self, request: Request, ks: Keystile, viewer: Viewer) -> Response:
@@ -383,12 +405,15 @@ class Dashboard:
 
 
 def dashboard_app(
-    services: Services, extra_routes: list[BaseRoute] | None = None, proxies: TrustedProxies | None = None
+    services: Services,
+    extra_routes: list[BaseRoute] | None = None,
+    proxies: TrustedProxies | None = None,
+    failures: Callable[[], FailureLimiter] | None = None,
 ) -> Starlette:
     """The dashboard as an ASGI app, to be mounted (the server mounts it at ``/dashboard``). ``proxies``: whose
     ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are believed (the audit's client address, the ``Secure``
-    cookie)."""
-    board = Dashboard(services)
+    cookie); ``failures``: the per-address limit of failed sign-ins (the server's, shared with forward auth)."""
+    board = Dashboard(services, failures)
 
     def get(handler: Page) -> Callable[[Request], Awaitable[Response]]:
         return board.page(handler)

@@ -14,10 +14,10 @@ from keystile.errors import Forbidden, Unauthenticated
 from keystile.http.answers import STATUS, retry_after_s
 from keystile.http.asgi import encode_json, read_body
 from keystile.http.credentials import extract_key
+from keystile.http.failures import too_many_failures
 from keystile.http.refusals import refusal
 from keystile.operations import ISSUE_TOKEN, JWKS, VERIFY_TOKEN
 from keystile.schemas import TokenRequest, TokenVerifyRequest, TokenVerifyResponse, decode, token_out
-from keystile.server.failures import too_many_failures
 from keystile.server.routing import Call, Operation
 
 JWKS_CACHE_CONTROL = "public, max-age=300"

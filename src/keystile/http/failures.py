@@ -1,4 +1,5 @@
-"""Failed forward-auth attempts per client IP (SPEC V5): so that ``/v1/auth`` cannot be used to guess keys.
+"""Failed key attempts per client IP (SPEC V5): so that ``/v1/auth``, the OAuth token endpoint and the
+dashboard's sign-in cannot be used to guess keys.
 
 Each failure (a 401 for a request that carried a key) spends one unit of the client's bucket, a token bucket of
 ``per_minute`` units refilled over a minute, kept by the verifier's spender: in this process's memory, or in
