@@ -180,8 +180,7 @@ class PostgresDriver:
         try:
             result = await fn(_Conn(conn))
         except BaseException as exc:
-            raised = self._failed(exc)
-            await self._release(conn)
+            raised = await self._given_back(conn, exc)
             if raised is exc:
                 raise
             raise raised from exc
@@ -192,11 +191,14 @@ class PostgresDriver:
         self.breaker.succeeded()
         return result
 
-    async def _release(self, conn: Any) -> None:
-        """Give a connection back to the pool after a failed call; asyncpg closes it if it cannot be reset (a
-        broken connection then raises here: it is gone either way)."""
+    async def _given_back(self, conn: Any, exc: BaseException) -> BaseException:
+        """After a call on ``conn`` ended in ``exc``: tell the breaker, give the connection back to the pool (maybe
+        broken, maybe mid-query if cancelled: asyncpg cleans it up or closes it; a broken one raises here, and is
+        gone either way), and return the exception to raise."""
+        raised = self._failed(exc)
         with contextlib.suppress(Exception):
             await self._pool.release(conn)
+        return raised
 
     async def _keep(self, conn: Any) -> None:
         """Keep a connection that just answered for the next single read, or give it back to the pool."""
@@ -215,9 +217,7 @@ class PostgresDriver:
         try:
             row = await conn.fetchrow(sql, *args)
         except BaseException as exc:
-            raised = self._failed(exc)
-            # Maybe broken, maybe mid-query (cancelled): the pool's release cleans it up or closes it.
-            await self._release(conn)
+            raised = await self._given_back(conn, exc)
             if raised is exc:
                 raise
             raise raised from exc
