@@ -25,7 +25,7 @@ from keystile.core.ports import Storage
 from keystile.errors import StorageError
 from keystile.events.child import frame, read_frame
 from keystile.events.recorder import EventRecorder
-from keystile.events.writer import BATCH_SIZE, INTERVAL_S, EventWriter, _ignore, _wait
+from keystile.events.writer import BATCH_SIZE, INTERVAL_S, EventWriter, _wait
 
 log = logging.getLogger("keystile.events")
 
@@ -214,12 +214,7 @@ class ProcessEventWriter(EventWriter):
     async def close(self) -> None:
         """Stop sending, hand the child what is left, and wait (up to :data:`SHUTDOWN_S`) for it to write it and
         exit. Events it could not write are logged as lost."""
-        if self._task is not None:
-            self._stop.set()
-            self._wake.set()
-            await self._task
-            self._task = None
-            self._recorder.wake = _ignore
+        await self._stop_background()
         async with self._lock:
             if len(self._recorder) or self._proc is not None:
                 with contextlib.suppress(StorageError):

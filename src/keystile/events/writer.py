@@ -271,15 +271,19 @@ class EventWriter:
             self._recorder.wake = self._wake.set
             self._task = asyncio.get_running_loop().create_task(self._run(), name="keystile-event-writer")
 
-    async def close(self) -> None:
-        """Stop the background writing, then write what is left. Events that cannot be written now (storage
-        unreachable) are logged as lost."""
+    async def _stop_background(self) -> None:
+        """End the background task (its pass under way finishes first) and stop being woken by the recorder."""
         if self._task is not None:
             self._stop.set()
             self._wake.set()
             await self._task
             self._task = None
             self._recorder.wake = _ignore
+
+    async def close(self) -> None:
+        """Stop the background writing, then write what is left. Events that cannot be written now (storage
+        unreachable) are logged as lost."""
+        await self._stop_background()
         try:
             await self.flush()
         except StorageError as exc:

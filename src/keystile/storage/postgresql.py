@@ -29,13 +29,22 @@ MIGRATION_TIMEOUT_S = 24 * 3600.0
 DEFAULT_TIMEOUT_S = 5.0
 FIRST_BACKOFF_S = 0.25
 MAX_BACKOFF_S = 2.0
-_CONNECT_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError, TimeoutError)
+# InternalClientError: asyncpg's protocol found itself in an impossible state, as when the server ended the
+# connection while a query was being sent on it; the connection is unusable, like one that was cut.
+_CONNECT_ERRORS = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InternalClientError,
+    TimeoutError,
+)
 
 
-KEPT_CONNECTIONS = 2
-"""Connections kept out of the pool for single reads: taking one from asyncpg's pool and giving it back costs
-~90 µs of the event loop (a task for the acquire's deadline, another for the release), as much as a third of a
-cache miss (SPEC P4; bench/README.md). A kept connection is popped from a list instead."""
+READERS = 2
+"""Connections of their own, outside the pool, for single reads (``fetchone``, the one read of a cache miss):
+taking a connection from asyncpg's pool and giving it back costs ~90 µs of the event loop (a task for the
+acquire's deadline, another for the release), as much as a third of a miss (SPEC P4; bench/README.md). An idle
+reader is popped from a list instead; when all are busy, the read goes through the pool."""
 
 COPY_SLICE = 200
 """Rows :meth:`_Conn.copy_records` has asyncpg encode between two yields to the event loop (~0.3 ms)."""
@@ -98,6 +107,11 @@ class _Conn:
         await _guard(self._conn.copy_records_to_table(table, records=records, columns=list(columns)))
 
 
+def _answered(exc: BaseException) -> bool:
+    """Whether a call that raised ``exc`` left its connection usable: the database answered with an error."""
+    return isinstance(exc, asyncpg.PostgresError) and not isinstance(exc, asyncpg.PostgresConnectionError)
+
+
 async def _session_kept(conn: asyncpg.Connection[Any]) -> None:
     """What a connection going back to the pool needs besides asyncpg's own rollback of an open transaction:
     nothing. asyncpg's default reset (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``) is a round
@@ -112,11 +126,14 @@ class PostgresDriver:
 
     dialect: Dialect = "postgresql"
 
-    def __init__(self, pool: asyncpg.Pool[Any], timeout_s: float, clock: Clock) -> None:
+    def __init__(self, pool: asyncpg.Pool[Any], timeout_s: float, clock: Clock, dsn: str | None = None) -> None:
         self._pool = pool
         self._timeout = timeout_s
-        self._kept: list[Any] = []
-        """Idle connections taken from the pool and kept for single reads (:meth:`fetchone`)."""
+        self._dsn = dsn
+        """Where readers connect (``None``: no readers, every read through the pool)."""
+        self._idle_readers: list[Any] = []
+        self._readers = 0
+        """Reader connections open, idle or busy (at most :data:`READERS`)."""
         self._closing = False
         self.breaker = Breaker(clock, FIRST_BACKOFF_S, MAX_BACKOFF_S)
 
@@ -145,7 +162,7 @@ class PostgresDriver:
         except (asyncpg.PostgresError, *_CONNECT_ERRORS) as exc:
             raise StorageError(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from exc
         assert pool is not None
-        return cls(pool, timeout_s, clock or SystemClock())
+        return cls(pool, timeout_s, clock or SystemClock(), dsn)
 
     def _admit(self) -> None:
         if not self.breaker.admit():
@@ -166,9 +183,8 @@ class PostgresDriver:
             return _translate(exc)
         return exc
 
-    async def _with_conn(self, fn: Callable[[_Conn], Awaitable[T]], *, keep: bool = False) -> T:
-        """``fn`` on a connection of the pool; with ``keep``, the connection is kept for single reads afterwards
-        (up to :data:`KEPT_CONNECTIONS`) instead of going back."""
+    async def _with_conn(self, fn: Callable[[_Conn], Awaitable[T]]) -> T:
+        """``fn`` on a connection of the pool."""
         self._admit()
         try:
             conn = await self._pool.acquire(timeout=self._timeout)
@@ -180,50 +196,66 @@ class PostgresDriver:
         try:
             result = await fn(_Conn(conn))
         except BaseException as exc:
-            raised = self._failed(exc)
-            await self._release(conn)
+            raised = await self._given_back(conn, exc)
             if raised is exc:
                 raise
             raise raised from exc
-        if keep:
-            await self._keep(conn)
-        else:
-            await self._pool.release(conn)
+        await self._pool.release(conn)
         self.breaker.succeeded()
         return result
 
-    async def _release(self, conn: Any) -> None:
-        """Give a connection back to the pool after a failed call; asyncpg closes it if it cannot be reset (a
-        broken connection then raises here: it is gone either way)."""
+    async def _given_back(self, conn: Any, exc: BaseException) -> BaseException:
+        """After a call on ``conn`` ended in ``exc``: tell the breaker, give the connection back to the pool (closed
+        first unless the database answered with an error), and return the exception to raise."""
+        raised = self._failed(exc)
+        if not _answered(exc):
+            # Cut, timed out, cancelled mid-query or in an unknown state: closed at once. A release would first wait
+            # for the query's cancellation, sent over a new connection to a database that may not answer.
+            conn.terminate()
         with contextlib.suppress(Exception):
             await self._pool.release(conn)
-
-    async def _keep(self, conn: Any) -> None:
-        """Keep a connection that just answered for the next single read, or give it back to the pool."""
-        if len(self._kept) < KEPT_CONNECTIONS and not self._closing:
-            self._kept.append(conn)
-        else:
-            await self._pool.release(conn)
+        return raised
 
     async def fetchone(self, sql: str, *args: Any) -> Row | None:
-        # The one read of a cache miss (SPEC P4): through a kept connection, not the pool.
-        kept = self._kept
-        if not kept:
-            return await self._with_conn(lambda c: c.fetchone(sql, *args), keep=True)
-        self._admit()  # once per call: a half-open breaker lets one trial through (_with_conn admits its own)
-        conn = kept.pop()
+        if not self._idle_readers and (self._dsn is None or self._closing or self._readers >= READERS):
+            return await self._with_conn(lambda c: c.fetchone(sql, *args))
+        self._admit()
+        conn = None
         try:
+            conn = await self._reader()
             row = await conn.fetchrow(sql, *args)
         except BaseException as exc:
+            if conn is not None:
+                self._reader_done(conn, healthy=_answered(exc))
             raised = self._failed(exc)
-            # Maybe broken, maybe mid-query (cancelled): the pool's release cleans it up or closes it.
-            await self._release(conn)
             if raised is exc:
                 raise
             raise raised from exc
-        await self._keep(conn)
+        self._reader_done(conn, healthy=True)
         self.breaker.succeeded()
         return row
+
+    async def _reader(self) -> Any:
+        """An idle reader that is still open, else a new one (the caller checked there is room for one)."""
+        idle = self._idle_readers
+        while idle:
+            conn = idle.pop()
+            if not conn.is_closed():
+                return conn
+            self._readers -= 1  # ended by the server since it last answered
+        self._readers += 1
+        try:
+            return await asyncpg.connect(self._dsn, timeout=self._timeout, command_timeout=self._timeout)
+        except BaseException:
+            self._readers -= 1
+            raise
+
+    def _reader_done(self, conn: Any, *, healthy: bool) -> None:
+        if healthy and not self._closing and not conn.is_closed():
+            self._idle_readers.append(conn)
+        else:
+            self._readers -= 1
+            conn.terminate()
 
     async def fetchall(self, sql: str, *args: Any) -> list[Row]:
         return await self._with_conn(lambda c: c.fetchall(sql, *args))
@@ -270,9 +302,13 @@ class PostgresDriver:
 
     async def close(self) -> None:
         self._closing = True
-        kept, self._kept = self._kept, []
-        for conn in kept:
-            await self._pool.release(conn)
+        idle, self._idle_readers = self._idle_readers, []
+        for conn in idle:
+            self._readers -= 1
+            try:
+                await asyncio.wait_for(conn.close(), self._timeout)
+            except (TimeoutError, *_CONNECT_ERRORS):
+                conn.terminate()
         # Gracefully when the database answers; a shutdown must not hang on one that does not.
         try:
             await asyncio.wait_for(self._pool.close(), self._timeout)
