@@ -9,6 +9,7 @@ is left and the child exits."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 from collections import Counter
@@ -187,11 +188,14 @@ async def test_an_outage_keeps_everything_buffered_and_loses_nothing(
         await writer.close()
 
 
-async def test_servers_write_from_a_child_and_commands_inline(settings: Settings, child_url: str) -> None:
-    server = await Keystile.open(settings, server=True, retention=False)
-    command = await Keystile.open(settings, retention=False)
-    inline = await Keystile.open(Settings(database_url=child_url, events_writer="inline"), server=True)
-    memory = await Keystile.open(Settings(database_url="memory://"), server=True)
+async def test_servers_opting_in_write_from_a_child_and_everything_else_inline(
+    settings: Settings, child_url: str
+) -> None:
+    opted = dataclasses.replace(settings, events_writer="process")
+    server = await Keystile.open(opted, server=True, retention=False)
+    command = await Keystile.open(opted, retention=False)
+    inline = await Keystile.open(settings, server=True)  # the default
+    memory = await Keystile.open(Settings(database_url="memory://", events_writer="process"), server=True)
     try:
         assert type(server.events.writer) is ProcessEventWriter
         for opened in (command, inline, memory):
