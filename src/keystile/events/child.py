@@ -75,9 +75,6 @@ class _Writer:
         self._out = out
         self._ids = EventIds()
 
-    def _say(self, *message: Any) -> None:
-        _say(self._out, *message)
-
     async def write(self, frames: Sequence[tuple[int, Sequence[Any]]], *, stopping: asyncio.Event) -> None:
         """Write the records of ``frames`` as one batch (one transaction), then acknowledge each frame."""
         rows: list[EventRow] = []
@@ -91,7 +88,7 @@ class _Writer:
                 log.info("a batch of %d verification events was already written", len(rows))
             except StorageError as exc:
                 failures += 1
-                self._say("error", frames[0][0], str(exc))
+                _say(self._out, "error", frames[0][0], str(exc))
                 if stopping.is_set() and failures > 1:
                     log.error("%d verification events could not be written at shutdown: %s", len(rows), exc)
                     return
