@@ -1,8 +1,8 @@
 #!/bin/bash
 # Does `keystile serve` stop when its whole process group gets SIGINT (Ctrl-C in a terminal)?
 # Starts a server N times with KEYSTILE_EVENTS_WRITER=MODE, verifies three times, signals the group, and counts
-# the servers still running 6 s later (killed then). Found 2 hangs of 16 with `process`, 0 of 16 with `inline`
-# (bench/README.md, "The default went back to inline").
+# the servers still running 6 s later (killed then). Found 2 hangs of 16 with `process` before the worker acted on
+# its first stop signal only (bench/README.md, "The stop hang found"); 0 of 16 since.
 # Run: bench/group_stop.sh process|inline N   (from the repository, after `make run` made .venv)
 set -u
 MODE=${1:-process}; N=${2:-8}; hangs=0

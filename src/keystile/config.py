@@ -70,11 +70,10 @@ class Settings:
     events_buffer: int = 100_000
     """Events held in memory waiting to be written; beyond this they are dropped and counted."""
     events_flush_ms: int = 1_000
-    events_writer: str = "inline"
-    """Who writes the events a server records: the server process itself (``inline``), or a child process of each
-    server process (``process``: the serving event loop only hands records over, SPEC P2/P6; opt-in: a shutdown by
-    a signal to the whole process group hung in about 1 of 8 tries, inside granian). One-shot commands and
-    ``memory://`` always write inline."""
+    events_writer: str = "process"
+    """Who writes the events a server records: a child process of each server process (``process``: the serving
+    event loop only hands records over, SPEC P2/P6), or the server process itself (``inline``). One-shot commands
+    and ``memory://`` always write inline."""
     events_retention_days: int = 30
     rollups_retention_days: int = 400
     leaks_public_keys: Path | None = None

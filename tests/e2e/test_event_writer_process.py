@@ -124,6 +124,17 @@ def test_the_writer_process_is_replaced_when_killed_and_never_outlives_its_serve
     wait_until("the writer of a killed server process to exit", lambda: not alive(pid))
 
 
+def restarted_logs(tmp_path: Path, api_id: str, auth: dict[str, str]) -> int:
+    """How many events a server started again on ``tmp_path``'s database lists for ``api_id``."""
+    again = serve(tmp_path, {"KEYSTILE_EVENTS_WRITER": "process"}, name="again")
+    try:
+        logs = httpx.get(f"{again.url}/v1/logs", params={"api_id": api_id}, headers=auth, timeout=10)
+        assert logs.status_code == 200, logs.text
+        return len(logs.json()["items"])
+    finally:
+        again.stop()
+
+
 def test_a_stop_stops_the_server_and_its_writer_and_loses_nothing(tmp_path: Path) -> None:
     # Nothing written before the stop.
     running = serve(tmp_path, {"KEYSTILE_EVENTS_FLUSH_MS": "3600000", "KEYSTILE_EVENTS_WRITER": "process"})
@@ -135,17 +146,41 @@ def test_a_stop_stops_the_server_and_its_writer_and_loses_nothing(tmp_path: Path
             httpx.post(f"{running.url}/v1/keys/verify", json={"key": key}, headers=auth, timeout=10)
         assert written(running) == 0
         assert writers_of(running) == {}  # started with the first batch
-        # To the main process only: a signal to the whole group (Ctrl-C in a terminal) has been seen to hang
-        # granian's worker with the writer process (docs/configuration.md).
         os.kill(running.process.pid, signal.SIGINT)
         assert running.process.wait(timeout=60) == 0, running.output()
     finally:
         running.stop()
+    assert restarted_logs(tmp_path, api["id"], auth) == 7
 
-    again = serve(tmp_path, {"KEYSTILE_EVENTS_WRITER": "process"}, name="again")
+
+@pytest.mark.parametrize(
+    "signals",
+    [(signal.SIGINT,), (signal.SIGTERM,), (signal.SIGINT, signal.SIGTERM), (signal.SIGINT, signal.SIGINT)],
+    ids=["ctrl-c", "group-sigterm", "sigint-then-sigterm", "ctrl-c-twice"],
+)
+def test_a_stop_by_signals_to_the_whole_process_group_ends_every_process(
+    tmp_path: Path, signals: tuple[signal.Signals, ...]
+) -> None:
+    # Ctrl-C in a terminal, or a service manager stopping a control group: the worker gets the signal from there
+    # and from granian's main process; the writer process ignores it and ends when its server does.
+    running = serve(tmp_path, {"KEYSTILE_EVENTS_FLUSH_MS": "100", "KEYSTILE_EVENTS_WRITER": "process"})
     try:
-        logs = httpx.get(f"{again.url}/v1/logs", params={"api_id": api["id"]}, headers=auth, timeout=10)
-        assert logs.status_code == 200, logs.text
-        assert len(logs.json()["items"]) == 7
+        auth = {"Authorization": f"Bearer {running.root_key()}"}
+        api = httpx.post(f"{running.url}/v1/apis", json={"name": "group"}, headers=auth, timeout=10).json()
+        key = httpx.post(f"{running.url}/v1/apis/{api['id']}/keys", json={}, headers=auth, timeout=10).json()["key"]
+        with httpx.Client(base_url=running.url, headers=auth, timeout=10) as client:
+            for _ in range(7):
+                client.post("/v1/keys/verify", json={"key": key})
+            wait_until("the first 7 events written", lambda: written(running) == 7)
+            writers = writers_of(running)
+            assert len(writers) == 1, writers
+            for _ in range(5):  # likely still buffered when the signal comes
+                client.post("/v1/keys/verify", json={"key": key})
+        for number in signals:
+            os.killpg(running.process.pid, number)
+            time.sleep(0.01)
+        assert running.process.wait(timeout=30) == 0, running.output()
+        wait_until("the writer process to end", lambda: not any(alive(pid) for pid in writers))
     finally:
-        again.stop()
+        running.stop()
+    assert restarted_logs(tmp_path, api["id"], auth) == 12

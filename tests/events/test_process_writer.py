@@ -188,13 +188,14 @@ async def test_an_outage_keeps_everything_buffered_and_loses_nothing(
         await writer.close()
 
 
-async def test_servers_opting_in_write_from_a_child_and_everything_else_inline(
+async def test_servers_write_from_a_child_unless_inline_and_everything_else_inline(
     settings: Settings, child_url: str
 ) -> None:
+    assert Settings().events_writer == "process"  # the default
     opted = dataclasses.replace(settings, events_writer="process")
     server = await Keystile.open(opted, server=True, retention=False)
     command = await Keystile.open(opted, retention=False)
-    inline = await Keystile.open(settings, server=True)  # the default
+    inline = await Keystile.open(dataclasses.replace(settings, events_writer="inline"), server=True)
     memory = await Keystile.open(Settings(database_url="memory://", events_writer="process"), server=True)
     try:
         assert type(server.events.writer) is ProcessEventWriter

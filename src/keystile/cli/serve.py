@@ -64,7 +64,7 @@ SETTING_FLAGS: list[tuple[str, Any, str]] = [
     ("events", click.Choice(["on", "off"]), "Record every verification as an event [default: on]."),
     ("events_buffer", int, "Events held in memory for the writer; more are dropped [default: 100000]."),
     ("events_flush_ms", int, "How often buffered events are written [default: 1000]."),
-    ("events_writer", click.Choice(["process", "inline"]), "Who writes events: inline [default] or a child process."),
+    ("events_writer", click.Choice(["process", "inline"]), "Who writes events: a writer process [default] or inline."),
     ("events_retention_days", int, "Days raw events are kept [default: 30]."),
     ("rollups_retention_days", int, "Days hourly and daily event counts are kept [default: 400]."),
     ("leaks_public_keys", _PATH, "GitHub's secret scanning public keys (JSON or PEM) for POST /v1/leaks."),

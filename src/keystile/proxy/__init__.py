@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from keystile.config import Settings
+from keystile.http.stop_signals import stop_on_first_signal
 from keystile.proxy._app import ProxyApp, new_client
 from keystile.proxy._options import DEFAULT_LISTEN, ProxyOptions
 
@@ -19,6 +20,7 @@ APP_FACTORY = "keystile.proxy:app_from_env"
 
 def app_from_env() -> ProxyApp:
     """The proxy configured by ``KEYSTILE_*`` and ``KEYSTILE_PROXY_*`` variables (granian's factory target)."""
+    stop_on_first_signal()
     return ProxyApp(Settings.from_env(os.environ), ProxyOptions.from_env(os.environ))
 
 

@@ -41,6 +41,7 @@ from keystile.http.asgi import (
     too_large_headers,
 )
 from keystile.http.problems import encode_problem, internal_problem, send_problem
+from keystile.http.stop_signals import stop_on_first_signal
 from keystile.http.transport import transport_security, with_header
 from keystile.observability.logs import REQUEST_ID, log_request
 from keystile.server.fastpath import VerifyEndpoint
@@ -228,6 +229,7 @@ def create_app(settings: Settings, *, keystile: Keystile | None = None) -> ASGIA
 
 def app_from_env() -> ASGIApp:
     """The app configured by ``KEYSTILE_*`` environment variables (granian's ``--factory`` target)."""
+    stop_on_first_signal()
     app = create_app(Settings.from_env(os.environ))
     # What starting made (modules, routes, the API reference: some 40,000 objects) lives as long as the process:
     # moved out of the garbage collector's sight, so that its full collections, which hold the event loop, visit
