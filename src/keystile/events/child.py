@@ -7,8 +7,9 @@ here, on another core and under another interpreter lock, so the serving event l
 
 The protocol, both ways frames of a 4-byte big-endian length and a :mod:`marshal` payload:
 
-* in: first ``{"url": …, "timeout_s": …, "batch": …}`` (the database, the largest batch), then ``(seq, records)``
-  frames, ``(seq, None)`` to finish (write what is left, then exit);
+* in: first ``{"url": …, "timeout_s": …, "batch": …}`` (the database, the largest batch), then ``(seq, fields)``
+  frames (the records' fields, flat, as the server's buffer holds them), ``(seq, None)`` to finish (write what
+  is left, then exit);
 * out: ``("ok", seq, written, rejected, at_ms, last)`` for each frame once its batch is written (or discarded as a
   bug's; ``last``: the batch's last frame), ``("error", seq, text)`` each time writing a batch failed (it is
   retried with a growing backoff, in order).
@@ -37,6 +38,7 @@ from typing import IO, Any
 from keystile.core.models import EventRow
 from keystile.core.ports import Storage
 from keystile.errors import Conflict, StorageError
+from keystile.events.recorder import FIELDS
 from keystile.events.writer import EventIds, event_rows
 
 log = logging.getLogger("keystile.events")
@@ -78,8 +80,8 @@ class _Writer:
     async def write(self, frames: Sequence[tuple[int, Sequence[Any]]], *, stopping: asyncio.Event) -> None:
         """Write the records of ``frames`` as one batch (one transaction), then acknowledge each frame."""
         rows: list[EventRow] = []
-        for _, records in frames:
-            rows += event_rows(self._ids, records)  # the in-process writer's conversion
+        for _, fields in frames:
+            rows += event_rows(self._ids, fields)  # the in-process writer's conversion
         failures = 0
         while True:
             try:
@@ -107,8 +109,8 @@ class _Writer:
         """Say ``("ok", seq, written, rejected, at_ms, last frame of the batch)`` for each frame."""
         at_ms = int(time.time() * 1000)
         with contextlib.suppress(OSError):  # the server went away: nobody to tell
-            for index, (seq, records) in enumerate(frames):
-                count = len(records)
+            for index, (seq, fields) in enumerate(frames):
+                count = len(fields) // FIELDS
                 last = index == len(frames) - 1
                 self._out.write(frame(("ok", seq, count if written else 0, 0 if written else count, at_ms, last)))
             self._out.flush()
@@ -147,10 +149,10 @@ async def _serve(reader: asyncio.StreamReader, out: IO[bytes], open_storage: Ope
     async def receive() -> None:
         try:
             while True:
-                seq, records = await read_frame(reader)
-                if records is None:
+                seq, fields = await read_frame(reader)
+                if fields is None:
                     break
-                queue.put_nowait((seq, records))
+                queue.put_nowait((seq, fields))
         except (asyncio.IncompleteReadError, ConnectionError):
             log.warning("the server went away; writing the verification events received")
         stopping.set()
@@ -172,12 +174,12 @@ async def _serve(reader: asyncio.StreamReader, out: IO[bytes], open_storage: Ope
             frames: list[tuple[int, Any]] = []
             size = 0
             while not frames or (size < batch_size and not queue.empty()):
-                seq, records = await queue.get()
-                if records is None:
+                seq, fields = await queue.get()
+                if fields is None:
                     done = True
                     break
-                frames.append((seq, records))
-                size += len(records)
+                frames.append((seq, fields))
+                size += len(fields) // FIELDS
             if frames:
                 await writer.write(frames, stopping=stopping)
     finally:

@@ -162,7 +162,7 @@ class ProcessEventWriter(EventWriter):
                 continue
             start = self._sent
             self._seq += 1
-            data = frame((self._seq, recorder.tail(start, start + size)))
+            data = frame((self._seq, recorder.fields(start, start + size)))
             self._batches.append((self._seq, size))
             self._sent = start + size
             assert proc.stdin is not None

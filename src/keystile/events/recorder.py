@@ -1,10 +1,12 @@
 """The hot path's side of verification events (SPEC O1): a bounded buffer that a verification appends to.
 
-Recording appends one tuple to a list and never waits: no id, no formatting, no I/O. The tuple holds what the
-verification already has (its code and key's ids, the request's ``api_id``, ``ip`` and ``tags``, the caller's
-request id);
-the writer turns it into a :class:`~keystile.core.models.VerificationEvent` later, off the hot path. The key
-itself is never held.
+Recording appends a record's fields to one flat list and never waits: no id, no formatting, no I/O. A record holds
+what the verification already has (its code and key's ids, the request's ``api_id``, ``ip`` and ``tags``, the
+caller's request id); the writer turns it into a row later, off the hot path. The key itself is never held.
+
+Flat, not a tuple per record: the fields are strings and numbers, which the garbage collector does not track, so
+recording allocates nothing it tracks and a busy server makes no young collections at all (a tuple per request
+made one every ~700 requests, each holding the event loop for 0.1-2 ms: SPEC P2's tail latency, bench/README.md).
 
 The buffer holds events until they are written, those of a batch being written included, so its capacity bounds
 everything not yet in the database: when it is full a new event is dropped and counted, and nothing that fitted is
@@ -24,9 +26,15 @@ Record = tuple[
     float, int, str, str | None, str | None, str | None, str | None, str | None, Sequence[str] | None, str | None
 ]
 """``(ts seconds, latency ns, code, the key's api_id, key_id and owner_id (None when not found), requested api_id,
-ip, tags, request id)``, as recorded: strings and numbers only, so that the collector stops tracking a record
-the first time it looks at it (a record holding the result would be tracked until written, and a busy server's
-buffer would make every collection long: SPEC P2's tail latency, bench/loop_lag.py)."""
+ip, tags, request id)``: a record's fields, in the order the buffer holds them (tags as a tuple: a list would be
+tracked by the collector)."""
+FIELDS = 10
+"""Fields of a record, one after the other in the buffer."""
+
+
+def records(fields: Sequence[Any]) -> list[Record]:
+    """The records of a flat run of ``fields`` (as :meth:`EventRecorder.fields` gives them), as tuples."""
+    return list(zip(*[iter(fields)] * FIELDS, strict=True))
 
 
 def _nothing() -> None:
@@ -36,15 +44,18 @@ def _nothing() -> None:
 class EventRecorder:
     """A bounded buffer of verifications waiting to be written."""
 
-    __slots__ = ("_buffer", "_capacity", "_now", "_wake_size", "dropped", "wake")
+    __slots__ = ("_buffer", "_capacity", "_limit", "_now", "_wake_size", "dropped", "wake")
 
     def __init__(self, clock: Clock, capacity: int, *, wake_size: int = 0) -> None:
         if capacity < 1:
             raise ValueError("an event buffer holds at least one event")
         self._buffer: list[Any] = []
+        """Every record's fields, oldest first: :data:`FIELDS` items a record."""
         self._capacity = capacity
+        self._limit = capacity * FIELDS
         self._now = clock.now
-        self._wake_size = wake_size - 1
+        self._wake_size = (wake_size - 1) * FIELDS
+        """The buffer's length (in fields) at which recording calls :attr:`wake`."""
         self.dropped = 0
         """Events dropped because the buffer was full, since start."""
         self.wake: Callable[[], None] = _nothing
@@ -57,7 +68,7 @@ class EventRecorder:
     def wake_at(self, size: int) -> None:
         """Call :attr:`wake` when the buffer next reaches ``size`` events (a writer whose events leave the buffer
         a few at a time moves the mark, so that it is woken once a batch of NEW events is waiting)."""
-        self._wake_size = max(size, len(self._buffer) + 1) - 1
+        self._wake_size = (max(size, len(self) + 1) - 1) * FIELDS
 
     def record(
         self,
@@ -72,43 +83,37 @@ class EventRecorder:
         O(1), never raises, never waits. ``api_id``, ``ip`` and ``tags`` are the request's."""
         buffer = self._buffer
         size = len(buffer)
-        if size < self._capacity:
+        if size < self._limit:
             if tags and type(tags) is not tuple:
-                tags = tuple(tags)  # a list would keep the record tracked by the collector
+                tags = tuple(tags)  # a list would be tracked by the collector
             entry = result.entry
+            # The tuple of fields is freed at once: the collector's count of young objects is back where it was.
             if entry is None:
-                buffer.append((
+                buffer += (
                     self._now(), perf_counter_ns() - started_ns, result.code, None, None, None, api_id, ip, tags,
                     request_id,
-                ))  # fmt: skip
+                )  # fmt: skip
             else:
-                buffer.append((
+                buffer += (
                     self._now(), perf_counter_ns() - started_ns, result.code, entry.api_id, entry.key_id,
                     entry.owner_id, api_id, ip, tags, request_id,
-                ))  # fmt: skip
+                )  # fmt: skip
             if size == self._wake_size:
                 self.wake()
         else:
             self.dropped += 1
 
     def __len__(self) -> int:
-        return len(self._buffer)
+        """How many records the buffer holds."""
+        return len(self._buffer) // FIELDS
 
     # -- the writer's side: the oldest events stay in the buffer until they are written -------------------------
 
-    def head(self, count: int) -> list[Any]:
-        """The ``count`` oldest entries (records, or events the writer put back with :meth:`replace_head`)."""
-        return self._buffer[:count]
-
-    def tail(self, start: int, stop: int | None = None) -> list[Any]:
-        """The entries from the ``start``-th oldest on, up to the ``stop``-th (the writer counts the new ones for
-        ``/metrics``)."""
-        return self._buffer[start:stop]
-
-    def replace_head(self, items: Sequence[Any]) -> None:
-        """Put ``items`` in place of as many oldest entries (the writer's converted events, kept for a retry)."""
-        self._buffer[: len(items)] = items
+    def fields(self, start: int, stop: int | None = None) -> list[Any]:
+        """The fields of the records from the ``start``-th oldest on, up to the ``stop``-th, flat (as the buffer
+        holds them: what the writer process is sent, and what the tally counts without making a tuple each)."""
+        return self._buffer[start * FIELDS : None if stop is None else stop * FIELDS]
 
     def remove_head(self, count: int) -> None:
-        """Forget the ``count`` oldest entries: they are written."""
-        del self._buffer[:count]
+        """Forget the ``count`` oldest records: they are written."""
+        del self._buffer[: count * FIELDS]

@@ -22,7 +22,7 @@ from keystile.core.ids import ID_LENGTH, accepted_request_id
 from keystile.core.models import EventRow, VerificationEvent
 from keystile.core.ports import Storage
 from keystile.errors import Conflict, StorageError
-from keystile.events.recorder import EventRecorder
+from keystile.events.recorder import FIELDS, EventRecorder
 from keystile.events.tally import VerificationTally
 
 log = logging.getLogger("keystile.events")
@@ -115,13 +115,16 @@ def _text(value: str | None) -> str | None:
     return value
 
 
-def event_rows(ids: EventIds, records: Sequence[Any]) -> list[EventRow]:
-    """Recorded verifications as the rows storage writes, in one loop (no event object on the way, no call per
-    record but the id's: each cost as much as the rest of the conversion, bench/events_verify.py)."""
+def event_rows(ids: EventIds, fields: Sequence[Any]) -> list[EventRow]:
+    """Recorded verifications, given flat as :meth:`EventRecorder.fields` gives them, as the rows storage writes,
+    in one loop (no event object on the way, no call per record but the id's: each cost as much as the rest of the
+    conversion, bench/events_verify.py)."""
     accept_request_id = accepted_request_id
     rows: list[EventRow] = []
     append = rows.append
-    for ts_s, latency_ns, code, key_api_id, key_id, owner_id, api_id, ip, tags, request_id in records:
+    for ts_s, latency_ns, code, key_api_id, key_id, owner_id, api_id, ip, tags, request_id in zip(
+        *[iter(fields)] * FIELDS, strict=True
+    ):
         ts = int(ts_s * 1000)
         event_id = ids(ts)
         api_id = key_api_id if key_api_id is not None else _text(api_id)
@@ -162,8 +165,8 @@ class EventWriter:
         self._retry = retry_s
         self._max_backoff = max_backoff_s
         self._ids = EventIds()
-        self._held = 0
-        """How many of the oldest buffered entries are a converted batch that failed (retried as it is)."""
+        self._held: list[EventRow] = []
+        """The oldest buffered records converted to rows, when writing them failed: retried as they are."""
         self._tallied = 0
         """How many of the oldest buffered entries :attr:`tally` has counted (always those of a batch too)."""
         self._lock = asyncio.Lock()
@@ -201,7 +204,7 @@ class EventWriter:
         this: the counts are then up to date even while storage is down and nothing is written)."""
         recorder = self._recorder
         if len(recorder) > self._tallied:
-            self.tally.add(recorder.tail(self._tallied))
+            self.tally.add(recorder.fields(self._tallied))
             self._tallied = len(recorder)
         return self.tally
 
@@ -211,31 +214,26 @@ class EventWriter:
         recorder = self._recorder
         while self._tallied < count:
             stop = min(count, self._tallied + _CONVERT_SLICE)
-            self.tally.add(recorder.tail(self._tallied, stop))
+            self.tally.add(recorder.fields(self._tallied, stop))
             self._tallied = stop
             if stop < count:
                 await asyncio.sleep(0)
 
     async def _write_next(self) -> int:
         recorder = self._recorder
-        size = self._held or min(len(recorder), self._batch)
-        if not self._held:
-            await self._count_up_to(size)  # before the batch's records are replaced by rows
-        rows: list[EventRow]
-        if self._held:
-            rows = recorder.head(size)
-        else:
+        rows = self._held
+        size = len(rows) or min(len(recorder), self._batch)
+        if not rows:
+            await self._count_up_to(size)
             # Converted once: a retry sends the same ids, so a batch whose commit went unacknowledged is not
             # written twice (its ids clash instead). A slice at a time, letting requests in between: converting a
             # whole batch at once held the event loop for tens of milliseconds (p99 latency, bench/events_verify.py).
-            records = recorder.head(size)
             rows = []
             for start in range(0, size, _CONVERT_SLICE):
                 if start:
                     await asyncio.sleep(0)
-                rows.extend(self._rows(records[start : start + _CONVERT_SLICE]))
-            recorder.replace_head(rows)
-            self._held = size
+                rows.extend(self._rows(recorder.fields(start, min(size, start + _CONVERT_SLICE))))
+            self._held = rows
         stats = self.stats
         try:
             await self._storage.write_event_rows(rows)
@@ -255,12 +253,12 @@ class EventWriter:
             stats.batches += 1
             stats.last_flush_ms = now_ms(self._clock)
         recorder.remove_head(size)
-        self._held = 0
+        self._held = []
         self._tallied -= size
         return size
 
-    def _rows(self, records: Sequence[Any]) -> list[EventRow]:
-        return event_rows(self._ids, records)
+    def _rows(self, fields: Sequence[Any]) -> list[EventRow]:
+        return event_rows(self._ids, fields)
 
     # -- in the background --------------------------------------------------------------------------------------
 
