@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keystile.core.clock import ManualClock
 from keystile.core.verify import NOT_FOUND
@@ -78,3 +80,38 @@ def test_the_wake_mark_moves_to_a_batch_of_new_events_never_behind_the_buffer(cl
 def test_a_buffer_holds_at_least_one_event(clock: ManualClock) -> None:
     with pytest.raises(ValueError, match="at least one"):
         EventRecorder(clock, 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    capacity=st.integers(1, 12),
+    wake_size=st.integers(0, 6),
+    steps=st.lists(st.one_of(st.just(-1), st.integers(0, 8)), max_size=80),
+)
+def test_the_buffer_behaves_as_a_bounded_queue_whatever_is_recorded_and_removed(
+    capacity: int, wake_size: int, steps: list[int]
+) -> None:
+    # -1 records one verification; n >= 0 removes the n oldest (at most what is there), as the writers do.
+    recorder = EventRecorder(ManualClock(), capacity, wake_size=wake_size)
+    wakes: list[int] = []
+    recorder.wake = lambda: wakes.append(len(recorder))
+    model: list[str] = []
+    dropped = expected_wakes = made = 0
+    for step in steps:
+        if step < 0:
+            made += 1
+            recorder.record(0, NOT_FOUND, None, None, None, f"req_{made}")
+            if len(model) < capacity:
+                model.append(f"req_{made}")
+                expected_wakes += len(model) == wake_size
+            else:
+                dropped += 1
+        else:
+            count = min(step, len(model))
+            recorder.remove_head(count)
+            del model[:count]
+        assert len(recorder) == len(model)
+        assert [entry[-1] for entry in records(recorder.fields(0))] == model
+        assert [entry[-1] for entry in records(recorder.fields(1, 3))] == model[1:3]
+    assert recorder.dropped == dropped
+    assert len(wakes) == expected_wakes  # each time the buffer grows to wake_size events

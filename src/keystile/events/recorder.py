@@ -44,18 +44,23 @@ def _nothing() -> None:
 class EventRecorder:
     """A bounded buffer of verifications waiting to be written."""
 
-    __slots__ = ("_buffer", "_capacity", "_limit", "_now", "_wake_size", "dropped", "wake")
+    __slots__ = ("_buffer", "_capacity", "_end", "_head", "_now", "_wake_size", "dropped", "wake")
 
     def __init__(self, clock: Clock, capacity: int, *, wake_size: int = 0) -> None:
         if capacity < 1:
             raise ValueError("an event buffer holds at least one event")
         self._buffer: list[Any] = []
-        """Every record's fields, oldest first: :data:`FIELDS` items a record."""
+        """Every record's fields, oldest first, :data:`FIELDS` items a record, from :attr:`_head` on."""
+        self._head = 0
+        """Where the oldest record not yet written starts: those before it are written, and dropped from the list
+        only once they outnumber the rest (dropping a list's head moves all the rest: at every acknowledgement of
+        a busy writer process, milliseconds of the event loop, bench/loop_lag.py)."""
         self._capacity = capacity
-        self._limit = capacity * FIELDS
+        self._end = capacity * FIELDS
+        """The list's length at which the buffer is full."""
         self._now = clock.now
         self._wake_size = (wake_size - 1) * FIELDS
-        """The buffer's length (in fields) at which recording calls :attr:`wake`."""
+        """The list's length at which recording calls :attr:`wake`."""
         self.dropped = 0
         """Events dropped because the buffer was full, since start."""
         self.wake: Callable[[], None] = _nothing
@@ -68,7 +73,7 @@ class EventRecorder:
     def wake_at(self, size: int) -> None:
         """Call :attr:`wake` when the buffer next reaches ``size`` events (a writer whose events leave the buffer
         a few at a time moves the mark, so that it is woken once a batch of NEW events is waiting)."""
-        self._wake_size = (max(size, len(self) + 1) - 1) * FIELDS
+        self._wake_size = self._head + (max(size, len(self) + 1) - 1) * FIELDS
 
     def record(
         self,
@@ -83,7 +88,7 @@ class EventRecorder:
         O(1), never raises, never waits. ``api_id``, ``ip`` and ``tags`` are the request's."""
         buffer = self._buffer
         size = len(buffer)
-        if size < self._limit:
+        if size < self._end:
             if tags and type(tags) is not tuple:
                 tags = tuple(tags)  # a list would be tracked by the collector
             entry = result.entry
@@ -105,15 +110,25 @@ class EventRecorder:
 
     def __len__(self) -> int:
         """How many records the buffer holds."""
-        return len(self._buffer) // FIELDS
+        return (len(self._buffer) - self._head) // FIELDS
 
     # -- the writer's side: the oldest events stay in the buffer until they are written -------------------------
 
     def fields(self, start: int, stop: int | None = None) -> list[Any]:
         """The fields of the records from the ``start``-th oldest on, up to the ``stop``-th, flat (as the buffer
         holds them: what the writer process is sent, and what the tally counts without making a tuple each)."""
-        return self._buffer[start * FIELDS : None if stop is None else stop * FIELDS]
+        head = self._head
+        return self._buffer[head + start * FIELDS : None if stop is None else head + stop * FIELDS]
 
     def remove_head(self, count: int) -> None:
         """Forget the ``count`` oldest records: they are written."""
-        del self._buffer[: count * FIELDS]
+        buffer = self._buffer
+        old = self._head
+        head = min(old + count * FIELDS, len(buffer))
+        if head > len(buffer) - head:  # more written than not: drop them, moving fewer than were written
+            del buffer[:head]
+            head = 0
+        # The full mark and the wake mark stay where they were from the oldest record on.
+        self._end += head - old
+        self._wake_size += head - old
+        self._head = head
