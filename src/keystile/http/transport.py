@@ -67,23 +67,29 @@ def is_loopback(address: str) -> bool:
 
 def plain_key_sender(scope: Scope, trusted: TrustedProxies, body_paths: frozenset[str] = frozenset()) -> str | None:
     """The address of a client off this machine that sent a key over plain HTTP in this request, else ``None``."""
-    if scope.get("scheme", "http") != "http":
-        return None
     address = peer(scope)
     if address is None or is_loopback(address):
         return None
+    return address if _plain_key(scope, trusted, address, body_paths) else None
+
+
+def _plain_key(scope: Scope, trusted: TrustedProxies, address: str, body_paths: frozenset[str]) -> bool:
+    """Whether this request from ``address``, a peer off this machine, carries a key over plain HTTP."""
+    if scope.get("scheme", "http") != "http":
+        return False
     if trusted.trusts(address) and (trusted.forwarded(scope, b"x-forwarded-proto") or "").lower() == "https":
-        return None
-    return address if carries_key(scope, body_paths) else None
+        return False
+    return carries_key(scope, body_paths)
 
 
 class PlainHttpWatch:
     """Warns, at most once an hour per client, about keys that arrive over plain HTTP (see the module docstring).
 
-    Called with every request's scope: a peer known to be loopback costs one set lookup.
+    Called with every request's scope: whether a peer is loopback is remembered (parsing its address on every
+    request cost more than the verification it came with), so a loopback peer costs one dict lookup.
     """
 
-    __slots__ = ("_body_paths", "_clock", "_log", "_quiet", "_trusted", "_warned")
+    __slots__ = ("_body_paths", "_clock", "_log", "_loopback", "_trusted", "_warned")
 
     def __init__(
         self,
@@ -96,19 +102,22 @@ class PlainHttpWatch:
         self._body_paths = body_paths
         self._clock = clock or SystemClock()
         self._log = warn or _warn
-        self._quiet: set[str] = set()
+        self._loopback: dict[str, bool] = {}
+        """Peer address → whether it is loopback (forgotten all at once when it holds too many)."""
         self._warned: dict[str, float] = {}
 
     def __call__(self, scope: Scope) -> None:
         client = scope.get("client")
-        if client is None or client[0] in self._quiet:
+        if client is None:
             return
-        if is_loopback(client[0]):
-            if len(self._quiet) < _MAX_REMEMBERED:
-                self._quiet.add(client[0])
-            return
-        address = plain_key_sender(scope, self._trusted, self._body_paths)
-        if address is None:
+        address = client[0]
+        loopback = self._loopback.get(address)
+        if loopback is None:
+            loopback = is_loopback(address)
+            if len(self._loopback) >= _MAX_REMEMBERED:
+                self._loopback.clear()
+            self._loopback[address] = loopback
+        if loopback or not _plain_key(scope, self._trusted, address, self._body_paths):
             return
         now = self._clock.monotonic()
         if self._warned.get(address, -WARN_EVERY_S) + WARN_EVERY_S > now:
