@@ -32,11 +32,6 @@ FIELDS = 10
 """Fields of a record, one after the other in the buffer."""
 
 
-def records(fields: Sequence[Any]) -> list[Record]:
-    """The records of a flat run of ``fields`` (as :meth:`EventRecorder.fields` gives them), as tuples."""
-    return list(zip(*[iter(fields)] * FIELDS, strict=True))
-
-
 def _nothing() -> None:
     return None
 
