@@ -15,7 +15,7 @@ from keystile.config import Settings
 from keystile.core.clock import ManualClock
 from keystile.errors import InvalidInput
 from keystile.http.forwarded import TrustedProxies
-from keystile.http.transport import PlainHttpWatch, plain_key_sender
+from keystile.http.transport import PlainHttpWatch
 from keystile.server import create_app
 from keystile.service import Keystile
 
@@ -43,6 +43,16 @@ def _scope(
 
 
 KEY = {"Authorization": "Bearer ks_whatever"}
+
+
+def plain_key_sender(
+    scope: dict[str, Any], trusted: TrustedProxies, body_paths: frozenset[str] = frozenset()
+) -> str | None:
+    """The address a fresh watch warns about for this one request, else ``None``."""
+    warned: list[str] = []
+    PlainHttpWatch(trusted, body_paths, ManualClock(), warned.append)(scope)
+    assert len(warned) <= 1
+    return warned[0] if warned else None
 
 
 @pytest.mark.parametrize(

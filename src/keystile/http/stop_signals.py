@@ -5,8 +5,8 @@ service manager that stops a control group sends SIGTERM to every process in it,
 stopping too, sends the worker SIGTERM. granian (2.8) hands each one to the worker's stop event, whose ``set``
 blocks, holding the interpreter lock, when a stop is already pending and not yet taken; the thread that would take
 it waits for that lock, and the worker hangs for good (seen in 2 of 16 stops of a server with the event writer
-process, and in granian's Python-only workers as well: bench/group_stop.sh). :func:`stop_on_first_signal` makes
-the worker's handler pass on the first signal only.
+process: bench/group_stop.sh). :func:`stop_on_first_signal` makes the worker's handler pass on the first signal
+only.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from keystile.config import Settings
 from keystile.core.clock import Clock, SystemClock
 from keystile.http.asgi import Message, Scope, Send
 from keystile.http.credentials import QUERY_PARAMETER
-from keystile.http.forwarded import TrustedProxies, peer
+from keystile.http.forwarded import TrustedProxies
 
 log = logging.getLogger("keystile.security")
 
@@ -63,14 +63,6 @@ def is_loopback(address: str) -> bool:
     if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
         return parsed.ipv4_mapped.is_loopback
     return parsed.is_loopback
-
-
-def plain_key_sender(scope: Scope, trusted: TrustedProxies, body_paths: frozenset[str] = frozenset()) -> str | None:
-    """The address of a client off this machine that sent a key over plain HTTP in this request, else ``None``."""
-    address = peer(scope)
-    if address is None or is_loopback(address):
-        return None
-    return address if _plain_key(scope, trusted, address, body_paths) else None
 
 
 def _plain_key(scope: Scope, trusted: TrustedProxies, address: str, body_paths: frozenset[str]) -> bool:
