@@ -11,6 +11,9 @@ shows) for each case:
 * **many keys**: each event of a key drawn at random from ``--keys`` (a provider with many customers): nearly every
   event adds to rollup rows of its own, and its index entries land all over the file.
 
+Then the analytics reads of the many-keys database are timed (best of 5): one key's minute counts, one owner's
+hour counts, the API's day counts by outcome (read from the rollups through the filtered column's index).
+
 The baseline is the one-key case of the same run; the ratio says what many keys cost on top. The keys are not
 in the ``keys`` table (their ``last_used_at`` updates find no row), so a real server's writer pays a little more.
 
@@ -30,9 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from keystile.core.clock import SystemClock
+from keystile.core.models import EventFilter
+from keystile.core.ports import Granularity, GroupBy
 from keystile.events.recorder import FIELDS
 from keystile.events.writer import BATCH_SIZE, EventIds, event_rows
-from keystile.storage import open_storage
+from keystile.storage import SqlStorage, open_storage
 
 API_ID = "api_0Jk2mXq8RkVx8kLz5YtN3u"
 EVENTS_PER_S = 20_000
@@ -46,6 +51,7 @@ class Case:
     convert_us: float
     write_us: float
     wall_us: float
+    reads_ms: dict[str, float]
 
     @property
     def total_us(self) -> float:
@@ -91,13 +97,35 @@ async def measure(url: str, events: int, keys: int) -> Case:
             convert += converted - began
             write += time.process_time() - converted
         wall = time.perf_counter() - started
-        return Case(keys, events, convert / events * 1e6, write / events * 1e6, wall / events * 1e6)
+        reads = await _reads(storage, fields) if keys > 1 else {}
+        return Case(keys, events, convert / events * 1e6, write / events * 1e6, wall / events * 1e6, reads)
     finally:
         await storage.close()
 
 
+async def _reads(storage: SqlStorage, fields: list[Any]) -> dict[str, float]:
+    """Best-of-5 milliseconds of analytics over the events just written (the first event's key and owner)."""
+    first_ms, last_ms = int(fields[0] * 1000), int(fields[-FIELDS] * 1000) + 1
+    queries: dict[str, tuple[Granularity, GroupBy, EventFilter]] = {
+        "one key, minute counts": ("minute", "outcome", EventFilter(key_id=fields[4], since=first_ms - 60_000)),
+        "one owner, hour counts": ("hour", "outcome", EventFilter(owner_id=fields[5], until=last_ms + 3_600_000)),
+        "the API, day counts by outcome": ("day", "outcome", EventFilter(api_id=API_ID)),
+    }
+    timed = {}
+    for name, (granularity, group_by, where) in queries.items():
+        best = float("inf")
+        for _ in range(5):
+            began = time.perf_counter()
+            counts = await storage.count_rollups(granularity, group_by, where, limit=100_000)
+            best = min(best, time.perf_counter() - began)
+        if not counts:
+            raise RuntimeError(f"{name}: no counts")
+        timed[name] = best * 1000
+    return timed
+
+
 async def _postgresql(events: int, keys: int) -> tuple[Case, Case]:
-    from load_events import throwaway_database  # noqa: PLC0415 (asyncpg: only for this storage)
+    from load_events import throwaway_database  # asyncpg: only for this storage
 
     cases = []
     for count in (1, keys):
@@ -125,6 +153,7 @@ def report(one: Case, many: Case, storage: str = "sqlite") -> str:
             f"  {name:<22} {case.events:>9,} {case.convert_us:>11.2f} {case.write_us:>20.2f} {case.wall_us:>8.2f}"
         )
     lines.append(f"  many keys / one key = {many.wall_us / one.wall_us:.2f}x (wall time)")
+    lines += [f"  analytics, {many.keys:,} keys: {name} {ms:.2f} ms" for name, ms in many.reads_ms.items()]
     return "\n".join(lines)
 
 
