@@ -49,3 +49,17 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path, redis_url: str, pg_u
         assert any(line.startswith(f"| {bar} |") for line in table), bar
     measured = {line.split("|")[1].strip() for line in table if "not measured" not in line and "not run" not in line}
     assert {"P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8"} <= measured
+
+
+def test_the_event_writer_benchmark_runs_in_quick_mode() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "event_writes.py"), "--events", "6000", "--keys", "500"],
+        cwd=BENCH,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "500 keys" in done.stdout, done.stdout
+    assert "many keys / one key = " in done.stdout, done.stdout

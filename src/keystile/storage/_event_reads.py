@@ -122,7 +122,8 @@ async def count_rollups(
     if where.until is not None:
         sql.conditions.append(f"bucket < {sql.arg(where.until)}")
     rows = await driver.fetchall(
-        f"SELECT bucket, {group} AS grp, CAST(SUM(count) AS BIGINT) AS n FROM event_rollups {sql.clause}"
+        f"SELECT bucket, {group} AS grp, CAST(SUM(count) AS BIGINT) AS n FROM event_rollups"
+        f"{_rollup_index(driver, where, only)} {sql.clause}"
         f" GROUP BY bucket, {group} LIMIT {sql.arg(limit)}",
         *sql.args,
     )
@@ -130,3 +131,18 @@ async def count_rollups(
     # Sorted here, not in SQL: the dialects collate text differently, and the order must not depend on them.
     counts.sort(key=lambda c: (c.bucket, c.group or ""))
     return counts
+
+
+def _rollup_index(driver: Driver, where: EventFilter, only: frozenset[str] | None) -> str:
+    """SQLite: the index of the most selective filter, named (``INDEXED BY``). Without statistics its planner
+    preferred the primary key's range of buckets, which holds every key's rows (tens of milliseconds for one key's
+    day, where the index reads a hundred rows). PostgreSQL plans from its statistics."""
+    if driver.dialect != "sqlite":
+        return ""
+    if where.key_id is not None:
+        return " INDEXED BY rollups_by_key"
+    if where.owner_id is not None:
+        return " INDEXED BY rollups_by_owner"
+    if where.api_id is not None or only is not None:
+        return " INDEXED BY rollups_by_api"
+    return ""

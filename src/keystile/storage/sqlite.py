@@ -31,6 +31,10 @@ _PLACEHOLDER = re.compile(r"\$(\d+)")
 COPY_SLICE = 40
 """Rows :meth:`_Calls.copy_records` inserts between two yields to the event loop: at most ~0.5 ms of inserts (500
 held it for 2.5 to 7 ms on a busy 2-core machine, bench/loop_lag.py)."""
+WRITER_CACHE_KIB = 65_536
+"""The writing connection's page cache (SQLite's default is 2 MiB), filled only as pages are used. Verification
+events of many keys update index and rollup pages all over the file; with the default cache a batch read most of
+them back from the OS at every write, and the event writer spent a third more time per event (bench/README.md)."""
 _PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
@@ -90,7 +94,7 @@ def _audit_hash(prev_hash: str, canonical: str) -> str:
     return hashlib.sha256(bytes.fromhex(prev_hash) + canonical.encode()).hexdigest()
 
 
-def _connect(target: str, *, uri: bool = False) -> sqlite3.Connection:
+def _connect(target: str, *, uri: bool = False, cache_kib: int | None = None) -> sqlite3.Connection:
     conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False, uri=uri)
     conn.row_factory = sqlite3.Row
     # SQLite's own lower() folds ASCII only, so a search for "über" missed "ÜBER" (PostgreSQL finds it).
@@ -98,6 +102,8 @@ def _connect(target: str, *, uri: bool = False) -> sqlite3.Connection:
     conn.create_function("audit_hash", 2, _audit_hash, deterministic=True)
     for pragma in _PRAGMAS:
         conn.execute(pragma)
+    if cache_kib is not None:
+        conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
     return conn
 
 
@@ -174,7 +180,7 @@ class SqliteDriver(_Calls):
                 self._thread: ThreadPoolExecutor | None = None
             else:
                 _create_private(path)
-                self._writer_conn = _connect(str(path))
+                self._writer_conn = _connect(str(path), cache_kib=WRITER_CACHE_KIB)
                 self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keystile-sqlite-writer")
             reader = _connect(str(path)) if path is not None else self._writer_conn
         except (sqlite3.Error, OSError) as exc:
