@@ -31,7 +31,7 @@ _PLACEHOLDER = re.compile(r"\$(\d+)")
 COPY_SLICE = 40
 """Rows :meth:`_Calls.copy_records` inserts between two yields to the event loop: at most ~0.5 ms of inserts (500
 held it for 2.5 to 7 ms on a busy 2-core machine, bench/loop_lag.py)."""
-WRITER_CACHE_KIB = 65_536
+WRITER_CACHE_KIB = 32_768
 """The writing connection's page cache (SQLite's default is 2 MiB), filled only as pages are used. Verification
 events of many keys update index and rollup pages all over the file; with the default cache a batch read most of
 them back from the OS at every write, and the event writer spent a third more time per event (bench/README.md)."""
