@@ -37,8 +37,8 @@ RollupRow = tuple[str, int, str, str, str, str, int]
 """``(granularity, bucket, api_id, key_id, owner_id, outcome, count)`` with '' for "none"."""
 
 COLUMNS = ("id", "ts", "request_id", "api_id", "key_id", "owner_id", "outcome", "ip", "tags", "latency_us")
-_ROLLUP_KEY = "(granularity, bucket, api_id, key_id, owner_id, outcome)"
-_ROLLUP_CONFLICT = f"""ON CONFLICT {_ROLLUP_KEY}
+_ROLLUP_KEY = "granularity, bucket, api_id, key_id, owner_id, outcome"
+_ROLLUP_CONFLICT = f"""ON CONFLICT ({_ROLLUP_KEY})
     DO UPDATE SET count = event_rollups.count + excluded.count"""
 _UPSERT_SQLITE = f"""
     INSERT INTO event_rollups (granularity, bucket, api_id, key_id, owner_id, outcome, count)
@@ -215,9 +215,8 @@ class EventWrites:
             cutoff = max(raw_before_ms, rollups_before_ms) if granularity == "minute" else rollups_before_ms
             # Only buckets that end before the cutoff: one that straddles it still counts kept time.
             rollups += await self._delete_chunks(
-                f"""DELETE FROM event_rollups WHERE {self._row} IN (
-                        SELECT {self._row.strip("()")} FROM event_rollups WHERE granularity = $1 AND bucket <= $2
-                         LIMIT $3)""",
+                f"""DELETE FROM event_rollups WHERE ({self._row}) IN (
+                        SELECT {self._row} FROM event_rollups WHERE granularity = $1 AND bucket <= $2 LIMIT $3)""",
                 granularity,
                 cutoff - size,
             )
@@ -225,8 +224,8 @@ class EventWrites:
 
     @property
     def _row(self) -> str:
-        """What names one rollup row: PostgreSQL's tuple id; on SQLite, which stores rollups clustered by their
-        primary key (no rowid, migration 0012), that key."""
+        """The columns that name one rollup row: PostgreSQL's tuple id; on SQLite, which stores rollups clustered by
+        their primary key (no rowid, migration 0012), that key's columns."""
         return "ctid" if self._postgresql else _ROLLUP_KEY
 
     async def _drop_partitions(self, before_ms: int) -> tuple[str, ...] | None:
