@@ -20,6 +20,7 @@ import pytest
 from keystile.config import Settings
 from keystile.errors import StorageError
 from keystile.events import EventRecorder, EventWriter, ProcessEventWriter
+from keystile.events.process import SQLITE_FRAME_EVENTS
 from keystile.service import Keystile
 from tests.tcp_proxy import TcpProxy, through
 
@@ -119,6 +120,30 @@ async def test_in_the_background_batches_go_without_a_flush(world: World, child_
         assert len(await world.stored()) == 5
     finally:
         await writer.close()
+
+
+async def test_a_frame_of_new_events_leaves_at_once_with_sqlite_and_waits_for_a_batch_with_postgresql(
+    world: World, child_url: str
+) -> None:
+    # SQLite: frames leave as they fill (P2's p99: a batch's worth sent at once, then written in one transaction,
+    # doubled it), though the batch and the interval are far off. PostgreSQL waits for a batch's worth.
+    writer = ProcessEventWriter(
+        world.ks.storage, recorder_of(world), world.clock, url=child_url, timeout_s=2.0, interval_s=3600
+    )
+    sqlite = child_url.startswith("sqlite:")
+    writer.start()
+    try:
+        await traffic(world, SQLITE_FRAME_EVENTS + 3)
+        for _ in range(200 if sqlite else 10):
+            if writer.stats.written == SQLITE_FRAME_EVENTS + 3:
+                break
+            await asyncio.sleep(0.05)
+        # Woken by a frame's worth, the sender sends what is buffered then: all of it, no flush called.
+        assert writer.stats.written == (SQLITE_FRAME_EVENTS + 3 if sqlite else 0)
+        assert len(await world.stored()) == writer.stats.written
+    finally:
+        await writer.close()
+    assert len(await world.stored()) == SQLITE_FRAME_EVENTS + 3
 
 
 async def test_a_killed_child_is_replaced_and_nothing_is_lost(world: World, child_url: str) -> None:

@@ -1,9 +1,11 @@
 """Contract: rollups (SPEC O3) written before the upgrade that stores them clustered (SQLite migration 0012) keep
 their counts and keep adding up; and on SQLite a key's, an owner's or an API's counts are read through that
-column's index, not through every key's rows of the time range."""
+column's index, not through every key's rows of the time range; and SQLite opened without a writer thread (the
+event writer process) commits and closes its file."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -26,6 +28,12 @@ def _rows(
         (f"evt_{key}_{outcome}_{at + i:015d}", at + i, None, api, key, owner, outcome, None, "[]", 5)
         for i in range(count)
     ]
+
+
+def _open_files(prefix: str) -> list[str]:
+    """This process's open files whose path starts with ``prefix`` (the database, its WAL and shared memory)."""
+    paths = (os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd"))
+    return [path for path in paths if path.startswith(prefix)]
 
 
 async def _counts(store: SqlStorage, granularity: Granularity, where: EventFilter) -> dict[tuple[int, str | None], int]:
@@ -91,3 +99,24 @@ async def test_sqlite_reads_a_filtered_count_through_that_columns_index(
 
     assert sum(counts.values()) == (42 if where.key_id is None and where.owner_id is None else 2)
     assert any(f"INDEX {index} " in step for step in captured), captured
+
+
+async def test_sqlite_written_without_a_writer_thread_commits_and_closes_its_file(
+    tmp_path: Any, clock: ManualClock
+) -> None:
+    # The event writer process opens SQLite this way: statements on its own thread, no hop per statement.
+    url = f"sqlite:///{tmp_path / 'keystile.db'}"
+    reader = await open_storage(url, clock)
+    await reader.migrate()
+    writer = await open_storage(url, clock, writer_thread=False)
+    try:
+        await writer.write_event_rows(_rows(3, key="key_a", owner="own_a"))
+        await writer.write_event_rows(_rows(2, key="key_a", owner="own_a", at=T0 + 10))
+        # Committed: another connection to the file counts them.
+        bucket = T0 - T0 % MINUTE
+        assert await _counts(reader, "minute", EventFilter(key_id="key_a")) == {(bucket, "VALID"): 5}
+        assert len(await reader.list_events(EventFilter(key_id="key_a"), before=None, limit=10)) == 5
+    finally:
+        await writer.close()
+        await reader.close()
+    assert _open_files(str(tmp_path / "keystile.db")) == []  # the writer's two connections and the reader's

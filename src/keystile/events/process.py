@@ -32,9 +32,24 @@ log = logging.getLogger("keystile.events")
 RESPAWN_S = 1.0
 """The least time between two starts of the child process."""
 SHUTDOWN_S = 30.0
-FRAME_EVENTS = 200
-"""Events encoded and sent at a time, letting requests in between (the child writes what has arrived in batches)."""
 """How long a clean shutdown waits for the child to write what it holds."""
+FRAME_EVENTS = 200
+"""Events encoded and sent at a time at most, letting requests in between (the child writes what has arrived in
+batches)."""
+SQLITE_FRAME_EVENTS = 100
+"""With SQLite, frames of this many leave as soon as they fill, one at a time between requests, and the child
+writes each as it comes (those that arrived meanwhile together). A batch's worth sent at once and written in one
+transaction (5,000 events, ~35 ms of the child's work) doubled the p99 of verifications under load; 1,000 at a time
+did as badly, 200 less, 100 least (bench/README.md). With PostgreSQL a transaction costs round trips and a
+commit's flush to disk, and 100 at a time lost nearly a fifth of the throughput: there a batch's worth waits (or
+the interval)."""
+
+
+def _cadence(url: str, batch_size: int) -> tuple[int, int]:
+    """``(events per frame at most, new events that wake the sender)`` for the database at ``url``."""
+    if url.lower().startswith("sqlite:"):
+        return SQLITE_FRAME_EVENTS, SQLITE_FRAME_EVENTS
+    return FRAME_EVENTS, batch_size
 
 
 class ProcessEventWriter(EventWriter):
@@ -53,6 +68,8 @@ class ProcessEventWriter(EventWriter):
         interval_s: float = INTERVAL_S,
     ) -> None:
         super().__init__(storage, recorder, clock, batch_size=batch_size, interval_s=interval_s)
+        self._frame, self._wake_every = _cadence(url, batch_size)
+        recorder.wake_at(self._wake_every)
         self._config = {"url": url, "timeout_s": timeout_s, "batch": batch_size}
         self._log_level = log_level
         self._proc: asyncio.subprocess.Process | None = None
@@ -116,7 +133,7 @@ class ProcessEventWriter(EventWriter):
                         raise RuntimeError(f"event batch {seq} acknowledged, {sent_seq} expected")
                     recorder.remove_head(count)
                     self._sent -= count
-                    recorder.wake_at(self._sent + self._batch)
+                    recorder.wake_at(self._sent + self._wake_every)
                     self._tallied -= count
                     self._acked += count
                     stats.rejected += rejected
@@ -150,13 +167,13 @@ class ProcessEventWriter(EventWriter):
         self._changed.set()
 
     async def _send_all(self) -> None:
-        """Send every record buffered now that the child does not hold, :data:`FRAME_EVENTS` at most per frame
+        """Send every record buffered now that the child does not hold, a frame's worth at most per frame
         (not those recorded meanwhile: chasing them sent a frame of a few events per request)."""
         recorder = self._recorder
         until = self._acked + len(recorder)  # counted from start, as acknowledgements move the buffer's head
         while self._acked + self._sent < until:
             proc = await self._ensure_child()
-            size = min(until - self._acked - self._sent, self._batch, FRAME_EVENTS)
+            size = min(until - self._acked - self._sent, self._batch, self._frame)
             await self._count_up_to(self._sent + size)  # counted for /metrics before they leave
             if self._proc is not proc:
                 continue
@@ -171,7 +188,7 @@ class ProcessEventWriter(EventWriter):
                 await proc.stdin.drain()
             except (ConnectionError, RuntimeError):
                 pass  # the child is gone: _read forgets it, and the loop starts another
-            recorder.wake_at(self._sent + self._batch)  # when a batch of unsent events waits: not at every ack
+            recorder.wake_at(self._sent + self._wake_every)  # when new events wait: not at every ack
             await asyncio.sleep(0)  # one frame at a time between requests
 
     # -- writing ------------------------------------------------------------------------------------------------

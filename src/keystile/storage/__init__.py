@@ -22,9 +22,12 @@ from keystile.storage._sql import SqlStorage
 SCHEMES = ("sqlite", "memory", "postgresql", "postgres")
 
 
-async def open_storage(url: str, clock: Clock, *, timeout_s: float | None = None) -> SqlStorage:
+async def open_storage(
+    url: str, clock: Clock, *, timeout_s: float | None = None, writer_thread: bool = True
+) -> SqlStorage:
     """Open the storage a URL names (without migrating it). ``timeout_s``: the deadline of each round trip to a
-    database server (PostgreSQL; default 5 s).
+    database server (PostgreSQL; default 5 s). ``writer_thread=False``: a SQLite file is written on the caller's
+    thread, holding its event loop meanwhile (for a process that does nothing else: the event writer).
 
     Raises :class:`InvalidInput` for an unknown scheme and :class:`~keystile.errors.StorageError` when the
     database cannot be opened or reached.
@@ -37,7 +40,7 @@ async def open_storage(url: str, clock: Clock, *, timeout_s: float | None = None
     if scheme == "sqlite":
         from keystile.storage.sqlite import SqliteDriver
 
-        return SqlStorage(SqliteDriver(sqlite_path(url)), clock)
+        return SqlStorage(SqliteDriver(sqlite_path(url), writer_thread=writer_thread), clock)
     if scheme in ("postgresql", "postgres"):
         from keystile.storage.postgresql import PostgresDriver
 
