@@ -13,7 +13,7 @@ hello reading the body, verify with events on, verify with events off, hello, /v
 off. Percentiles come from wrk's own latency histogram (a ``done`` hook prints p50, p99, p99.9 and the maximum);
 the table shows the median of each over rounds, and the ratio of the p99s.
 
-Run: ``python bench/tail_latency.py [--duration 2] [--rounds 5] [--connections 32]``.
+Run: ``python bench/tail_latency.py [--duration 2] [--rounds 5] [--connections 32]`` (whole seconds: wrk's ``-d``).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class Run:
 class Result:
     runs: dict[str, tuple[Run, ...]]
     connections: int
-    duration_s: float
+    duration_s: int
 
     def median(self, name: str, field: str) -> float:
         return statistics.median(getattr(run, field) for run in self.runs[name])
@@ -101,12 +101,21 @@ class Result:
         ):
             ratio = self.p99_ratio(measured, baseline)
             verdict = "met" if ratio <= TARGET_P99_RATIO else "MISSED"
-            lines.append(f"  p99 {measured} / {baseline} = {ratio:.2f}x (target <= {TARGET_P99_RATIO:g}x) {verdict}")
+            throughput = self.median(measured, "requests") / self.median(baseline, "requests")
+            lines.append(
+                f"  p99 {measured} / {baseline} = {ratio:.2f}x (target <= {TARGET_P99_RATIO:g}x) {verdict};"
+                f" throughput {throughput:.2f}x its, queueing alone {1 / throughput:.2f}x"
+            )
+        lines.append(
+            "  (queueing alone: wrk keeps every connection busy, so a request waits about connections / throughput and"
+            " every latency grows as 1 / throughput; a p99 ratio above that is the slower server's stalls, one at or"
+            " below it is its throughput)"
+        )
         lines += [f"  ERROR: {error}" for error in self.errors]
         return "\n".join(lines)
 
 
-def _wrk(wrk: str, url: str, script: Path, env: dict[str, str], connections: int, duration_s: float) -> Run:
+def _wrk(wrk: str, url: str, script: Path, env: dict[str, str], connections: int, duration_s: int) -> Run:
     command = [wrk, "-t1", f"-c{connections}", f"-d{duration_s:g}s", "--latency", "-s", str(script), url]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False, timeout=duration_s + 60)
     found = _TAIL.search(done.stdout)
@@ -116,7 +125,7 @@ def _wrk(wrk: str, url: str, script: Path, env: dict[str, str], connections: int
     return Run(p50 / 1000, p99 / 1000, p999 / 1000, most / 1000, requests, errors)
 
 
-def run(*, duration_s: float = 2.0, rounds: int = 5, connections: int = 32, warmup_s: float = 1.0) -> Result:
+def run(*, duration_s: int = 2, rounds: int = 5, connections: int = 32, warmup_s: int = 1) -> Result:
     wrk = ensure_wrk()
     with tempfile.TemporaryDirectory(prefix="keystile-bench-tail-") as tmp:
         directory = Path(tmp)
@@ -179,9 +188,20 @@ def run(*, duration_s: float = 2.0, rounds: int = 5, connections: int = 32, warm
     return Result({name: tuple(found) for name, found in runs.items()}, connections, duration_s)
 
 
+def _seconds(text: str) -> int:
+    """A run's length: wrk's ``-d`` takes whole seconds (``-d0.5s`` only prints its usage)."""
+    try:
+        seconds = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
+    if seconds < 1:
+        raise argparse.ArgumentTypeError("a run lasts at least 1 second")
+    return seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--duration", type=float, default=2.0, help="seconds per run (default 2)")
+    parser.add_argument("--duration", type=_seconds, default=2, help="whole seconds per run (default 2)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds (default 5)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     args = parser.parse_args(argv)

@@ -63,3 +63,66 @@ def test_the_event_writer_benchmark_runs_in_quick_mode() -> None:
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert "500 keys" in done.stdout, done.stdout
     assert "many keys / one key = " in done.stdout, done.stdout
+
+
+# The benchmarks bench/run.py does not run (they measure more than a bar, or a bar another way), each briefly: the
+# arguments that keep it short, and a line of its output that says it measured what it measures.
+OUTSIDE_THE_SUMMARY = [
+    ("analytics_query.py", ["--events", "20000", "--runs", "3", "--raw-runs", "1"], "rollups read by an index: yes"),
+    ("audit_append.py", [], "ratio chained / unchained"),
+    ("import_keys.py", ["--keys", "5000"], "5,000 keys stored, sample verifies ['VALID', 'VALID', 'VALID']: OK"),
+    ("integrations_verify.py", ["-n", "200"], "remote without cache / local:"),
+    (
+        "load_events.py",
+        ["--events", "20000", "--keys", "50", "--apis", "2", "--owners", "10", "--days", "2"],
+        "analytics == raw events: OK",
+    ),
+    ("loop_lag.py", ["--seconds", "1", "--rounds", "1"], "longest hold with events on ="),
+    ("redis_client.py", ["--calls", "200", "--rounds", "1"], "EVALSHA refund.lua, 32 concurrent"),
+    ("soak.py", ["--minutes", "0.25", "--keys", "2000", "--rate", "300", "--sample", "3"], "second half: RSS"),
+    ("tail_latency.py", ["--duration", "1", "--rounds", "1"], "p99 GET /v1/auth, events off / GET hello ="),
+]
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "measured"), OUTSIDE_THE_SUMMARY, ids=[case[0] for case in OUTSIDE_THE_SUMMARY]
+)
+def test_each_benchmark_outside_the_summary_runs_briefly(
+    script: str, args: list[str], measured: str, pg_url: str
+) -> None:
+    if script == "tail_latency.py":
+        require_tool("wrk")
+    if script == "redis_client.py":
+        require_tool("redis-server")
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / script),
+            *args,
+            *(["--pg-admin-url", pg_url] if script == "audit_append.py" else []),
+        ],
+        cwd=BENCH,
+        env={**os.environ, "KEYSTILE_BENCH_PG_DSN": pg_url},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert measured in done.stdout, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    assert "ERROR" not in output, output[-3000:]
+
+
+def test_a_tail_latency_run_lasts_whole_seconds_as_wrk_counts_them() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "tail_latency.py"), "--duration", "0.5"],
+        cwd=BENCH,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "'0.5' is not a whole number of seconds" in done.stderr
