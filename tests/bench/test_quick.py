@@ -22,6 +22,21 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 
+def _bench(
+    script: str, *args: str, env: dict[str, str] | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    """Run ``bench/<script> args`` from bench/ (as its README does), capturing its output."""
+    return subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        cwd=BENCH,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def _require_nginx() -> None:
     if not (shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")):
         missing("nginx")
@@ -31,16 +46,8 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path, redis_url: str, pg_u
     require_tool("wrk")
     _require_nginx()
     summary = tmp_path / "benchmarks.md"
-    env = {**os.environ, "KEYSTILE_BENCH_REDIS_URL": redis_url, "KEYSTILE_BENCH_PG_DSN": pg_url}
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "run.py"), "--quick", "--output", str(summary)],
-        cwd=BENCH,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    env = {"KEYSTILE_BENCH_REDIS_URL": redis_url, "KEYSTILE_BENCH_PG_DSN": pg_url}
+    done = _bench("run.py", "--quick", "--output", str(summary), env=env, timeout=300)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-5000:]
     assert "NOT MEASURED" not in output, output[-5000:]
@@ -52,14 +59,7 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path: Path, redis_url: str, pg_u
 
 
 def test_the_event_writer_benchmark_runs_in_quick_mode() -> None:
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "event_writes.py"), "--events", "6000", "--keys", "500"],
-        cwd=BENCH,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = _bench("event_writes.py", "--events", "6000", "--keys", "500", timeout=120)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert "500 keys" in done.stdout, done.stdout
     assert "many keys / one key = " in done.stdout, done.stdout
@@ -94,20 +94,8 @@ def test_each_benchmark_outside_the_summary_runs_briefly(
         require_tool("wrk")
     if script == "redis_client.py":
         require_tool("redis-server")
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH / script),
-            *args,
-            *(["--pg-admin-url", pg_url] if script == "audit_append.py" else []),
-        ],
-        cwd=BENCH,
-        env={**os.environ, "KEYSTILE_BENCH_PG_DSN": pg_url},
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    admin = ["--pg-admin-url", pg_url] if script == "audit_append.py" else []
+    done = _bench(script, *args, *admin, env={"KEYSTILE_BENCH_PG_DSN": pg_url})
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
     assert measured in done.stdout, output[-3000:]
@@ -116,13 +104,6 @@ def test_each_benchmark_outside_the_summary_runs_briefly(
 
 
 def test_a_tail_latency_run_lasts_whole_seconds_as_wrk_counts_them() -> None:
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "tail_latency.py"), "--duration", "0.5"],
-        cwd=BENCH,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _bench("tail_latency.py", "--duration", "0.5", timeout=60)
     assert done.returncode == 2
     assert "'0.5' is not a whole number of seconds" in done.stderr
