@@ -5,6 +5,8 @@ PostgreSQL database.
 
     .venv/bin/python bench/audit_append.py [--pg-admin-url postgresql://postgres@127.0.0.1:5432/postgres]
 
+The admin URL defaults to ``KEYSTILE_BENCH_PG_DSN``, as the other benchmarks' throwaway databases do.
+
 Prints ns per transaction and the ratio chained / unchained (noise only ever adds time: the minimum is compared).
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
 import sys
 import tempfile
@@ -86,7 +89,10 @@ async def _report(label: str, storage: SqlStorage) -> None:
 
 async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument(
+        "--pg-admin-url",
+        default=os.environ.get("KEYSTILE_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"),
+    )
     parser.add_argument("--no-pg", action="store_true", help="SQLite only")
     args = parser.parse_args(argv)
     clock = SystemClock()

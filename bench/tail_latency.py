@@ -83,7 +83,7 @@ class Result:
 
     def report(self) -> str:
         lines = [
-            f"Tail latency over HTTP: granian asgi, 1 worker each; wrk -t1 -c{self.connections} -d{self.duration_s:g}s"
+            f"Tail latency over HTTP: granian asgi, 1 worker each; wrk -t1 -c{self.connections} -d{self.duration_s}s"
             f" per run, {len(next(iter(self.runs.values())))} rounds alternating; medians over rounds",
             "  target                                  req/s     p50 ms   p99 ms  p99.9 ms    max ms",
         ]
@@ -116,7 +116,7 @@ class Result:
 
 
 def _wrk(wrk: str, url: str, script: Path, env: dict[str, str], connections: int, duration_s: int) -> Run:
-    command = [wrk, "-t1", f"-c{connections}", f"-d{duration_s:g}s", "--latency", "-s", str(script), url]
+    command = [wrk, "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency", "-s", str(script), url]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False, timeout=duration_s + 60)
     found = _TAIL.search(done.stdout)
     if done.returncode != 0 or found is None:

@@ -94,8 +94,7 @@ def test_each_benchmark_outside_the_summary_runs_briefly(
         require_tool("wrk")
     if script == "redis_client.py":
         require_tool("redis-server")
-    admin = ["--pg-admin-url", pg_url] if script == "audit_append.py" else []
-    done = _bench(script, *args, *admin, env={"KEYSTILE_BENCH_PG_DSN": pg_url})
+    done = _bench(script, *args, env={"KEYSTILE_BENCH_PG_DSN": pg_url})
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
     assert measured in done.stdout, output[-3000:]
