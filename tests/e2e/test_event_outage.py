@@ -24,6 +24,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from keystile.core import keys as keyformat
+from keystile.storage.postgresql import MAX_BACKOFF_S
 from tests.availability import missing
 from tests.tcp_proxy import TcpProxy, through
 
@@ -34,6 +35,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 CAPACITY = 500
 SENT = 800
 DEADLINE_S = 90.0
+READY_SLACK_S = 5.0
+"""Beyond the breaker's longest backoff, what /readyz may take to turn 200 on a loaded, shared machine."""
 Json = dict[str, Any]
 
 
@@ -80,6 +83,20 @@ def wait_for(server: Server, what: str, check: Any) -> dict[str, float]:
         if check(found):
             return found
         assert time.monotonic() < deadline, f"{what}: not within {DEADLINE_S} s; {found}\n{server.output()}"
+        time.sleep(0.05)
+
+
+def ready_within(http: httpx.Client, seconds: float) -> bool:
+    """Whether ``/readyz`` answers 200 within ``seconds`` (polled; a 503 meanwhile is the breaker's backoff)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        answer = http.get("/readyz")
+        if answer.status_code == 200:
+            assert answer.json() == {"status": "ready"}, answer.text
+            return True
+        assert answer.status_code == 503, answer.text
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.05)
 
 
@@ -151,7 +168,9 @@ def test_a_database_outage_loses_no_event_that_fits_and_counts_every_drop(
 
         pg_proxy.restore()
         after = wait_for(server, "the backlog written", lambda m: m["keystile_events_buffered"] == 0)
-        assert http.get("/readyz").status_code == 200
+        # The events were written by the writer process; the server's own breaker may still be in its backoff
+        # (at most MAX_BACKOFF_S), after which its next trial finds the database back: ready without a restart.
+        assert ready_within(http, MAX_BACKOFF_S + READY_SLACK_S)
 
     assert after["keystile_events_dropped_total"] == SENT - CAPACITY
     assert after["keystile_events_written_total"] == before["keystile_events_written_total"] + CAPACITY
