@@ -170,7 +170,7 @@ def test_a_database_outage_loses_no_event_that_fits_and_counts_every_drop(
         after = wait_for(server, "the backlog written", lambda m: m["keystile_events_buffered"] == 0)
         # The events were written by the writer process; the server's own breaker may still be in its backoff
         # (at most MAX_BACKOFF_S), after which its next trial finds the database back: ready without a restart.
-        assert ready_within(http, MAX_BACKOFF_S + READY_SLACK_S)
+        assert ready_within(http, MAX_BACKOFF_S + READY_SLACK_S), f"/readyz still 503:\n{server.output()}"
 
     assert after["keystile_events_dropped_total"] == SENT - CAPACITY
     assert after["keystile_events_written_total"] == before["keystile_events_written_total"] + CAPACITY
