@@ -55,7 +55,11 @@ SETTING_FLAGS: list[tuple[str, Any, str]] = [
     ("hsts", str, "Strict-Transport-Security on HTTPS answers [default: max-age=63072000; off: none]."),
     ("cache_ttl_ms", int, "How long a verified key is cached [default: 5000; 60000 with Redis or PostgreSQL]."),
     ("cache_size", int, "Keys kept in the verification cache [default: 100000]."),
-    ("trusted_proxies", str, "Comma-separated CIDRs whose X-Forwarded-* headers are believed."),
+    (
+        "trusted_proxies",
+        str,
+        "Comma-separated CIDRs whose X-Forwarded-* headers are believed [default: 127.0.0.0/8,::1/128].",
+    ),
     ("ratelimit_on_redis_failure", click.Choice(["open", "closed"]), "Rate limits when Redis fails."),
     ("credits_mode", click.Choice(["database", "redis"]), "Where credits are counted [default: database]."),
     ("max_body_bytes", int, "Largest request body [default: 1048576]."),

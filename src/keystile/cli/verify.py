@@ -41,8 +41,9 @@ def verify(key: str, api_id: str | None, permissions: str | None, ip: str | None
     """Verify KEY as an API would (- reads it from stdin).
 
     Reading the key from stdin keeps it out of shell history. Prints the code (VALID, NOT_FOUND, REVOKED, DISABLED,
-    EXPIRED, FORBIDDEN, INSUFFICIENT_PERMISSIONS) and the key's id. Exit code 0 for VALID, 1 for any other code, 2
-    for a usage error.
+    EXPIRED, FORBIDDEN, INSUFFICIENT_PERMISSIONS, RATE_LIMITED, USAGE_EXCEEDED) and the key's id. Like a
+    verification over HTTP, a VALID one spends the key's credits and rate limits. Exit code 0 for VALID, 1 for any
+    other code, 2 for a usage error.
     """
     from keystile.schemas import VerifyRequest, convert
     from keystile.service import CLI_ACTOR
