@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keystile.core import keys as keyformat
-from keystile.core.ids import ID_LENGTH, accepted_request_id, looks_like_id, new_id
+from keystile.core.ids import ID_LENGTH, accepted_request_id, carries_key, looks_like_id, new_id
 
 MAX_MS = 2**48 - 1
 
@@ -77,6 +77,17 @@ def test_a_request_id_holding_a_key_shape_or_the_requests_key_is_refused() -> No
     assert accepted_request_id(imported) == imported
     assert accepted_request_id(imported, key=imported) is None
     assert accepted_request_id(f"trace-{imported}", key=imported) is None
+
+
+def test_a_value_carries_a_key_when_it_holds_a_key_shape_or_the_requests_key() -> None:
+    key = keyformat.generate("ks")
+    assert carries_key(key)
+    assert carries_key(f"tenant {key} here")
+    assert not carries_key("api_0359eGEsbCWxEkuFaEFGWV")  # an id is not a key
+    imported = "kong-" + "x" * 20
+    assert not carries_key(f"tag:{imported}")
+    assert carries_key(f"tag:{imported}", key=imported)
+    assert not carries_key("plain", key="")
 
 
 @given(st.text(max_size=200), st.one_of(st.none(), st.text(min_size=1, max_size=60)))

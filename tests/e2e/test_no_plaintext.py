@@ -123,6 +123,12 @@ def test_plain_text_keys_appear_only_in_the_answer_that_created_them(database: s
             seen.call("GET", f"{server.url}/v1/keys/{key}", headers=auth)
             seen.call("GET", f"{server.url}/v1/apis", headers={"Authorization": f"Bearer {key}"})
             seen.call("GET", f"{server.url}/nowhere/{key}", headers=auth)
+            # Pasted into fields that are stored with the verification's event.
+            pasted = {"key": "ks_typo", "api_id": key, "tags": [key, f"user={key}"]}
+            seen.call("POST", f"{server.url}/v1/keys/verify", json=pasted, headers=auth)
+            bearer = {"Authorization": f"Bearer {key}"}
+            seen.call("GET", f"{server.url}/v1/auth", params={"api_id": key}, headers=bearer)
+            seen.call("POST", f"{server.url}/v1/keys/verify", json={"key": key, "tags": [key]}, headers=auth)
         seen.run("keys", "verify", "-", workdir=tmp_path, env=env, stdin=one["key"])
         seen.call("PATCH", f"{server.url}/v1/keys/{one['id']}", json={"meta": {"plan": "pro"}}, headers=auth)
         seen.call("POST", f"{server.url}/v1/keys/{bulk[0]['id']}/revoke", headers=auth)

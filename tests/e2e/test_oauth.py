@@ -96,6 +96,9 @@ def test_authlib_fetches_tokens_that_verify_offline_and_introspect(tmp_path: Pat
         not_held = {"grant_type": "client_credentials", "scope": "admin"}
         refused = httpx.post(endpoint, data=not_held, auth=(key_id, key))
         assert (refused.status_code, refused.json()["error"]) == (400, "invalid_scope")
+        for scope in ("forecast.read AND", "or forecast.read", "a" * 129, "((", "é"):  # not permission names
+            bad_scope = httpx.post(endpoint, data={**not_held, "scope": scope}, auth=(key_id, key))
+            assert (bad_scope.status_code, bad_scope.json()["error"]) == (400, "invalid_scope"), scope
         password = httpx.post(endpoint, data={"grant_type": "password"}, auth=(key_id, key))
         assert (password.status_code, password.json()["error"]) == (400, "unsupported_grant_type")
         with OAuth2Client(key_id, key + "x") as oauth, pytest.raises(Exception, match="invalid_client"):

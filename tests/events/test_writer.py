@@ -12,6 +12,8 @@ import pytest
 from keystile.core.models import EventFilter
 from keystile.errors import StorageError
 from keystile.events import EventRecorder, EventWriter
+from keystile.http.verify import check_of
+from keystile.schemas import VerifyRequest
 
 from .conftest import FlakyStorage, World
 
@@ -132,6 +134,24 @@ async def test_each_event_carries_what_its_verification_knew(world: World) -> No
     assert [e.outcome for e in unknown] == ["NOT_FOUND"]
     assert sorted(e.outcome for e in stored.values() if e.key_id == world.keys["bob"].id) == ["RATE_LIMITED", "VALID"]
     assert [e.outcome for e in stored.values() if e.key_id == world.keys["gone"].id] == ["REVOKED"]
+
+
+async def test_a_key_pasted_as_the_api_id_or_a_tag_is_not_stored(world: World) -> None:
+    alice = world.plain["alice"]
+    imported = "sk_live_" + "a1B2" * 6  # a key of another shape: only the request's own key can tell
+    await world.verify(None, "pasted-api", api_id=alice)  # the key and its id swapped: NOT_FOUND
+    await world.verify(None, "pasted-tag", tags=[f"key={alice}", "path=/docs", imported])
+    await world.verify("alice", "own-tag", tags=[alice, "path=/docs"])
+    request = VerifyRequest(key=imported, api_id=f"x-{imported}", tags=[imported, "ok"])
+    await world.ks.verification.verify(world.actor.principal, check_of(request), request_id="own-imported")
+    await world.ks.events.flush()
+
+    stored = {e.request_id: e for e in await world.stored()}
+    assert (stored["pasted-api"].outcome, stored["pasted-api"].api_id) == ("NOT_FOUND", None)
+    assert stored["pasted-tag"].tags == ("path=/docs", imported)  # another key than the request's: no telling
+    assert (stored["own-tag"].outcome, stored["own-tag"].tags) == ("VALID", ("path=/docs",))
+    assert (stored["own-imported"].api_id, stored["own-imported"].tags) == (None, ("ok",))
+    assert stored["own-imported"].outcome == "NOT_FOUND"
 
 
 async def test_events_of_one_millisecond_list_in_the_order_they_happened(world: World) -> None:

@@ -89,9 +89,10 @@ async def test_a_scope_the_key_does_not_hold_is_refused_without_spending(ks: Key
     assert key is not None
     assert key.credits is not None
     assert key.credits.remaining == 5
-    with pytest.raises(InvalidInput) as bad:
-        await ks.tokens.issue(KeyCheck(plain), permissions=["docs.*"])
-    assert bad.value.code == "invalid_scope"
+    for names in (["docs.*"], ["a.read", "AND"], ["or"], ["a" * 129]):  # query words and over-long names too
+        with pytest.raises(InvalidInput) as bad:
+            await ks.tokens.issue(KeyCheck(plain), permissions=names)
+        assert bad.value.code == "invalid_scope", names
 
 
 async def test_disabled_expired_unknown_and_limited_keys_get_no_token(

@@ -47,8 +47,13 @@ def accepted_request_id(value: str, key: str | None = None) -> str | None:
     letters or digits, as ``{prefix}_{random}{check}`` ends), so a key pasted there is never stored or logged;
     and not containing ``key``, the key the same request carries, which may be an imported key of any shape.
     """
-    if _REQUEST_ID_RE.fullmatch(value) is None or _KEY_TAIL_RE.search(value) is not None:
-        return None
-    if key and key in value:
+    if _REQUEST_ID_RE.fullmatch(value) is None or carries_key(value, key):
         return None
     return value
+
+
+def carries_key(value: str, key: str | None = None) -> bool:
+    """Whether ``value`` holds something shaped like a Keystile key (an underscore and 38 letters or digits, as
+    ``{prefix}_{random}{check}`` ends), or ``key`` itself (which may be an imported key of any shape): a key pasted
+    into a field that is stored or logged (a request id, an API id, a tag), never to be written there."""
+    return _KEY_TAIL_RE.search(value) is not None or bool(key and key in value)

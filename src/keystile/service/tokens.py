@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from keystile.core.ids import new_id
 from keystile.core.models import SigningKey
-from keystile.core.permissions import SLUG_RE
+from keystile.core.permissions import MAX_SLUG_LENGTH, is_permission_name
 from keystile.core.ports import Change
 from keystile.core.tokens import TokenGrant
 from keystile.core.verify import Code, KeyCheck, VerifyResult
@@ -298,9 +298,10 @@ class TokenService:
         wanted: tuple[str, ...] | None = None
         if permissions is not None:
             wanted = tuple(dict.fromkeys(permissions))
-            if len(wanted) > MAX_PERMISSIONS or not all(SLUG_RE.fullmatch(p) for p in wanted):
+            if len(wanted) > MAX_PERMISSIONS or not all(map(is_permission_name, wanted)):
                 raise InvalidInput(
-                    f"permissions must be at most {MAX_PERMISSIONS} permission names (letters, digits, _ : . -)",
+                    f"permissions must be at most {MAX_PERMISSIONS} permission names (letters, digits, _ : . -; at most"
+                    f" {MAX_SLUG_LENGTH} characters; not AND or OR)",
                     code="invalid_scope",
                     field="/permissions",
                 )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from time import perf_counter_ns
 
+from keystile.core.ids import carries_key
 from keystile.core.models import ROOT_API_ID
 from keystile.core.verify import NOT_FOUND, Code, KeyCheck, VerifyResult
 from keystile.events import EventRecorder
@@ -58,7 +59,14 @@ class VerificationService:
                 ratelimits=check.ratelimits,
             )
         if events is not None:
-            events.record(started, result, check.api_id, check.ip, check.tags, request_id)
+            api_id, tags = check.api_id, check.tags
+            # Stored with the event, so never a key pasted there by mistake (SPEC K3). The requested API is stored
+            # only when the key was not found (else the key's own API is); a key's IP was checked as an address.
+            if result.entry is None and api_id is not None and carries_key(api_id, check.key):
+                api_id = None
+            if tags:
+                tags = tuple(tag for tag in tags if not carries_key(tag, check.key))
+            events.record(started, result, api_id, check.ip, tags, request_id)
         watch = self.credits_watch
         if watch is not None and watch.active and result.code == Code.VALID:
             spent, entry = result.spent, result.entry
