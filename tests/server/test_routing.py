@@ -32,3 +32,26 @@ async def test_every_route_of_the_table_reaches_its_handler(
     assert response.status_code != 405
     if response.headers.get("content-type") == "application/problem+json":
         assert response.json()["code"] not in ("route_not_found", "method_not_allowed")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/v1/apis/"), ("POST", "/v1/keys/verify/"), ("GET", "/healthz/"), ("POST", "/v1/tokens/")],
+)
+async def test_a_slash_too_many_is_a_route_not_found_not_a_redirect_to_the_host_header(
+    client: httpx.AsyncClient, auth: Headers, method: str, path: str
+) -> None:
+    # A redirect built from the Host header would send the request (a POST body holding a key, say) elsewhere.
+    response = await client.request(method, path, headers={**auth, "Host": "evil.example"}, json={"key": "k"})
+
+    assert response.status_code == 404
+    assert "location" not in response.headers
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "route_not_found"
+
+
+@pytest.mark.parametrize("root", ["/dashboard", "/portal"])
+async def test_the_pages_roots_redirect_to_their_slash_naming_no_host(client: httpx.AsyncClient, root: str) -> None:
+    response = await client.get(root, headers={"Host": "evil.example"})
+
+    assert (response.status_code, response.headers["location"]) == (307, f"{root}/")

@@ -219,12 +219,25 @@ def create_app(settings: Settings, *, keystile: Keystile | None = None) -> ASGIA
     )
     # SPEC D2: the customer portal, signed into by the links of POST /v1/portal/sessions.
     routes.append(Mount("/portal", app=portal_app(lambda: runtime.ks, proxies=runtime.proxies)))
+    # The pages' roots without their slash: a redirect that names no host. Starlette's own slash redirects (off,
+    # below) named whatever host the request's Host header said, and made clients send a POST body there again
+    # (a key, for /v1/keys/verify/); a path with a slash too many is a 404 route_not_found instead, as any other.
+    routes += [PageRoot(root, _to_slash, methods=["GET", "HEAD"]) for root in ("/dashboard", "/portal")]
     starlette = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         lifespan=_lifespan(runtime),
     )
+    starlette.router.redirect_slashes = False
     return KeystileApp(runtime, starlette, verify)
+
+
+class PageRoot(Route):
+    """The root of the dashboard's or the portal's pages without its slash: a redirect, not an API operation."""
+
+
+async def _to_slash(request: Request) -> Response:
+    return Response(status_code=307, headers={"Location": request.url.path + "/"})
 
 
 def app_from_env() -> ASGIApp:
