@@ -149,3 +149,25 @@ async def test_a_problem_carries_the_same_request_id_as_its_header(client: httpx
 
     assert problem(response, 401, "missing_root_key")["request_id"] == "r" * 128
     assert response.headers["x-request-id"] == "r" * 128
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/v1/apis"), ("POST", "/v1/keys/verify"), ("POST", "/v2/apis.listKeys")]
+)
+async def test_two_different_authorization_headers_take_neither(
+    client: httpx.AsyncClient, auth: Headers, method: str, path: str
+) -> None:
+    root = auth["Authorization"]
+    body = {"key": "ks_unknown", "apiId": "api_x"} if path.startswith("/v2") else {"key": "ks_unknown"}
+    for pair in ([root, "Bearer ks_root_nope"], ["Bearer ks_root_nope", root]):
+        response = await client.request(
+            method, path, headers=[("Authorization", value) for value in pair], json=body if method == "POST" else None
+        )
+        assert response.status_code == 401, response.text
+        if not path.startswith("/v2"):  # Unkey's routes answer in Unkey's shape
+            problem(response, 401, "ambiguous_credentials")
+    # The same root key twice is one root key.
+    twice = await client.request(
+        method, path, headers=[("Authorization", root)] * 2, json=body if method == "POST" else None
+    )
+    assert twice.status_code != 401, twice.text

@@ -23,6 +23,7 @@ Channel = Literal["bearer", "header", "query"]
 QUERY_PARAMETER = "api_key"
 MISSING_ROOT_KEY = "this route needs a root key: send it as Authorization: Bearer <root key>"
 _AMBIGUOUS = "the request carries two different keys; send one"
+AMBIGUOUS_AUTHORIZATION = "the request carries two different Authorization headers; send one"
 
 
 def bearer(value: bytes) -> str | None:
@@ -41,6 +42,18 @@ def root_key(authorization: bytes | None) -> str:
     if token is None:
         raise Unauthenticated(MISSING_ROOT_KEY, code="missing_root_key")
     return token
+
+
+def authorization_of(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """The request's ``Authorization`` header, or ``None``; raises :class:`Unauthenticated`
+    (``ambiguous_credentials``) when it comes twice with different values, rather than taking one of them."""
+    found: bytes | None = None
+    for name, value in headers:
+        if name == b"authorization":
+            if found is not None and value != found:
+                raise Unauthenticated(AMBIGUOUS_AUTHORIZATION, code="ambiguous_credentials")
+            found = value
+    return found
 
 
 def extract_key(headers: Iterable[tuple[bytes, bytes]], query_string: bytes = b"") -> tuple[str, Channel] | None:

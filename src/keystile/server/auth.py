@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from keystile.http.asgi import Headers, Scope, header
-from keystile.http.credentials import root_key
+from keystile.http.credentials import authorization_of, root_key
 from keystile.service import Actor, Keystile, Principal
 
 _MAX_USER_AGENT = 512
@@ -12,10 +12,11 @@ _MAX_USER_AGENT = 512
 async def authenticate(ks: Keystile, headers: Headers) -> Principal:
     """The principal of the request's root key.
 
-    Raises :class:`~keystile.errors.Unauthenticated` with code ``missing_root_key`` when there is no bearer token
-    and ``invalid_root_key`` when it is unknown, revoked or expired.
+    Raises :class:`~keystile.errors.Unauthenticated` with code ``missing_root_key`` when there is no bearer token,
+    ``ambiguous_credentials`` when two different ``Authorization`` headers came, and ``invalid_root_key`` when it is
+    unknown, revoked or expired.
     """
-    return await ks.root_keys.authenticate(root_key(header(headers, b"authorization")))
+    return await ks.root_keys.authenticate(root_key(authorization_of(headers)))
 
 
 def actor_for(principal: Principal, scope: Scope) -> Actor:

@@ -10,6 +10,7 @@ when one is sent; one is made up, and anything logged, only on errors.
 from __future__ import annotations
 
 from keystile.core.ids import accepted_request_id
+from keystile.errors import Unauthenticated
 from keystile.http.asgi import (
     HEADER_OVERHEAD,
     HUGE_LENGTH,
@@ -22,7 +23,7 @@ from keystile.http.asgi import (
     too_large_body,
     too_large_headers,
 )
-from keystile.http.credentials import root_key
+from keystile.http.credentials import AMBIGUOUS_AUTHORIZATION, root_key
 from keystile.http.problems import send_problem
 from keystile.http.verify import check_of, decode_request, send_answer
 from keystile.server.runtime import Runtime
@@ -41,9 +42,12 @@ class VerifyEndpoint:
         authorization = length = sent_id = None
         key: str | None = None
         size = 0
+        ambiguous = False
         for name, value in scope["headers"]:
             size += len(name) + len(value) + HEADER_OVERHEAD
             if name == b"authorization":
+                if authorization is not None and value != authorization:
+                    ambiguous = True
                 authorization = value
             elif name == b"content-length":
                 length = value
@@ -58,6 +62,8 @@ class VerifyEndpoint:
                 expected = int(length) if len(length) <= MAX_LENGTH_DIGITS else HUGE_LENGTH
             if expected is not None and expected > runtime.max_body:
                 raise too_large_body(runtime.max_body)
+            if ambiguous:  # two different Authorization headers: neither is taken (as on every other route)
+                raise Unauthenticated(AMBIGUOUS_AUTHORIZATION, code="ambiguous_credentials")
             ks = runtime.ks
             principal = await ks.root_keys.authenticate(root_key(authorization))
             request = decode_request(await read_body(receive, runtime.max_body, expected))

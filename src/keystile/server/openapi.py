@@ -51,7 +51,8 @@ _PATH_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 _ERRORS = {
     400: "The request is malformed or breaks a rule (`field`, `position` or `index` say where).",
-    401: "The root key is missing (`missing_root_key`) or unknown, revoked or expired (`invalid_root_key`).",
+    401: "The root key is missing (`missing_root_key`), unknown, revoked or expired (`invalid_root_key`), or two"
+    " different `Authorization` headers came (`ambiguous_credentials`).",
     403: "The root key lacks the permission for every API.",
     404: "No such object, or one the root key may not see.",
     409: "The request clashes with the current state.",

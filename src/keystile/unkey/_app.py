@@ -19,7 +19,7 @@ from keystile.http.asgi import (
     request_id_from,
     send_bytes,
 )
-from keystile.http.credentials import root_key
+from keystile.http.credentials import authorization_of, root_key
 from keystile.observability.logs import ROOT_KEY_ID_SCOPE_KEY
 from keystile.service import Actor, Keystile, Principal
 from keystile.unkey import _keys, _resources
@@ -88,7 +88,7 @@ class UnkeyApp:
                     405, "Method Not Allowed", DOCS + "unkey/application/invalid_input", "use POST on this route"
                 )
             ks = self._services()
-            principal = await ks.root_keys.authenticate(root_key(header(headers, b"authorization")))
+            principal = await ks.root_keys.authenticate(root_key(authorization_of(headers)))
             scope[ROOT_KEY_ID_SCOPE_KEY] = principal.id  # for the access log line
             body = await read_body(receive, self._max_body, declared_length(headers))
             answer = await operation.handler(Call(ks, _actor(principal, scope), request_id, body))
