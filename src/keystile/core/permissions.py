@@ -27,13 +27,14 @@ _WORD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 Node: TypeAlias = "str | tuple[str, tuple[Node, ...]]"
 
 
+_OPERATORS = frozenset(("AND", "OR"))
+"""The query's words, which no permission asked for by name may be."""
+
+
 def is_permission_name(text: str) -> bool:
     """Whether ``text`` can be asked for by name in a query: a slug of at most :data:`MAX_SLUG_LENGTH` characters
     that is not one of the query's words (``AND``, ``OR``, in any case)."""
     return len(text) <= MAX_SLUG_LENGTH and SLUG_RE.fullmatch(text) is not None and text.upper() not in _OPERATORS
-
-
-_OPERATORS = frozenset(("AND", "OR"))
 
 
 def validate_grant(grant: str) -> str:
