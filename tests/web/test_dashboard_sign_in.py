@@ -67,3 +67,33 @@ async def test_with_no_limit_failed_sign_ins_are_never_blocked(
         for attempt in range(10):
             assert (await sign_in(http, f"ks_root_guess{attempt}")).status_code == 401
         assert (await sign_in(http, root[1])).status_code == 303
+
+
+async def test_a_dashboard_session_does_not_authorise_the_json_api(
+    ks: Keystile, root: tuple[Actor, str], settings: Settings
+) -> None:
+    """The JSON API reads bodies whatever their Content-Type says, so a page on another site could post one as
+    ``text/plain`` from a signed-in browser: the session cookie goes along, and must not count as a root key."""
+    app = create_app(settings, keystile=ks)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://keystile") as http:
+        assert (await sign_in(http, root[1])).status_code == 303
+        assert "keystile_session" in http.cookies
+        assert (await http.get("/dashboard/apis")).status_code == 200  # signed in
+
+        forged = await http.post(
+            "/v1/apis", content=b'{"name": "forged"}', headers={"Content-Type": "text/plain", "Origin": "https://evil"}
+        )
+        assert forged.status_code == 401
+        assert forged.headers["content-type"] == "application/problem+json"
+        assert forged.json()["code"] == "missing_root_key"
+        listed = await http.get("/v1/apis", headers={"Authorization": f"Bearer {root[1]}"})
+        assert [api["name"] for api in listed.json()["items"]] == []
+
+        # The same body with a root key is read as JSON, as the API documentation says.
+        made = await http.post(
+            "/v1/apis",
+            content=b'{"name": "plain text"}',
+            headers={"Content-Type": "text/plain", "Authorization": f"Bearer {root[1]}"},
+        )
+        assert made.status_code == 201, made.text
+        assert made.json()["name"] == "plain text"
