@@ -64,6 +64,9 @@ class Settings:
     credits_mode: str = "database"
     max_body_bytes: int = 1024 * 1024
     max_header_bytes: int = 16 * 1024
+    body_timeout_ms: int = 10_000
+    """How long a request may take to send its body, from when the server starts reading it; a slower one is
+    answered 408 (a client that sends its headers and then its body slowly, or never, holds a request until then)."""
     log_level: str = "info"
     events: bool = True
     """Record every verification (SPEC O1); off only to measure what recording costs (SPEC P6)."""
@@ -172,6 +175,7 @@ _INTS = {
     "cache_size": (1, 100_000_000),
     "max_body_bytes": (1024, 1024**3),
     "max_header_bytes": (1024, 1024 * 1024),
+    "body_timeout_ms": (100, 3_600_000),
     "events_buffer": (1, 100_000_000),
     "events_flush_ms": (1, 3_600_000),
     "events_retention_days": (1, 36_500),

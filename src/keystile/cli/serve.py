@@ -64,6 +64,7 @@ SETTING_FLAGS: list[tuple[str, Any, str]] = [
     ("credits_mode", click.Choice(["database", "redis"]), "Where credits are counted [default: database]."),
     ("max_body_bytes", int, "Largest request body [default: 1048576]."),
     ("max_header_bytes", int, "Largest total of request headers [default: 16384]."),
+    ("body_timeout_ms", int, "How long a request may take to send its body; then 408 [default: 10000]."),
     ("log_level", click.Choice(["debug", "info", "warning", "error"]), "Log level [default: info]."),
     ("events", click.Choice(["on", "off"]), "Record every verification as an event [default: on]."),
     ("events_buffer", int, "Events held in memory for the writer; more are dropped [default: 100000]."),

@@ -5,7 +5,9 @@ Nothing here imports Starlette, so the verification fast path stays a few functi
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -48,6 +50,30 @@ class IncompleteBody(InvalidInput):
             "the request body ended before it was complete: it was cut short or its chunked encoding is malformed",
             code="incomplete_body",
         )
+
+
+class SlowBody(InvalidInput):
+    """The request body did not arrive within ``KEYSTILE_BODY_TIMEOUT_MS`` (408 ``body_timeout``): a client that
+    sends its headers and then its body slowly, or never, holds a request of the server until then, and no longer
+    (see :mod:`keystile.http.deadline`)."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(f"the request body did not arrive within {timeout_s:g} s", code="body_timeout")
+
+
+BODY_TIMED_OUT: weakref.WeakKeyDictionary[asyncio.Task[Any], float] = weakref.WeakKeyDictionary()
+"""The requests (their tasks) that :mod:`keystile.http.deadline` cancelled while they read a body, and the
+deadline they were given: :func:`read_body` turns that cancellation into :class:`SlowBody`."""
+
+
+def _cut_off() -> float | None:
+    """For a cancellation met while reading a body: the deadline when the body deadline cancelled this task (the
+    cancellation is then taken back, and the request answers 408), None for any other (it goes on)."""
+    task = asyncio.current_task()
+    timeout_s = BODY_TIMED_OUT.pop(task, None) if task is not None else None
+    if task is not None and timeout_s is not None:
+        task.uncancel()
+    return timeout_s
 
 
 def too_large_body(limit: int) -> TooLarge:
@@ -130,10 +156,19 @@ def new_request_id() -> str:
 async def read_body(receive: Receive, limit: int, expected: int | None = None) -> bytes:
     """Read a request body of at most ``limit`` bytes; ``expected`` is the declared Content-Length, if any.
 
-    Raises :class:`TooLarge` as soon as the body grows past the limit (the rest is never read) and
-    :class:`IncompleteBody` when it ends before it is complete.
+    Raises :class:`TooLarge` as soon as the body grows past the limit (the rest is never read),
+    :class:`IncompleteBody` when it ends before it is complete, and :class:`SlowBody` when it has not arrived by
+    the body deadline (:mod:`keystile.http.deadline`, which finds requests waiting here).
     """
-    message = await receive()
+    try:
+        message = await receive()
+    except asyncio.CancelledError:
+        timeout_s = _cut_off()
+        if timeout_s is None:
+            raise
+        # Raised unnamed: a local naming it would make a cycle (error, traceback, this frame) that keeps granian's
+        # request body, and with it the connection, until the garbage collector runs.
+        raise SlowBody(timeout_s) from None
     if message["type"] != "http.request":
         raise IncompleteBody
     body: bytes = message.get("body", b"")
@@ -146,7 +181,13 @@ async def read_body(receive: Receive, limit: int, expected: int | None = None) -
     chunks = [body]
     size = len(body)
     while True:
-        message = await receive()
+        try:
+            message = await receive()
+        except asyncio.CancelledError:
+            timeout_s = _cut_off()
+            if timeout_s is None:
+                raise
+            raise SlowBody(timeout_s) from None
         if message["type"] != "http.request":
             raise IncompleteBody
         chunk = message.get("body", b"")

@@ -41,6 +41,7 @@ _STATUSES: tuple[tuple[type[KeystileError], int], ...] = (
 )
 # Codes whose status is more precise than their class's.
 _CODE_STATUSES = {
+    "body_timeout": 408,
     "headers_too_large": 431,
     "unsupported_media_type": 415,
     "method_not_allowed": 405,
@@ -50,6 +51,7 @@ _CODE_STATUSES = {
 }
 _TITLES = {
     405: "Method not allowed",
+    408: "Request timeout",
     415: "Unsupported media type",
     431: "Request headers too large",
     502: "Bad gateway",
@@ -92,6 +94,9 @@ def problem_of(exc: KeystileError, request_id: str | None) -> tuple[int, Problem
     if status == 401:
         challenge = b"Bearer" if exc.code in _NO_CREDENTIALS else b'Bearer error="invalid_token"'
         headers.append((b"www-authenticate", challenge))
+    if status == 408:
+        # The rest of the body may still come: it must not be read as the next request on this connection.
+        headers.append((b"connection", b"close"))
     retry_after = exc.extra.get("retry_after")
     if status == 429 and isinstance(retry_after, int):
         headers.append((b"retry-after", b"%d" % retry_after))

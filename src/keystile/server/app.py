@@ -40,6 +40,7 @@ from keystile.http.asgi import (
     too_large_body,
     too_large_headers,
 )
+from keystile.http.deadline import start_body_deadline, stop_body_deadline
 from keystile.http.problems import encode_problem, internal_problem, send_problem
 from keystile.http.stop_signals import stop_on_first_signal
 from keystile.http.transport import transport_security, with_header
@@ -181,9 +182,11 @@ def _lifespan(runtime: Runtime) -> Callable[[Starlette], AbstractAsyncContextMan
                 await opened.vault.check()
             if runtime.settings.webhooks:
                 opened.start_webhooks()  # webhooks are delivered by servers (SPEC R5)
+        deadline = start_body_deadline(runtime.settings.body_timeout_ms / 1000)
         try:
             yield
         finally:
+            await stop_body_deadline(deadline)
             if opened is not None:
                 runtime.keystile = None
                 await opened.close()

@@ -61,8 +61,8 @@ _ERRORS = {
     "the one that wraps them (`master_key_unavailable`).",
 }
 _DEFAULT_ERROR = (
-    "Any other problem: a body over the size limit (413), headers over the size limit (431), a server fault "
-    "(500), storage or the master key unavailable (503)."
+    "Any other problem: a body that did not arrive in time (408), a body over the size limit (413), headers over "
+    "the size limit (431), a server fault (500), storage or the master key unavailable (503)."
 )
 _SUCCESS = {200: "OK", 201: "Created", 204: "No content"}
 # What a created object lets a client call next (OpenAPI links): the path parameters it supplies. Every operation

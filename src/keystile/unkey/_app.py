@@ -112,6 +112,8 @@ class UnkeyApp:
         itself to the answers of :meth:`__call__`)."""
         status, payload = error_body(exc, request_id, not_found)
         extra = [(b"x-request-id", request_id.encode())] if tag else []
+        if status == 408:  # the rest of a late body must not be read as the next request
+            extra.append((b"connection", b"close"))
         # Unkey's SDKs expect a 429 as problem+json and every other error as JSON.
         await send_bytes(send, status, PROBLEM_JSON if status == 429 else JSON, encode_json(payload), extra)
 

@@ -92,6 +92,8 @@ def _classify(exc: KeystileError, not_found: str) -> tuple[int, str, str]:
         return 404, "Not Found", _NOT_FOUND_TYPES.get(code, not_found)
     if isinstance(exc, InvalidInput) and code == "unknown_role":
         return 404, "Not Found", _NOT_FOUND_TYPES[code]
+    if code == "body_timeout":
+        return 408, "Request Timeout", "user/bad_request/request_timeout"
     if isinstance(exc, TooLarge):
         return 413, "Request Entity Too Large", "user/bad_request/request_body_too_large"
     if isinstance(exc, InvalidInput) or (isinstance(exc, Conflict) and code in _INVALID_CONFLICTS):

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from keystile.errors import InvalidInput, KeystileError, TooLarge
+from keystile.http.asgi import read_body
 from keystile.http.forwarded import TrustedProxies
 from keystile.http.problems import status_of
 from keystile.service import Actor, Keystile, Principal
@@ -134,11 +135,10 @@ async def read_form(request: Request) -> Form:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         raise InvalidInput("send the form as application/x-www-form-urlencoded", code="invalid_form")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise TooLarge("the form is too large", code="body_too_large")
+    try:
+        body = await read_body(request.receive, MAX_FORM_BYTES)
+    except TooLarge:
+        raise TooLarge("the form is too large", code="body_too_large") from None
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
