@@ -175,18 +175,23 @@ def raw_exchange(url: str, data: bytes, *, leave: bool = False) -> tuple[int, di
         sock.sendall(data)
         if leave:
             return 0, {}, b""
-        received = b""
-        while b"\r\n\r\n" not in received:
-            chunk = sock.recv(65536)
-            assert chunk, f"the server closed the connection without answering: {received!r}"
-            received += chunk
-        head, _, body = received.partition(b"\r\n\r\n")
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
-        length = int(headers.get("content-length", "0"))
-        while len(body) < length and (chunk := sock.recv(65536)):
-            body += chunk
-        return int(status_line.split()[1]), headers, body[:length]
+        return read_answer(sock)
+
+
+def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One answer read from ``sock``: status, headers (lower-case names) and a Content-Length body."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed the connection without answering: {received!r}"
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length and (chunk := sock.recv(65536)):
+        body += chunk
+    return int(status_line.split()[1]), headers, body[:length]
 
 
 async def post_many(

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .server import Server, cli, free_port, serve
+from .server import Server, cli, free_port, read_answer, serve
 
 pytestmark = pytest.mark.e2e
 
@@ -33,21 +33,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running = serve(tmp_path_factory.mktemp("slow"), {"KEYSTILE_BODY_TIMEOUT_MS": str(TIMEOUT_MS)})
     yield running
     running.stop()
-
-
-def _read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    received = b""
-    while b"\r\n\r\n" not in received:
-        chunk = sock.recv(65536)
-        assert chunk, f"the server closed the connection without answering: {received!r}"
-        received += chunk
-    head, _, body = received.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
-    length = int(headers.get("content-length", "0"))
-    while len(body) < length and (chunk := sock.recv(65536)):
-        body += chunk
-    return int(status_line.split()[1]), headers, body[:length]
 
 
 def _closed_by_server(sock: socket.socket) -> bool:
@@ -82,7 +67,7 @@ def test_a_body_that_does_not_come_is_answered_408_and_the_connection_closed(
     with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])), timeout=30) as sock:
         sent = time.monotonic()
         sock.sendall(_head(path, headers, 100) + b'{"key": "')  # then nothing
-        status, answer_headers, body = _read_answer(sock)
+        status, answer_headers, body = read_answer(sock)
         took = time.monotonic() - sent
 
         assert status == 408, body
@@ -103,7 +88,7 @@ def test_many_slow_clients_are_cut_off_while_the_server_serves_the_others(server
     def slow_client() -> None:
         with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])), timeout=30) as sock:
             sock.sendall(_head("/oauth/token", "Content-Type: application/x-www-form-urlencoded\r\n", 50) + b"gra")
-            answers.append(_read_answer(sock)[0])
+            answers.append(read_answer(sock)[0])
 
     clients = [threading.Thread(target=slow_client) for _ in range(40)]
     for client in clients:
@@ -126,7 +111,7 @@ def test_a_body_that_trickles_in_before_the_deadline_is_served(server: Server) -
         for i in range(0, len(body), 6):
             time.sleep(0.05)  # a slow client, well within the deadline in all
             sock.sendall(body[i : i + 6])
-        status, _, answer = _read_answer(sock)
+        status, _, answer = read_answer(sock)
 
     assert status == 200, answer
     assert json.loads(answer)["code"] == "NOT_FOUND"
@@ -157,7 +142,7 @@ def test_slow_clients_holding_every_request_slot_are_cut_off_and_the_server_serv
         assert answer.status_code == 200
         assert waited < TIMEOUT_MS / 1000 + SWEEP_S + SLACK_S, f"served after {waited:.2f} s"
         for sock in slow:  # still open on the clients' side: they sent nothing more
-            assert _read_answer(sock)[0] == 408
+            assert read_answer(sock)[0] == 408
             assert _closed_by_server(sock)
     finally:
         for sock in slow:

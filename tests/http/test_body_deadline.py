@@ -100,9 +100,9 @@ async def test_one_deadline_per_event_loop_the_shorter_timeout_applies() -> None
         await stop_body_deadline(third)
 
 
-async def call(app: Any, path: str, headers: list[tuple[bytes, bytes]]) -> tuple[int, dict[bytes, bytes], bytes]:
-    """One request through the ASGI app whose body never comes; the status, headers and body it answers."""
-    scope = {
+def post_scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """The ASGI scope of a POST to ``path`` that declares a 40-byte body."""
+    return {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
@@ -116,6 +116,11 @@ async def call(app: Any, path: str, headers: list[tuple[bytes, bytes]]) -> tuple
         "client": ("203.0.113.9", 4000),
         "server": ("127.0.0.1", 8787),
     }
+
+
+async def call(app: Any, path: str, headers: list[tuple[bytes, bytes]]) -> tuple[int, dict[bytes, bytes], bytes]:
+    """One request through the ASGI app whose body never comes; the status, headers and body it answers."""
+    scope = post_scope(path, headers)
     sent: list[Message] = []
 
     async def send(message: Message) -> None:
@@ -188,25 +193,8 @@ async def test_a_request_cut_off_is_freed_at_once_not_by_the_garbage_collector(
     app = create_app(settings, keystile=ks)
     receive = Receive()
     gone = weakref.ref(receive)
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"keystile"),
-            (b"content-length", b"40"),
-            (b"content-type", b"application/x-www-form-urlencoded" if "dashboard" in path else b"application/json"),
-            (b"authorization", f"Bearer {root[1]}".encode()),
-        ],
-        "client": ("203.0.113.9", 4000),
-        "server": ("127.0.0.1", 8787),
-    }
+    content_type = b"application/x-www-form-urlencoded" if "dashboard" in path else b"application/json"
+    scope = post_scope(path, [(b"content-type", content_type), (b"authorization", f"Bearer {root[1]}".encode())])
     statuses: list[int] = []
 
     async def send(message: Message) -> None:
