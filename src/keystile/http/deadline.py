@@ -36,13 +36,17 @@ _DEADLINES: dict[asyncio.AbstractEventLoop, BodyDeadline] = {}
 class BodyDeadline:
     """Cancels the requests of this event loop that have waited for their body for ``timeout_s`` or more."""
 
-    def __init__(self, timeout_s: float, interval_s: float | None = None) -> None:
+    def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
-        self.interval_s = interval_s if interval_s is not None else min(MAX_INTERVAL_S, timeout_s / 2)
+        self.interval_s = min(MAX_INTERVAL_S, timeout_s / 2)
         self._waiting: dict[asyncio.Task[Any], float] = {}  # since when (loop time) each was seen waiting
         self._task: asyncio.Task[None] | None = None
         self.cut = 0
         """Requests cut off since start."""
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None
 
     def start(self) -> None:
         if self._task is None:
@@ -101,7 +105,7 @@ def start_body_deadline(timeout_s: float) -> BodyDeadline:
     ``timeout_s`` then applies from now on)."""
     loop = asyncio.get_running_loop()
     deadline = _DEADLINES.get(loop)
-    if deadline is None or deadline._task is None:
+    if deadline is None or not deadline.running:
         deadline = _DEADLINES[loop] = BodyDeadline(timeout_s)
         deadline.start()
     elif timeout_s < deadline.timeout_s:
